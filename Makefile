@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONFIG ?= etc/appliance.conf
+PYTEST_ARGS ?=
+DEBS := sip-tester tshark openssh-client tmux
+
+.PHONY: venv run test unit e2e debs bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt requirements-nodeps.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -q -c constraints.txt --config-settings editable_mode=compat -e '.[test]'
+	$(PIP) install -q --no-deps -c constraints.txt -r requirements-nodeps.txt
+	$(PY) -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $@
+
+# The node in the foreground on an embedded FileStorage under var/, with the
+# seeds' demo data provisioned on first start (shell/demo.cli).
+run: venv
+	$(VENV)/bin/twistd --nodaemon --pidfile= appliance --config $(CONFIG)
+
+# Debian packages the end-to-end tests drive as real peers (root only: CI is root).
+debs:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	else echo "not root: skipping apt-get of $(DEBS)"; fi
+
+test: venv debs
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+unit: venv
+	$(VENV)/bin/pytest -q -m 'not e2e' $(PYTEST_ARGS)
+
+e2e: venv debs
+	$(VENV)/bin/pytest -q -m e2e $(PYTEST_ARGS)
+
+bench: venv
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

@@ -1,0 +1,1 @@
+"""store/generations domain."""
