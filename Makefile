@@ -21,8 +21,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt requirements-nodeps
 
 # The node in the foreground on an embedded FileStorage under var/, with the
 # seeds' demo data provisioned on first start (shell/demo.cli).
-run: venv
+run: venv var/admin_keys
 	$(VENV)/bin/twistd --nodaemon --pidfile= appliance --config $(CONFIG)
+
+# The keys that log in as operator admin in `make run`: yours.
+var/admin_keys:
+	mkdir -p var
+	cat $$HOME/.ssh/*.pub > $@ 2>/dev/null || true
+	@test -s $@ || echo "var/admin_keys is empty: put an OpenSSH public key in it to log in (ssh -p 2022 admin@127.0.0.1)"
 
 # Debian packages the end-to-end tests drive as real peers (root only: CI is root).
 debs:

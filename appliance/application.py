@@ -1,0 +1,111 @@
+# -*- test-case-name: tests.test_application -*-
+"""
+The one wiring module: builds the node's service tree from a validated
+configuration.  The database comes first, then one named child per
+enabled protocol section, each made by its domain's C{make_service}.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from pathlib import Path
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from appliance.config import NodeConfig
+from appliance.logs import observer
+from appliance.node import NodeContext, NodeService, PortMap, child
+from appliance.store.database import Storage, open_database
+
+log = Logger()
+
+#: Section name to the module whose C{make_service(section, node)} builds
+#: that service.  Later protocols add their line here.
+SERVICE_FACTORIES = {
+    "shell": "appliance.shell.service",
+}
+
+
+def make_node(config: NodeConfig, reactor: Any,
+              log_observer: Any = None,
+              factories: dict[str, str] | None = None) -> NodeService:
+    """
+    Build the unstarted service tree.
+
+    @param config: the validated node configuration.
+    @param reactor: the reactor every service uses.
+    @param log_observer: the observer twistd should log through (default:
+        the node's own, at the configured level).
+    @param factories: section name to module path (default
+        L{SERVICE_FACTORIES}).
+    """
+    if log_observer is None:
+        log_observer = observer(config.node.log_level)
+    storage = Storage(
+        lambda: open_database(config.storage.uri, config.node.data_dir),
+        reactor=reactor, batch_max=config.storage.batch_max,
+        batch_delay=config.storage.batch_delay,
+        pack_interval=config.storage.pack_interval,
+        pack_days=config.storage.pack_days)
+    context = NodeContext(reactor=reactor, config=config, storage=storage,
+                          ports=PortMap(config.ports_file))
+    node = NodeService(context, log_observer)
+    child(node, storage, "storage")
+    if config.node.provision is not None:
+        child(node, Provisioner(context, config.node.provision), "provision")
+    factories = SERVICE_FACTORIES if factories is None else factories
+    for section in config.enabled():
+        make: Callable = importlib.import_module(
+            factories[section.name]).make_service
+        service = make(section, context)
+        context.services[section.name] = service
+        child(node, service, section.name)
+    return node
+
+
+class ProvisionError(Exception):
+    """The start-up provisioning script failed."""
+
+
+class Provisioner(Service):
+    """
+    Runs the operator's provisioning script (C{[node] provision}, e.g.
+    C{shell/demo.cli}) through the shell's command path the first time the
+    node starts on a database that has not been provisioned yet.  Success
+    is recorded in the database, so later starts skip it; a failure stops
+    the start-up with the script's line number and reason, and the next
+    start tries again (each command is its own transaction, and the
+    object commands enter existing objects, so a re-run is safe).
+    """
+
+    KEY = "appliance.provisioned"
+    log = Logger()
+
+    def __init__(self, context: NodeContext, script: Path):
+        """
+        @param context: the node context (its storage is started first).
+        @param script: the shell script to run.
+        """
+        self.context = context
+        self.script = script
+
+    def startService(self) -> None:
+        """Provision now if the database never was."""
+        super().startService()
+        storage = self.context.storage
+        raw = storage._root()
+        if raw.get(self.KEY):
+            return
+        from appliance.shell.script import run_script
+        text = self.script.read_text("utf-8")
+        result = run_script(storage, text, user="provision",
+                            source=f"startup:{self.script.name}")
+        if not result.ok:
+            raise ProvisionError(f"{self.script}: {result.text.strip()}")
+        with storage.transaction(user="provision",
+                                 note=f"provisioned from {self.script}"):
+            raw[self.KEY] = str(self.script)
+        self.log.info("provisioned the database from {script}",
+                      script=str(self.script))

@@ -1,0 +1,585 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+The node configuration file: what belongs to the box, not to operators.
+
+Pure: parse TOML text, validate every key, collect every error at once and
+return an immutable L{NodeConfig}.  Only L{load} touches the file system, and
+only to read the file and to check that the paths it names are usable.
+
+Relative paths in the file are resolved against the directory that holds
+the file, so C{etc/appliance.conf} in a checkout says C{data_dir = "../var"}
+and C{/etc/appliance/appliance.conf} on the box says
+C{data_dir = "/var/lib/appliance"}.  Operational data (accounts, carriers,
+tariffs...) never lives here: it is in the database, changed by the shell.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+LOG_LEVELS = ("error", "warning", "info", "debug")
+
+#: Listener kinds each service section accepts, by endpoint prefix.
+LISTENER_KINDS: dict[str, tuple[str, ...]] = {
+    "smpp": ("tcp", "ssl"),
+    "sip": ("udp", "tcp", "ssl"),
+    "m3ua": ("tcp",),
+    "shell": ("tcp",),
+    "http": ("tcp", "ssl"),
+}
+
+#: Default listeners, on loopback: an operator opens them up explicitly.
+DEFAULT_LISTEN: dict[str, tuple[str, ...]] = {
+    "smpp": ("tcp:port=2775:interface=127.0.0.1",),
+    "sip": ("udp:port=5060:interface=127.0.0.1",
+            "tcp:port=5060:interface=127.0.0.1"),
+    "m3ua": ("tcp:port=2905:interface=127.0.0.1",),
+    "shell": ("tcp:port=2022:interface=127.0.0.1",),
+    "http": ("tcp:port=8080:interface=127.0.0.1",),
+}
+
+#: Services whose implementation is in this build.  Enabling another one
+#: is refused at start-up rather than silently ignored.
+BUILT_SERVICES = frozenset({"shell"})
+
+
+class ConfigError(Exception):
+    """
+    The configuration is unusable.
+
+    @ivar errors: every problem found, each C{"[section] key: reason"}.
+    """
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+def port_key(section: str, kind: str) -> str:
+    """
+    The C{ports.json} key of a listener.
+
+    SIP always names the transport (C{sip_udp}, C{sip_tcp}, C{sip_tls});
+    other sections use their own name for plain TCP and C{<section>_tls}
+    for TLS.
+
+    @param section: the config section, e.g. C{"smpp"}.
+    @param kind: the endpoint prefix, C{"tcp"}, C{"ssl"} or C{"udp"}.
+    """
+    label = "tls" if kind == "ssl" else kind
+    if section == "sip":
+        return f"sip_{label}"
+    return section if kind == "tcp" else f"{section}_{label}"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """
+    One parsed listener: a Twisted server endpoint string (or C{udp:...},
+    which Twisted's endpoint parser does not know, in the same form).
+
+    @ivar kind: C{tcp}, C{ssl} or C{udp}.
+    @ivar description: the endpoint string as written.
+    @ivar port: the configured port (0: any free port).
+    @ivar interface: the address to bind, C{""} for all.
+    @ivar options: the remaining C{key=value} pairs.
+    """
+    kind: str
+    description: str
+    port: int
+    interface: str
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeSection:
+    """C{[node]}: identity, where state lives, how much to log."""
+    name: str = "appliance"
+    data_dir: Path = Path("var")
+    log_level: str = "info"
+    provision: Path | None = None
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    """
+    C{[storage]}: the database and its commit policy.
+
+    @ivar uri: C{file:///abs/Data.fs}, a path (relative to data_dir),
+        C{zeo://host:port}, C{postgresql://...} or C{memory:}.
+    @ivar batch_max: at most this many queued writes share one commit.
+    @ivar batch_delay: seconds a queued write may wait for companions.
+    @ivar pack_interval: seconds between packs (0: never).
+    @ivar pack_days: history kept by a pack, in days.
+    """
+    uri: str = "Data.fs"
+    batch_max: int = 2000
+    batch_delay: float = 0.002
+    pack_interval: float = 86400.0
+    pack_days: float = 0.0
+
+
+@dataclass(frozen=True)
+class ServiceSection:
+    """
+    A protocol service's section: whether it runs and where it listens,
+    plus the section's own settings in C{options}.
+    """
+    name: str
+    enabled: bool = False
+    listen: tuple[Listener, ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """
+        @return: the value of a section-specific setting, or C{default}.
+        """
+        return dict(self.options).get(key, default)
+
+
+@dataclass(frozen=True)
+class ShellSection(ServiceSection):
+    """
+    C{[shell]}: the SSH configuration shell.
+
+    @ivar admin_keys: authorized_keys-format file whose keys log in as
+        operator C{admin} (role admin); C{None} for none.
+    @ivar host_key: the Ed25519 host key, generated on first start.
+    @ivar audit_log: where accepted configuration commands are recorded.
+    @ivar manhole: whether the debug Python REPL runs (admin keys only).
+    @ivar manhole_listen: where the manhole listens.
+    """
+    admin_keys: Path | None = None
+    host_key: Path = Path("ssh_host_ed25519_key")
+    audit_log: Path = Path("audit.log")
+    manhole: bool = False
+    manhole_listen: tuple[Listener, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The whole node configuration, validated."""
+    source: Path | None
+    node: NodeSection = field(default_factory=NodeSection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    services: tuple[ServiceSection, ...] = ()
+
+    def service(self, name: str) -> ServiceSection:
+        """
+        @return: the section of the service called C{name}.
+        @raise KeyError: no such service.
+        """
+        for section in self.services:
+            if section.name == name:
+                return section
+        raise KeyError(name)
+
+    @property
+    def shell(self) -> ShellSection:
+        """The C{[shell]} section."""
+        return self.service("shell")  # type: ignore[return-value]
+
+    def enabled(self) -> list[ServiceSection]:
+        """
+        @return: the enabled service sections, in start order.
+        """
+        return [s for s in self.services if s.enabled]
+
+    @property
+    def ports_file(self) -> Path:
+        """C{<data_dir>/ports.json}."""
+        return self.node.data_dir / "ports.json"
+
+
+class _Collector:
+    """Collects errors while sections are read, so all are reported at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, section: str, key: str, reason: str) -> None:
+        self.errors.append(f"[{section}] {key}: {reason}")
+
+
+def _typed(c: _Collector, section: str, table: dict, key: str,
+           kind: type | tuple, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) and kind is not bool:
+        c.error(section, key, f"expected {_kind_name(kind)}, got a boolean")
+        return default
+    if not isinstance(value, kind):
+        c.error(section, key,
+                f"expected {_kind_name(kind)}, got {type(value).__name__}")
+        return default
+    return value
+
+
+def _kind_name(kind: type | tuple) -> str:
+    names = {str: "a string", bool: "true or false", int: "an integer",
+             float: "a number", list: "a list"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+def parse_listener(description: str, allowed: tuple[str, ...]) -> Listener:
+    """
+    Parse one endpoint string of a listener.
+
+    @param description: e.g. C{tcp:port=2775:interface=127.0.0.1},
+        C{ssl:port=3550:privateKey=key.pem:certKey=cert.pem} or
+        C{udp:port=5060:interface=::1}.
+    @param allowed: the endpoint kinds the section accepts.
+    @raise ValueError: with the reason.
+    """
+    kind, sep, rest = description.partition(":")
+    if not sep or kind not in allowed:
+        raise ValueError(f"{description!r}: expected one of "
+                         + ", ".join(f"{k}:..." for k in allowed))
+    options: dict[str, str] = {}
+    positional: list[str] = []
+    # Twisted endpoint syntax: colons separate fields, backslash escapes
+    # (IPv6 interfaces are written interface=\:\:1).
+    fields, current, escaped = [], "", False
+    for ch in rest:
+        if escaped:
+            current += ch
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ":":
+            fields.append(current)
+            current = ""
+        else:
+            current += ch
+    fields.append(current)
+    for item in fields:
+        if "=" in item:
+            k, _, v = item.partition("=")
+            options[k] = v
+        elif item:
+            positional.append(item)
+    if positional:
+        options.setdefault("port", positional[0])
+    if "port" not in options:
+        raise ValueError(f"{description!r}: no port")
+    try:
+        port = int(options.pop("port"))
+    except ValueError:
+        raise ValueError(f"{description!r}: port is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{description!r}: port out of range 0-65535")
+    interface = options.pop("interface", "")
+    if interface:
+        import ipaddress
+        try:
+            ipaddress.ip_address(interface)
+        except ValueError:
+            raise ValueError(
+                f"{description!r}: interface {interface!r} is not an IP "
+                "address") from None
+    if kind == "ssl":
+        for needed in ("privateKey",):
+            if needed not in options:
+                raise ValueError(f"{description!r}: TLS needs {needed}=")
+    return Listener(kind, description, port, interface,
+                    tuple(sorted(options.items())))
+
+
+def _listeners(c: _Collector, section: str, table: dict, key: str,
+               default: tuple[str, ...], base: Path) -> tuple[Listener, ...]:
+    raw = table.get(key, list(default))
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        c.error(section, key, "expected an endpoint string or a list of them")
+        return ()
+    out = []
+    for description in raw:
+        try:
+            listener = parse_listener(description, LISTENER_KINDS[section])
+        except ValueError as e:
+            c.error(section, key, str(e))
+            continue
+        if listener.kind == "ssl":
+            opts = dict(listener.options)
+            for k in ("privateKey", "certKey"):
+                if k in opts:
+                    path = _resolve(base, opts[k])
+                    if not path.is_file():
+                        c.error(section, key, f"{k} file {path} not found")
+                    opts[k] = str(path)
+            listener = Listener(listener.kind, _rebuild(listener.kind,
+                                listener.port, listener.interface, opts),
+                                listener.port, listener.interface,
+                                tuple(sorted(opts.items())))
+        out.append(listener)
+    return tuple(out)
+
+
+def _rebuild(kind: str, port: int, interface: str, opts: dict) -> str:
+    parts = [kind, f"port={port}"]
+    if interface:
+        parts.append("interface=" + interface.replace(":", "\\:"))
+    parts.extend(f"{k}={v.replace(':', chr(92) + ':')}"
+                 for k, v in sorted(opts.items()))
+    return ":".join(parts)
+
+
+def _resolve(base: Path, value: str | Path) -> Path:
+    path = Path(os.path.expanduser(str(value)))
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _unknown(c: _Collector, section: str, table: dict, known: set[str]) -> None:
+    for key in table:
+        if key not in known:
+            c.error(section, key, "unknown key")
+
+
+def _service(c: _Collector, name: str, table: dict,
+             base: Path) -> dict[str, Any]:
+    enabled = _typed(c, name, table, "enabled", bool, False)
+    if enabled and name not in BUILT_SERVICES:
+        c.error(name, "enabled",
+                f"the {name} service is not part of this build yet")
+    listen = _listeners(c, name, table, "listen", DEFAULT_LISTEN[name], base)
+    return {"name": name, "enabled": enabled, "listen": listen}
+
+
+#: Section-specific keys for services not yet built (beyond enabled/listen).
+_SERVICE_KEYS: dict[str, set[str]] = {
+    "smpp": set(), "sip": set(), "m3ua": set(), "http": set(),
+}
+
+
+def parse(text: str, source: Path | None = None,
+          base: Path | None = None) -> NodeConfig:
+    """
+    Parse and validate configuration text.
+
+    @param text: TOML.
+    @param source: the file it came from, for messages.
+    @param base: the directory relative paths are resolved against
+        (default: the file's directory, else the working directory).
+    @raise ConfigError: listing every problem.
+    """
+    if base is None:
+        base = source.parent if source is not None else Path.cwd()
+    base = base.resolve()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{source or 'config'}: not valid TOML: {e}"])
+    c = _Collector()
+    known = {"node", "storage", *LISTENER_KINDS}
+    for key, value in data.items():
+        if key not in known:
+            c.errors.append(f"[{key}]: unknown section")
+        elif not isinstance(value, dict):
+            c.errors.append(f"{key}: expected a [{key}] section")
+            data[key] = {}
+
+    t = data.get("node", {})
+    _unknown(c, "node", t, {"name", "data_dir", "log_level", "provision"})
+    name = _typed(c, "node", t, "name", str, "appliance")
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        c.error("node", "name", "letters, digits, '-' and '_' only")
+    data_dir = _resolve(base, _typed(c, "node", t, "data_dir", str, "var"))
+    log_level = _typed(c, "node", t, "log_level", str, "info")
+    if log_level not in LOG_LEVELS:
+        c.error("node", "log_level", "one of " + ", ".join(LOG_LEVELS))
+    provision = t.get("provision")
+    provision_path = None
+    if provision is not None:
+        provision = _typed(c, "node", t, "provision", str, None)
+        if provision:
+            provision_path = _resolve(base, provision)
+            if not provision_path.is_file():
+                c.error("node", "provision", f"{provision_path} not found")
+    node = NodeSection(name, data_dir, log_level, provision_path)
+
+    t = data.get("storage", {})
+    _unknown(c, "storage", t, {"uri", "batch_max", "batch_delay",
+                               "pack_interval", "pack_days"})
+    uri = _typed(c, "storage", t, "uri", str, "Data.fs")
+    uri_error = check_storage_uri(uri)
+    if uri_error:
+        c.error("storage", "uri", uri_error)
+    batch_max = _typed(c, "storage", t, "batch_max", int, 2000)
+    if not 1 <= batch_max <= 100_000:
+        c.error("storage", "batch_max", "between 1 and 100000")
+    batch_delay = _typed(c, "storage", t, "batch_delay", float, 0.002)
+    if not 0 <= batch_delay <= 1:
+        c.error("storage", "batch_delay", "between 0 and 1 second")
+    pack_interval = _typed(c, "storage", t, "pack_interval", float, 86400.0)
+    if pack_interval < 0:
+        c.error("storage", "pack_interval", "0 (never) or more seconds")
+    pack_days = _typed(c, "storage", t, "pack_days", float, 0.0)
+    if pack_days < 0:
+        c.error("storage", "pack_days", "0 or more days")
+    storage = StorageSection(uri, batch_max, batch_delay, pack_interval,
+                             pack_days)
+
+    services: list[ServiceSection] = []
+    for sname in ("shell", "smpp", "sip", "m3ua", "http"):
+        t = data.get(sname, {})
+        if sname == "shell":
+            _unknown(c, sname, t, {"enabled", "listen", "admin_keys",
+                                   "host_key", "audit_log", "manhole",
+                                   "manhole_listen"})
+            common = _service(c, sname, t, base)
+            admin_keys = None
+            if t.get("admin_keys"):
+                raw = _typed(c, sname, t, "admin_keys", str, "")
+                admin_keys = _resolve(base, raw) if raw else None
+                if admin_keys is not None and common["enabled"] \
+                        and not admin_keys.is_file():
+                    c.error(sname, "admin_keys", f"{admin_keys} not found")
+            host_key = _resolve(data_dir, _typed(
+                c, sname, t, "host_key", str, "ssh_host_ed25519_key"))
+            audit_log = _resolve(data_dir, _typed(
+                c, sname, t, "audit_log", str, "audit.log"))
+            manhole = _typed(c, sname, t, "manhole", bool, False)
+            manhole_listen = _listeners(
+                c, sname, t, "manhole_listen",
+                ("tcp:port=2023:interface=127.0.0.1",), base)
+            for lst in manhole_listen:
+                if manhole and lst.interface not in ("127.0.0.1", "::1"):
+                    c.error(sname, "manhole_listen", "loopback only")
+            services.append(ShellSection(
+                **common, admin_keys=admin_keys, host_key=host_key,
+                audit_log=audit_log, manhole=manhole,
+                manhole_listen=manhole_listen))
+        else:
+            _unknown(c, sname, t, {"enabled", "listen"} | _SERVICE_KEYS[sname])
+            common = _service(c, sname, t, base)
+            extra = tuple((k, v) for k, v in t.items()
+                          if k in _SERVICE_KEYS[sname])
+            services.append(ServiceSection(**common, options=extra))
+
+    _check_duplicate_listeners(c, services)
+    if c.errors:
+        raise ConfigError(c.errors)
+    return NodeConfig(source, node, storage, tuple(services))
+
+
+def _check_duplicate_listeners(c: _Collector,
+                               services: list[ServiceSection]) -> None:
+    seen: dict[tuple, str] = {}
+    for s in services:
+        if not s.enabled:
+            continue
+        for lst in s.listen:
+            if lst.port == 0:
+                continue
+            proto = "udp" if lst.kind == "udp" else "tcp"
+            key = (proto, lst.interface, lst.port)
+            if key in seen:
+                c.error(s.name, "listen",
+                        f"{lst.description!r} clashes with [{seen[key]}]")
+            seen[key] = s.name
+
+
+def check_storage_uri(uri: str) -> str | None:
+    """
+    @return: why C{uri} is not a usable storage URI, or C{None}.
+    """
+    if not uri:
+        return "empty"
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        if parts.scheme == "file" and (parts.netloc not in ("", "localhost")
+                                       or not parts.path.startswith("/")):
+            return "file:// URIs take an absolute path (file:///abs/Data.fs)"
+        return None
+    if parts.scheme == "memory":
+        return None
+    if parts.scheme == "zeo":
+        try:
+            port = parts.port
+        except ValueError:
+            return "zeo://host:port: bad port"
+        if not parts.hostname or port is None:
+            return "zeo://host:port needs a host and a port"
+        return None
+    if parts.scheme in ("postgresql", "postgres"):
+        return None
+    return f"unknown scheme {parts.scheme!r} (file, zeo, postgresql, memory)"
+
+
+def check_paths(config: NodeConfig) -> list[str]:
+    """
+    Check that the directories the node writes to are usable, creating
+    the data directory if needed.
+
+    @return: the problems found, as C{"[section] key: reason"} strings.
+    """
+    errors = []
+    data_dir = config.node.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        errors.append(f"[node] data_dir: cannot create {data_dir}: "
+                      f"{e.strerror}")
+        return errors
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        errors.append(f"[node] data_dir: {data_dir} is not writable")
+    path = storage_path(config)
+    if path is not None:
+        parent = path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            errors.append(f"[storage] uri: cannot create {parent}: "
+                          f"{e.strerror}")
+        else:
+            if not os.access(parent, os.W_OK | os.X_OK):
+                errors.append(f"[storage] uri: {parent} is not writable")
+            elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
+                errors.append(f"[storage] uri: {path} is not writable")
+    return errors
+
+
+def storage_path(config: NodeConfig) -> Path | None:
+    """
+    @return: the FileStorage path the URI names, or C{None} for other
+        storages.
+    """
+    parts = urlsplit(config.storage.uri)
+    if parts.scheme == "file":
+        return Path(parts.path)
+    if parts.scheme == "":
+        return _resolve(config.node.data_dir, config.storage.uri)
+    return None
+
+
+def load(path: str | Path,
+         reader: Callable[[Path], str] = lambda p: p.read_text("utf-8"),
+         ) -> NodeConfig:
+    """
+    Read, parse and validate the node configuration file, and check the
+    paths it names.
+
+    @raise ConfigError: every problem found.
+    """
+    path = Path(path)
+    try:
+        text = reader(path)
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    config = parse(text, source=path)
+    errors = check_paths(config)
+    if errors:
+        raise ConfigError(errors)
+    return config

@@ -1,0 +1,84 @@
+# -*- test-case-name: tests.test_logs -*-
+"""
+The node's log output: four levels (error, warning, info, debug), one line
+per event on standard output, with the component's namespace.
+
+On a terminal (C{make run}) a line reads
+C{2026-11-23T12:00:00Z info [appliance.store.database] database closed}.
+Under systemd (C{JOURNAL_STREAM} is set), the line instead starts with the
+syslog priority the journal reads, C{<6>[appliance.store.database] ...},
+and no timestamp, since the journal keeps its own.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import IO, Callable
+
+from twisted.logger import (FilteringLogObserver, ILogObserver, LogLevel,
+                            LogLevelFilterPredicate, formatEvent)
+from zope.interface import implementer
+
+#: Our four levels to Twisted's; Twisted's critical is shown as error.
+LEVELS = {"error": LogLevel.error, "warning": LogLevel.warn,
+          "info": LogLevel.info, "debug": LogLevel.debug}
+_NAMES = {LogLevel.critical: "error", LogLevel.error: "error",
+          LogLevel.warn: "warning", LogLevel.info: "info",
+          LogLevel.debug: "debug"}
+_SYSLOG = {"error": 3, "warning": 4, "info": 6, "debug": 7}
+
+
+def format_line(event: dict, journald: bool = False) -> str | None:
+    """
+    One log event as one line (tracebacks follow on further lines).
+
+    @param journald: prefix the syslog priority instead of a timestamp.
+    @return: the text, or C{None} if the event has nothing to say.
+    """
+    text = formatEvent(event)
+    failure = event.get("log_failure")
+    if failure is not None:
+        text = f"{text}\n{failure.getTraceback()}".rstrip()
+    if not text:
+        return None
+    level = _NAMES.get(event.get("log_level", LogLevel.info), "info")
+    namespace = event.get("log_namespace", "-")
+    if journald:
+        return "\n".join(f"<{_SYSLOG[level]}>[{namespace}] {line}"
+                         for line in text.splitlines())
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                          time.gmtime(event.get("log_time", time.time())))
+    return f"{stamp} {level} [{namespace}] {text}"
+
+
+@implementer(ILogObserver)
+class LineObserver:
+    """Writes each event as L{format_line} does, flushing after each."""
+
+    def __init__(self, out: IO[str], journald: bool = False):
+        self._out = out
+        self._journald = journald
+
+    def __call__(self, event: dict) -> None:
+        line = format_line(event, self._journald)
+        if line is not None:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+
+def observer(level: str = "info", out: IO[str] | None = None,
+             environ: dict | None = None) -> ILogObserver:
+    """
+    The node's log observer.
+
+    @param level: the least severe level shown (C{error}, C{warning},
+        C{info}, C{debug}).
+    @param out: where lines go (standard output by default).
+    @param environ: the environment, to detect the systemd journal.
+    """
+    environ = os.environ if environ is None else environ
+    sink = LineObserver(out or sys.stdout,
+                        journald="JOURNAL_STREAM" in environ)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
+    return FilteringLogObserver(sink, [predicate])

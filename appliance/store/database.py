@@ -1,0 +1,424 @@
+# -*- test-case-name: tests.store.test_database -*-
+"""
+The storage service: owns the ZODB database and gives the reactor thread
+short synchronous transactions and a batched, durable commit path.
+
+ZODB calls block.  Everything here runs on the reactor thread with one
+connection and its own transaction manager, so a transaction is a plain
+C{with} block that never spans a C{yield}.  High-rate writes go through
+L{Storage.batch}: the functions queued within C{batch_delay} seconds (or
+C{batch_max} of them) run in one transaction, one commit (FileStorage
+fsyncs it), and only then does each caller's Deferred fire.  That is how a
+protocol acknowledges a message only once it is on disk, at the price of
+one fsync per batch instead of per message.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import transaction
+import ZODB
+from twisted.application.service import MultiService
+from twisted.internet import defer, task, threads
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from ZODB.POSException import ConflictError
+from zope.interface import implementer
+
+from appliance.store.generations import evolve_database
+from appliance.store.interfaces import IStorage
+
+#: How many times a transaction is retried after a ConflictError.
+RETRIES = 5
+
+
+def open_database(uri: str, data_dir: Path) -> ZODB.DB:
+    """
+    Open the database a storage URI names.
+
+    @param uri: C{file:///abs/Data.fs}, a path (relative to C{data_dir}),
+        C{zeo://host:port[?wait_timeout=s]}, C{postgresql://...}
+        (RelStorage, the C{postgresql} extra) or C{memory:}.
+    @raise ValueError: unknown scheme, or RelStorage not installed.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme == "memory":
+        return ZODB.DB(None)
+    if parts.scheme in ("", "file"):
+        from ZODB.FileStorage import FileStorage
+        path = Path(parts.path) if parts.scheme == "file" else Path(uri)
+        if not path.is_absolute():
+            path = data_dir / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return ZODB.DB(FileStorage(str(path)), pool_size=4)
+    if parts.scheme == "zeo":
+        from ZEO.ClientStorage import ClientStorage
+        query = parse_qs(parts.query)
+        wait = float(query.get("wait_timeout", ["10"])[0])
+        storage = ClientStorage((parts.hostname, parts.port),
+                                wait_timeout=wait)
+        return ZODB.DB(storage)
+    if parts.scheme in ("postgresql", "postgres"):
+        try:
+            from relstorage.adapters.postgresql import PostgreSQLAdapter
+            from relstorage.options import Options
+            from relstorage.storage import RelStorage
+        except ImportError:
+            raise ValueError("postgresql:// needs the 'postgresql' extra "
+                             "(RelStorage and psycopg2)") from None
+        options = Options(keep_history=False)
+        adapter = PostgreSQLAdapter(dsn=uri, options=options)
+        return ZODB.DB(RelStorage(adapter, options=options))
+    raise ValueError(f"unknown storage scheme {parts.scheme!r}")
+
+
+@implementer(IStorage)
+class Storage(MultiService):
+    """
+    The database as a service.  Start it first and stop it last: it opens
+    the database and brings it to the current generation in
+    C{startService}, and in C{stopService} commits what is queued and
+    closes the database.
+
+    @ivar db: the open C{ZODB.DB}, or C{None} before start / after stop.
+    @ivar generation: the database generation after start-up upgrades.
+    @ivar commits: batched commits done (for statistics and tests).
+    """
+
+    name = "storage"
+    log = Logger()
+
+    def __init__(self, opener: Callable[[], ZODB.DB],
+                 reactor: IReactorTime | None = None,
+                 batch_max: int = 2000, batch_delay: float = 0.002,
+                 pack_interval: float = 0.0, pack_days: float = 0.0):
+        """
+        @param opener: returns the C{ZODB.DB} to use (see L{open_database}).
+        @param reactor: provides C{callLater} and the thread pool for packs.
+        @param batch_max: commit once this many writes are queued.
+        @param batch_delay: seconds a queued write waits for companions;
+            0 commits on the next reactor turn.
+        @param pack_interval: seconds between packs, 0 for never.
+        @param pack_days: history a pack keeps.
+        """
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+            reactor = _reactor
+        self._reactor = reactor
+        self._opener = opener
+        self.batch_max = batch_max
+        self.batch_delay = batch_delay
+        self.pack_days = pack_days
+        self.db: ZODB.DB | None = None
+        self.generation: int | None = None
+        self.commits = 0
+        self._conn = None
+        self._tm: transaction.TransactionManager | None = None
+        self._pending: list[tuple[Callable, tuple, dict, defer.Deferred]] = []
+        self._timer = None
+        self._listeners: list[Callable[[str], Any]] = []
+        self._in_transaction = False
+        self.pack_interval = pack_interval
+        self._packer: task.LoopingCall | None = None
+
+    @classmethod
+    def open_memory(cls, reactor: IReactorTime | None = None,
+                    **kwargs: Any) -> "Storage":
+        """
+        An in-memory storage, already started: for unit tests.
+        """
+        storage = cls(lambda: ZODB.DB(None), reactor=reactor, **kwargs)
+        storage.open()
+        return storage
+
+    # -- life cycle ----------------------------------------------------
+
+    def open(self) -> None:
+        """
+        Open the database, apply pending generations (each in its own
+        transaction) and open the reactor thread's connection.
+
+        @raise appliance.store.generations.GenerationError: the database
+            is newer than this code.
+        """
+        db = self._opener()
+        try:
+            old, new = evolve_database(db)
+        except Exception:
+            db.close()
+            raise
+        if old != new:
+            self.log.info("database upgraded from generation {old} to {new}",
+                          old=old, new=new)
+        self.db = db
+        self.generation = new
+        self._tm = transaction.TransactionManager()
+        self._conn = db.open(self._tm)
+
+    def startService(self) -> None:
+        """
+        Open the database before any other service starts, and schedule
+        packs (the first one an interval from now).
+        """
+        if self.db is None:
+            self.open()
+        super().startService()
+        if self.pack_interval > 0:
+            self._packer = task.LoopingCall(self.pack)
+            self._packer.clock = self._reactor
+            self._packer.start(self.pack_interval, now=False)
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """
+        Commit what is queued, stop the packer, close the database.
+        """
+        if self._packer is not None and self._packer.running:
+            self._packer.stop()
+        yield super().stopService()
+        yield self.flush()
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection and the database (idempotent)."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._conn is not None:
+            self._tm.abort()
+            self._conn.close()
+            self._conn = None
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+            self.log.info("database closed")
+
+    # -- reading -------------------------------------------------------
+
+    def _root(self) -> Any:
+        if self._conn is None:
+            raise RuntimeError("storage is not open")
+        return self._conn.root()
+
+    def root(self) -> Any:
+        """@return: the C{ApplianceRoot}."""
+        return self._root()["appliance"]
+
+    def messages(self) -> Any:
+        """@return: the C{MessageStore}."""
+        return self._root()["messages"]
+
+    def sync(self) -> None:
+        """
+        Start a new read transaction, so changes other clients committed
+        (ZEO, RelStorage) become visible.  Nothing queued is lost: queued
+        writes are applied only when their batch commits.
+        """
+        if not self._in_transaction:
+            self._tm.abort()
+
+    # -- configuration transactions ------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, user: str = "", note: str = "") -> Iterator[Any]:
+        """
+        One transaction: yields the root, commits on normal exit, aborts
+        if the block raises.  Change listeners run after the commit.
+        """
+        if self._in_transaction:
+            raise RuntimeError("transactions do not nest")
+        self._in_transaction = True
+        tm = self._tm
+        try:
+            tm.abort()      # start clean, and see others' commits
+            txn = tm.get()
+            if user:
+                txn.user = user
+            if note:
+                txn.note(note)
+            try:
+                yield self.root()
+            except BaseException:
+                tm.abort()
+                raise
+            tm.commit()
+        finally:
+            self._in_transaction = False
+        self._changed(note)
+
+    def run(self, fn: Callable[..., Any], *args: Any, user: str = "",
+            note: str = "", **kwargs: Any) -> Any:
+        """
+        C{fn(root, *args, **kwargs)} in a transaction, retried on
+        C{ConflictError}.
+
+        @return: what C{fn} returned.
+        """
+        for attempt in range(RETRIES + 1):
+            try:
+                with self.transaction(user=user, note=note) as root:
+                    return fn(root, *args, **kwargs)
+            except ConflictError:
+                if attempt == RETRIES:
+                    raise
+                self.log.warn("conflict in {note!r}, retrying", note=note)
+
+    def add_change_listener(self, listener: Callable[[str], Any]) -> None:
+        """Call C{listener(note)} after each committed transaction."""
+        self._listeners.append(listener)
+
+    def remove_change_listener(self, listener: Callable[[str], Any]) -> None:
+        """Stop calling C{listener}."""
+        self._listeners.remove(listener)
+
+    def _changed(self, note: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(note)
+            except Exception:
+                self.log.failure("change listener {listener!r} failed",
+                                 listener=listener)
+
+    # -- batched commits -----------------------------------------------
+
+    def batch(self, fn: Callable[..., Any], *args: Any,
+              **kwargs: Any) -> defer.Deferred:
+        """
+        Queue C{fn(root, *args, **kwargs)} for the next batched commit; it
+        receives the raw ZODB root mapping (C{root["appliance"]},
+        C{root["messages"]}).
+
+        @return: a Deferred firing with C{fn}'s result once the commit is
+            on disk, or failing with C{fn}'s exception (the others in the
+            batch still commit) or with the commit's error.
+        """
+        if self._conn is None:
+            return defer.fail(RuntimeError("storage is not open"))
+        d: defer.Deferred = defer.Deferred()
+        self._pending.append((fn, args, kwargs, d))
+        if len(self._pending) >= self.batch_max:
+            self._commit_batch()
+        elif self._timer is None:
+            self._timer = self._reactor.callLater(self.batch_delay,
+                                                  self._commit_batch)
+        return d
+
+    def flush(self) -> defer.Deferred:
+        """
+        Commit what is queued now.
+
+        @return: a Deferred that fires once nothing queued before this
+            call is left uncommitted.
+        """
+        if self._pending:
+            self._commit_batch()
+        return defer.succeed(None)
+
+    @property
+    def pending(self) -> int:
+        """Writes queued and not yet committed."""
+        return len(self._pending)
+
+    def _commit_batch(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        items, self._pending = self._pending, []
+        if not items:
+            return
+        if self._in_transaction:
+            # A configuration transaction is open (a listener queued a
+            # write): commit right after it instead of inside it.
+            self._pending[:0] = items
+            self._timer = self._reactor.callLater(0, self._commit_batch)
+            return
+        results = self._apply(items)
+        for (fn, args, kwargs, d), result in zip(items, results):
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+    def _apply(self, items: list) -> list:
+        """
+        Run the queued functions in one transaction and commit.  A function
+        that raises is left out and the rest re-run (no half-applied
+        function is ever committed); a commit that conflicts is retried.
+
+        @return: one result or L{Failure} per item.
+        """
+        tm = self._tm
+        results: list[Any] = [None] * len(items)
+        live = list(range(len(items)))
+        for attempt in range(RETRIES + 1):
+            while True:
+                tm.abort()
+                root = self._root()
+                failed_one = False
+                for i in live:
+                    fn, args, kwargs, _ = items[i]
+                    try:
+                        results[i] = fn(root, *args, **kwargs)
+                    except Exception:
+                        results[i] = Failure()
+                        failed_one = True
+                if not failed_one:
+                    break
+                # Re-run only the good ones on a clean transaction, so no
+                # half-applied function is committed.
+                live = [i for i in live
+                        if not isinstance(results[i], Failure)]
+                if not live:
+                    tm.abort()
+                    return results
+            try:
+                tm.get().note(f"batch of {len(live)}")
+                tm.commit()
+            except ConflictError:
+                tm.abort()
+                if attempt == RETRIES:
+                    failure = Failure()
+                    return [results[i] if isinstance(results[i], Failure)
+                            else failure for i in range(len(items))]
+                self.log.warn("batch commit conflicted, retrying")
+                continue
+            except Exception:
+                tm.abort()
+                failure = Failure()
+                self.log.failure("batch commit failed", failure)
+                return [results[i] if isinstance(results[i], Failure)
+                        else failure for i in range(len(items))]
+            self.commits += 1
+            return results
+        raise AssertionError("unreachable")
+
+    # -- maintenance ---------------------------------------------------
+
+    def pack(self) -> defer.Deferred:
+        """
+        Pack the database in a thread (FileStorage packs concurrently with
+        commits), removing old revisions and deleted messages, so the file
+        does not grow without bound.
+        """
+        if self.db is None:
+            return defer.succeed(None)
+        db, days = self.db, self.pack_days
+        self.log.info("packing database (keeping {days} days)", days=days)
+        d = threads.deferToThreadPool(self._reactor,
+                                      self._reactor.getThreadPool(),
+                                      db.pack, days=days)
+
+        def done(result):
+            self.log.info("pack done")
+            return result
+
+        def failed(f):
+            self.log.failure("pack failed", f)
+        d.addCallbacks(done, failed)
+        return d

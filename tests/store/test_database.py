@@ -1,0 +1,238 @@
+"""Tests for L{appliance.store.database}: transactions and batched commits."""
+import pytest
+import transaction
+import ZODB
+from twisted.internet import task
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+from ZODB.POSException import ConflictError
+from zope.interface.verify import verifyObject
+
+from appliance.store.database import Storage, open_database
+from appliance.store.generations import KEY, GENERATIONS
+from appliance.store.interfaces import IStorage
+
+
+def other_view(storage):
+    """What a second, independent connection sees: only committed data."""
+    tm = transaction.TransactionManager()
+    conn = storage.db.open(tm)
+    try:
+        return dict(conn.root().get("test", {}))
+    finally:
+        tm.abort()
+        conn.close()
+
+
+def put(root, key, value):
+    """A batched write: store a value under root['test'] (a plain copy)."""
+    data = dict(root.get("test", {}))
+    data[key] = value
+    root["test"] = data
+    return key
+
+
+def boom(root):
+    """A batched write that fails half-way."""
+    root["test"] = {"half": "written"}
+    raise ValueError("bad message")
+
+
+class StorageTests(SynchronousTestCase):
+    """Storage on an in-memory database with a fake reactor."""
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.storage = Storage.open_memory(reactor=self.reactor,
+                                           batch_max=3, batch_delay=0.01)
+        self.addCleanup(self.storage.close)
+
+    def test_interface(self):
+        """Storage provides IStorage."""
+        verifyObject(IStorage, self.storage)
+
+    def test_generations_applied(self):
+        """A new database is brought to the newest generation."""
+        self.assertEqual(self.storage.generation, len(GENERATIONS))
+        self.assertEqual(self.storage._root()[KEY], len(GENERATIONS))
+        self.assertIsNotNone(self.storage.root())
+        self.assertIsNotNone(self.storage.messages())
+
+    def test_batch_waits_for_commit(self):
+        """A batched write's Deferred fires only after its commit, and the
+        data is invisible to other connections until then."""
+        d = self.storage.batch(put, "a", 1)
+        self.assertNoResult(d)
+        self.assertEqual(other_view(self.storage), {})
+        self.reactor.advance(0.01)
+        self.assertEqual(self.successResultOf(d), "a")
+        self.assertEqual(other_view(self.storage), {"a": 1})
+        self.assertEqual(self.storage.commits, 1)
+
+    def test_many_writes_one_commit(self):
+        """Writes queued together share one commit."""
+        ds = [self.storage.batch(put, k, 1) for k in "ab"]
+        self.reactor.advance(0.01)
+        self.assertEqual([self.successResultOf(d) for d in ds], ["a", "b"])
+        self.assertEqual(self.storage.commits, 1)
+
+    def test_batch_max_commits_at_once(self):
+        """Reaching batch_max commits without waiting for the timer."""
+        ds = [self.storage.batch(put, k, 1) for k in "abc"]
+        self.assertEqual([self.successResultOf(d) for d in ds], list("abc"))
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_failure_isolated(self):
+        """A failing write fails alone, leaves nothing behind, and the
+        others in its batch still commit."""
+        d1 = self.storage.batch(put, "a", 1)
+        d2 = self.storage.batch(boom)
+        d3 = self.storage.batch(put, "c", 3)
+        self.reactor.advance(0.01)
+        self.assertEqual(self.successResultOf(d1), "a")
+        self.failureResultOf(d2, ValueError)
+        self.assertEqual(self.successResultOf(d3), "c")
+        self.assertEqual(other_view(self.storage), {"a": 1, "c": 3})
+
+    def test_commit_conflict_retried(self):
+        """A commit that conflicts is retried with the writes re-applied."""
+        tm = self.storage._tm
+        real = tm.commit
+        calls = []
+
+        def flaky():
+            calls.append(1)
+            if len(calls) == 1:
+                raise ConflictError()
+            return real()
+        tm.commit = flaky
+        d = self.storage.batch(put, "a", 1)
+        self.reactor.advance(0.01)
+        self.assertEqual(self.successResultOf(d), "a")
+        self.assertEqual(len(calls), 2)
+        self.assertEqual(other_view(self.storage), {"a": 1})
+
+    def test_commit_error_fails_all(self):
+        """A commit that fails for good fails every write of the batch."""
+        def broken():
+            raise OSError("disk full")
+        self.storage._tm.commit = broken
+        ds = [self.storage.batch(put, k, 1) for k in "ab"]
+        self.reactor.advance(0.01)
+        for d in ds:
+            self.failureResultOf(d, OSError)
+        self.flushLoggedErrors(OSError)
+
+    def test_flush(self):
+        """flush() commits what is queued now."""
+        d = self.storage.batch(put, "a", 1)
+        self.storage.flush()
+        self.assertEqual(self.successResultOf(d), "a")
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_transaction_commits_and_notifies(self):
+        """A transaction commits with its user and note, then listeners run."""
+        notes = []
+        self.storage.add_change_listener(notes.append)
+        with self.storage.transaction(user="alice", note="carrier TATA"):
+            self.storage._root()["test"] = {"x": 1}
+        self.assertEqual(other_view(self.storage), {"x": 1})
+        self.assertEqual(notes, ["carrier TATA"])
+        last = list(self.storage.db.storage.iterator())[-1]
+        self.assertEqual((last.user, last.description),
+                         (b"alice", b"carrier TATA"))
+
+    def test_transaction_aborts(self):
+        """A block that raises changes nothing and notifies nobody."""
+        notes = []
+        self.storage.add_change_listener(notes.append)
+        with self.assertRaises(ValueError):
+            with self.storage.transaction(note="bad"):
+                self.storage._root()["test"] = {"x": 1}
+                raise ValueError("refused")
+        self.assertEqual(other_view(self.storage), {})
+        self.assertNotIn("test", self.storage._root())
+        self.assertEqual(notes, [])
+
+    def test_batch_during_transaction(self):
+        """A write queued from inside a transaction commits after it."""
+        with self.storage.transaction(note="cfg"):
+            d = self.storage.batch(put, "a", 1)
+            self.storage.flush()
+        self.assertNoResult(d)
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), "a")
+
+    def test_run_retries_conflicts(self):
+        """run() retries a function that hits ConflictError."""
+        calls = []
+
+        def fn(root):
+            calls.append(1)
+            if len(calls) < 3:
+                raise ConflictError()
+            return "done"
+        self.assertEqual(self.storage.run(fn, note="x"), "done")
+        self.assertEqual(len(calls), 3)
+
+    def test_stop_flushes(self):
+        """Stopping the service commits queued writes, then closes."""
+        storage = Storage.open_memory(reactor=self.reactor, batch_delay=10)
+        storage.startService()
+        d = storage.batch(put, "a", 1)
+        zstorage = storage.db.storage
+        self.successResultOf(storage.stopService())
+        self.assertEqual(self.successResultOf(d), "a")
+        self.assertIsNone(storage.db)
+        self.assertFalse(zstorage.opened())
+
+    def test_closed_storage_refuses(self):
+        """A write to a closed storage fails instead of vanishing."""
+        self.storage.close()
+        self.failureResultOf(self.storage.batch(put, "a", 1), RuntimeError)
+
+    def test_pack_timer(self):
+        """With a pack interval, a pack is scheduled on the reactor."""
+        storage = Storage(lambda: ZODB.DB(None), reactor=self.reactor,
+                          pack_interval=60)
+        packs = []
+        storage.pack = lambda: packs.append(1)
+        storage.startService()
+        self.assertEqual(packs, [])
+        self.reactor.advance(60)
+        self.assertEqual(len(packs), 1)
+        self.reactor.advance(60)
+        self.assertEqual(len(packs), 2)
+        self.successResultOf(storage.stopService())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+def test_filestorage_survives_restart(tmp_path):
+    """Committed batched writes are in the file after a close and reopen."""
+    clock = MemoryReactorClock()
+    path = tmp_path / "sub" / "Data.fs"
+    storage = Storage(lambda: open_database(str(path), tmp_path), clock)
+    storage.startService()
+    d = storage.batch(put, "kept", 1)
+    storage.flush()
+    assert d.called
+    storage.stopService()
+    again = Storage(lambda: open_database(f"file://{path}", tmp_path), clock)
+    again.open()
+    try:
+        assert again._root()["test"] == {"kept": 1}
+    finally:
+        again.close()
+
+
+def test_relative_path_under_data_dir(tmp_path):
+    """A relative FileStorage path lives under data_dir."""
+    db = open_database("db/Data.fs", tmp_path)
+    db.close()
+    assert (tmp_path / "db" / "Data.fs").exists()
+
+
+def test_unknown_scheme(tmp_path):
+    """An unknown URI scheme is refused."""
+    with pytest.raises(ValueError):
+        open_database("mysql://x", tmp_path)

@@ -1,0 +1,159 @@
+"""Tests for L{appliance.config}: the node configuration contract."""
+from pathlib import Path
+
+import pytest
+
+from appliance.config import (ConfigError, load, parse, parse_listener,
+                              port_key, storage_path)
+
+
+def errors_of(text, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        parse(text, base=tmp_path)
+    return e.value.errors
+
+
+def test_defaults(tmp_path):
+    """An empty file gives the documented defaults, every service off."""
+    c = parse("", base=tmp_path)
+    assert c.node.name == "appliance"
+    assert c.node.data_dir == (tmp_path / "var").resolve()
+    assert c.node.log_level == "info"
+    assert c.storage.uri == "Data.fs"
+    assert c.enabled() == []
+    assert storage_path(c) == (tmp_path / "var" / "Data.fs").resolve()
+    assert c.ports_file == c.node.data_dir / "ports.json"
+
+
+def test_paths_relative_to_file(tmp_path):
+    """Relative paths are resolved against the config file's folder."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    f = etc / "appliance.conf"
+    f.write_text('[node]\ndata_dir = "../state"\n')
+    c = load(f)
+    assert c.node.data_dir == (tmp_path / "state").resolve()
+    assert c.node.data_dir.is_dir()
+
+
+def test_unknown_key_and_section_named(tmp_path):
+    """Unknown keys and sections are errors that name them."""
+    errs = errors_of('[node]\nnmae = "x"\n[smtp]\nenabled = true\n', tmp_path)
+    assert "[node] nmae: unknown key" in errs
+    assert "[smtp]: unknown section" in errs
+
+
+def test_all_errors_reported_at_once(tmp_path):
+    """Several bad values give one error each, all in one ConfigError."""
+    errs = errors_of('[node]\nlog_level = "loud"\n'
+                     '[storage]\nbatch_max = 0\nuri = "ftp://x"\n'
+                     '[shell]\nenabled = "yes"\n', tmp_path)
+    assert any(e.startswith("[node] log_level:") for e in errs)
+    assert any(e.startswith("[storage] batch_max:") for e in errs)
+    assert any(e.startswith("[storage] uri: unknown scheme") for e in errs)
+    assert any(e.startswith("[shell] enabled: expected true or false")
+               for e in errs)
+
+
+def test_bad_toml(tmp_path):
+    """Text that is not TOML is one clear error."""
+    errs = errors_of("[node\n", tmp_path)
+    assert "not valid TOML" in errs[0]
+
+
+@pytest.mark.parametrize("text,reason", [
+    ('listen = "tcp:port=99999"', "port out of range"),
+    ('listen = "tcp:interface=127.0.0.1"', "no port"),
+    ('listen = "udp:port=2022"', "expected one of tcp:..."),
+    ('listen = "tcp:port=22:interface=localhost"', "is not an IP address"),
+    ('listen = 22', "expected an endpoint string"),
+])
+def test_bad_listeners(tmp_path, text, reason):
+    """A bad listener is refused with its reason."""
+    errs = errors_of(f"[shell]\n{text}\n", tmp_path)
+    assert any(e.startswith("[shell] listen:") and reason in e for e in errs), errs
+
+
+def test_listener_forms():
+    """Endpoint strings parse: positional port, IPv6 escapes, port 0."""
+    assert parse_listener("tcp:2775", ("tcp",)).port == 2775
+    lst = parse_listener(r"udp:port=5060:interface=\:\:1", ("udp",))
+    assert (lst.kind, lst.port, lst.interface) == ("udp", 5060, "::1")
+    assert parse_listener("tcp:port=0:interface=127.0.0.1", ("tcp",)).port == 0
+
+
+def test_tls_needs_files(tmp_path):
+    """An ssl: listener needs its key and certificate files to exist."""
+    errs = errors_of('[smpp]\nlisten = "ssl:port=3550:privateKey=k.pem"\n',
+                     tmp_path)
+    assert any("privateKey file" in e and "not found" in e for e in errs)
+
+
+def test_unbuilt_service_refused(tmp_path):
+    """Enabling a service not in this build is refused, not ignored."""
+    errs = errors_of("[smpp]\nenabled = true\n", tmp_path)
+    assert errs == ["[smpp] enabled: the smpp service is not part of this "
+                    "build yet"]
+
+
+def test_port_keys():
+    """ports.json keys follow the contract of the foundation issue."""
+    assert port_key("smpp", "tcp") == "smpp"
+    assert port_key("smpp", "ssl") == "smpp_tls"
+    assert port_key("sip", "udp") == "sip_udp"
+    assert port_key("sip", "tcp") == "sip_tcp"
+    assert port_key("sip", "ssl") == "sip_tls"
+    assert port_key("shell", "tcp") == "shell"
+
+
+def test_clashing_listeners(tmp_path):
+    """Two enabled services on the same fixed port are refused."""
+    (tmp_path / "keys").write_text("")
+    errs = errors_of('[shell]\nenabled = true\nlisten = "tcp:port=2022"\n'
+                     'manhole = true\n'
+                     'manhole_listen = "tcp:port=2023:interface=0.0.0.0"\n',
+                     tmp_path)
+    assert "[shell] manhole_listen: loopback only" in errs
+
+
+@pytest.mark.parametrize("uri,ok", [
+    ("Data.fs", True), ("file:///tmp/x/Data.fs", True),
+    ("file://relative/Data.fs", False), ("zeo://127.0.0.1:8100", True),
+    ("zeo://127.0.0.1", False), ("postgresql://u@h/db", True),
+    ("memory:", True), ("mysql://x", False),
+])
+def test_storage_uris(tmp_path, uri, ok):
+    """Storage URIs: FileStorage path or file://, zeo://, postgresql://."""
+    text = f'[storage]\nuri = "{uri}"\n'
+    if ok:
+        assert parse(text, base=tmp_path).storage.uri == uri
+    else:
+        assert errors_of(text, tmp_path)[0].startswith("[storage] uri:")
+
+
+def test_unusable_data_dir(tmp_path):
+    """A data_dir that cannot be created stops start-up with the reason."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    f = tmp_path / "a.conf"
+    f.write_text(f'[node]\ndata_dir = "{blocker}/sub"\n')
+    with pytest.raises(ConfigError) as e:
+        load(f)
+    assert e.value.errors[0].startswith("[node] data_dir: cannot create")
+
+
+def test_missing_file(tmp_path):
+    """A missing config file is a ConfigError naming it."""
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path / "nope.conf")
+    assert "cannot read" in str(e.value)
+
+
+def test_shipped_config_parses(tmp_path):
+    """etc/appliance.conf is valid (provisioning and keys aside)."""
+    text = (Path(__file__).parents[1] / "etc" / "appliance.conf").read_text()
+    text = text.replace('provision = "../shell/demo.cli"', "")
+    text = text.replace('admin_keys = "../var/admin_keys"', "")
+    c = parse(text, base=tmp_path)
+    assert [s.name for s in c.enabled()] == ["shell"]
+    assert c.shell.listen[0].port == 2022
