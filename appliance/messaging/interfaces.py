@@ -1,0 +1,112 @@
+"""Interfaces of the messaging domain: the durable message queue."""
+from zope.interface import Attribute, Interface
+
+
+class IMessage(Interface):
+    """
+    One short message (possibly of several parts) in the queue.
+
+    Once stored, change C{state}, C{next_attempt} and C{error} only through
+    L{IMessageStore.set_state} and C{account} only through
+    L{IMessageStore.set_account}, which keep the indexes right. Other
+    attributes (C{attempts}, C{route}, C{hops}...) are plain.
+    """
+
+    id = Attribute("int: C{epoch << 32 | seq}, unique across restarts.")
+    origin_kind = Attribute("str: carrier, account, connection or http.")
+    origin = Attribute("str: name of the carrier/account/connection/API user.")
+    sender = Attribute("str: digits or alphanumeric sender.")
+    recipient = Attribute("str: E.164 digits.")
+    account = Attribute("str or None: destination account username.")
+    text = Attribute("str or None: the text.")
+    payload = Attribute("bytes or None: binary content (UDH included).")
+    encoding = Attribute("str: gsm7, ucs2, latin1, utf-8 or binary.")
+    parts = Attribute("int: number of SMS parts.")
+    state = Attribute("str: accepted, delivering, delivered, failed or expired.")
+    attempts = Attribute("int: delivery attempts so far.")
+    next_attempt = Attribute("float or None: when to try again (epoch seconds).")
+    validity = Attribute("float: absolute expiry time (epoch seconds).")
+    created = Attribute("float: when it was accepted.")
+    updated = Attribute("float: last state change.")
+    receipt = Attribute("int: registered_delivery requested.")
+    route = Attribute("str or None: the policy that routed it.")
+    error = Attribute("str or None: the last error.")
+    hops = Attribute("int: how many nodes it went through (loop guard).")
+
+
+class IMessageIds(Interface):
+    """
+    A transient allocator of message ids for one epoch (one node start).
+    """
+
+    epoch = Attribute("int: the epoch (upper 32 bits of every id).")
+
+    def next():
+        """
+        @return: the next id.
+        @raise IdsExhausted: after 2**32 - 1 ids; get a new epoch.
+        """
+
+
+class IMessageStore(Interface):
+    """
+    The durable queue every protocol writes accepted messages to.
+    """
+
+    messages = Attribute("LOBTree: id to IMessage.")
+    by_account = Attribute("OOTreeSet of (username, id) of waiting messages.")
+    due = Attribute("OOTreeSet of (int(next_attempt * 1000), id).")
+
+    def next_epoch():
+        """
+        @return: a new epoch number; call once per node start, in its own
+            transaction, then build a C{MessageIds(epoch)}.
+        """
+
+    def add(message):
+        """
+        Store a new message (its id already allocated).
+        """
+
+    def get(id):
+        """
+        @return: the message, or None.
+        """
+
+    def set_state(message, state, *, next_attempt=None, error=None, now):
+        """
+        Change a message's state (the rest is keyword-only); indexes
+        and counters follow.
+        """
+
+    def set_account(message, username):
+        """
+        Set a stored message's destination account (indexes follow).
+        """
+
+    def waiting_for(username):
+        """
+        @return: an iterator of the accepted/delivering messages for an
+            account, in id order.
+        """
+
+    def due_before(ts, limit):
+        """
+        @return: up to C{limit} waiting messages whose next attempt is at
+            or before C{ts}, earliest first.
+        """
+
+    def remove(id):
+        """
+        Delete a message and its index entries.
+        """
+
+    def counts():
+        """
+        @return: a dict of state to number of stored messages.
+        """
+
+    def oldest_waiting():
+        """
+        @return: the waiting message with the lowest id, or None.
+        """

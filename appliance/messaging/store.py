@@ -1,0 +1,378 @@
+"""
+The durable message store: messages, their indexes and state counters.
+
+Per-message writes touch the message, a few BTree buckets and one
+C{BTrees.Length} counter per state, so concurrent writers rarely touch the
+same object and need no application-level conflict resolution.
+
+Message ids are C{epoch << 32 | seq}. The node calls
+L{MessageStore.next_epoch} once at start (one small transaction), then
+allocates ids in memory with L{MessageIds}: ids are unique across restarts
+without writing a counter for every message, and they grow over time, so
+id order is acceptance order (within an epoch, and across epochs).
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from BTrees.Length import Length
+from BTrees.LLBTree import LLTreeSet
+from BTrees.LOBTree import LOBTree
+from BTrees.OOBTree import OOBTree, OOTreeSet
+from persistent import Persistent
+from zope.interface import implementer
+
+from appliance.messaging.interfaces import IMessage, IMessageIds, IMessageStore
+from appliance.model.errors import ModelError
+
+#: All states, in lifecycle order.
+STATES = ("accepted", "delivering", "delivered", "failed", "expired")
+#: States in which a message still waits for delivery.
+WAITING = frozenset(("accepted", "delivering"))
+#: States a message never leaves.
+FINAL = frozenset(("delivered", "failed", "expired"))
+ORIGIN_KINDS = ("carrier", "account", "connection", "http")
+ENCODINGS = ("gsm7", "ucs2", "latin1", "utf-8", "binary", "ascii")
+
+_SEQ_BITS = 32
+_MAX_SEQ = (1 << _SEQ_BITS) - 1
+#: Ids must fit a signed 64-bit LOBTree key.
+MAX_EPOCH = (1 << 31) - 1
+_MAX_ID = (1 << 63) - 1
+
+
+class IdsExhausted(Exception):
+    """
+    A L{MessageIds} gave out all 2**32 - 1 ids of its epoch. The caller
+    commits a new L{MessageStore.next_epoch} and makes a new allocator.
+    """
+
+
+@implementer(IMessageIds)
+class MessageIds:
+    """
+    Transient id allocator for one epoch (not stored in the database).
+
+    @ivar epoch: the epoch.
+    """
+
+    def __init__(self, epoch: int) -> None:
+        """
+        @param epoch: from L{MessageStore.next_epoch}, 1 to 2**31 - 1.
+        @raise ModelError: for an epoch out of range.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, int) \
+                or not 1 <= epoch <= MAX_EPOCH:
+            raise ModelError(f"an epoch is between 1 and {MAX_EPOCH}")
+        self.epoch = epoch
+        self._seq = 0
+
+    def next(self) -> int:
+        """
+        @return: the next id, C{epoch << 32 | seq} with seq from 1.
+        @raise IdsExhausted: when seq would pass 2**32 - 1.
+        """
+        if self._seq >= _MAX_SEQ:
+            raise IdsExhausted(f"epoch {self.epoch} has no ids left")
+        self._seq += 1
+        return self.epoch << _SEQ_BITS | self._seq
+
+
+def _text_or_none(label: str, value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ModelError(f"{label} must be text")
+    return value
+
+
+@implementer(IMessage)
+class Message(Persistent):
+    """
+    One message. See L{IMessage} for the attributes; all have class-level
+    defaults.
+    """
+
+    id: int = 0
+    origin_kind: str = "carrier"
+    origin: str = ""
+    sender: str = ""
+    recipient: str = ""
+    account: str | None = None
+    text: str | None = None
+    payload: bytes | None = None
+    encoding: str = "gsm7"
+    parts: int = 1
+    state: str = "accepted"
+    attempts: int = 0
+    next_attempt: float | None = None
+    validity: float = 0.0
+    created: float = 0.0
+    updated: float = 0.0
+    receipt: int = 0
+    route: str | None = None
+    error: str | None = None
+    hops: int = 0
+
+    def __init__(self, id: int, origin_kind: str, origin: str, sender: str,
+                 recipient: str, *, now: float, validity: float,
+                 text: str | None = None, payload: bytes | None = None,
+                 encoding: str = "gsm7", parts: int = 1,
+                 account: str | None = None, receipt: int = 0,
+                 hops: int = 0) -> None:
+        """
+        @param id: from L{MessageIds.next}.
+        @param origin_kind: C{carrier}, C{account}, C{connection} or C{http}.
+        @param origin: the origin's name.
+        @param sender: digits or alphanumeric text (1 to 32 characters).
+        @param recipient: E.164 digits.
+        @param now: the acceptance time (epoch seconds).
+        @param validity: the absolute expiry time, not before C{now}.
+        @param text: the text, or C{None}.
+        @param payload: binary content, or C{None}.
+        @param encoding: see L{ENCODINGS}.
+        @param parts: the number of SMS parts, at least 1.
+        @param account: the destination account, if already known.
+        @param receipt: the registered_delivery value asked for.
+        @param hops: nodes passed so far.
+        @raise ModelError: for any invalid field.
+        """
+        if isinstance(id, bool) or not isinstance(id, int) or not 0 < id <= _MAX_ID:
+            raise ModelError("a message id is a positive 64-bit number")
+        if origin_kind not in ORIGIN_KINDS:
+            raise ModelError(f"origin kind must be one of: {', '.join(ORIGIN_KINDS)}")
+        if not isinstance(origin, str):
+            raise ModelError("origin must be text")
+        if not isinstance(sender, str) or not 0 < len(sender) <= 32:
+            raise ModelError("a sender is 1 to 32 characters")
+        if not (isinstance(recipient, str) and recipient.isascii()
+                and recipient.isdigit() and len(recipient) <= 15):
+            raise ModelError("a recipient is 1 to 15 digits")
+        if encoding not in ENCODINGS:
+            raise ModelError(f"encoding must be one of: {', '.join(ENCODINGS)}")
+        if payload is not None and not isinstance(payload, bytes):
+            raise ModelError("a payload must be bytes")
+        for label, number in (("parts", parts), ("receipt", receipt), ("hops", hops)):
+            if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+                raise ModelError(f"{label} must be a whole number, at least 0")
+        if parts < 1:
+            raise ModelError("a message has at least one part")
+        if validity < now:
+            raise ModelError("validity must not be before the acceptance time")
+        self.id = id
+        self.origin_kind = origin_kind
+        self.origin = origin
+        self.sender = sender
+        self.recipient = recipient
+        self.account = _text_or_none("account", account)
+        self.text = _text_or_none("text", text)
+        self.payload = payload
+        self.encoding = encoding
+        self.parts = parts
+        self.receipt = receipt
+        self.hops = hops
+        self.created = self.updated = float(now)
+        self.validity = float(validity)
+
+    def __repr__(self) -> str:
+        return f"<Message {self.id} {self.state} {self.sender}->{self.recipient}>"
+
+
+def _due_key(next_attempt: float, id: int) -> tuple[int, int]:
+    return (int(next_attempt * 1000), id)
+
+
+@implementer(IMessageStore)
+class MessageStore(Persistent):
+    """
+    The queue (stored as C{root['messages']}).
+
+    Index invariants, kept by every method:
+      - C{by_account} holds C{(account, id)} for each waiting message
+        (state accepted or delivering) with an account;
+      - C{waiting} holds the id of each waiting message;
+      - C{due} holds C{(ms, id)} for each waiting message with a
+        C{next_attempt};
+      - C{state_counts[state]} is the number of stored messages in it.
+
+    @ivar messages: id to L{Message}.
+    @ivar by_account: see above.
+    @ivar due: see above.
+    @ivar waiting: see above (an C{LLTreeSet} of ids).
+    @ivar state_counts: state to C{BTrees.Length.Length}.
+    @ivar epoch: the last epoch handed out.
+    """
+
+    messages: LOBTree | None = None
+    by_account: OOTreeSet | None = None
+    due: OOTreeSet | None = None
+    waiting: LLTreeSet | None = None
+    state_counts: OOBTree | None = None
+    epoch: int = 0
+
+    def __init__(self) -> None:
+        self.messages = LOBTree()
+        self.by_account = OOTreeSet()
+        self.due = OOTreeSet()
+        self.waiting = LLTreeSet()
+        self.state_counts = OOBTree({state: Length() for state in STATES})
+
+    def next_epoch(self) -> int:
+        """
+        @return: a new epoch, higher than every earlier one. Commit it
+            before using ids from it.
+        @raise ModelError: after 2**31 - 1 epochs (never, in practice).
+        """
+        if self.epoch >= MAX_EPOCH:
+            raise ModelError("message id epochs are exhausted")
+        self.epoch += 1
+        return self.epoch
+
+    def _count(self, state: str, delta: int) -> None:
+        self.state_counts[state].change(delta)
+
+    def _index(self, message: Message) -> None:
+        if message.state in WAITING:
+            self.waiting.add(message.id)
+            if message.account is not None:
+                self.by_account.add((message.account, message.id))
+            if message.next_attempt is not None:
+                self.due.add(_due_key(message.next_attempt, message.id))
+
+    def _unindex(self, message: Message) -> None:
+        self.waiting.discard(message.id)
+        if message.account is not None:
+            self.by_account.discard((message.account, message.id))
+        if message.next_attempt is not None:
+            self.due.discard(_due_key(message.next_attempt, message.id))
+
+    def add(self, message: Message) -> None:
+        """
+        Store a new message, state accepted or delivering.
+
+        @param message: a L{Message} with a fresh id.
+        @raise ModelError: for a duplicate id or a final state.
+        """
+        if not isinstance(message, Message):
+            raise ModelError("only messages can be stored")
+        if message.id in self.messages:
+            raise ModelError(f"message {message.id} already exists")
+        if message.state not in WAITING:
+            raise ModelError(f"a new message cannot be {message.state}")
+        self.messages[message.id] = message
+        self._count(message.state, 1)
+        self._index(message)
+
+    def get(self, id: int) -> Message | None:
+        """
+        @param id: a message id.
+        @return: the message, or C{None} (also for a non-integer id).
+        """
+        if isinstance(id, bool) or not isinstance(id, int) or not 0 < id <= _MAX_ID:
+            return None
+        return self.messages.get(id)
+
+    def set_state(self, message: Message, state: str, *,
+                  next_attempt: float | None = None, error: str | None = None,
+                  now: float) -> None:
+        """
+        Change a message's state.
+
+        A waiting state with a C{next_attempt} puts the message in the due
+        index; a final state takes it out of every waiting index.
+        C{next_attempt} and C{error} are set as given (C{None} clears them).
+
+        @param message: a stored message.
+        @param state: one of L{STATES}.
+        @param next_attempt: when to try again (epoch seconds), waiting
+            states only.
+        @param error: the error text, or C{None}.
+        @param now: the time of the change, stored as C{updated}.
+        @raise ModelError: for an unknown state, a message not in this
+            store, a message already in a final state, or a
+            C{next_attempt} given with a final state.
+        """
+        if state not in STATES:
+            raise ModelError(f"a message state is one of: {', '.join(STATES)}")
+        if self.messages.get(message.id) is not message:
+            raise ModelError(f"message {message.id} is not in the store")
+        if message.state in FINAL:
+            raise ModelError(f"message {message.id} is already {message.state}")
+        if state in FINAL and next_attempt is not None:
+            raise ModelError(f"a {state} message has no next attempt")
+        self._unindex(message)
+        if state != message.state:
+            self._count(message.state, -1)
+            self._count(state, 1)
+        message.state = state
+        message.next_attempt = None if next_attempt is None else float(next_attempt)
+        message.error = _text_or_none("error", error)
+        message.updated = float(now)
+        self._index(message)
+
+    def set_account(self, message: Message, username: str | None) -> None:
+        """
+        Set or change a stored message's destination account (for example
+        once routing found the local account), keeping C{by_account} right.
+
+        @param message: a stored message.
+        @param username: the account's username, or C{None}.
+        @raise ModelError: for a message not in this store or a non-text
+            username.
+        """
+        if self.messages.get(message.id) is not message:
+            raise ModelError(f"message {message.id} is not in the store")
+        username = _text_or_none("account", username)
+        self._unindex(message)
+        message.account = username
+        self._index(message)
+
+    def waiting_for(self, username: str) -> Iterator[Message]:
+        """
+        @param username: an account's username.
+        @return: its accepted/delivering messages, in id order.
+        """
+        for _, id in self.by_account.keys(min=(username, 0), max=(username, _MAX_ID)):
+            yield self.messages[id]
+
+    def due_before(self, ts: float, limit: int) -> list[Message]:
+        """
+        @param ts: a time (epoch seconds).
+        @param limit: the most to return.
+        @return: waiting messages whose C{next_attempt} is at or before
+            C{ts}, earliest first.
+        """
+        out = []
+        for _, id in self.due.keys(max=(int(ts * 1000), _MAX_ID)):
+            if len(out) >= limit:
+                break
+            out.append(self.messages[id])
+        return out
+
+    def remove(self, id: int) -> bool:
+        """
+        Delete a message (normally delivered, failed or expired ones) from
+        the store, its indexes and its state's counter.
+
+        @param id: a message id.
+        @return: whether there was such a message.
+        """
+        message = self.get(id)
+        if message is None:
+            return False
+        self._unindex(message)
+        self._count(message.state, -1)
+        del self.messages[id]
+        return True
+
+    def counts(self) -> dict[str, int]:
+        """
+        @return: state to number of stored messages in it (all states).
+        """
+        return {state: self.state_counts[state]() for state in STATES}
+
+    def oldest_waiting(self) -> Message | None:
+        """
+        @return: the waiting message with the lowest id, or C{None}.
+        """
+        if not self.waiting:
+            return None
+        return self.messages[self.waiting.minKey()]

@@ -1,0 +1,131 @@
+"""Operators: the people who log in to the shell."""
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.conch.ssh.keys import BadKeyError, FingerprintFormats, Key
+from zope.interface import implementer
+
+from appliance.model.base import Configurable, Setting, choice
+from appliance.model.errors import ModelError
+from appliance.model.interfaces import IOperator
+from appliance.model.passwords import hash_secret, validate_secret_hash, verify_secret
+
+#: The longest operator password.
+MAX_PASSWORD_LENGTH = 128
+
+
+def parse_public_key(line: Any) -> tuple[Key, str]:
+    """
+    Parse one OpenSSH public key line.
+
+    @param line: e.g. C{ssh-ed25519 AAAA... alice@laptop}.
+    @return: the key and the line, stripped.
+    @raise ModelError: if it is not an OpenSSH public key.
+    """
+    if isinstance(line, bytes):
+        line = line.decode("ascii", "replace")
+    if not isinstance(line, str) or not line.strip() or "\n" in line.strip():
+        raise ModelError("an SSH key is one OpenSSH public key line")
+    text = line.strip()
+    try:
+        key = Key.fromString(text.encode("utf-8"))
+    except (BadKeyError, ValueError, TypeError, IndexError):
+        raise ModelError("not a valid OpenSSH public key") from None
+    if not key.isPublic():
+        raise ModelError("that is a private key: give the public key line")
+    return key, text
+
+
+def _key_lines(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    out: list[str] = []
+    blobs: set[bytes] = set()
+    for line in value:
+        key, text = parse_public_key(line)
+        if key.blob() not in blobs:
+            blobs.add(key.blob())
+            out.append(text)
+    return tuple(out)
+
+
+@implementer(IOperator)
+class Operator(Configurable):
+    """
+    A shell operator. C{role} and C{ssh_keys} reset with C{del}; the
+    password is set with L{set_password} (C{None} removes it).
+    """
+
+    password_hash: str | None = None
+    role = Setting("view", choice("role", ("view", "admin")), doc="view or admin.")
+    ssh_keys = Setting((), _key_lines, doc="OpenSSH public key lines.")
+
+    def add_ssh_key(self, line: str) -> None:
+        """
+        @param line: an OpenSSH public key line; adding a key already
+            present (same key, any comment) changes nothing.
+        @raise ModelError: if it is not a public key.
+        """
+        self.ssh_keys = self.ssh_keys + (line,)
+
+    def remove_ssh_key(self, key: str) -> None:
+        """
+        @param key: the key's line (comment ignored) or its SHA256
+            fingerprint (C{SHA256:...} or the bare base64).
+        @raise ModelError: if the operator has no such key.
+        """
+        wanted = key.strip().removeprefix("SHA256:") if isinstance(key, str) else ""
+        try:
+            wanted_blob: bytes | None = parse_public_key(key)[0].blob()
+        except ModelError:
+            wanted_blob = None
+        kept = []
+        for line in self.ssh_keys:
+            parsed = Key.fromString(line.encode("utf-8"))
+            fingerprint = parsed.fingerprint(FingerprintFormats.SHA256_BASE64)
+            if parsed.blob() == wanted_blob or fingerprint.rstrip("=") == wanted.rstrip("="):
+                continue
+            kept.append(line)
+        if len(kept) == len(self.ssh_keys):
+            raise ModelError(f"operator {self.name} has no such key")
+        self.ssh_keys = tuple(kept)
+
+    def public_keys(self) -> list[Key]:
+        """
+        @return: the parsed keys, for the SSH public key checker.
+        """
+        return [Key.fromString(line.encode("utf-8")) for line in self.ssh_keys]
+
+    def set_password(self, password: str | None) -> None:
+        """
+        @param password: 1 to 128 printable characters, or C{None} to
+            disable password login.
+        @raise ModelError: for an empty, too long or unprintable password.
+        """
+        if password is None:
+            self.password_hash = None
+            return
+        if not isinstance(password, str) or not password:
+            raise ModelError("a password cannot be empty")
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise ModelError(f"a password is at most {MAX_PASSWORD_LENGTH} characters")
+        if not password.isprintable():
+            raise ModelError("a password may only hold printable characters")
+        self.password_hash = hash_secret(password)
+
+    def set_password_hash(self, stored: str) -> None:
+        """
+        Restore a password hash (as C{show running-config} writes it).
+
+        @param stored: a L{hash_secret} string.
+        @raise ModelError: if it is not one.
+        """
+        self.password_hash = validate_secret_hash(stored)
+
+    def check_password(self, password: str) -> bool:
+        """
+        @param password: the candidate.
+        @return: whether it matches; C{False} when no password is set.
+        """
+        return verify_secret(self.password_hash, password)
