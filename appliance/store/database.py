@@ -302,7 +302,9 @@ class Storage(MultiService):
         d: defer.Deferred = defer.Deferred()
         self._pending.append((fn, args, kwargs, d))
         if len(self._pending) >= self.batch_max:
-            self._commit_batch()
+            # Full: commit on the next reactor turn rather than now, so a
+            # caller that queues more from its callback never recurses.
+            self._commit_soon()
         elif self._timer is None:
             self._timer = self._reactor.callLater(self.batch_delay,
                                                   self._commit_batch)
@@ -315,9 +317,21 @@ class Storage(MultiService):
         @return: a Deferred that fires once nothing queued before this
             call is left uncommitted.
         """
-        if self._pending:
+        if self._in_transaction:
+            if self._pending:
+                self._commit_soon()
+            return defer.succeed(None)
+        while self._pending:
             self._commit_batch()
         return defer.succeed(None)
+
+    def _commit_soon(self) -> None:
+        """Commit on the next reactor turn (replacing a later timer)."""
+        if self._timer is not None and self._timer.active():
+            if self._timer.getTime() <= self._reactor.seconds():
+                return
+            self._timer.cancel()
+        self._timer = self._reactor.callLater(0, self._commit_batch)
 
     @property
     def pending(self) -> int:
@@ -329,14 +343,18 @@ class Storage(MultiService):
             if self._timer.active():
                 self._timer.cancel()
             self._timer = None
-        items, self._pending = self._pending, []
+        items = self._pending[:self.batch_max]
+        del self._pending[:self.batch_max]
         if not items:
             return
+        if self._pending:
+            # More than one batch queued: the rest go on the next turn.
+            self._commit_soon()
         if self._in_transaction:
             # A configuration transaction is open (a listener queued a
             # write): commit right after it instead of inside it.
             self._pending[:0] = items
-            self._timer = self._reactor.callLater(0, self._commit_batch)
+            self._commit_soon()
             return
         results = self._apply(items)
         for (fn, args, kwargs, d), result in zip(items, results):

@@ -77,10 +77,40 @@ class StorageTests(SynchronousTestCase):
         self.assertEqual(self.storage.commits, 1)
 
     def test_batch_max_commits_at_once(self):
-        """Reaching batch_max commits without waiting for the timer."""
+        """Reaching batch_max commits on the next reactor turn, without
+        waiting for batch_delay (and never inside the caller's stack)."""
         ds = [self.storage.batch(put, k, 1) for k in "abc"]
+        self.assertNoResult(ds[2])
+        self.reactor.advance(0)
         self.assertEqual([self.successResultOf(d) for d in ds], list("abc"))
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_batch_max_bounds_a_commit(self):
+        """No commit carries more than batch_max writes; the rest follow on
+        the next turn."""
+        sizes = []
+        real = self.storage._apply
+        self.storage._apply = lambda items: (sizes.append(len(items)),
+                                             real(items))[1]
+        ds = [self.storage.batch(put, str(k), 1) for k in range(7)]
+        self.reactor.advance(0)
+        self.assertEqual(sizes, [3, 3, 1])
+        self.assertEqual([self.successResultOf(d) for d in ds],
+                         [str(k) for k in range(7)])
+
+    def test_callback_queues_more(self):
+        """A caller that queues its next write from the acknowledgement
+        (as a windowed protocol does) gets it committed in a later batch."""
+        acks = []
+
+        def again(key):
+            acks.append(key)
+            if len(acks) < 50:
+                self.storage.batch(put, str(len(acks)), 1).addCallback(again)
+        self.storage.batch(put, "0", 1).addCallback(again)
+        for _ in range(60):
+            self.reactor.advance(0.01)
+        self.assertEqual(len(acks), 50)
 
     def test_failure_isolated(self):
         """A failing write fails alone, leaves nothing behind, and the

@@ -1,0 +1,126 @@
+"""Tests for the plugin options and the unstarted service tree."""
+import io
+import json
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.python.components import Componentized
+from twisted.logger import ILogObserver
+
+from appliance.application import make_node
+from appliance.config import parse
+from appliance.node import NodeService, PortMap
+from appliance.tap import Options, makeService
+
+
+def test_options_reject_bad_config(tmp_path):
+    """A bad configuration is a UsageError naming the key (twistd then
+    prints it and exits non-zero)."""
+    conf = tmp_path / "a.conf"
+    conf.write_text('[node]\nlog_level = "chatty"\n')
+    with pytest.raises(usage.UsageError, match=r"\[node\] log_level"):
+        Options().parseOptions(["--config", str(conf)])
+
+
+def test_make_service_tree(tmp_path):
+    """makeService builds, without starting or binding anything, a root
+    with the storage as its first child."""
+    conf = tmp_path / "a.conf"
+    conf.write_text(f'[node]\ndata_dir = "{tmp_path}/d"\n')
+    options = Options()
+    options.parseOptions(["--config", str(conf)])
+    root = makeService(options)
+    assert isinstance(root, NodeService)
+    assert [s.name for s in root] == ["storage"]
+    assert not root.running
+    assert root.context.storage.db is None
+
+
+def test_services_follow_storage(tmp_path):
+    """Enabled sections become named children after the storage, made by
+    their domain's factory, and are listed in the context."""
+    config = parse("[shell]\nenabled = true\n", base=tmp_path)
+    made = []
+
+    class Factory:
+        @staticmethod
+        def make_service(section, node):
+            from twisted.application.service import Service
+            made.append((section.name, node))
+            return Service()
+    import sys
+    sys.modules["fake_shell_factory"] = Factory
+    try:
+        root = make_node(config, MemoryReactorClock(),
+                         factories={"shell": "fake_shell_factory"})
+    finally:
+        del sys.modules["fake_shell_factory"]
+    assert [s.name for s in root] == ["storage", "shell"]
+    assert made[0][0] == "shell"
+    assert root.context.services["shell"] is root.getServiceNamed("shell")
+
+
+def test_log_observer_handed_to_application(tmp_path):
+    """The node gives twistd's application its own log observer."""
+    config = parse("", base=tmp_path)
+    observer = object()
+    root = make_node(config, MemoryReactorClock(), log_observer=observer)
+    app = Componentized()
+    from twisted.application.service import IServiceCollection, MultiService
+    app.setComponent(IServiceCollection, MultiService())
+    root.setServiceParent(app)
+    assert app.getComponent(ILogObserver) is observer
+
+
+def test_ports_json(tmp_path):
+    """PortMap writes ports by kind, atomically, and removes the file."""
+    ports = PortMap(tmp_path / "ports.json")
+    ports.record("sip_udp", 5060)
+    ports.record("sip_udp", 5062)
+    ports.record("shell", 2022)
+    ports.write()
+    assert json.loads((tmp_path / "ports.json").read_text()) == {
+        "shell": [2022], "sip_udp": [5060, 5062]}
+    ports.remove()
+    assert not (tmp_path / "ports.json").exists()
+
+
+def test_start_and_ordered_stop(tmp_path):
+    """The node starts its children in order and stops them one at a time
+    in reverse order, the storage last; ports.json is written when ready."""
+    from twisted.application.service import Service
+    from twisted.internet import defer
+    events = []
+    stopping = defer.Deferred()
+
+    class Slow(Service):
+        name = "slow"
+
+        def startService(self):
+            events.append("slow started")
+            super().startService()
+
+        def stopService(self):
+            events.append("slow stopping")
+            super().stopService()
+            return stopping
+
+    config = parse(f'[node]\ndata_dir = "{tmp_path}"\n'
+                   '[storage]\nuri = "memory:"\n', base=tmp_path)
+    root = make_node(config, MemoryReactorClock())
+    storage = root.getServiceNamed("storage")
+    real_close = storage.close
+    storage.close = lambda: (events.append("storage closed"), real_close())
+    Slow().setServiceParent(root)
+    root.startService()
+    assert events == ["slow started"]
+    assert root.ready.called
+    assert (tmp_path / "ports.json").read_text() == "{}\n"
+    d = root.stopService()
+    assert events == ["slow started", "slow stopping"]
+    assert not d.called
+    stopping.callback(None)
+    assert events[-1] == "storage closed"
+    assert d.called
+    assert not (tmp_path / "ports.json").exists()
