@@ -61,6 +61,18 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
     return path
 
 
+#: Every node started, so a fixture can kill what a failed test left.
+RUNNING: list["Node"] = []
+
+
+def kill_all() -> None:
+    """Kill every node still running (test teardown)."""
+    while RUNNING:
+        node = RUNNING.pop()
+        if node.process.poll() is None:
+            node.kill()
+
+
 class Node:
     """
     A running node process.
@@ -83,6 +95,7 @@ class Node:
             cwd=str(config.parent), stdout=self._log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})})
+        RUNNING.append(self)
 
     def log(self) -> str:
         """Everything the node printed so far."""
@@ -102,7 +115,11 @@ class Node:
             if ports_file.exists():
                 return (json.loads(ports_file.read_text()),)
             return None
-        self.ports = wait_for(ready, timeout, what="ports.json")[0]
+        try:
+            self.ports = wait_for(ready, timeout, what="ports.json")[0]
+        except TimeoutError:
+            self.kill()
+            raise TimeoutError("node not ready in time:\n" + self.log())
         return self.ports
 
     def port(self, key: str) -> int:

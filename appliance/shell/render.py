@@ -1,0 +1,108 @@
+"""
+C{show running-config} and table output, both derived from declarations.
+
+The running configuration is written by walking the command tree from the
+config mode: each setting command's C{render(obj)} gives the values to
+write it with, each command that enters a sub-mode gives the keys of its
+objects (C{children}), and L{Command.format} writes the line, so what is
+written parses back through the same declarations.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from appliance.shell.grammar import Command, CommandTree, Mode
+
+
+def _write(tree: CommandTree, mode: Mode, root: Any, obj: Any, depth: int,
+           lines: list[str]) -> None:
+    pad = " " * depth
+    for command in tree.commands:
+        if command.mode is not mode:
+            continue
+        if command.render is not None and obj is not None:
+            for values in command.render(obj):
+                lines.append(pad + command.format(values))
+        if command.enters is not None and command.children is not None:
+            for key in command.children(root, obj):
+                _write_object(tree, command, root, obj, key, depth, lines)
+
+
+def _write_object(tree: CommandTree, command: Command, root: Any, parent: Any,
+                  key: Any, depth: int, lines: list[str]) -> None:
+    child_mode = command.enters
+    child = child_mode.resolve(root, parent, key)
+    if child is None:
+        return
+    pad = " " * depth
+    lines.append(pad + command.format([key]))
+    _write(tree, child_mode, root, child, depth + 1, lines)
+    lines.append(pad + "exit")
+
+
+def running_config(tree: CommandTree, config: Mode, root: Any,
+                   only: tuple[str, Any] | None = None) -> list[str]:
+    """
+    The configuration as commands that rebuild it.
+
+    @param tree: the declared commands.
+    @param config: the config mode (entered by C{configure terminal}).
+    @param root: the C{ApplianceRoot}.
+    @param only: C{(kind, key)} to write one top-level object only.
+    @return: lines, from C{configure terminal} to C{end}, children indented
+        one space per level.
+    @raise KeyError: if C{only} names no object.
+    """
+    lines = ["configure terminal"]
+    if only is None:
+        _write(tree, config, root, None, 1, lines)
+    else:
+        kind, key = only
+        for command in tree.commands:
+            if (command.mode is config and command.enters is not None
+                    and command.enters.kind == kind):
+                if command.enters.resolve(root, None, key) is None:
+                    raise KeyError(key)
+                _write_object(tree, command, root, None, key, 1, lines)
+                break
+        else:
+            raise KeyError(kind)
+    lines.append("end")
+    return lines
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
+          width: int = 79) -> str:
+    """
+    An aligned text table for an 80-column terminal.
+
+    Columns are as wide as their widest cell; when the table would be
+    wider than C{width}, the last column is cut with C{~}.
+
+    @param headers: column titles.
+    @param rows: cell values (converted with C{str}; C{None} shows C{-}).
+    @param width: the widest line allowed.
+    @return: the table, or C{headers} and C{(none)} when there are no rows.
+    """
+    cells = [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, v in enumerate(row):
+            widths[i] = max(widths[i], len(v))
+    fixed = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    widths[-1] = max(min(widths[-1], width - fixed), len(headers[-1]))
+
+    def line(values: Sequence[str]) -> str:
+        out = []
+        for i, v in enumerate(values):
+            w = widths[i]
+            if len(v) > w:
+                v = v[:max(w - 1, 0)] + "~"
+            out.append(v.ljust(w) if i < len(values) - 1 else v)
+        return "  ".join(out).rstrip()
+
+    text = [line(headers), line(["-" * w for w in widths])]
+    text += [line(row) for row in cells]
+    if not cells:
+        text.append("(none)")
+    return "\n".join(text)

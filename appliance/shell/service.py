@@ -1,0 +1,138 @@
+"""
+The shell as a service of the node: the SSH listeners and, if enabled, the
+debug manhole (a Python REPL over SSH, bootstrap admin keys only).
+
+L{make_service} is what C{appliance.application} calls for C{[shell]}.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.conch import manhole, manhole_ssh
+from twisted.conch.ssh import keys
+from twisted.cred.portal import Portal
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from appliance.shell.session import AuditLog
+from appliance.shell.ssh import (
+    BOOTSTRAP_OPERATOR, OperatorIdentity, OperatorKeyChecker, ShellContext,
+    load_host_key, make_factory, read_authorized_keys)
+
+
+def _description(listener: Any) -> str:
+    return listener if isinstance(listener, str) else listener.description
+
+
+class _BootstrapKeyChecker(OperatorKeyChecker):
+    """Only the bootstrap C{admin_keys} file, never database operators."""
+
+    def _identity(self, name, blob):
+        if name == BOOTSTRAP_OPERATOR and any(
+                k.blob() == blob for k in read_authorized_keys(self.admin_keys)):
+            return OperatorIdentity(name, "admin")
+        return None
+
+
+def _manhole_factory(host_key: keys.Key, admin_keys: Path | None,
+                     namespace: dict) -> manhole_ssh.ConchFactory:
+    realm = manhole_ssh.TerminalRealm()
+
+    def chained(*a, **kw):
+        from twisted.conch.insults import insults
+        return insults.ServerProtocol(manhole.ColoredManhole, namespace)
+    realm.chainedProtocolFactory = chained
+    factory = manhole_ssh.ConchFactory(
+        Portal(realm, [_BootstrapKeyChecker(None, admin_keys)]))
+    factory.privateKeys = {b"ssh-ed25519": host_key}
+    factory.publicKeys = {b"ssh-ed25519": host_key.public()}
+    return factory
+
+
+class ShellService(Service):
+    """
+    Listens for SSH operators (and the manhole, if enabled) on the
+    configured endpoints.
+
+    @ivar ready: fires when every listener is bound (ports recorded in
+        C{node.ports} under C{shell} and C{manhole}).
+    @ivar factory: the SSH factory (built at start).
+    @ivar ports: the listening ports.
+    """
+
+    log = Logger()
+
+    def __init__(self, section: Any, node: Any) -> None:
+        """
+        @param section: the C{[shell]} section (C{ShellSection}).
+        @param node: the C{NodeContext}.
+        """
+        self.section = section
+        self.node = node
+        self.ready: defer.Deferred = defer.Deferred()
+        self.factory: Any = None
+        self.ports: list[Any] = []
+        config = getattr(node, "config", None)
+        self.hostname = getattr(getattr(config, "node", None), "name",
+                                "appliance")
+        self.audit = AuditLog(Path(section.audit_log),
+                              now=getattr(node.reactor, "seconds", None))
+
+    def _realm(self) -> str:
+        config = getattr(self.node, "config", None)
+        try:
+            return config.service("sip").option("realm", self.hostname)
+        except Exception:
+            return self.hostname
+
+    def startService(self) -> None:
+        """Load or create the host key and listen on every endpoint."""
+        super().startService()
+        host_key = load_host_key(Path(self.section.host_key))
+        context = ShellContext(self.node.storage, node=self.node,
+                               audit=self.audit, hostname=self.hostname,
+                               realm=self._realm())
+        self.factory = make_factory(context, host_key,
+                                    self.section.admin_keys)
+        waits = [self._listen(_description(d), self.factory, "shell")
+                 for d in self.section.listen]
+        if getattr(self.section, "manhole", False):
+            namespace = {"node": self.node, "storage": self.node.storage,
+                         "services": self.node.services}
+            mfactory = _manhole_factory(host_key, self.section.admin_keys,
+                                        namespace)
+            waits += [self._listen(_description(d), mfactory, "manhole")
+                      for d in self.section.manhole_listen]
+        d = defer.gatherResults(waits, consumeErrors=True)
+        d.addCallbacks(lambda _: self.ready.callback(None), self.ready.errback)
+
+    def _listen(self, description: str, factory: Any,
+                key: str) -> defer.Deferred:
+        endpoint = serverFromString(self.node.reactor, description)
+
+        def bound(port):
+            self.ports.append(port)
+            number = port.getHost().port
+            self.node.ports.record(key, number)
+            self.log.info("{key} listening on {port}", key=key, port=number)
+            return port
+        return endpoint.listen(factory).addCallback(bound)
+
+    def stopService(self) -> defer.Deferred:
+        """Stop listening; the Deferred fires when every port is closed."""
+        super().stopService()
+        ports, self.ports = self.ports, []
+        return defer.gatherResults(
+            [defer.maybeDeferred(p.stopListening) for p in ports])
+
+
+def make_service(section: Any, node: Any) -> ShellService:
+    """
+    @param section: the C{[shell]} section.
+    @param node: the C{NodeContext}.
+    @return: the unstarted shell service.
+    """
+    return ShellService(section, node)

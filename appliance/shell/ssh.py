@@ -1,0 +1,402 @@
+"""
+The SSH server of the configuration shell, on Twisted Conch.
+
+  - L{load_host_key}: the Ed25519 host key, generated on first start (0600);
+  - L{OperatorKeyChecker} and L{OperatorPasswordChecker}: public keys and
+    passwords of L{Operator} objects in the database, plus the bootstrap
+    C{admin_keys} file whose keys log in as operator C{admin}, role admin;
+  - L{ShellRealm} gives an L{OperatorAvatar} (a C{ConchUser});
+  - L{ShellSession} is our C{ISession} adapter: exec (exit 0 or 1), a shell
+    with a pty (L{CLITerminal}) and a shell without one (L{ScriptReader});
+  - L{ShellSSHFactory} ties them together and logs failed logins with the
+    source address.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.conch.avatar import ConchUser
+from twisted.conch.error import IgnoreAuthentication, ValidPublicKey
+from twisted.conch.insults import insults
+from twisted.conch.interfaces import IConchUser, ISession
+from twisted.conch.ssh import keys, session as sshsession
+from twisted.conch.ssh.connection import SSHConnection
+from twisted.conch.ssh.factory import SSHFactory
+from twisted.conch.ssh.userauth import SSHUserAuthServer
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import ISSHPrivateKey, IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python import components
+from zope.interface import implementer
+
+from appliance.shell.script import open_session
+from appliance.shell.session import AuditLog, Session, execute
+from appliance.shell.terminal import CLITerminal, ScriptReader, exit_failure
+
+log = Logger()
+
+#: The operator bootstrap keys log in as.
+BOOTSTRAP_OPERATOR = "admin"
+
+
+def load_host_key(path: Path) -> keys.Key:
+    """
+    Read the Ed25519 host key, or generate and save it (mode 0600) if the
+    file does not exist yet.
+
+    @param path: the private key file (OpenSSH format).
+    @return: the private key.
+    @raise keys.BadKeyError: if the file exists but is not a key.
+    """
+    path = Path(path)
+    if path.exists():
+        return keys.Key.fromFile(str(path))
+    key = keys.Key(ed25519.Ed25519PrivateKey.generate())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.toString("openssh"))
+    log.info("generated SSH host key {path}", path=str(path))
+    return key
+
+
+def read_authorized_keys(path: Path | None) -> list[keys.Key]:
+    """
+    Parse an OpenSSH authorized_keys file, skipping blank lines, comments
+    and lines that are not public keys (logged).
+
+    @param path: the file, or C{None}.
+    @return: the keys; none if the file is absent.
+    """
+    if path is None:
+        return []
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            found.append(keys.Key.fromString(line.encode("utf-8")))
+        except Exception:
+            log.warn("{path}:{n}: not a public key, ignored",
+                     path=str(path), n=number)
+    return found
+
+
+@dataclass(frozen=True)
+class OperatorIdentity:
+    """
+    Who logged in: the avatar id the checkers give the realm.
+
+    @ivar name: the operator name.
+    @ivar role: C{admin} or C{view}.
+    """
+    name: str
+    role: str
+
+
+def _operator(storage: Any, name: str) -> Any:
+    sync = getattr(storage, "sync", None)
+    if sync is not None:
+        sync()
+    return storage.root().operators.get(name)
+
+
+@implementer(ICredentialsChecker)
+class OperatorKeyChecker:
+    """
+    Public key login: the key must be one of the operator's C{ssh_keys},
+    or, for the user C{admin}, a key of the bootstrap file (role admin).
+    """
+
+    credentialInterfaces = (ISSHPrivateKey,)
+
+    def __init__(self, storage: Any, admin_keys: Path | None) -> None:
+        """
+        @param storage: the storage holding the operators.
+        @param admin_keys: the bootstrap authorized_keys file, or C{None}.
+        """
+        self.storage = storage
+        self.admin_keys = admin_keys
+
+    def _identity(self, name: str, blob: bytes) -> OperatorIdentity | None:
+        if name == BOOTSTRAP_OPERATOR and any(
+                k.blob() == blob for k in read_authorized_keys(self.admin_keys)):
+            return OperatorIdentity(name, "admin")
+        operator = _operator(self.storage, name)
+        if operator is None:
+            return None
+        if any(k.blob() == blob for k in operator.public_keys()):
+            return OperatorIdentity(name, operator.role)
+        return None
+
+    def requestAvatarId(self, credentials) -> defer.Deferred:
+        """
+        @param credentials: an C{ISSHPrivateKey}.
+        @return: a Deferred firing with an L{OperatorIdentity}; failing with
+            C{ValidPublicKey} for a good key without signature (the client
+            then signs), or C{UnauthorizedLogin}.
+        """
+        name = credentials.username.decode("utf-8", "replace")
+        identity = self._identity(name, credentials.blob)
+        if identity is None:
+            return defer.fail(UnauthorizedLogin("key not authorized"))
+        if not credentials.signature:
+            return defer.fail(ValidPublicKey())
+        try:
+            key = keys.Key.fromString(credentials.blob)
+            good = key.verify(credentials.signature, credentials.sigData)
+        except Exception:
+            good = False
+        if not good:
+            return defer.fail(UnauthorizedLogin("bad signature"))
+        return defer.succeed(identity)
+
+
+@implementer(ICredentialsChecker)
+class OperatorPasswordChecker:
+    """
+    Password login against L{Operator.check_password}. There is no default
+    password: an operator without one cannot log in this way.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, storage: Any) -> None:
+        """
+        @param storage: the storage holding the operators.
+        """
+        self.storage = storage
+
+    def requestAvatarId(self, credentials) -> defer.Deferred:
+        """
+        @param credentials: an C{IUsernamePassword}.
+        @return: a Deferred firing with an L{OperatorIdentity} or failing
+            with C{UnauthorizedLogin}.
+        """
+        name = credentials.username.decode("utf-8", "replace")
+        operator = _operator(self.storage, name)
+        password = credentials.password.decode("utf-8", "replace")
+        if operator is None or not operator.check_password(password):
+            return defer.fail(UnauthorizedLogin("bad password"))
+        return defer.succeed(OperatorIdentity(name, operator.role))
+
+
+class OperatorAvatar(ConchUser):
+    """
+    A logged-in operator.
+
+    @ivar identity: who, with which role.
+    @ivar shell: what sessions need (storage, node, audit, names).
+    """
+
+    def __init__(self, identity: OperatorIdentity, shell: "ShellContext"):
+        """
+        @param identity: the checked identity.
+        @param shell: the shell's shared context.
+        """
+        super().__init__()
+        self.identity = identity
+        self.shell = shell
+        self.channelLookup[b"session"] = sshsession.SSHSession
+
+    def logout(self) -> None:
+        """Called by the portal when the connection ends."""
+        log.info("operator {name} logged out", name=self.identity.name)
+
+
+@dataclass
+class ShellContext:
+    """
+    What every session of the SSH server shares.
+
+    @ivar storage: the storage.
+    @ivar node: the node context (or C{None}).
+    @ivar audit: the audit log.
+    @ivar hostname: the prompt's node name.
+    @ivar realm: the SIP digest realm for account passwords.
+    """
+    storage: Any
+    node: Any = None
+    audit: AuditLog | None = None
+    hostname: str = "appliance"
+    realm: str = "appliance"
+
+    def session(self, identity: OperatorIdentity, source: str) -> Session:
+        """
+        @param identity: the operator.
+        @param source: the client address.
+        @return: a new session at the top mode.
+        """
+        return open_session(self.storage, identity.name, identity.role,
+                            source=source, node=self.node, audit=self.audit,
+                            hostname=self.hostname, realm=self.realm)
+
+
+@implementer(IRealm)
+class ShellRealm:
+    """Gives an L{OperatorAvatar} for a checked L{OperatorIdentity}."""
+
+    def __init__(self, shell: ShellContext) -> None:
+        """
+        @param shell: the shared context handed to avatars.
+        """
+        self.shell = shell
+
+    def requestAvatar(self, avatarId, mind, *interfaces):
+        """
+        @return: C{(IConchUser, avatar, logout)}.
+        @raise NotImplementedError: if C{IConchUser} is not asked for.
+        """
+        if IConchUser not in interfaces:
+            raise NotImplementedError("only IConchUser")
+        avatar = OperatorAvatar(avatarId, self.shell)
+        log.info("operator {name} logged in (role {role})",
+                 name=avatarId.name, role=avatarId.role)
+        return IConchUser, avatar, avatar.logout
+
+
+def _peer(proto: Any) -> str:
+    try:
+        peer = proto.getPeer()
+        # SSHSessionProcessProtocol.getPeer gives the SSH transport's peer.
+        address = getattr(peer, "address", peer)
+        return str(getattr(address, "host", address))
+    except Exception:
+        return ""
+
+
+@implementer(ISession)
+class ShellSession:
+    """
+    Our C{ISession} adapter for L{OperatorAvatar}: exec, shell with a pty,
+    shell without one (a script on standard input).
+    """
+
+    def __init__(self, avatar: OperatorAvatar) -> None:
+        """
+        @param avatar: the logged-in operator.
+        """
+        self.avatar = avatar
+        self.pty = False
+        self.window: Any = None
+        self.script: ScriptReader | None = None
+        self.terminal: insults.ServerProtocol | None = None
+
+    def _session(self, proto: Any) -> Session:
+        return self.avatar.shell.session(self.avatar.identity, _peer(proto))
+
+    def getPty(self, term, windowSize, modes) -> None:
+        """Remember that the client has a terminal."""
+        self.pty = True
+        self.window = windowSize
+
+    def windowChanged(self, newWindowSize) -> None:
+        """Follow the client's terminal size."""
+        self.window = newWindowSize
+        if self.terminal is not None and newWindowSize:
+            rows, cols = newWindowSize[0], newWindowSize[1]
+            self.terminal.terminalProtocol.width = cols
+            self.terminal.terminalProtocol.height = rows
+
+    def execCommand(self, proto, command: bytes) -> None:
+        """
+        Run one command: its output, then exit status 0, or the C{% }
+        error and exit status 1.
+        """
+        session = self._session(proto)
+        result = execute(session, command.decode("utf-8", "replace"))
+        text = result.text + "\n" if result.text else ""
+        if self.pty:
+            text = text.replace("\n", "\r\n")
+        proto.write(text.encode("utf-8"))
+        proto.processEnded(exit_failure(0 if result.ok else 1))
+
+    def openShell(self, proto) -> None:
+        """
+        With a pty: the interactive line editor. Without: run standard
+        input as a script.
+        """
+        session = self._session(proto)
+
+        def end(code: int) -> None:
+            proto.processEnded(exit_failure(code))
+
+        if self.pty:
+            self.terminal = insults.ServerProtocol(CLITerminal, session, end)
+            self.terminal.makeConnection(proto)
+            proto.makeConnection(sshsession.wrapProtocol(self.terminal))
+        else:
+            self.script = ScriptReader(session, end)
+            self.script.makeConnection(proto)
+            proto.makeConnection(sshsession.wrapProtocol(self.script))
+
+    def eofReceived(self) -> None:
+        """End of the client's input: a script ends here."""
+        if self.script is not None:
+            self.script.eof()
+
+    def closed(self) -> None:
+        """The channel closed."""
+
+
+components.registerAdapter(ShellSession, OperatorAvatar, ISession)
+
+
+class LoggingUserAuthServer(SSHUserAuthServer):
+    """C{ssh-userauth} that logs every failed login with its source."""
+
+    def _ebBadAuth(self, reason):
+        if self.method != b"none" and not reason.check(IgnoreAuthentication):
+            try:
+                peer = self.transport.transport.getPeer()
+                source = f"{peer.host}:{peer.port}"
+            except Exception:
+                source = "?"
+            log.warn("failed login for {user} from {source} ({method})",
+                     user=self.user.decode("utf-8", "replace"), source=source,
+                     method=self.method.decode("ascii", "replace"))
+        return super()._ebBadAuth(reason)
+
+
+class ShellSSHFactory(SSHFactory):
+    """
+    The SSH server factory: host key, portal with operator checkers.
+    """
+
+    services = {b"ssh-userauth": LoggingUserAuthServer,
+                b"ssh-connection": SSHConnection}
+
+    def __init__(self, host_key: keys.Key, portal: Portal) -> None:
+        """
+        @param host_key: the private host key.
+        @param portal: the portal with the realm and checkers.
+        """
+        self.portal = portal
+        self.privateKeys = {b"ssh-ed25519": host_key}
+        self.publicKeys = {b"ssh-ed25519": host_key.public()}
+
+
+def make_factory(shell: ShellContext, host_key: keys.Key,
+                 admin_keys: Path | None) -> ShellSSHFactory:
+    """
+    @param shell: the sessions' shared context.
+    @param host_key: the private host key.
+    @param admin_keys: the bootstrap authorized_keys file, or C{None}.
+    @return: the SSH factory.
+    """
+    portal = Portal(ShellRealm(shell), [
+        OperatorKeyChecker(shell.storage, admin_keys),
+        OperatorPasswordChecker(shell.storage)])
+    return ShellSSHFactory(host_key, portal)

@@ -1,0 +1,211 @@
+"""Unit tests of the SSH pieces: keys, checkers, session adapter, terminal."""
+import os
+
+from twisted.conch.error import ValidPublicKey
+from twisted.conch.insults import insults
+from twisted.conch.ssh import keys
+from twisted.cred.credentials import SSHPrivateKey, UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from appliance.shell.script import open_session
+from appliance.shell.service import make_service
+from appliance.shell.ssh import (
+    OperatorAvatar, OperatorIdentity, OperatorKeyChecker,
+    OperatorPasswordChecker, ShellContext, ShellSession, load_host_key)
+from appliance.shell.terminal import CLITerminal, ScriptReader
+
+
+def new_key():
+    return keys.Key(ed25519.Ed25519PrivateKey.generate())
+
+
+def signed(user, key, data=b"session-data"):
+    blob = key.public().blob()
+    return SSHPrivateKey(user, b"ssh-ed25519", blob, data, key.sign(data))
+
+
+def test_host_key_generated_once(tmp_path):
+    """The host key is generated with mode 0600 and then reused."""
+    path = tmp_path / "sub" / "ssh_host_ed25519_key"
+    first = load_host_key(path)
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert first.type() == "Ed25519"
+    assert load_host_key(path).public().blob() == first.public().blob()
+
+
+def test_key_checker_bootstrap_and_operators(tmp_path, storage, admin):
+    """Bootstrap keys log in as admin; operator keys with the role stored."""
+    boot, alice, other = new_key(), new_key(), new_key()
+    (tmp_path / "admin_keys").write_text(
+        "# comment\nnot a key\n" + boot.public().toString("openssh").decode()
+        + "\n")
+    execute_lines(admin, "configure terminal", "operator alice",
+                  "ssh-key " + alice.public().toString("openssh").decode())
+    checker = OperatorKeyChecker(storage, tmp_path / "admin_keys")
+    got = checker.requestAvatarId(signed(b"admin", boot))
+    assert got.result == OperatorIdentity("admin", "admin")
+    got = checker.requestAvatarId(signed(b"alice", alice))
+    assert got.result == OperatorIdentity("alice", "view")
+    for user, key in [(b"alice", other), (b"admin", alice), (b"bob", boot)]:
+        d = checker.requestAvatarId(signed(user, key))
+        assert d.result.check(UnauthorizedLogin)
+        d.addErrback(lambda f: None)
+    probe = SSHPrivateKey(b"alice", b"ssh-ed25519", alice.public().blob(),
+                          None, None)
+    d = checker.requestAvatarId(probe)
+    assert d.result.check(ValidPublicKey)
+    d.addErrback(lambda f: None)
+    forged = SSHPrivateKey(b"alice", b"ssh-ed25519", alice.public().blob(),
+                           b"x", other.sign(b"x"))
+    d = checker.requestAvatarId(forged)
+    assert d.result.check(UnauthorizedLogin)
+    d.addErrback(lambda f: None)
+
+
+def test_password_checker(storage, admin):
+    """Passwords are checked against the operator; none set means refused."""
+    execute_lines(admin, "configure terminal", "operator bob", "role admin",
+                  "password pw-123", "exit", "operator carol")
+    checker = OperatorPasswordChecker(storage)
+    ok = checker.requestAvatarId(UsernamePassword(b"bob", b"pw-123"))
+    assert ok.result == OperatorIdentity("bob", "admin")
+    for user, pw in [(b"bob", b"nope"), (b"carol", b""), (b"nobody", b"x")]:
+        d = checker.requestAvatarId(UsernamePassword(user, pw))
+        assert d.result.check(UnauthorizedLogin)
+        d.addErrback(lambda f: None)
+
+
+def execute_lines(session, *lines):
+    from appliance.shell.session import execute
+    for line in lines:
+        result = execute(session, line)
+        assert result.ok, (line, result.text)
+
+
+class FakeProcessProtocol:
+    """Stands for Conch's SSHSessionProcessProtocol."""
+
+    def __init__(self):
+        self.data = b""
+        self.ended = None
+        self.transport = None
+
+    def write(self, data):
+        self.data += data
+
+    def processEnded(self, reason):
+        self.ended = reason
+
+    def makeConnection(self, transport):
+        self.transport = transport
+
+    def getPeer(self):
+        class Peer:
+            host = "192.0.2.1"
+        return Peer()
+
+
+def avatar(storage, role="admin"):
+    return OperatorAvatar(OperatorIdentity("admin", role),
+                          ShellContext(storage))
+
+
+def test_exec_exit_status(storage):
+    """exec answers with the output and exit 0, or '% ...' and exit 1."""
+    proto = FakeProcessProtocol()
+    ShellSession(avatar(storage)).execCommand(proto, b"show version")
+    assert proto.data.startswith(b"appliance ")
+    assert proto.ended.check(ProcessDone)
+    proto = FakeProcessProtocol()
+    ShellSession(avatar(storage, "view")).execCommand(proto, b"conf t")
+    assert proto.data.startswith(b"% permission denied")
+    assert proto.ended.check(ProcessTerminated)
+    assert proto.ended.value.exitCode == 1
+
+
+def test_shell_without_pty_runs_script(storage):
+    """Without a pty, stdin is a script stopping at the first error."""
+    proto = FakeProcessProtocol()
+    sess = ShellSession(avatar(storage))
+    sess.openShell(proto)
+    proto.transport.write(b"configure terminal\ncarrier A\nexit\n")
+    proto.transport.write(b"carrier B\nmax-binds 0\ncarrier C\n")
+    assert proto.data == b"% line 5: invalid <1-100> '0': out of range <1-100>\n"
+    assert proto.ended.value.exitCode == 1
+    assert sorted(storage.root().carriers.keys()) == ["A", "B"]
+
+
+def test_script_reader_eof_exit_zero(storage):
+    """A script without errors ends with exit 0 at EOF, last line included."""
+    ended = []
+    reader = ScriptReader(open_session(storage, "admin", "admin"), ended.append)
+    reader.makeConnection(StringTransport())
+    reader.dataReceived(b"configure terminal\r\ncarrier A")
+    assert ended == []
+    reader.eof()
+    assert ended == [0]
+    assert "A" in storage.root().carriers
+
+
+def terminal(storage, role="admin"):
+    ended = []
+    session = open_session(storage, "admin", role)
+    sp = insults.ServerProtocol(CLITerminal, session, ended.append)
+    transport = StringTransport()
+    sp.makeConnection(transport)
+    return sp, transport, ended
+
+
+def test_terminal_prompt_help_tab_history(storage):
+    """The pty shell: prompt, '?' not inserted, TAB completes, Up recalls."""
+    sp, transport, ended = terminal(storage)
+    cli = sp.terminalProtocol
+    assert b"appliance# " in transport.value()
+    sp.dataReceived(b"show ?")
+    assert b"running-config" in transport.value()
+    assert b"".join(cli.lineBuffer) == b"show "
+    sp.dataReceived(b"ver\t")
+    assert b"".join(cli.lineBuffer) == b"show version "
+    sp.dataReceived(b"\r")
+    assert b"Twisted" in transport.value()
+    sp.dataReceived(b"conf\t")
+    assert b"".join(cli.lineBuffer) == b"configure "
+    sp.dataReceived(b"t\r")
+    assert transport.value().endswith(b"appliance(config)# ")
+    sp.dataReceived(b"\x1b[A")  # Up arrow
+    assert b"".join(cli.lineBuffer) == b"configure t"
+    sp.dataReceived(b"\x7f" * 20 + b"end\rexit\r")
+    assert ended == [0]
+
+
+def test_terminal_tab_object_names_quoted(storage, admin):
+    """TAB completes object names, quoting names with spaces."""
+    execute_lines(admin, "configure terminal", 'product "Call & Chat"')
+    sp, transport, ended = terminal(storage)
+    sp.dataReceived(b"configure terminal\rproduct Ca\t")
+    assert b"".join(sp.terminalProtocol.lineBuffer) == b'product "Call & Chat" '
+
+
+def test_service_listens_and_stops(tmp_path, storage):
+    """The service listens on its endpoints, records ports, stops them."""
+    from types import SimpleNamespace
+    reactor = MemoryReactorClock()
+    recorded = []
+    node = SimpleNamespace(
+        reactor=reactor, storage=storage, services={}, config=None,
+        ports=SimpleNamespace(record=lambda k, p: recorded.append((k, p))))
+    section = SimpleNamespace(
+        listen=("tcp:port=2022:interface=127.0.0.1",), admin_keys=None,
+        host_key=tmp_path / "hk", audit_log=tmp_path / "audit.log",
+        manhole=True, manhole_listen=("tcp:port=2023:interface=127.0.0.1",))
+    svc = make_service(section, node)
+    svc.startService()
+    assert svc.ready.called
+    assert [p[0] for p in reactor.tcpServers] == [2022, 2023]
+    assert [k for k, _ in recorded] == ["shell", "manhole"]
+    assert (tmp_path / "hk").exists()
+    d = svc.stopService()
+    assert d.called and not svc.ports
