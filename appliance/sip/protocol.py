@@ -1,0 +1,227 @@
+"""
+Twisted adapters for SIP over UDP and over TCP/TLS: thin.
+
+They frame bytes, parse them, stamp the top Via of requests with
+C{received}/C{rport} (RFC 3261 18.2.1, RFC 3581), answer malformed requests
+with C{400} and a Warning when enough was parsed (else drop them), log
+every malformed message with its source, and hand the rest to the
+transaction layer. No exception escapes C{datagramReceived} or
+C{dataReceived}: a listener survives anything.
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol as TypingProtocol
+
+from twisted.internet.protocol import DatagramProtocol, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from appliance.sip.framing import FramingError, KeepAlive, StreamFramer
+from appliance.sip.headers import HeaderError
+from appliance.sip.interfaces import ISIPTransport
+from appliance.sip.message import Request, Response, SIPParseError, make_error_response, parse
+
+__all__ = ["MessageReceiver", "SIPDatagramProtocol", "SIPStreamProtocol", "stamp_via"]
+
+Address = tuple[str, int]
+
+
+class MessageReceiver(TypingProtocol):
+    """
+    What the protocols hand messages to (the L{TransactionLayer}).
+    """
+
+    def receive(self, message: Request | Response, transport: ISIPTransport,
+                source: Address) -> None:
+        """
+        @param message: the parsed message.
+        @param transport: the transport it came on.
+        @param source: where it came from.
+        """
+
+
+def stamp_via(request: Request, source: Address) -> None:
+    """
+    Add C{received} to the top Via when its host is not the source address
+    or C{rport} is present, and fill in C{rport} (RFC 3581).
+
+    @param request: the request, changed in place.
+    @param source: C{(host, port)} it came from.
+    @raise HeaderError: for a missing or malformed Via.
+    """
+    via = request.top_via()
+    host, port = source
+    sent_host = via.host[1:-1] if via.host.startswith("[") else via.host
+    stamped = via
+    if via.has_rport:
+        stamped = stamped.with_param("received", host).with_param("rport", str(port))
+    elif sent_host != host:
+        stamped = stamped.with_param("received", host)
+    if stamped is not via:
+        request.set_top_via(stamped)
+
+
+def _deliver(data: bytes, source: Address, transport: ISIPTransport, receiver: MessageReceiver,
+             agent: str, log: Logger, reply: Callable[[bytes], None]) -> None:
+    """
+    Parse one message and pass it on, or answer or drop it if malformed.
+    """
+    try:
+        message = parse(data, stream=transport.reliable)
+        if isinstance(message, Request):
+            stamp_via(message, source)
+    except (SIPParseError, HeaderError) as e:
+        error = e if isinstance(e, SIPParseError) else SIPParseError(str(e))
+        response = make_error_response(error, agent)
+        log.warn("malformed SIP message from {source} ({size} bytes): {reason}; {action}",
+                 source=source, size=len(data), reason=error.reason,
+                 action="answered 400" if response is not None else "dropped")
+        if response is not None:
+            reply(response.to_bytes())
+        return
+    receiver.receive(message, transport, source)
+
+
+@implementer(ISIPTransport)
+class SIPDatagramProtocol(DatagramProtocol):
+    """
+    SIP over UDP: one protocol for every peer.
+
+    @ivar receiver: where parsed messages go.
+    @ivar agent: the warn-agent of our C{400} answers.
+    """
+
+    reliable = False
+    name = "UDP"
+    log = Logger()
+
+    def __init__(self, receiver: MessageReceiver, agent: str | None = None) -> None:
+        """
+        @param receiver: the transaction layer.
+        @param agent: host name for Warning headers; the bound address when C{None}.
+        """
+        self.receiver = receiver
+        self.agent = agent
+
+    def send(self, data: bytes, address: Address) -> None:
+        """
+        Send one datagram.
+
+        @param data: the message bytes.
+        @param address: C{(host, port)}.
+        """
+        self.transport.write(data, address)
+
+    def datagramReceived(self, datagram: bytes, addr: Address) -> None:
+        """
+        Handle one datagram; never raises.
+
+        @param datagram: the bytes.
+        @param addr: the source C{(host, port)}.
+        """
+        try:
+            if not datagram.strip(b"\r\n\x00"):
+                return  # keep-alive padding some phones send over UDP
+            source = (addr[0], addr[1])
+            _deliver(datagram, source, self, self.receiver, self._agent(), self.log,
+                     lambda data: self.send(data, source))
+        except Exception:
+            self.log.failure("SIP datagram from {source} not handled", source=addr)
+
+    def _agent(self) -> str:
+        if self.agent is None:
+            self.agent = getattr(self.transport.getHost(), "host", "") or "appliance"
+        return self.agent
+
+
+@implementer(ISIPTransport)
+class SIPStreamProtocol(Protocol):
+    """
+    SIP over one TCP or TLS connection.
+
+    @ivar receiver: where parsed messages go.
+    @ivar name: C{"TCP"} or C{"TLS"}.
+    @ivar peer: the peer's C{(host, port)} once connected.
+    @ivar connected: whether the connection is up.
+    """
+
+    reliable = True
+    log = Logger()
+
+    def __init__(self, receiver: MessageReceiver, agent: str | None = None, name: str = "TCP",
+                 framer: StreamFramer | None = None,
+                 on_lost: Callable[[SIPStreamProtocol], None] | None = None) -> None:
+        """
+        @param receiver: the transaction layer.
+        @param agent: host name for Warning headers; the local address when C{None}.
+        @param name: C{"TCP"} or C{"TLS"}.
+        @param framer: a framer with custom limits; a default one when C{None}.
+        @param on_lost: called with this protocol when the connection goes
+            (the seam for the flow table that reuses registered connections).
+        """
+        self.receiver = receiver
+        self.agent = agent
+        self.name = name
+        self.framer = framer or StreamFramer()
+        self.on_lost = on_lost
+        self.peer: Address = ("", 0)
+        self.connected = False
+
+    def connectionMade(self) -> None:
+        """
+        Remember the peer address.
+        """
+        self.connected = True
+        peer = self.transport.getPeer()
+        self.peer = (getattr(peer, "host", ""), getattr(peer, "port", 0))
+        if self.agent is None:
+            self.agent = getattr(self.transport.getHost(), "host", "") or "appliance"
+
+    def send(self, data: bytes, address: Address | None = None) -> None:
+        """
+        Send one message to the peer.
+
+        @param data: the message bytes.
+        @param address: ignored: a connection has one peer.
+        """
+        self.transport.write(data)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Frame, answer keep-alives, deliver messages; never raises.
+
+        @param data: bytes from the stream.
+        """
+        try:
+            items = self.framer.feed(data)
+        except Exception:
+            self.log.failure("SIP data from {source} not framed", source=self.peer)
+            self.transport.loseConnection()
+            return
+        for item in items:
+            try:
+                if isinstance(item, KeepAlive):
+                    self.transport.write(b"\r\n")
+                elif isinstance(item, FramingError):
+                    self.log.warn("closing SIP connection from {source}: {reason}",
+                                  source=self.peer, reason=item.reason)
+                    self.transport.loseConnection()
+                else:
+                    _deliver(item, self.peer, self, self.receiver, self.agent or "appliance",
+                             self.log, self.send)
+            except Exception:
+                self.log.failure("SIP message from {source} not handled", source=self.peer)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """
+        Tell the flow table, if any.
+
+        @param reason: why.
+        """
+        self.connected = False
+        if self.on_lost is not None:
+            try:
+                self.on_lost(self)
+            except Exception:
+                self.log.failure("on_lost callback failed")

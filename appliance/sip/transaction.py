@@ -1,0 +1,543 @@
+"""
+SIP transactions (RFC 3261 section 17) on an injected clock.
+
+L{TransactionLayer} matches incoming messages to transactions (branch,
+sent-by and method per 17.2.3, with the RFC 2543 key for requests whose
+branch lacks the magic cookie), absorbs retransmissions, creates server
+transactions for new requests and hands those to the transaction user
+(L{ITransactionUser}). Every timer is a C{callLater} on the clock, so tests
+drive them with C{task.Clock}. INVITE server transactions follow RFC 6026
+(an I{Accepted} state absorbs INVITE retransmissions after a 2xx).
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable, Hashable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from appliance.sip.headers import HeaderError, Via
+from appliance.sip.interfaces import ISIPTransport, ITransactionUser
+from appliance.sip.message import Request, Response, make_response
+
+__all__ = [
+    "MAGIC_COOKIE", "InviteServerTransaction", "NonInviteClientTransaction",
+    "NonInviteServerTransaction", "State", "TimerSettings", "TransactionLayer",
+    "new_branch", "response_destination",
+]
+
+MAGIC_COOKIE = "z9hG4bK"
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class TimerSettings:
+    """
+    The RFC 3261 timer base values, in seconds.
+
+    @ivar t1: RTT estimate (default 0.5).
+    @ivar t2: maximum retransmit interval for non-INVITE (default 4).
+    @ivar t4: maximum time a message stays in the network (default 5).
+    @ivar trying_delay: how long an INVITE server transaction waits for the
+        TU before sending C{100 Trying} itself (RFC 3261 17.2.1: 200 ms).
+    """
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    trying_delay: float = 0.2
+
+
+class State(Enum):
+    """
+    Transaction states.
+    """
+
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
+    ACCEPTED = "Accepted"
+    TERMINATED = "Terminated"
+
+
+def new_branch() -> str:
+    """
+    @return: a fresh, unguessable branch with the RFC 3261 magic cookie.
+    """
+    return MAGIC_COOKIE + secrets.token_hex(10)
+
+
+def response_destination(via: Via, source: Address) -> Address:
+    """
+    Where a response to a request goes on UDP (RFC 3261 18.2.2, RFC 3581).
+
+    @param via: the top Via of the request, as updated by the protocol
+        (C{received}, C{rport} filled in).
+    @param source: the address the request came from.
+    @return: C{(host, port)}.
+    """
+    host = via.received or _via_host(via)
+    if via.rport is not None:
+        return host, via.rport
+    if via.has_rport:
+        return source
+    return host, via.port if via.port is not None else 5060
+
+
+def _via_host(via: Via) -> str:
+    return via.host[1:-1] if via.host.startswith("[") else via.host
+
+
+class _Transaction:
+    """
+    What the transaction kinds share: timers, sending, termination.
+
+    @ivar key: the matching key in the layer.
+    @ivar request: the request that created the transaction.
+    @ivar transport: the L{ISIPTransport} it uses.
+    @ivar address: where it sends.
+    @ivar state: the current L{State}.
+    @ivar created: the clock time at creation.
+    """
+
+    log = Logger()
+    kind = "transaction"
+
+    def __init__(self, key: Hashable, request: Request, transport: ISIPTransport,
+                 address: Address, clock: IReactorTime, timers: TimerSettings,
+                 user: ITransactionUser, on_terminated: Callable[[_Transaction], None]) -> None:
+        self.key = key
+        self.request = request
+        self.transport = transport
+        self.address = address
+        self.state = State.TRYING
+        self.created = clock.seconds()
+        self._clock = clock
+        self._timers = timers
+        self._user = user
+        self._on_terminated = on_terminated
+        self._calls: dict[str, IDelayedCall] = {}
+
+    def _start_timer(self, name: str, delay: float, fn: Callable[[], None]) -> None:
+        self._cancel_timers(name)
+        self._calls[name] = self._clock.callLater(delay, self._fire, name, fn)
+
+    def _fire(self, name: str, fn: Callable[[], None]) -> None:
+        self._calls.pop(name, None)
+        try:
+            fn()
+        except Exception:
+            self.log.failure("timer {timer} of {tx} failed", timer=name, tx=self)
+
+    def _cancel_timers(self, *names: str) -> None:
+        for name in names or list(self._calls):
+            call = self._calls.pop(name, None)
+            if call is not None and call.active():
+                call.cancel()
+
+    def pending_timers(self) -> list[str]:
+        """
+        @return: the names of the timers currently running (C{"E"}, C{"F"}...).
+        """
+        return sorted(self._calls)
+
+    def _send(self, message: Request | Response) -> bool:
+        try:
+            self.transport.send(message.to_bytes(), self.address)
+        except Exception:
+            self.log.failure("sending to {address} failed", address=self.address)
+            return False
+        return True
+
+    def terminate(self) -> None:
+        """
+        Stop all timers and leave the layer, without telling the TU.
+        """
+        if self.state is State.TERMINATED:
+            return
+        self.state = State.TERMINATED
+        self._cancel_timers()
+        self._on_terminated(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.request.method} {self.state.value} {self.key!r}>"
+
+
+class NonInviteClientTransaction(_Transaction):
+    """
+    Client transaction for a request other than INVITE and ACK (17.1.2).
+
+    @ivar final: a Deferred fired with the final response (a synthesized
+        408 on timer F, 503 on a transport error); it never errbacks.
+    """
+
+    kind = "client"
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.final: Deferred[Response] = Deferred()
+        self._interval = self._timers.t1
+
+    def start(self) -> None:
+        """
+        Send the request and start timers E (unreliable only) and F.
+        """
+        if not self._send(self.request):
+            self._finish(make_response(self.request, 503, "Transport Error"))
+            return
+        if not self.transport.reliable:
+            self._start_timer("E", self._interval, self._timer_e)
+        self._start_timer("F", 64 * self._timers.t1, self._timer_f)
+
+    def _timer_e(self) -> None:
+        self._send(self.request)
+        if self.state is State.TRYING:
+            self._interval = min(2 * self._interval, self._timers.t2)
+        else:
+            self._interval = self._timers.t2
+        self._start_timer("E", self._interval, self._timer_e)
+
+    def _timer_f(self) -> None:
+        self._finish(make_response(self.request, 408))
+
+    def receive_response(self, response: Response) -> None:
+        """
+        Handle a response matched to this transaction.
+
+        @param response: the response.
+        """
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            return  # retransmitted final response: absorbed
+        if response.status < 200:
+            self.state = State.PROCEEDING
+            self._tell_user(response)
+            return
+        self.state = State.COMPLETED
+        self._cancel_timers("E", "F")
+        self._report_final(response)
+        if self.transport.reliable:
+            self.terminate()
+        else:
+            self._start_timer("K", self._timers.t4, self.terminate)
+
+    def _finish(self, response: Response) -> None:
+        self._report_final(response)
+        self.terminate()
+
+    def _report_final(self, response: Response) -> None:
+        self._tell_user(response)
+        self.final.callback(response)
+
+    def _tell_user(self, response: Response) -> None:
+        try:
+            self._user.response_received(response, self)
+        except Exception:
+            self.log.failure("transaction user failed on a response")
+
+
+class _ServerTransaction(_Transaction):
+    """
+    What both server transactions share: the last response sent.
+    """
+
+    kind = "server"
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.last_response: Response | None = None
+
+    def _resend(self) -> None:
+        if self.last_response is not None:
+            self._send(self.last_response)
+
+    def _emit(self, response: Response) -> None:
+        self.last_response = response
+        self._send(response)
+
+
+class NonInviteServerTransaction(_ServerTransaction):
+    """
+    Server transaction for a request other than INVITE and ACK (17.2.2).
+    """
+
+    def receive_request(self, request: Request) -> None:
+        """
+        A retransmission of the request: re-send the last response, if any.
+
+        @param request: the retransmitted request.
+        """
+        if self.state in (State.PROCEEDING, State.COMPLETED):
+            self._resend()
+
+    def respond(self, response: Response) -> bool:
+        """
+        Send a response from the TU.
+
+        @param response: a provisional or final response.
+        @return: C{False} if the transaction already sent its final response.
+        """
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            self.log.warn("late {status} on {tx} dropped", status=response.status, tx=self)
+            return False
+        self._emit(response)
+        if response.status < 200:
+            self.state = State.PROCEEDING
+            return True
+        self.state = State.COMPLETED
+        if self.transport.reliable:
+            self.terminate()
+        else:
+            self._start_timer("J", 64 * self._timers.t1, self.terminate)
+        return True
+
+
+class InviteServerTransaction(_ServerTransaction):
+    """
+    Server transaction for INVITE (17.2.1, with RFC 6026's Accepted state).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.state = State.PROCEEDING
+        self._interval = self._timers.t1
+
+    def start(self) -> None:
+        """
+        Arrange for C{100 Trying} unless the TU answers within the delay.
+        """
+        if self._timers.trying_delay <= 0:
+            self._send_trying()
+        else:
+            self._start_timer("Trying", self._timers.trying_delay, self._send_trying)
+
+    def _send_trying(self) -> None:
+        if self.state is State.PROCEEDING and self.last_response is None:
+            self._emit(make_response(self.request, 100))
+
+    def receive_request(self, request: Request) -> None:
+        """
+        An INVITE retransmission or the ACK for a non-2xx final response.
+
+        @param request: the INVITE or ACK.
+        """
+        if request.method == "ACK":
+            if self.state is State.COMPLETED:
+                self.state = State.CONFIRMED
+                self._cancel_timers("G", "H")
+                if self.transport.reliable:
+                    self.terminate()
+                else:
+                    self._start_timer("I", self._timers.t4, self.terminate)
+            return
+        if self.state in (State.PROCEEDING, State.COMPLETED):
+            self._resend()
+
+    def respond(self, response: Response) -> bool:
+        """
+        Send a response from the TU.
+
+        @param response: a provisional or final response.
+        @return: C{False} if it could not be sent in this state.
+        """
+        if self.state is State.ACCEPTED and 200 <= response.status < 300:
+            self._emit(response)
+            return True
+        if self.state is not State.PROCEEDING:
+            self.log.warn("late {status} on {tx} dropped", status=response.status, tx=self)
+            return False
+        self._cancel_timers("Trying")
+        self._emit(response)
+        if response.status < 200:
+            return True
+        if response.status < 300:
+            self.state = State.ACCEPTED
+            self._start_timer("L", 64 * self._timers.t1, self.terminate)
+            return True
+        self.state = State.COMPLETED
+        if not self.transport.reliable:
+            self._start_timer("G", self._interval, self._timer_g)
+        self._start_timer("H", 64 * self._timers.t1, self._timer_h)
+        return True
+
+    def _timer_g(self) -> None:
+        self._resend()
+        self._interval = min(2 * self._interval, self._timers.t2)
+        self._start_timer("G", self._interval, self._timer_g)
+
+    def _timer_h(self) -> None:
+        self.terminate()
+        try:
+            self._user.transaction_timed_out(self)
+        except Exception:
+            self.log.failure("transaction user failed on timer H")
+
+
+ServerTransaction = NonInviteServerTransaction | InviteServerTransaction
+
+
+class TransactionLayer:
+    """
+    Match messages to transactions, create server transactions, start client
+    transactions.
+
+    @ivar user: the L{ITransactionUser}.
+    @ivar timers: the L{TimerSettings}.
+    """
+
+    log = Logger()
+
+    def __init__(self, user: ITransactionUser, clock: IReactorTime,
+                 timers: TimerSettings | None = None) -> None:
+        """
+        @param user: receives new requests and client outcomes.
+        @param clock: the reactor's time interface.
+        @param timers: T1, T2, T4; RFC 3261 defaults when C{None}.
+        """
+        self.user = user
+        self.timers = timers or TimerSettings()
+        self._clock = clock
+        self._server: dict[Hashable, ServerTransaction] = {}
+        self._client: dict[Hashable, NonInviteClientTransaction] = {}
+
+    @staticmethod
+    def server_key(request: Request, method: str | None = None) -> Hashable:
+        """
+        The matching key of a request (RFC 3261 17.2.3).
+
+        @param request: the request.
+        @param method: the method to match instead of the request's (for
+            finding the INVITE a CANCEL targets).
+        @return: a hashable key; ACK maps to INVITE.
+        @raise HeaderError: for a missing or malformed Via or CSeq.
+        """
+        via = request.top_via()
+        method = method or request.method
+        if method == "ACK":
+            method = "INVITE"
+        branch = via.branch
+        if branch and branch.startswith(MAGIC_COOKIE):
+            return ("3261", branch, via.sent_by, method)
+        from_tag = request.from_address().tag
+        return ("2543", str(request.uri), from_tag, request.call_id,
+                request.cseq().number, str(via), method)
+
+    def receive(self, message: Request | Response, transport: ISIPTransport,
+                source: Address) -> None:
+        """
+        Dispatch one parsed message.
+
+        @param message: the request or response.
+        @param transport: the transport it came on (responses go back on it).
+        @param source: the address it came from.
+        """
+        try:
+            if isinstance(message, Request):
+                self._receive_request(message, transport, source)
+            else:
+                self._receive_response(message)
+        except HeaderError as e:
+            self.log.info("dropped message from {source}: {reason}", source=source, reason=str(e))
+
+    def _receive_request(self, request: Request, transport: ISIPTransport,
+                         source: Address) -> None:
+        key = self.server_key(request)
+        existing = self._server.get(key)
+        if existing is not None:
+            existing.receive_request(request)
+            return
+        if request.method == "ACK":
+            self._call_user(request, None)
+            return
+        address = source if transport.reliable else response_destination(request.top_via(), source)
+        cls = InviteServerTransaction if request.method == "INVITE" else NonInviteServerTransaction
+        tx = cls(key, request, transport, address, self._clock, self.timers, self.user,
+                 self._forget_server)
+        self._server[key] = tx
+        if isinstance(tx, InviteServerTransaction):
+            tx.start()
+        if not self._call_user(request, tx) and tx.state in (State.TRYING, State.PROCEEDING):
+            tx.respond(make_response(request, 500))
+
+    def _call_user(self, request: Request, tx: ServerTransaction | None) -> bool:
+        try:
+            self.user.request_received(request, tx)
+        except Exception:
+            self.log.failure("transaction user failed on {method}", method=request.method)
+            return False
+        return True
+
+    def _receive_response(self, response: Response) -> None:
+        via = response.top_via()
+        key = (via.branch, response.cseq().method)
+        tx = self._client.get(key)
+        if tx is None:
+            self.log.debug("stray {status} response dropped", status=response.status)
+            return
+        tx.receive_response(response)
+
+    def send_request(self, request: Request, transport: ISIPTransport,
+                     address: Address) -> NonInviteClientTransaction:
+        """
+        Start a non-INVITE client transaction.
+
+        @param request: the request; its top Via must carry a branch with
+            the magic cookie (L{new_branch}).
+        @param transport: where to send it.
+        @param address: C{(host, port)} of the next hop.
+        @return: the transaction; its C{final} Deferred fires with the outcome.
+        @raise ValueError: for INVITE/ACK, or a Via without a proper branch,
+            or a branch already in use.
+        """
+        if request.method in ("INVITE", "ACK"):
+            raise ValueError(f"no client transaction for {request.method}")
+        branch = request.top_via().branch
+        if not branch or not branch.startswith(MAGIC_COOKIE):
+            raise ValueError("top Via needs a branch starting with z9hG4bK")
+        key = (branch, request.method)
+        if key in self._client:
+            raise ValueError(f"branch {branch} already in use")
+        tx = NonInviteClientTransaction(key, request, transport, address, self._clock,
+                                        self.timers, self.user, self._forget_client)
+        self._client[key] = tx
+        tx.start()
+        return tx
+
+    def find_server_transaction(self, request: Request, method: str) -> ServerTransaction | None:
+        """
+        Find the server transaction a request refers to (a CANCEL's INVITE).
+
+        @param request: the referring request.
+        @param method: the method of the transaction looked for.
+        @return: the transaction or C{None}.
+        """
+        try:
+            return self._server.get(self.server_key(request, method))
+        except HeaderError:
+            return None
+
+    def transactions(self) -> list[_Transaction]:
+        """
+        @return: every live transaction, server ones first (for
+            C{show sip transactions}).
+        """
+        return [*self._server.values(), *self._client.values()]
+
+    def stop(self) -> None:
+        """
+        Terminate every transaction and cancel its timers (service stop).
+        """
+        for tx in self.transactions():
+            tx.terminate()
+
+    def _forget_server(self, tx: _Transaction) -> None:
+        if self._server.get(tx.key) is tx:
+            del self._server[tx.key]
+
+    def _forget_client(self, tx: _Transaction) -> None:
+        if self._client.get(tx.key) is tx:
+            del self._client[tx.key]
