@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from appliance.config import NodeConfig
 from appliance.logs import observer
+from appliance.messaging.core import MessagingCore
 from appliance.node import NodeContext, NodeService, PortMap, child
 from appliance.store.database import Storage, open_database
 
@@ -25,7 +26,11 @@ log = Logger()
 #: that service.  Later protocols add their line here.
 SERVICE_FACTORIES = {
     "shell": "appliance.shell.service",
+    "sip": "appliance.sip.service",
 }
+
+#: Sections whose service carries messages through the messaging core.
+MESSAGING_SECTIONS = frozenset({"sip", "smpp", "http", "m3ua"})
 
 
 def make_node(config: NodeConfig, reactor: Any,
@@ -55,6 +60,13 @@ def make_node(config: NodeConfig, reactor: Any,
     child(node, storage, "storage")
     if config.node.provision is not None:
         child(node, Provisioner(context, config.node.provision), "provision")
+    if any(s.name in MESSAGING_SECTIONS for s in config.enabled()):
+        sip = config.sip
+        core = MessagingCore(storage, reactor,
+                             retry_schedule=sip.retry_schedule,
+                             validity=sip.validity)
+        context.services["messaging"] = core
+        child(node, core, "messaging")
     factories = SERVICE_FACTORIES if factories is None else factories
     for section in config.enabled():
         make: Callable = importlib.import_module(
@@ -101,7 +113,8 @@ class Provisioner(Service):
         from appliance.shell.script import run_script
         text = self.script.read_text("utf-8")
         result = run_script(storage, text, user="provision",
-                            source=f"startup:{self.script.name}")
+                            source=f"startup:{self.script.name}",
+                            realm=self.context.config.sip.realm)
         if not result.ok:
             raise ProvisionError(f"{self.script}: {result.text.strip()}")
         with storage.transaction(user="provision",

@@ -44,7 +44,7 @@ DEFAULT_LISTEN: dict[str, tuple[str, ...]] = {
 
 #: Services whose implementation is in this build.  Enabling another one
 #: is refused at start-up rather than silently ignored.
-BUILT_SERVICES = frozenset({"shell"})
+BUILT_SERVICES = frozenset({"shell", "sip"})
 
 
 class ConfigError(Exception):
@@ -161,6 +161,44 @@ class ShellSection(ServiceSection):
 
 
 @dataclass(frozen=True)
+class SIPSection(ServiceSection):
+    """
+    C{[sip]}: the registrar and messaging endpoint for apps.
+
+    TLS listeners are C{ssl:port=5061:privateKey=key.pem:certKey=cert.pem}
+    (the certificate and key come from the listener string).
+
+    @ivar domain: the SIP domain of accounts (requests to the node's own
+        addresses count as this domain too); default: the node name.
+    @ivar realm: the digest realm; default: the domain.  Account password
+        hashes are made for it: changing it means setting passwords again.
+    @ivar digest_algorithms: offered in this order (C{MD5}, C{SHA-256});
+        MD5 first by default, as many deployed apps read only the first.
+    @ivar nonce_lifetime: seconds a digest nonce is valid.
+    @ivar min_expires: shortest registration accepted (shorter: 423).
+    @ivar max_expires: longest registration granted (longer is cut).
+    @ivar default_expires: granted when the REGISTER asks for none.
+    @ivar retry_schedule: seconds between delivery attempts to an app;
+        the last value repeats until the message's validity ends.
+    @ivar validity: seconds a message waits for delivery by default.
+    @ivar max_message_bytes: the largest MESSAGE body accepted (413).
+    @ivar auth_failures: failed authentications allowed per source
+        address per minute before requests from it get 403 at once.
+    """
+    domain: str = "appliance"
+    realm: str = "appliance"
+    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+    nonce_lifetime: int = 300
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    retry_schedule: tuple[int, ...] = (30, 120, 600, 3600)
+    validity: int = 86400
+    max_message_bytes: int = 4096
+    auth_failures: int = 10
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole node configuration, validated."""
     source: Path | None
@@ -182,6 +220,11 @@ class NodeConfig:
     def shell(self) -> ShellSection:
         """The C{[shell]} section."""
         return self.service("shell")  # type: ignore[return-value]
+
+    @property
+    def sip(self) -> SIPSection:
+        """The C{[sip]} section (its realm is used even when SIP is off)."""
+        return self.service("sip")  # type: ignore[return-value]
 
     def enabled(self) -> list[ServiceSection]:
         """
@@ -357,7 +400,7 @@ def _service(c: _Collector, name: str, table: dict,
 
 #: Section-specific keys for services not yet built (beyond enabled/listen).
 _SERVICE_KEYS: dict[str, set[str]] = {
-    "smpp": set(), "sip": set(), "m3ua": set(), "http": set(),
+    "smpp": set(), "m3ua": set(), "http": set(),
 }
 
 
@@ -459,6 +502,8 @@ def parse(text: str, source: Path | None = None,
                 **common, admin_keys=admin_keys, host_key=host_key,
                 audit_log=audit_log, manhole=manhole,
                 manhole_listen=manhole_listen))
+        elif sname == "sip":
+            services.append(_sip_section(c, t, base, name))
         else:
             _unknown(c, sname, t, {"enabled", "listen"} | _SERVICE_KEYS[sname])
             common = _service(c, sname, t, base)
@@ -470,6 +515,51 @@ def parse(text: str, source: Path | None = None,
     if c.errors:
         raise ConfigError(c.errors)
     return NodeConfig(source, node, storage, tuple(services))
+
+
+def _sip_section(c: _Collector, t: dict, base: Path,
+                 node_name: str) -> SIPSection:
+    """Read and check C{[sip]}."""
+    ints = {"nonce_lifetime": (300, 10, 86400), "min_expires": (60, 1, 86400),
+            "max_expires": (3600, 1, 7 * 86400),
+            "default_expires": (3600, 1, 7 * 86400),
+            "validity": (86400, 60, 30 * 86400),
+            "max_message_bytes": (4096, 140, 1 << 20),
+            "auth_failures": (10, 1, 100000)}
+    _unknown(c, "sip", t, {"enabled", "listen", "domain", "realm",
+                           "digest_algorithms", "retry_schedule", *ints})
+    common = _service(c, "sip", t, base)
+    values: dict[str, Any] = {}
+    for key, (default, low, high) in ints.items():
+        value = _typed(c, "sip", t, key, int, default)
+        if not low <= value <= high:
+            c.error("sip", key, f"between {low} and {high}")
+        values[key] = value
+    if values["min_expires"] > values["max_expires"]:
+        c.error("sip", "min_expires", "larger than max_expires")
+    if not values["min_expires"] <= values["default_expires"] \
+            <= values["max_expires"]:
+        c.error("sip", "default_expires",
+                "must lie between min_expires and max_expires")
+    domain = _typed(c, "sip", t, "domain", str, node_name)
+    if not domain or any(ch in domain for ch in ' "<>;@:/'):
+        c.error("sip", "domain", "a host name or address")
+    realm = _typed(c, "sip", t, "realm", str, domain)
+    if not realm or not realm.isprintable() or '"' in realm:
+        c.error("sip", "realm", "printable text without quotes")
+    algorithms = _typed(c, "sip", t, "digest_algorithms", list,
+                        ["MD5", "SHA-256"])
+    if not algorithms or any(a not in ("MD5", "SHA-256") for a in algorithms) \
+            or len(set(algorithms)) != len(algorithms):
+        c.error("sip", "digest_algorithms",
+                'a list of "MD5" and/or "SHA-256", each once')
+    schedule = _typed(c, "sip", t, "retry_schedule", list, [30, 120, 600, 3600])
+    if not schedule or any(isinstance(x, bool) or not isinstance(x, int)
+                           or x < 1 for x in schedule):
+        c.error("sip", "retry_schedule", "a list of seconds, each 1 or more")
+    return SIPSection(**common, domain=domain, realm=realm,
+                      digest_algorithms=tuple(algorithms),
+                      retry_schedule=tuple(schedule), **values)
 
 
 def _check_duplicate_listeners(c: _Collector,

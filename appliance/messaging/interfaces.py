@@ -110,3 +110,59 @@ class IMessageStore(Interface):
         """
         @return: the waiting message with the lowest id, or None.
         """
+
+
+class IDeliveryAgent(Interface):
+    """
+    Delivers stored messages over one transport (C{sip}: to an account's
+    registered apps; later C{smpp}: over client connections).  The
+    messaging core calls it; it never touches the database itself.
+    """
+
+    def deliver(message):
+        """
+        Try to deliver one message now.
+
+        @param message: a L{appliance.messaging.core.MessageView}.
+        @return: a Deferred firing with an
+            L{appliance.messaging.core.Outcome}: C{delivered}; C{offline}
+            (no app registered: the core keeps it until
+            L{IMessagingCore.account_online}); C{retry} (temporary: 408,
+            480, 5xx, timeout); C{failed} (permanent).  It never errbacks
+            for a delivery problem.
+        """
+
+
+class IMessagingCore(Interface):
+    """
+    Accept, route, store, deliver, retry: the one path every protocol's
+    incoming message takes (SIP MESSAGE from apps now; SMPP, HTTP and MAP
+    later).
+    """
+
+    def submit(submission):
+        """
+        Route and durably accept one message.
+
+        @param submission: an L{appliance.messaging.core.Submission}.
+        @return: a Deferred firing with the new message id once the message
+            is committed (acknowledge the sender only then).
+        @raise appliance.messaging.core.NoRoute: synchronously, before
+            anything is stored, when no local account or policy takes the
+            recipient.
+        """
+
+    def account_online(username):
+        """
+        An app of C{username} registered: deliver its waiting messages, in
+        the order they were accepted.
+        """
+
+    def set_agent(transport, agent):
+        """Use the L{IDeliveryAgent} C{agent} for C{transport}."""
+
+    def add_outcome_listener(listener):
+        """
+        Call C{listener(view, state)} after each final state change
+        (C{delivered}, C{failed}, C{expired}) is committed: receipts.
+        """

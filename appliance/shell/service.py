@@ -83,10 +83,7 @@ class ShellService(Service):
 
     def _realm(self) -> str:
         config = getattr(self.node, "config", None)
-        try:
-            return config.service("sip").option("realm", self.hostname)
-        except Exception:
-            return self.hostname
+        return config.sip.realm if config is not None else self.hostname
 
     def startService(self) -> None:
         """Load or create the host key and listen on every endpoint."""

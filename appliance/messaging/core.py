@@ -1,0 +1,433 @@
+# -*- test-case-name: tests.messaging.test_core -*-
+"""
+The messaging core: the one path every incoming message takes.
+
+    protocol --Submission--> submit(): route (local account, else service
+    policy), store in a batched commit, fire the id --> protocol acks
+                                  |
+                                  v
+    dispatch --MessageView--> IDeliveryAgent.deliver() --Outcome-->
+    delivered / failed: final state, outcome listeners (receipts)
+    offline: waits for account_online() (a REGISTER), expires at validity
+    retry: next attempt by the retry schedule, expires at validity
+
+Decisions read the reactor thread's view of the database (BTree lookups of
+microseconds) and the route-table snapshot rebuilt after each configuration
+commit; every state change is a batched write, and listeners hear of final
+states only once they are on disk.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from appliance.messaging.interfaces import IDeliveryAgent, IMessagingCore
+from appliance.messaging.store import IdsExhausted, Message, MessageIds
+from appliance.model.errors import ModelError
+from appliance.model.numbers import normalize_e164
+from appliance.model.routing import route_table
+
+#: Outcome kinds an agent reports.
+OUTCOMES = ("delivered", "offline", "retry", "failed")
+#: Policy origins by message origin kind.
+_POLICY_ORIGIN = {"account": "app", "carrier": "carrier",
+                  "connection": "connection", "http": "app"}
+
+
+class NoRoute(Exception):
+    """
+    Nobody takes the recipient: refuse before storing (SIP 404, SMPP
+    ESME_RINVDSTADR).  C{str()} is the reason.
+    """
+
+
+@dataclass(frozen=True)
+class Submission:
+    """
+    A message as a protocol received it, before it is accepted.
+
+    @ivar origin_kind: C{account}, C{carrier}, C{connection} or C{http}.
+    @ivar origin: the origin's name (account username, carrier name...).
+    @ivar sender: digits or an alphanumeric sender.
+    @ivar recipient: the destination number (normalized here).
+    @ivar validity: seconds it may wait for delivery (None: the default).
+    @ivar receipt: registered_delivery asked for (SMPP).
+    @ivar hops: nodes it has passed (loop protection).
+    """
+    origin_kind: str
+    origin: str
+    sender: str
+    recipient: str
+    text: str | None
+    encoding: str = "utf-8"
+    parts: int = 1
+    validity: float | None = None
+    receipt: int = 0
+    hops: int = 0
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """An immutable copy of a stored message, for delivery agents."""
+    id: int
+    sender: str
+    recipient: str
+    account: str | None
+    text: str | None
+    encoding: str
+    parts: int
+    created: float
+    attempts: int
+    validity: float
+    origin_kind: str = "account"
+    origin: str = ""
+    receipt: int = 0
+
+    @classmethod
+    def of(cls, m: Message) -> "MessageView":
+        """Copy a persistent message."""
+        return cls(m.id, m.sender, m.recipient, m.account, m.text,
+                   m.encoding, m.parts, m.created, m.attempts, m.validity,
+                   m.origin_kind, m.origin, m.receipt)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """
+    What a delivery attempt came to.
+
+    @ivar kind: C{delivered}, C{offline}, C{retry} or C{failed}.
+    @ivar reason: for the log and the message's error field.
+    """
+    kind: str
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in OUTCOMES:
+            raise ValueError(f"unknown outcome {self.kind!r}")
+
+
+def retry_delay(schedule: tuple[float, ...], attempts: int) -> float:
+    """
+    Seconds before the next attempt after C{attempts} failed ones: the
+    schedule in order, its last value repeating.
+    """
+    return schedule[min(max(attempts, 1), len(schedule)) - 1]
+
+
+@implementer(IMessagingCore)
+class MessagingCore(Service):
+    """
+    Accepts, routes, stores and delivers messages, and retries them.
+
+    @ivar in_flight: ids of messages being delivered right now.
+    """
+
+    name = "messaging"
+    log = Logger()
+
+    def __init__(self, storage: Any, clock: IReactorTime,
+                 retry_schedule: tuple[float, ...] = (30, 120, 600, 3600),
+                 validity: float = 86400.0, scan_interval: float = 1.0,
+                 scan_limit: int = 500):
+        """
+        @param storage: the L{IStorage}.
+        @param clock: the reactor's time and scheduling.
+        @param retry_schedule: seconds between attempts (last repeats).
+        @param validity: default seconds a message may wait.
+        @param scan_interval: seconds between looks at due messages.
+        @param scan_limit: due messages taken per look.
+        """
+        self.storage = storage
+        self.clock = clock
+        self.retry_schedule = tuple(retry_schedule)
+        self.validity = validity
+        self.scan_interval = scan_interval
+        self.scan_limit = scan_limit
+        self.in_flight: set[int] = set()
+        self._agents: dict[str, IDeliveryAgent] = {}
+        self._listeners: list[Callable[[MessageView, str], Any]] = []
+        self._ids: MessageIds | None = None
+        self._routes = None
+        self._scanner: task.LoopingCall | None = None
+        self.counters = {"accepted": 0, "no_route": 0, "delivered": 0,
+                         "failed": 0, "expired": 0, "retries": 0}
+
+    # -- life cycle ----------------------------------------------------
+
+    def startService(self) -> None:
+        """
+        Take a new id epoch, build the route table, and start looking for
+        due messages (the first look also resumes what was waiting when
+        the node stopped).
+        """
+        super().startService()
+        self._new_epoch()
+        self._rebuild_routes()
+        self.storage.add_change_listener(self._config_changed)
+        self._scanner = task.LoopingCall(self.scan)
+        self._scanner.clock = self.clock
+        self._scanner.start(self.scan_interval, now=False)
+        self.clock.callLater(0, self.resume)
+
+    def stopService(self) -> defer.Deferred:
+        """Stop scanning; deliveries under way finish on their own."""
+        super().stopService()
+        if self._scanner is not None and self._scanner.running:
+            self._scanner.stop()
+        try:
+            self.storage.remove_change_listener(self._config_changed)
+        except ValueError:
+            pass
+        return defer.succeed(None)
+
+    def _new_epoch(self) -> None:
+        epoch = self.storage.run(lambda root: self.storage.messages()
+                                 .next_epoch(), user="messaging",
+                                 note="message id epoch")
+        self._ids = MessageIds(epoch)
+
+    def _next_id(self) -> int:
+        try:
+            return self._ids.next()
+        except IdsExhausted:
+            self._new_epoch()
+            return self._ids.next()
+
+    def _config_changed(self, note: str) -> None:
+        self._rebuild_routes()
+
+    def _rebuild_routes(self) -> None:
+        self._routes = route_table(self.storage.root())
+
+    # -- agents and listeners -------------------------------------------
+
+    def set_agent(self, transport: str, agent: IDeliveryAgent) -> None:
+        """Deliver C{transport} routes with C{agent}."""
+        self._agents[transport] = agent
+
+    def add_outcome_listener(self, listener: Callable[[MessageView, str],
+                                                      Any]) -> None:
+        """Hear of every committed final state."""
+        self._listeners.append(listener)
+
+    # -- accepting -----------------------------------------------------
+
+    def route(self, submission: Submission) -> tuple[str, str | None, str]:
+        """
+        Decide where a message goes, without storing anything.
+
+        @return: (transport, account username or None, route name).
+        @raise NoRoute: nobody takes it.
+        @raise ModelError: the recipient is not a number.
+        """
+        number = normalize_e164(submission.recipient)
+        root = self.storage.root()
+        account = root.account_for_did(number) or root.accounts.get(number)
+        if account is not None:
+            if not account.enabled:
+                raise NoRoute(f"account {account.username} is disabled")
+            product = root.products.get(account.product) \
+                if account.product else None
+            if product is not None and not product.messaging:
+                raise NoRoute(f"messaging is not enabled for account "
+                              f"{account.username}")
+            return "sip", account.username, "local"
+        origin = _POLICY_ORIGIN.get(submission.origin_kind)
+        decision = self._routes.decide(submission.sender, number, origin)
+        if decision is None:
+            raise NoRoute(f"no account or service policy for {number}")
+        if decision.transport == "sip":
+            raise NoRoute(f"policy {decision.policy}: no local account "
+                          f"{number}")
+        if decision.transport not in self._agents:
+            raise NoRoute(f"policy {decision.policy}: no {decision.transport}"
+                          " connections in this node")
+        return decision.transport, None, decision.policy
+
+    def submit(self, submission: Submission) -> defer.Deferred:
+        """
+        Route and durably accept a message.
+
+        @return: a Deferred firing with the message id after the commit.
+        @raise NoRoute: before anything is stored.
+        @raise ModelError: for invalid fields, before anything is stored.
+        """
+        transport, account, route = self.route(submission)
+        now = self.clock.seconds()
+        validity = now + (submission.validity if submission.validity
+                          is not None else self.validity)
+        message = Message(
+            self._next_id(), submission.origin_kind, submission.origin,
+            submission.sender, normalize_e164(submission.recipient),
+            now=now, validity=validity, text=submission.text,
+            encoding=submission.encoding, parts=submission.parts,
+            account=account, receipt=submission.receipt,
+            hops=submission.hops)
+        message.route = route
+
+        def add(raw):
+            raw["messages"].add(message)
+            return MessageView.of(message)
+        d = self.storage.batch(add)
+
+        def accepted(view: MessageView) -> int:
+            self.counters["accepted"] += 1
+            self.clock.callLater(0, self.dispatch, view, transport)
+            return view.id
+        d.addCallback(accepted)
+        return d
+
+    # -- delivering ----------------------------------------------------
+
+    def dispatch(self, view: MessageView, transport: str = "sip"
+                 ) -> defer.Deferred | None:
+        """
+        Hand one message to its agent, unless it is already in flight.
+
+        @return: a Deferred firing once its outcome is recorded, or
+            C{None} if it was in flight or no agent takes it.
+        """
+        if view.id in self.in_flight:
+            return None
+        agent = self._agents.get(transport)
+        if agent is None:
+            self.log.warn("no {transport} agent for message {id}",
+                          transport=transport, id=view.id)
+            return None
+        self.in_flight.add(view.id)
+        d = defer.maybeDeferred(agent.deliver, view)
+        d.addErrback(self._agent_error, view)
+        d.addCallback(self._record, view)
+
+        def done(result):
+            self.in_flight.discard(view.id)
+            return result
+        d.addBoth(done)
+        return d
+
+    def _agent_error(self, failure, view: MessageView) -> Outcome:
+        self.log.failure("delivery agent failed on message {id}", failure,
+                         id=view.id)
+        return Outcome("retry", "internal error")
+
+    def _record(self, outcome: Outcome, view: MessageView) -> defer.Deferred:
+        now = self.clock.seconds()
+        kind, reason = outcome.kind, outcome.reason
+        if kind in ("retry", "offline") and now >= view.validity:
+            kind, reason = "expired", reason or "validity period ended"
+        if kind == "delivered":
+            state, next_attempt = "delivered", None
+        elif kind == "failed":
+            state, next_attempt = "failed", None
+        elif kind == "expired":
+            state, next_attempt = "expired", None
+        elif kind == "offline":
+            # Wait for a REGISTER; the due index wakes it at its expiry.
+            state, next_attempt = "accepted", view.validity
+        else:
+            state = "delivering"
+            next_attempt = min(now + retry_delay(self.retry_schedule,
+                                                 view.attempts + 1),
+                               view.validity)
+            self.counters["retries"] += 1
+
+        def write(raw):
+            store = raw["messages"]
+            message = store.get(view.id)
+            if message is None or message.state in ("delivered", "failed",
+                                                    "expired"):
+                return None
+            if kind != "offline":
+                message.attempts += 1
+            store.set_state(message, state, next_attempt=next_attempt,
+                            error=reason or None, now=now)
+            return MessageView.of(message)
+        d = self.storage.batch(write)
+        d.addCallback(self._recorded, state, reason)
+        d.addErrback(lambda f: self.log.failure(
+            "recording the outcome of message {id} failed", f, id=view.id))
+        return d
+
+    def _recorded(self, view: MessageView | None, state: str,
+                  reason: str) -> None:
+        if view is None:
+            return
+        if state in ("delivered", "failed", "expired"):
+            self.counters[state] += 1
+            self.log.info("message {id} to {recipient}: {state}{why}",
+                          id=view.id, recipient=view.recipient, state=state,
+                          why=f" ({reason})" if reason else "")
+            for listener in list(self._listeners):
+                try:
+                    listener(view, state)
+                except Exception:
+                    self.log.failure("outcome listener failed")
+
+    def scan(self) -> None:
+        """Dispatch the messages whose next attempt is due; expire those
+        whose validity has ended."""
+        now = self.clock.seconds()
+        for message in self.storage.messages().due_before(now,
+                                                          self.scan_limit):
+            view = MessageView.of(message)
+            if view.id in self.in_flight:
+                continue
+            if now >= message.validity:
+                self._record(Outcome("retry", "validity period ended"), view)
+            elif message.state == "delivering":
+                self.dispatch(view, self._transport_of(message))
+
+    def _transport_of(self, message: Message) -> str:
+        return "sip" if message.route in (None, "local") or \
+            message.account else "smpp"
+
+    def resume(self) -> None:
+        """
+        At start: dispatch waiting messages that have no scheduled attempt
+        (accepted just before the node stopped).
+        """
+        store = self.storage.messages()
+        pending = []
+        for id in list(store.waiting):
+            message = store.get(id)
+            if message is not None and message.next_attempt is None:
+                pending.append(MessageView.of(message))
+        for view in pending:
+            self.dispatch(view, "sip" if view.account else "smpp")
+        if pending:
+            self.log.info("resumed {n} waiting messages", n=len(pending))
+
+    def account_online(self, username: str) -> defer.Deferred:
+        """
+        An app of C{username} registered: deliver its waiting messages one
+        after another, in acceptance order.
+
+        @return: a Deferred firing when all were tried.
+        """
+        now = self.clock.seconds()
+        views = [MessageView.of(m) for m in
+                 self.storage.messages().waiting_for(username)
+                 if m.id not in self.in_flight]
+        return self._in_order(views, now)
+
+    @defer.inlineCallbacks
+    def _in_order(self, views: Iterable[MessageView], now: float):
+        for view in views:
+            if now >= view.validity:
+                yield self._record(Outcome("retry", "validity period ended"),
+                                   view)
+                continue
+            d = self.dispatch(view, "sip")
+            if d is not None:
+                yield d
+
+    def statistics(self) -> dict[str, int]:
+        """Counters since start, for C{show statistics}."""
+        return dict(self.counters, in_flight=len(self.in_flight))

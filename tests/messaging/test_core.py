@@ -1,0 +1,251 @@
+"""Tests for L{appliance.messaging.core}: accept, route, deliver, retry."""
+from twisted.internet import defer
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from appliance.messaging.core import (MessagingCore, MessageView, NoRoute,
+                                      Outcome, Submission, retry_delay)
+from appliance.messaging.interfaces import IDeliveryAgent, IMessagingCore
+from appliance.model.errors import ModelError
+from appliance.store.database import Storage
+
+
+@implementer(IDeliveryAgent)
+class FakeAgent:
+    """Records deliveries; each returns a Deferred the test fires."""
+
+    def __init__(self):
+        self.calls: list[tuple[MessageView, defer.Deferred]] = []
+
+    def deliver(self, message):
+        d = defer.Deferred()
+        self.calls.append((message, d))
+        return d
+
+    def answer(self, kind, reason=""):
+        view, d = self.calls.pop(0)
+        d.callback(Outcome(kind, reason))
+        return view
+
+
+class CoreTests(SynchronousTestCase):
+    """The core on an in-memory database and a fake clock."""
+
+    def setUp(self):
+        self.clock = MemoryReactorClock()
+        self.clock.advance(1_000_000)
+        self.storage = Storage.open_memory(reactor=self.clock,
+                                           batch_delay=0.001)
+        self.addCleanup(self.storage.close)
+        with self.storage.transaction(note="setup") as root:
+            root.add_product("Call & Chat")
+            root.products["Call & Chat"].messaging = True
+            root.add_product("Voice only")
+            root.add_customer("John Doe")
+            root.add_account("John Doe", "111222333")
+            root.add_did("111222333", "111222333")
+            root.set_account_product("111222333", "Call & Chat")
+            root.add_account("John Doe", "1111")
+            root.add_account("John Doe", "4444")
+            root.set_account_product("4444", "Voice only")
+        self.core = MessagingCore(self.storage, self.clock,
+                                  retry_schedule=(30, 120), validity=600,
+                                  scan_interval=1)
+        self.agent = FakeAgent()
+        self.core.set_agent("sip", self.agent)
+        self.core.startService()
+        self.addCleanup(self.core.stopService)
+        self.finals = []
+        self.core.add_outcome_listener(
+            lambda view, state: self.finals.append((view.id, state)))
+
+    def submit(self, to="111222333", text="hello"):
+        d = self.core.submit(Submission("carrier", "Carrier1", "AsiaCell",
+                                        to, text))
+        self.clock.advance(0.001)
+        return self.successResultOf(d)
+
+    def stored(self, id):
+        return self.storage.messages().get(id)
+
+    def test_interfaces(self):
+        """The core and the fake agent provide their interfaces."""
+        verifyObject(IMessagingCore, self.core)
+        verifyObject(IDeliveryAgent, self.agent)
+
+    def test_accept_after_commit_then_deliver(self):
+        """submit() fires the id only after the commit; delivery follows,
+        and a delivered outcome is recorded and heard by listeners."""
+        d = self.core.submit(Submission("carrier", "Carrier1", "AsiaCell",
+                                        "111222333", "promo"))
+        self.assertNoResult(d)
+        self.assertEqual(self.storage.messages().counts()["accepted"], 0)
+        self.clock.advance(0.001)
+        id = self.successResultOf(d)
+        self.assertEqual(self.stored(id).state, "accepted")
+        self.assertEqual(self.stored(id).account, "111222333")
+        self.clock.advance(0)
+        view = self.agent.answer("delivered")
+        self.assertEqual((view.id, view.text, view.sender),
+                         (id, "promo", "AsiaCell"))
+        self.assertEqual(self.finals, [])
+        self.clock.advance(0.001)
+        self.assertEqual(self.stored(id).state, "delivered")
+        self.assertEqual(self.finals, [(id, "delivered")])
+
+    def test_route_by_username(self):
+        """An account without a DID is reached by its username."""
+        id = self.submit(to="1111")
+        self.assertEqual(self.stored(id).account, "1111")
+
+    def test_no_route_stores_nothing(self):
+        """An unknown recipient raises NoRoute and nothing is stored."""
+        with self.assertRaises(NoRoute):
+            self.core.submit(Submission("account", "1111", "1111",
+                                        "999888", "x"))
+        self.assertEqual(sum(self.storage.messages().counts().values()), 0)
+
+    def test_messaging_disabled_product(self):
+        """An account whose product has messaging off is not a route."""
+        with self.assertRaises(NoRoute):
+            self.core.submit(Submission("account", "1111", "1111",
+                                        "4444", "x"))
+
+    def test_disabled_account(self):
+        """A disabled account is not a route."""
+        with self.storage.transaction() as root:
+            root.accounts["1111"].enabled = False
+        with self.assertRaises(NoRoute):
+            self.core.submit(Submission("account", "x", "x", "1111", "x"))
+
+    def test_bad_recipient(self):
+        """A recipient that is no number is a ModelError, nothing stored."""
+        with self.assertRaises(ModelError):
+            self.core.submit(Submission("account", "1111", "1111",
+                                        "john", "x"))
+
+    def test_policy_without_agent_is_no_route(self):
+        """A policy routing to SMPP with no SMPP agent is refused."""
+        with self.storage.transaction() as root:
+            root.add_connection("env4")
+            root.add_policy("to-env4")
+            root.policies["to-env4"].recipient_pattern = "222%"
+            root.policies["to-env4"].transport = "smpp"
+            root.set_policy_connections("to-env4", ("env4",))
+        with self.assertRaises(NoRoute) as e:
+            self.core.submit(Submission("account", "1111", "1111",
+                                        "2222123", "x"))
+        self.assertIn("to-env4", str(e.exception))
+
+    def test_retry_schedule_then_expiry(self):
+        """Temporary failures are retried by the schedule (last value
+        repeating) until the validity ends, then the message expires."""
+        id = self.submit()
+        self.clock.advance(0)
+        self.agent.answer("retry", "480 Temporarily Unavailable")
+        self.clock.advance(0.001)
+        m = self.stored(id)
+        self.assertEqual((m.state, m.attempts), ("delivering", 1))
+        self.assertEqual(m.next_attempt, self.clock.seconds() - 0.001 + 30)
+        self.clock.advance(29)
+        self.assertEqual(self.agent.calls, [])
+        self.clock.advance(1)
+        self.agent.answer("retry", "408 Request Timeout")
+        self.clock.advance(0.001)
+        self.assertEqual(self.stored(id).attempts, 2)
+        for _ in range(120):
+            self.clock.advance(1)
+        self.agent.answer("retry", "503")
+        for _ in range(700):
+            self.clock.advance(1)
+            while self.agent.calls:
+                self.agent.answer("retry", "503")
+        self.assertEqual(self.stored(id).state, "expired")
+        self.assertEqual(self.finals, [(id, "expired")])
+
+    def test_failed_is_final(self):
+        """A permanent failure is final, with its reason."""
+        id = self.submit()
+        self.clock.advance(0)
+        self.agent.answer("failed", "415 Unsupported Media Type")
+        self.clock.advance(0.001)
+        m = self.stored(id)
+        self.assertEqual((m.state, m.error),
+                         ("failed", "415 Unsupported Media Type"))
+        self.assertEqual(self.finals, [(id, "failed")])
+
+    def test_offline_waits_for_register_in_order(self):
+        """Messages for an offline app wait, and a REGISTER delivers them
+        one after another in acceptance order."""
+        ids = [self.submit(text=f"m{i}") for i in range(3)]
+        self.clock.advance(0)
+        for _ in ids:
+            self.agent.answer("offline")
+        self.clock.advance(0.001)
+        self.assertEqual([self.stored(i).state for i in ids],
+                         ["accepted"] * 3)
+        self.clock.advance(100)
+        self.assertEqual(self.agent.calls, [])
+        self.core.account_online("111222333")
+        self.assertEqual([v.text for v, _ in self.agent.calls], ["m0"])
+        self.agent.answer("delivered")
+        self.clock.advance(0.001)
+        self.assertEqual([v.text for v, _ in self.agent.calls], ["m1"])
+        self.agent.answer("delivered")
+        self.clock.advance(0.001)
+        self.agent.answer("delivered")
+        self.clock.advance(0.001)
+        self.assertEqual([self.stored(i).state for i in ids],
+                         ["delivered"] * 3)
+
+    def test_offline_expires(self):
+        """A message whose app never registers expires at its validity."""
+        id = self.submit()
+        self.clock.advance(0)
+        self.agent.answer("offline")
+        for _ in range(601):
+            self.clock.advance(1)
+        self.assertEqual(self.stored(id).state, "expired")
+
+    def test_agent_error_is_retry(self):
+        """An agent that raises does not lose the message: it is retried."""
+        class Broken:
+            def deliver(self, view):
+                raise RuntimeError("bug")
+        self.core.set_agent("sip", Broken())
+        id = self.submit()
+        self.clock.advance(0)
+        self.clock.advance(0.001)
+        self.assertEqual(self.stored(id).state, "delivering")
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_resume_after_restart(self):
+        """Messages accepted but never tried are dispatched at start."""
+        id = self.submit()
+        self.agent.calls.clear()
+        self.core.in_flight.clear()
+        core = MessagingCore(self.storage, self.clock)
+        agent = FakeAgent()
+        core.set_agent("sip", agent)
+        core.startService()
+        self.addCleanup(core.stopService)
+        self.clock.advance(0)
+        self.assertEqual([v.id for v, _ in agent.calls], [id])
+
+    def test_ids_unique_across_restarts(self):
+        """A new core takes a new epoch: its ids never repeat."""
+        first = self.submit()
+        core = MessagingCore(self.storage, self.clock)
+        core.set_agent("sip", FakeAgent())
+        core.startService()
+        self.addCleanup(core.stopService)
+        d = core.submit(Submission("carrier", "c", "s", "111222333", "t"))
+        self.clock.advance(0.001)
+        self.assertGreater(self.successResultOf(d) >> 32, first >> 32)
+
+    def test_retry_delay(self):
+        """The schedule is followed, its last value repeating."""
+        self.assertEqual([retry_delay((30, 120, 600), n) for n in
+                          range(1, 6)], [30, 120, 600, 600, 600])
