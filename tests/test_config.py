@@ -157,3 +157,30 @@ def test_shipped_config_parses(tmp_path):
     c = parse(text, base=tmp_path)
     assert [s.name for s in c.enabled()] == ["shell"]
     assert c.shell.listen[0].port == 2022
+
+
+def test_sip_defaults_follow_node_name(tmp_path):
+    """[sip] domain and realm default to the node name; the documented
+    defaults apply; the section's realm is used even with SIP off."""
+    c = parse('[node]\nname = "env1"\n', base=tmp_path)
+    assert (c.sip.domain, c.sip.realm) == ("env1", "env1")
+    assert c.sip.digest_algorithms == ("MD5", "SHA-256")
+    assert c.sip.retry_schedule == (30, 120, 600, 3600)
+    assert not c.sip.enabled
+
+
+def test_sip_settings(tmp_path):
+    """[sip] settings are read and checked together."""
+    c = parse('[sip]\nenabled = true\ndomain = "sip.example.net"\n'
+              'digest_algorithms = ["SHA-256", "MD5"]\n'
+              'retry_schedule = [1, 2]\nlisten = ["udp:port=0", "tcp:port=0"]\n',
+              base=tmp_path)
+    assert c.sip.realm == "sip.example.net"
+    assert c.sip.digest_algorithms == ("SHA-256", "MD5")
+    assert [l.kind for l in c.sip.listen] == ["udp", "tcp"]
+    errs = errors_of('[sip]\nmin_expires = 7200\ndigest_algorithms = ["MD4"]\n'
+                     'retry_schedule = [0]\ndomain = "a b"\n', tmp_path)
+    assert "[sip] min_expires: larger than max_expires" in errs
+    assert any(e.startswith("[sip] digest_algorithms:") for e in errs)
+    assert any(e.startswith("[sip] retry_schedule:") for e in errs)
+    assert any(e.startswith("[sip] domain:") for e in errs)
