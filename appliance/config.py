@@ -199,6 +199,38 @@ class SIPSection(ServiceSection):
 
 
 @dataclass(frozen=True)
+class SMPPSection(ServiceSection):
+    """
+    C{[smpp]}: the SMSC side for carriers (SMPP 3.4).  A TLS listener is
+    C{ssl:port=3550:privateKey=key.pem:certKey=cert.pem} (key C{smpp_tls}).
+
+    @ivar bind_timeout: seconds a connection may stay unbound.
+    @ivar idle_timeout: seconds without any PDU before the session is
+        closed (enquire_link counts).
+    @ivar enquire_link_interval: seconds of silence before we send an
+        enquire_link ourselves.
+    @ivar response_timeout: seconds we wait for a response to our request
+        (deliver_sm) before counting it failed.
+    @ivar window: requests a bind may have outstanding; beyond it
+        submit_sm gets ESME_RTHROTTLED.
+    @ivar queue_limit: messages waiting in the node beyond which new
+        submits get ESME_RMSGQFUL.
+    @ivar reassembly_timeout: seconds to wait for all parts of a
+        concatenated message.
+    @ivar reassembly_policy: C{deliver_partial} or C{fail} when parts
+        never all arrive.
+    """
+    bind_timeout: int = 30
+    idle_timeout: int = 300
+    enquire_link_interval: int = 30
+    response_timeout: int = 30
+    window: int = 100
+    queue_limit: int = 100000
+    reassembly_timeout: int = 300
+    reassembly_policy: str = "deliver_partial"
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole node configuration, validated."""
     source: Path | None
@@ -220,6 +252,11 @@ class NodeConfig:
     def shell(self) -> ShellSection:
         """The C{[shell]} section."""
         return self.service("shell")  # type: ignore[return-value]
+
+    @property
+    def smpp(self) -> SMPPSection:
+        """The C{[smpp]} section."""
+        return self.service("smpp")  # type: ignore[return-value]
 
     @property
     def sip(self) -> SIPSection:
@@ -400,7 +437,7 @@ def _service(c: _Collector, name: str, table: dict,
 
 #: Section-specific keys for services not yet built (beyond enabled/listen).
 _SERVICE_KEYS: dict[str, set[str]] = {
-    "smpp": set(), "m3ua": set(), "http": set(),
+    "m3ua": set(), "http": set(),
 }
 
 
@@ -504,6 +541,8 @@ def parse(text: str, source: Path | None = None,
                 manhole_listen=manhole_listen))
         elif sname == "sip":
             services.append(_sip_section(c, t, base, name))
+        elif sname == "smpp":
+            services.append(_smpp_section(c, t, base))
         else:
             _unknown(c, sname, t, {"enabled", "listen"} | _SERVICE_KEYS[sname])
             common = _service(c, sname, t, base)
@@ -515,6 +554,27 @@ def parse(text: str, source: Path | None = None,
     if c.errors:
         raise ConfigError(c.errors)
     return NodeConfig(source, node, storage, tuple(services))
+
+
+def _smpp_section(c: _Collector, t: dict, base: Path) -> SMPPSection:
+    """Read and check C{[smpp]}."""
+    ints = {"bind_timeout": (30, 1, 3600), "idle_timeout": (300, 5, 86400),
+            "enquire_link_interval": (30, 1, 3600),
+            "response_timeout": (30, 1, 3600), "window": (100, 1, 10000),
+            "queue_limit": (100000, 1, 100_000_000),
+            "reassembly_timeout": (300, 1, 86400)}
+    _unknown(c, "smpp", t, {"enabled", "listen", "reassembly_policy", *ints})
+    common = _service(c, "smpp", t, base)
+    values: dict[str, Any] = {}
+    for key, (default, low, high) in ints.items():
+        value = _typed(c, "smpp", t, key, int, default)
+        if not low <= value <= high:
+            c.error("smpp", key, f"between {low} and {high}")
+        values[key] = value
+    policy = _typed(c, "smpp", t, "reassembly_policy", str, "deliver_partial")
+    if policy not in ("deliver_partial", "fail"):
+        c.error("smpp", "reassembly_policy", "deliver_partial or fail")
+    return SMPPSection(**common, reassembly_policy=policy, **values)
 
 
 def _sip_section(c: _Collector, t: dict, base: Path,

@@ -84,15 +84,16 @@ def test_listener_forms():
 
 def test_tls_needs_files(tmp_path):
     """An ssl: listener needs its key and certificate files to exist."""
-    errs = errors_of('[smpp]\nlisten = "ssl:port=3550:privateKey=k.pem"\n',
+    errs = errors_of('[smpp]\nlisten = "ssl:port=3550:privateKey=k.pem"\n'
+                     'window = 0\n',
                      tmp_path)
     assert any("privateKey file" in e and "not found" in e for e in errs)
 
 
 def test_unbuilt_service_refused(tmp_path):
     """Enabling a service not in this build is refused, not ignored."""
-    errs = errors_of("[smpp]\nenabled = true\n", tmp_path)
-    assert errs == ["[smpp] enabled: the smpp service is not part of this "
+    errs = errors_of("[m3ua]\nenabled = true\n", tmp_path)
+    assert errs == ["[m3ua] enabled: the m3ua service is not part of this "
                     "build yet"]
 
 
