@@ -12,7 +12,7 @@ from appliance.model.base import (
 )
 from appliance.model.errors import ModelError
 from appliance.model.interfaces import ICarrier, IConnection
-from appliance.model.passwords import hash_secret, validate_secret_hash, verify_secret
+from appliance.model.passwords import HashedSecret, hash_secret
 
 #: SMPP 3.4 section 5.2.1: system_id is a C-Octet string of 16 octets.
 MAX_SYSTEM_ID = 15
@@ -77,7 +77,7 @@ def _networks(value: Any) -> tuple[str, ...]:
 
 
 @implementer(ICarrier)
-class Carrier(Configurable):
+class Carrier(HashedSecret, Configurable):
     """
     A carrier that binds to us over SMPP and submits messages.
 
@@ -89,7 +89,6 @@ class Carrier(Configurable):
     An empty C{allowed_networks} allows binds from any address.
     """
 
-    password_hash: str | None = None
     _v_nets: tuple | None = None
 
     system_id = Setting(None, validate_system_id,
@@ -119,22 +118,6 @@ class Carrier(Configurable):
         Remove the password: every bind is refused.
         """
         self.password_hash = None
-
-    def set_password_hash(self, stored: str) -> None:
-        """
-        Restore a password hash (as C{show running-config} writes it).
-
-        @param stored: a L{hash_secret} string.
-        @raise ModelError: if it is not one.
-        """
-        self.password_hash = validate_secret_hash(stored)
-
-    def check_password(self, password: str) -> bool:
-        """
-        @param password: the password from a bind PDU.
-        @return: whether it matches (constant-time); C{False} if none is set.
-        """
-        return verify_secret(self.password_hash, password)
 
     def allow_ip(self, net: str) -> None:
         """

@@ -9,7 +9,7 @@ from zope.interface import implementer
 from appliance.model.base import Configurable, Setting, choice
 from appliance.model.errors import ModelError
 from appliance.model.interfaces import IOperator
-from appliance.model.passwords import hash_secret, validate_secret_hash, verify_secret
+from appliance.model.passwords import HashedSecret, hash_secret
 
 #: The longest operator password.
 MAX_PASSWORD_LENGTH = 128
@@ -51,13 +51,12 @@ def _key_lines(value: Any) -> tuple[str, ...]:
 
 
 @implementer(IOperator)
-class Operator(Configurable):
+class Operator(HashedSecret, Configurable):
     """
     A shell operator. C{role} and C{ssh_keys} reset with C{del}; the
     password is set with L{set_password} (C{None} removes it).
     """
 
-    password_hash: str | None = None
     role = Setting("view", choice("role", ("view", "admin")), doc="view or admin.")
     ssh_keys = Setting((), _key_lines, doc="OpenSSH public key lines.")
 
@@ -113,19 +112,3 @@ class Operator(Configurable):
         if not password.isprintable():
             raise ModelError("a password may only hold printable characters")
         self.password_hash = hash_secret(password)
-
-    def set_password_hash(self, stored: str) -> None:
-        """
-        Restore a password hash (as C{show running-config} writes it).
-
-        @param stored: a L{hash_secret} string.
-        @raise ModelError: if it is not one.
-        """
-        self.password_hash = validate_secret_hash(stored)
-
-    def check_password(self, password: str) -> bool:
-        """
-        @param password: the candidate.
-        @return: whether it matches; C{False} when no password is set.
-        """
-        return verify_secret(self.password_hash, password)

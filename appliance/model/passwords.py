@@ -152,3 +152,30 @@ def verify_secret(stored: str | None, password: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(candidate, key_b)
+
+
+class HashedSecret:
+    """
+    Mixin for objects whose password is kept only as a L{hash_secret}
+    string in C{password_hash} (carriers, operators): restore a hash as
+    C{show running-config} writes it, and check a candidate password.
+    """
+
+    password_hash: str | None = None
+
+    def set_password_hash(self, stored: str) -> None:
+        """
+        Restore a password hash (as C{show running-config} writes it).
+
+        @param stored: a L{hash_secret} string.
+        @raise ModelError: if it is not one.
+        """
+        self.password_hash = validate_secret_hash(stored)
+
+    def check_password(self, password: str) -> bool:
+        """
+        @param password: the candidate (e.g. from a bind PDU).
+        @return: whether it matches (constant-time); C{False} when no
+            password is set.
+        """
+        return verify_secret(self.password_hash, password)
