@@ -151,7 +151,8 @@ class SIPStreamProtocol(Protocol):
 
     def __init__(self, receiver: MessageReceiver, agent: str | None = None, name: str = "TCP",
                  framer: StreamFramer | None = None,
-                 on_lost: Callable[[SIPStreamProtocol], None] | None = None) -> None:
+                 on_lost: Callable[[SIPStreamProtocol], None] | None = None,
+                 on_made: Callable[[SIPStreamProtocol], None] | None = None) -> None:
         """
         @param receiver: the transaction layer.
         @param agent: host name for Warning headers; the local address when C{None}.
@@ -159,24 +160,31 @@ class SIPStreamProtocol(Protocol):
         @param framer: a framer with custom limits; a default one when C{None}.
         @param on_lost: called with this protocol when the connection goes
             (the seam for the flow table that reuses registered connections).
+        @param on_made: called with this protocol once connected.
         """
         self.receiver = receiver
         self.agent = agent
         self.name = name
         self.framer = framer or StreamFramer()
         self.on_lost = on_lost
+        self.on_made = on_made
         self.peer: Address = ("", 0)
         self.connected = False
 
     def connectionMade(self) -> None:
         """
-        Remember the peer address.
+        Remember the peer address; tell the flow table, if any.
         """
         self.connected = True
         peer = self.transport.getPeer()
         self.peer = (getattr(peer, "host", ""), getattr(peer, "port", 0))
         if self.agent is None:
             self.agent = getattr(self.transport.getHost(), "host", "") or "appliance"
+        if self.on_made is not None:
+            try:
+                self.on_made(self)
+            except Exception:
+                self.log.failure("on_made callback failed")
 
     def send(self, data: bytes, address: Address | None = None) -> None:
         """

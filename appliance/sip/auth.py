@@ -1,0 +1,213 @@
+"""
+Digest authentication of requests from apps, shared by the registrar
+(C{401}/WWW-Authenticate) and the MESSAGE service (C{407}/Proxy-Authenticate),
+with a per-source failure rate limit.
+"""
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from appliance.sip.digest import (DigestError, NonceCounter, NonceFactory, Outcome, Verifier,
+                                  parse_authorization)
+from appliance.sip.message import Request, Response, make_response
+
+__all__ = ["AuthResult", "DigestGate", "FailureLimiter"]
+
+#: Seconds over which failures from one source are counted.
+WINDOW = 60.0
+
+
+class FailureLimiter:
+    """
+    Count authentication failures per source address over a sliding minute.
+
+    @ivar limit: failures allowed per window; more means blocked.
+    @ivar max_sources: the most sources remembered (oldest forgotten).
+    """
+
+    def __init__(self, clock: IReactorTime, limit: int, window: float = WINDOW,
+                 max_sources: int = 100_000) -> None:
+        """
+        @param clock: the reactor's time.
+        @param limit: failures allowed per window.
+        @param window: the window in seconds.
+        @param max_sources: memory bound.
+        """
+        self._clock = clock
+        self.limit = limit
+        self.window = window
+        self.max_sources = max_sources
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, source: str) -> deque[float] | None:
+        times = self._failures.get(source)
+        if times is None:
+            return None
+        cutoff = self._clock.seconds() - self.window
+        while times and times[0] <= cutoff:
+            times.popleft()
+        if not times:
+            del self._failures[source]
+            return None
+        return times
+
+    def blocked(self, source: str) -> bool:
+        """
+        @param source: the source host.
+        @return: whether it failed more than C{limit} times in the window.
+        """
+        times = self._recent(source)
+        return times is not None and len(times) > self.limit
+
+    def fail(self, source: str) -> None:
+        """
+        Record a failure.
+
+        @param source: the source host.
+        """
+        times = self._recent(source)
+        if times is None:
+            times = self._failures[source] = deque()
+        times.append(self._clock.seconds())
+        self._failures.move_to_end(source)
+        while len(self._failures) > self.max_sources:
+            self._failures.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """
+    The outcome of L{DigestGate.authenticate}.
+
+    @ivar username: the authenticated account, or C{None}.
+    @ivar response: the answer to send instead (challenge or refusal), or
+        C{None} when authenticated.
+    """
+
+    username: str | None = None
+    response: Response | None = None
+
+
+class DigestGate:
+    """
+    Challenge and verify digest credentials for one realm.
+
+    @ivar verifier: the L{Verifier} (realm, nonces, nonce-counts).
+    @ivar limiter: the L{FailureLimiter}.
+    @ivar failures: authentication failures so far (statistics).
+    """
+
+    log = Logger()
+
+    def __init__(self, realm: str, algorithms: tuple[str, ...], nonce_lifetime: float,
+                 auth_failures: int, clock: IReactorTime,
+                 account: Callable[[str], Any], secret: bytes | None = None) -> None:
+        """
+        @param realm: our digest realm.
+        @param algorithms: offered in this order.
+        @param nonce_lifetime: seconds a nonce is valid.
+        @param auth_failures: failures per source and minute before 403 at once.
+        @param clock: the reactor's time.
+        @param account: username to the account (with C{enabled}, C{realm},
+            C{check_ha1(algorithm)}) or C{None}.
+        @param secret: the nonce secret; random when C{None}.
+        """
+        nonces = NonceFactory(secret or secrets.token_bytes(32), clock, nonce_lifetime)
+        self.verifier = Verifier(realm, nonces, NonceCounter(), algorithms)
+        self.limiter = FailureLimiter(clock, auth_failures)
+        self.failures = 0
+        self._account = account
+
+    def _ha1(self, username: str, algorithm: str) -> str | None:
+        account = self._account(username)
+        if account is None or not getattr(account, "enabled", False):
+            return None
+        if account.realm != self.verifier.realm:
+            return None
+        return account.check_ha1(algorithm)
+
+    def challenge(self, request: Request, proxy: bool, stale: bool = False) -> Response:
+        """
+        @param request: the request to challenge.
+        @param proxy: C{407}/Proxy-Authenticate instead of C{401}/WWW-Authenticate.
+        @param stale: mark the challenges stale.
+        @return: the challenge response, one header per algorithm, in order.
+        """
+        response = make_response(request, 407 if proxy else 401, to_tag=_tag())
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        for c in self.verifier.challenges(stale=stale):
+            response.headers.add(name, c.header_value())
+        return response
+
+    def refuse(self, request: Request, source: str, reason: str) -> Response:
+        """
+        Count a failure from C{source} and build the 403.
+
+        @param request: the request refused.
+        @param source: its source host.
+        @param reason: for the log.
+        @return: the C{403 Forbidden}.
+        """
+        self.failures += 1
+        self.limiter.fail(source)
+        self.log.info("SIP authentication failed from {source}: {reason}",
+                      source=source, reason=reason)
+        return make_response(request, 403, to_tag=_tag())
+
+    def authenticate(self, request: Request, source: str, proxy: bool) -> AuthResult:
+        """
+        Check a request's credentials.
+
+        @param request: the request.
+        @param source: the source host (for the rate limit).
+        @param proxy: use Proxy-Authorization and 407 (MESSAGE) instead of
+            Authorization and 401 (REGISTER).
+        @return: the account username, or the response to send.
+        """
+        if self.limiter.blocked(source):
+            self.failures += 1
+            self.log.warn("SIP request from {source} refused: too many authentication"
+                          " failures", source=source)
+            return AuthResult(response=make_response(request, 403, "Too Many Failures",
+                                                     to_tag=_tag()))
+        value = self._credential(request, "Proxy-Authorization" if proxy else "Authorization")
+        if value is None:
+            return AuthResult(response=self.challenge(request, proxy))
+        verdict = self.verifier.verify(value, request.method, self._ha1)
+        if verdict.outcome is Outcome.OK:
+            return AuthResult(username=verdict.username)
+        if verdict.outcome is Outcome.STALE:
+            return AuthResult(response=self.challenge(request, proxy, stale=True))
+        if verdict.outcome is Outcome.REPLAY:
+            self.log.info("SIP nonce-count replay from {source} refused", source=source)
+            return AuthResult(response=self.challenge(request, proxy))
+        what = "malformed credentials" if verdict.outcome is Outcome.MALFORMED else \
+            f"wrong credentials for {verdict.username!r}"
+        return AuthResult(response=self.refuse(request, source, what))
+
+    def _credential(self, request: Request, name: str) -> str | None:
+        """
+        The credential for our realm, else the first unparsable one (a
+        failure), else C{None} (credentials for other realms: challenge).
+        """
+        values = [v for n, v in request.headers if n.lower() == name.lower()]
+        first = None
+        for value in values:
+            try:
+                params = parse_authorization(value)
+            except DigestError:
+                first = first or value
+                continue
+            if params.get("realm") == self.verifier.realm:
+                return value
+        return first
+
+
+def _tag() -> str:
+    return secrets.token_hex(6)

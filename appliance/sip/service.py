@@ -1,0 +1,274 @@
+"""
+The SIP service: listeners on every C{[sip] listen} endpoint (UDP, TCP,
+TLS; IPv4 and IPv6), the transaction layer, the registrar, the MESSAGE
+intake and the delivery agent, wired together; plus the live tables the
+shell shows.
+
+L{make_service} is what C{appliance.application} calls for C{[sip]}.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from appliance.sip.application import DomainCheck, SIPApplication
+from appliance.sip.auth import DigestGate
+from appliance.sip.delivery import SIPDeliveryAgent
+from appliance.sip.flows import FlowTable, probe_local_host
+from appliance.sip.messages import MessageIntake
+from appliance.sip.protocol import SIPDatagramProtocol, SIPStreamProtocol
+from appliance.sip.registrar import BindingStore, Registrar
+from appliance.sip.transaction import TimerSettings, TransactionLayer
+
+__all__ = ["SIPService", "make_service"]
+
+#: Listener kind to the port map key and the Via transport name.
+_KINDS = {"udp": ("sip_udp", "UDP"), "tcp": ("sip_tcp", "TCP"), "ssl": ("sip_tls", "TLS")}
+
+REGISTRATION_HEADERS = ("account", "contact", "transport", "source", "expires in",
+                        "user agent")
+TRANSACTION_HEADERS = ("branch", "kind", "method", "state", "age")
+
+
+class _StreamFactory(Factory):
+    """
+    Builds one L{SIPStreamProtocol} per TCP/TLS connection, tied to the
+    flow table.
+    """
+
+    def __init__(self, service: SIPService, name: str) -> None:
+        self.service = service
+        self.name = name
+
+    def buildProtocol(self, addr: Any) -> SIPStreamProtocol:
+        """
+        @param addr: the peer address.
+        @return: a stream protocol feeding the transaction layer.
+        """
+        s = self.service
+        return SIPStreamProtocol(s.layer, agent=s.section.domain, name=self.name,
+                                 on_lost=s.flows.lost, on_made=s._connection_made)
+
+
+def _format_source(source: tuple[str, int]) -> str:
+    host, port = source
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class SIPService(Service):
+    """
+    The registrar and messaging endpoint for apps.
+
+    @ivar ready: fires once every listener is bound (ports recorded in
+        C{node.ports} as C{sip_udp}, C{sip_tcp}, C{sip_tls}).
+    @ivar layer: the L{TransactionLayer}.
+    @ivar registrar: the L{Registrar}; C{registrar.store} the bindings.
+    @ivar intake: the L{MessageIntake}.
+    @ivar agent: the L{SIPDeliveryAgent} (set on the core at start).
+    @ivar flows: the L{FlowTable}.
+    @ivar ports: the listening ports.
+    """
+
+    log = Logger()
+
+    def __init__(self, section: Any, node: Any, core: Any = None,
+                 local_host: Callable[[str], str | None] | None = probe_local_host,
+                 secret: bytes | None = None, timers: TimerSettings | None = None) -> None:
+        """
+        @param section: the L{appliance.config.SIPSection}.
+        @param node: the L{appliance.node.NodeContext}.
+        @param core: the messaging core; C{node.services["messaging"]}
+            when C{None}.
+        @param local_host: finds the local address towards a destination
+            (for Via, when a UDP socket is bound to a wildcard address).
+        @param secret: the digest nonce secret; random when C{None}.
+        @param timers: the transaction timers (RFC 3261 defaults).
+        """
+        self.section = section
+        self.node = node
+        self.core = core
+        clock = node.reactor
+        self.ready: defer.Deferred = defer.Deferred()
+        self.ports: list[Any] = []
+        self.flows = FlowTable()
+        self.domains = DomainCheck(section.domain, [l.interface for l in section.listen])
+        self.gate = DigestGate(section.realm, tuple(section.digest_algorithms),
+                               section.nonce_lifetime, section.auth_failures, clock,
+                               self._account, secret)
+        self.store = BindingStore(node.storage, clock)
+        self.registrar = Registrar(section, self.gate, self.store, self._account, clock,
+                                   online=self._online)
+        self.intake = MessageIntake(section, self.gate, core)
+        self.application = SIPApplication(self.domains, self.registrar.handle,
+                                          self.intake.handle)
+        self.layer = TransactionLayer(self.application, clock, timers)
+        self.application.layer = self.layer
+        self.agent = SIPDeliveryAgent(section.domain, self.store.get, self.flows, self.layer,
+                                      local_host)
+        self.flows.on_lost(self._flow_lost)
+        self._stopping = False
+
+    # -- wiring ------------------------------------------------------------
+
+    def _account(self, username: str) -> Any:
+        try:
+            return self.node.storage.root().accounts.get(username)
+        except Exception:
+            self.log.failure("account lookup for {username} failed", username=username)
+            return None
+
+    def _online(self, username: str) -> None:
+        if self.core is None:
+            return
+        d = defer.maybeDeferred(self.core.account_online, username)
+        d.addErrback(lambda f: self.log.failure("account_online({u}) failed", f, u=username))
+
+    def _connection_made(self, protocol: SIPStreamProtocol) -> None:
+        self.flows.made(protocol)
+        self.domains.add(getattr(protocol.transport.getHost(), "host", ""))
+
+    def _flow_lost(self, transport: str, peer: tuple[str, int]) -> None:
+        if self._stopping:
+            return  # keep stream bindings across a restart: apps re-register
+        for username in self.store.drop_flow(transport, peer):
+            self.log.info("{transport} flow {peer} of {username} closed: its bindings are"
+                          " gone", transport=transport, peer=peer, username=username)
+
+    # -- life cycle --------------------------------------------------------
+
+    def startService(self) -> None:
+        """
+        Load the bindings, start the expiry sweep, register the delivery
+        agent with the core and listen on every endpoint.
+        """
+        super().startService()
+        self._stopping = False
+        if self.core is None:
+            self.core = self.node.services.get("messaging")
+        self.intake.core = self.core
+        if self.core is not None:
+            self.core.set_agent("sip", self.agent)
+        else:
+            self.log.warn("no messaging core: MESSAGE requests will get 500")
+        loaded = self.store.load()
+        self.log.info("{n} SIP bindings loaded", n=loaded)
+        self.store.start()
+        waits = [self._listen(listener) for listener in self.section.listen]
+        d = defer.gatherResults(waits, consumeErrors=True)
+        d.addCallbacks(lambda _: self.ready.callback(None), self.ready.errback)
+
+    def _listen(self, listener: Any) -> defer.Deferred:
+        key, name = _KINDS[listener.kind]
+        reactor = self.node.reactor
+        if listener.kind == "udp":
+            protocol = SIPDatagramProtocol(self.layer, agent=self.section.domain)
+            d = defer.maybeDeferred(reactor.listenUDP, listener.port, protocol,
+                                    interface=listener.interface or "")
+            self.flows.udp.append(protocol)
+        else:
+            # A bad key or certificate raises here: make it fail ready.
+            d = defer.maybeDeferred(
+                lambda: serverFromString(reactor, listener.description).listen(
+                    _StreamFactory(self, name)))
+
+        def bound(port: Any) -> Any:
+            self.ports.append(port)
+            address = port.getHost()
+            self.node.ports.record(key, address.port)
+            self.domains.add(address.host)
+            self.log.info("SIP {name} listening on {host} port {port}", name=name,
+                          host=address.host, port=address.port)
+            return port
+        return d.addCallback(bound)
+
+    def stopService(self) -> defer.Deferred:
+        """
+        Stop the sweep and every transaction, close connections and ports.
+
+        @return: a Deferred firing when every port is closed.
+        """
+        super().stopService()
+        self._stopping = True
+        self.store.stop()
+        self.layer.stop()
+        for protocol in self.flows.connections():
+            try:
+                protocol.transport.loseConnection()
+            except Exception:
+                self.log.failure("closing a SIP connection failed")
+        ports, self.ports = self.ports, []
+        self.flows.udp.clear()
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports],
+                                   consumeErrors=True)
+
+    # -- live state for the shell ------------------------------------------
+
+    def shell_table(self, topic: str, account: str | None = None
+                    ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+        """
+        A live table for C{show sip <topic>}.
+
+        @param topic: C{registrations} or C{transactions}.
+        @param account: for C{registrations}, only this account.
+        @return: C{(headers, rows)}, rows of text, sorted.
+        @raise KeyError: for an unknown topic.
+        """
+        now = self.node.reactor.seconds()
+        if topic == "registrations":
+            rows = []
+            for username, bindings in self.store.items():
+                if account is not None and username != account:
+                    continue
+                for b in bindings:
+                    transport = b.transport
+                    if b.stream and self.flows.get(b.transport, b.source) is None:
+                        transport += " (no connection)"
+                    rows.append((username, b.contact, transport, _format_source(b.source),
+                                 str(b.remaining(now)), b.user_agent))
+            return REGISTRATION_HEADERS, sorted(rows)
+        if topic == "transactions":
+            rows = []
+            for tx in self.layer.transactions():
+                try:
+                    branch = tx.request.top_via().branch or "-"
+                except ValueError:
+                    branch = "-"
+                rows.append((branch, tx.kind, tx.request.method, tx.state.value,
+                             f"{max(0.0, now - tx.created):.1f}s"))
+            return TRANSACTION_HEADERS, sorted(rows)
+        raise KeyError(f"no SIP table {topic!r}: registrations or transactions")
+
+    def statistics(self) -> dict[str, int]:
+        """
+        @return: counters: registers, registered accounts and contacts,
+            authentication failures, MESSAGEs accepted and refused,
+            deliveries, open connections and transactions.
+        """
+        accounts = list(self.store.items())
+        return {
+            "registers": self.registrar.registers,
+            "registered_accounts": len(accounts),
+            "registered_contacts": sum(len(b) for _, b in accounts),
+            "auth_failures": self.gate.failures,
+            "messages_in": self.intake.received,
+            "messages_refused": self.intake.refused,
+            "delivery_attempts": self.agent.attempts,
+            "delivered": self.agent.delivered,
+            "connections": len(self.flows),
+            "transactions": len(self.layer.transactions()),
+        }
+
+
+def make_service(section: Any, node: Any) -> SIPService:
+    """
+    @param section: the C{[sip]} section.
+    @param node: the C{NodeContext}; the messaging core is taken from
+        C{node.services["messaging"]} (now or at start).
+    @return: the unstarted SIP service.
+    """
+    return SIPService(section, node, core=node.services.get("messaging"))

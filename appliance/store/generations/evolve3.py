@@ -1,0 +1,11 @@
+"""Generation 3: the SIP registrar's bindings (username to contacts)."""
+
+
+def evolve(root) -> None:
+    """
+    Create C{root["registrations"]}, an C{OOBTree} of account username to a
+    tuple of L{appliance.sip.bindings.Binding} records, if absent.
+    """
+    from BTrees.OOBTree import OOBTree
+    if "registrations" not in root:
+        root["registrations"] = OOBTree()
