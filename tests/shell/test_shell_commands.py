@@ -457,3 +457,37 @@ def test_demo_script_provisions_seeds(storage):
     assert root.carriers["TATA"].tariff == "TATA-IN"
     assert root.account_for_did("111222333").product == "Call & Chat"
     assert root.products["Call & Chat"].messaging
+
+
+def test_sip_registrations_of_one_account(storage):
+    """show sip registrations account N passes the filter to the service;
+    show sip transactions asks for its own table."""
+    asked = []
+
+    class SIP:
+        def shell_table(self, topic, **filters):
+            asked.append((topic, filters))
+            return ("Account", "Contact"), [("1111", "sip:1111@192.0.2.1")]
+
+    class Node:
+        services = {"sip": SIP()}
+
+    s = open_session(storage, "alice", "view", node=Node())
+    assert "sip:1111@192.0.2.1" in run(s, "show sip registrations account 1111")
+    run(s, "show sip transactions")
+    assert asked == [("registrations", {"account": "1111"}),
+                     ("transactions", {})]
+
+
+def test_show_queue_oldest_waiting(storage):
+    """show queue counts messages by state and names the oldest waiting."""
+    from appliance.messaging.store import Message
+    with storage.transaction() as root:
+        store = storage.messages()
+        store.add(Message(7, "carrier", "TATA", "AsiaCell", "111222333",
+                          now=1_800_000_000, validity=1_800_086_400, text="x"))
+    s = open_session(storage, "alice", "view")
+    text = run(s, "show queue")
+    assert "accepted    1" in text
+    assert ("Oldest waiting: message 7 to 111222333, accepted "
+            "2027-01-15 08:00:00 UTC, accepted") in text

@@ -109,12 +109,13 @@ def _service(ctx, name: str) -> Any:
     return services.get(name)
 
 
-def _live_table(ctx, service: str, topic: str, headers: tuple[str, ...]):
+def _live_table(ctx, service: str, topic: str, headers: tuple[str, ...],
+                **filters: Any):
     svc = _service(ctx, service)
     fn = getattr(svc, "shell_table", None)
     if fn is None:
         return table(headers, [])
-    got_headers, rows = fn(topic)
+    got_headers, rows = fn(topic, **filters)
     return table(tuple(got_headers), list(rows))
 
 
@@ -125,22 +126,45 @@ def show_smpp_binds(ctx):
                        ("Carrier", "System-id", "Peer", "Type", "Since"))
 
 
+_REGISTRATIONS = ("Account", "Contact", "Transport", "Source", "Expires in",
+                  "User agent")
+
+
 @command(ANY, "show sip registrations",
          help=(SHOW, "SIP", "Live SIP registrations"), action="show")
 def show_sip_registrations(ctx):
-    return _live_table(ctx, "sip", "registrations",
-                       ("Account", "Contact", "Transport", "Expires"))
+    return _live_table(ctx, "sip", "registrations", _REGISTRATIONS)
 
 
-@command(ANY, "show queue", help=(SHOW, "Messages by state"), action="show")
+@command(ANY, "show sip registrations account WORD",
+         help=(SHOW, "SIP", "Live SIP registrations", "Of one account",
+               "Account username"), action="show")
+def show_sip_registrations_account(ctx, username):
+    return _live_table(ctx, "sip", "registrations", _REGISTRATIONS,
+                       account=username)
+
+
+@command(ANY, "show sip transactions",
+         help=(SHOW, "SIP", "SIP transactions in progress"), action="show")
+def show_sip_transactions(ctx):
+    return _live_table(ctx, "sip", "transactions",
+                       ("Branch", "Kind", "Method", "State", "Age"))
+
+
+@command(ANY, "show queue",
+         help=(SHOW, "Messages by state, and the oldest waiting"),
+         action="show")
 def show_queue(ctx):
-    counts: dict = {}
-    try:
-        store = ctx.session.storage.messages()
-        counts = dict(store.counts())
-    except Exception:
-        counts = {}
-    return table(("State", "Messages"), sorted(counts.items()))
+    store = ctx.session.storage.messages()
+    text = table(("State", "Messages"), sorted(dict(store.counts()).items()))
+    oldest = store.oldest_waiting()
+    if oldest is not None:
+        import time
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                             time.gmtime(oldest.created))
+        text = (text.rstrip("\n") + f"\nOldest waiting: message {oldest.id} "
+                f"to {oldest.recipient}, accepted {when}, {oldest.state}\n")
+    return text
 
 
 @command(ANY, "show statistics", help=(SHOW, "Counters of the services"),
