@@ -34,7 +34,11 @@ from appliance.model.numbers import normalize_e164
 from appliance.model.routing import route_table
 
 #: Outcome kinds an agent reports.
-OUTCOMES = ("delivered", "offline", "retry", "failed")
+OUTCOMES = ("delivered", "offline", "retry", "failed", "forwarded")
+#: Nodes a message may pass before it is refused as looping.
+MAX_HOPS = 5
+#: Final states a receipt from a far node may report.
+RECEIPT_STATES = ("delivered", "failed", "expired")
 #: Policy origins by message origin kind.
 _POLICY_ORIGIN = {"account": "app", "carrier": "carrier",
                   "connection": "connection", "http": "app"}
@@ -88,13 +92,15 @@ class MessageView:
     origin_kind: str = "account"
     origin: str = ""
     receipt: int = 0
+    route: str | None = None
+    hops: int = 0
 
     @classmethod
     def of(cls, m: Message) -> "MessageView":
         """Copy a persistent message."""
         return cls(m.id, m.sender, m.recipient, m.account, m.text,
                    m.encoding, m.parts, m.created, m.attempts, m.validity,
-                   m.origin_kind, m.origin, m.receipt)
+                   m.origin_kind, m.origin, m.receipt, m.route, m.hops)
 
 
 @dataclass(frozen=True)
@@ -102,15 +108,54 @@ class Outcome:
     """
     What a delivery attempt came to.
 
-    @ivar kind: C{delivered}, C{offline}, C{retry} or C{failed}.
+    @ivar kind: C{delivered}, C{offline}, C{retry}, C{failed}, or
+        C{forwarded}: handed to another node or vendor, which gave it
+        C{remote_id} on C{connection}; its receipt decides the final state.
     @ivar reason: for the log and the message's error field.
     """
     kind: str
     reason: str = ""
+    remote_id: str | None = None
+    connection: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OUTCOMES:
             raise ValueError(f"unknown outcome {self.kind!r}")
+        if self.kind == "forwarded" and not (self.remote_id
+                                             and self.connection):
+            raise ValueError("a forwarded outcome names its connection "
+                             "and remote id")
+
+
+def normalize_remote_id(remote_id: str) -> str:
+    """
+    The canonical form of a message id given by another SMSC, so its
+    receipt matches whether it writes the id in hex or decimal, upper or
+    lower case, or with leading zeros: a number (decimal digits) is kept
+    as decimal without leading zeros; anything else is lower-cased
+    without leading zeros.
+    """
+    text = remote_id.strip().lower()
+    stripped = text.lstrip("0") or "0"
+    return stripped
+
+
+def remote_id_forms(remote_id: str) -> list[str]:
+    """
+    The forms under which a receipt's id may have been recorded: as
+    given, and read as hexadecimal turned decimal, and read as decimal
+    turned hexadecimal (some SMSCs answer submit_sm_resp in one base and
+    write receipts in the other).
+    """
+    forms = [normalize_remote_id(remote_id)]
+    text = forms[0]
+    try:
+        forms.append(str(int(text, 16)))
+    except ValueError:
+        pass
+    if text.isdigit():
+        forms.append(format(int(text), "x"))
+    return list(dict.fromkeys(forms))
 
 
 def retry_delay(schedule: tuple[float, ...], attempts: int) -> float:
@@ -135,7 +180,8 @@ class MessagingCore(Service):
     def __init__(self, storage: Any, clock: IReactorTime,
                  retry_schedule: tuple[float, ...] = (30, 120, 600, 3600),
                  validity: float = 86400.0, scan_interval: float = 1.0,
-                 scan_limit: int = 500):
+                 scan_limit: int = 500, retention: float = 7 * 86400.0,
+                 purge_interval: float = 3600.0):
         """
         @param storage: the L{IStorage}.
         @param clock: the reactor's time and scheduling.
@@ -143,6 +189,9 @@ class MessagingCore(Service):
         @param validity: default seconds a message may wait.
         @param scan_interval: seconds between looks at due messages.
         @param scan_limit: due messages taken per look.
+        @param retention: seconds a final message is kept (receipts,
+            billing, investigation) before it is deleted.
+        @param purge_interval: seconds between purges.
         """
         self.storage = storage
         self.clock = clock
@@ -156,6 +205,10 @@ class MessagingCore(Service):
         self._ids: MessageIds | None = None
         self._routes = None
         self._scanner: task.LoopingCall | None = None
+        self.retention = retention
+        self._purger = task.LoopingCall(self.purge, retention)
+        self._purger.clock = clock
+        self.purge_interval = purge_interval
         self.counters = {"accepted": 0, "no_route": 0, "delivered": 0,
                          "failed": 0, "expired": 0, "retries": 0}
 
@@ -174,6 +227,7 @@ class MessagingCore(Service):
         self._scanner = task.LoopingCall(self.scan)
         self._scanner.clock = self.clock
         self._scanner.start(self.scan_interval, now=False)
+        self._purger.start(self.purge_interval, now=False)
         self.clock.callLater(0, self.resume)
 
     def stopService(self) -> defer.Deferred:
@@ -181,6 +235,8 @@ class MessagingCore(Service):
         super().stopService()
         if self._scanner is not None and self._scanner.running:
             self._scanner.stop()
+        if self._purger.running:
+            self._purger.stop()
         try:
             self.storage.remove_change_listener(self._config_changed)
         except ValueError:
@@ -199,6 +255,10 @@ class MessagingCore(Service):
         except IdsExhausted:
             self._new_epoch()
             return self._ids.next()
+
+    def route_table(self):
+        """@return: the current L{RouteTable} snapshot."""
+        return self._routes
 
     def _config_changed(self, note: str) -> None:
         self._rebuild_routes()
@@ -227,6 +287,12 @@ class MessagingCore(Service):
         @raise NoRoute: nobody takes it.
         @raise ModelError: the recipient is not a number.
         """
+        if submission.hops > MAX_HOPS:
+            self.log.warn("refused message from {origin} to {to}: passed "
+                          "{hops} nodes (loop?)", origin=submission.origin,
+                          to=submission.recipient, hops=submission.hops)
+            raise NoRoute(f"message passed {submission.hops} nodes: "
+                          "routing loop")
         number = normalize_e164(submission.recipient)
         root = self.storage.root()
         account = root.account_for_did(number) or root.accounts.get(number)
@@ -317,9 +383,10 @@ class MessagingCore(Service):
                          id=view.id)
         return Outcome("retry", "internal error")
 
-    def _record(self, outcome: Outcome, view: MessageView) -> defer.Deferred:
+    def _record(self, outcome: Outcome, view: MessageView,
+                final: str | None = None) -> defer.Deferred:
         now = self.clock.seconds()
-        kind, reason = outcome.kind, outcome.reason
+        kind, reason = final or outcome.kind, outcome.reason
         if kind in ("retry", "offline") and now >= view.validity:
             kind, reason = "expired", reason or "validity period ended"
         if kind == "delivered":
@@ -331,6 +398,10 @@ class MessagingCore(Service):
         elif kind == "offline":
             # Wait for a REGISTER; the due index wakes it at its expiry.
             state, next_attempt = "accepted", view.validity
+        elif kind == "forwarded":
+            # Wait for the far side's receipt until the validity ends; no
+            # receipt by then: expired (the documented rule).
+            state, next_attempt = "delivering", view.validity
         else:
             state = "delivering"
             next_attempt = min(now + retry_delay(self.retry_schedule,
@@ -348,6 +419,11 @@ class MessagingCore(Service):
                 message.attempts += 1
             store.set_state(message, state, next_attempt=next_attempt,
                             error=reason or None, now=now)
+            if kind == "forwarded":
+                store.set_remote(message, outcome.connection,
+                                 normalize_remote_id(outcome.remote_id))
+            elif state in ("delivered", "failed", "expired"):
+                store.forget_remote(message)
             return MessageView.of(message)
         d = self.storage.batch(write)
         d.addCallback(self._recorded, state, reason)
@@ -427,6 +503,46 @@ class MessagingCore(Service):
             d = self.dispatch(view, "sip")
             if d is not None:
                 yield d
+
+    def receipt_received(self, connection: str, remote_id: str, state: str,
+                         error: str = "") -> defer.Deferred:
+        """
+        A receipt from the node or vendor a message was forwarded to.
+
+        @param state: C{delivered}, C{failed} or C{expired}.
+        @return: a Deferred firing with whether a waiting message matched
+            (the final state is then committed and listeners heard of it).
+        """
+        if state not in RECEIPT_STATES:
+            raise ValueError(f"unknown receipt state {state!r}")
+        store = self.storage.messages()
+        message = None
+        for form in remote_id_forms(remote_id):
+            message = store.by_remote(connection, form)
+            if message is not None:
+                break
+        if message is None or message.state not in ("delivering",
+                                                     "accepted"):
+            self.log.info("receipt from {connection} for unknown message "
+                          "{remote_id} ({state})", connection=connection,
+                          remote_id=remote_id, state=state)
+            return defer.succeed(False)
+        kind = {"delivered": "delivered", "failed": "failed",
+                "expired": "expired"}[state]
+        d = self._record(Outcome("failed" if kind == "expired" else kind,
+                                 error or f"receipt from {connection}"),
+                         MessageView.of(message), final=kind)
+        return d.addCallback(lambda _: True)
+
+    def purge(self, older_than: float) -> defer.Deferred:
+        """
+        Delete final messages last changed more than C{older_than} seconds
+        ago (in a batched write); packs then reclaim the space.
+
+        @return: a Deferred firing with how many were deleted.
+        """
+        before = self.clock.seconds() - older_than
+        return self.storage.batch(lambda raw: raw["messages"].purge(before))
 
     def statistics(self) -> dict[str, int]:
         """Counters since start, for C{show statistics}."""

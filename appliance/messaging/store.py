@@ -111,6 +111,9 @@ class Message(Persistent):
     route: str | None = None
     error: str | None = None
     hops: int = 0
+    #: Where it was forwarded (a connection name) and the id the far side
+    #: gave it there, normalized; None until forwarded.
+    remote: tuple[str, str] | None = None
 
     def __init__(self, id: int, origin_kind: str, origin: str, sender: str,
                  recipient: str, *, now: float, validity: float,
@@ -206,6 +209,8 @@ class MessageStore(Persistent):
     due: OOTreeSet | None = None
     waiting: LLTreeSet | None = None
     state_counts: OOBTree | None = None
+    #: (connection, remote id) to message id, for forwarded messages.
+    remote_ids: OOBTree | None = None
     epoch: int = 0
 
     def __init__(self) -> None:
@@ -362,6 +367,63 @@ class MessageStore(Persistent):
         self._count(message.state, -1)
         del self.messages[id]
         return True
+
+    # -- forwarded messages, by the id the far side gave them ------------
+
+    def _remote_index(self) -> OOBTree:
+        if self.remote_ids is None:
+            # Added after generation 2: created on first use.
+            self.remote_ids = OOBTree()
+        return self.remote_ids
+
+    def set_remote(self, message: Message, connection: str,
+                   remote_id: str) -> None:
+        """
+        Record that C{message} was handed to C{connection}, which gave it
+        C{remote_id}, so its receipt can find it.
+        """
+        index = self._remote_index()
+        if message.remote is not None:
+            index.pop(message.remote, None)
+        message.remote = (connection, remote_id)
+        index[message.remote] = message.id
+
+    def by_remote(self, connection: str, remote_id: str) -> Message | None:
+        """
+        @return: the waiting message forwarded to C{connection} under
+            C{remote_id}, or C{None}.
+        """
+        index = self.remote_ids
+        if index is None:
+            return None
+        id = index.get((connection, remote_id))
+        return None if id is None else self.messages.get(id)
+
+    def forget_remote(self, message: Message) -> None:
+        """Drop C{message} from the remote-id index (it is final)."""
+        index = self.remote_ids
+        if index is not None and message.remote is not None:
+            index.pop(message.remote, None)
+
+    def purge(self, before: float, limit: int = 10000) -> int:
+        """
+        Delete final messages (delivered, failed, expired) last changed
+        before C{before}, oldest ids first, looking at most at C{limit}
+        messages; the next pack then reclaims their space.
+
+        @return: how many were deleted.
+        """
+        doomed = []
+        for looked, (id, message) in enumerate(self.messages.items()):
+            if looked >= limit or message.created >= before:
+                break
+            if message.state in FINAL and message.updated < before:
+                doomed.append(id)
+        for id in doomed:
+            message = self.messages[id]
+            self.forget_remote(message)
+            self.remove(id)
+        return len(doomed)
 
     def counts(self) -> dict[str, int]:
         """

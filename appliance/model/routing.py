@@ -120,6 +120,16 @@ class RouteTable:
             return entry.route()
         return None
 
+    def entry(self, name: str) -> RouteEntry | None:
+        """
+        @param name: a policy name.
+        @return: its compiled entry, or C{None}.
+        """
+        for entry in self.entries:
+            if entry.name == name:
+                return entry
+        return None
+
     def __len__(self) -> int:
         return len(self.entries)
 

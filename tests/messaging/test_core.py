@@ -249,3 +249,86 @@ class CoreTests(SynchronousTestCase):
         """The schedule is followed, its last value repeating."""
         self.assertEqual([retry_delay((30, 120, 600), n) for n in
                           range(1, 6)], [30, 120, 600, 600, 600])
+
+
+class ForwardingTests(CoreTests):
+    """Messages handed to another node wait for its receipt."""
+
+    def forward(self, remote_id="0000A1F"):
+        id = self.submit()
+        self.clock.advance(0)
+        view, d = self.agent.calls.pop(0)
+        d.callback(Outcome("forwarded", "submit_sm_resp OK",
+                           remote_id=remote_id, connection="env4"))
+        self.clock.advance(0.001)
+        return id
+
+    def test_forwarded_waits_for_receipt(self):
+        """A forwarded message stays delivering until its receipt, which
+        is matched in hex or decimal, with or without leading zeros."""
+        for given, receipt in (("0000A1F", "a1f"), ("a1f", "2591"),
+                               ("2591", "A1F"), ("00042", "42")):
+            id = self.forward(given)
+            self.assertEqual(self.stored(id).state, "delivering")
+            d = self.core.receipt_received("env4", receipt, "delivered")
+            self.clock.advance(0.001)
+            self.assertTrue(self.successResultOf(d), (given, receipt))
+            self.assertEqual(self.stored(id).state, "delivered")
+            self.assertIn((id, "delivered"), self.finals)
+
+    def test_receipt_wrong_connection_or_unknown(self):
+        """A receipt from another connection, or for no message, matches
+        nothing and changes nothing."""
+        id = self.forward("77")
+        self.assertFalse(self.successResultOf(
+            self.core.receipt_received("env9", "77", "delivered")))
+        self.assertFalse(self.successResultOf(
+            self.core.receipt_received("env4", "78", "delivered")))
+        self.assertEqual(self.stored(id).state, "delivering")
+
+    def test_failed_and_expired_receipts(self):
+        """UNDELIV and EXPIRED receipts give failed and expired."""
+        a, b = self.forward("1"), self.forward("2")
+        self.core.receipt_received("env4", "1", "failed", "UNDELIV")
+        self.core.receipt_received("env4", "2", "expired")
+        self.clock.advance(0.001)
+        self.assertEqual((self.stored(a).state, self.stored(a).error),
+                         ("failed", "UNDELIV"))
+        self.assertEqual(self.stored(b).state, "expired")
+
+    def test_no_receipt_expires_at_validity(self):
+        """A forwarded message with no receipt expires at its validity."""
+        id = self.forward("5")
+        for _ in range(601):
+            self.clock.advance(1)
+        self.assertEqual(self.stored(id).state, "expired")
+        self.assertFalse(self.successResultOf(
+            self.core.receipt_received("env4", "5", "delivered")))
+
+    def test_loop_refused(self):
+        """A message that passed too many nodes is refused as a loop."""
+        from appliance.messaging.core import MAX_HOPS
+        with self.assertRaises(NoRoute) as e:
+            self.core.submit(Submission("carrier", "env1", "1111",
+                                        "111222333", "x",
+                                        hops=MAX_HOPS + 1))
+        self.assertIn("loop", str(e.exception))
+
+    def test_purge_final_messages(self):
+        """Final messages older than the retention are deleted; waiting
+        ones stay."""
+        done = self.submit()
+        self.clock.advance(0)
+        self.agent.answer("delivered")
+        d = self.core.submit(Submission("carrier", "c", "s", "111222333",
+                                        "t", validity=30 * 86400))
+        self.clock.advance(0.001)
+        waiting = self.successResultOf(d)
+        self.clock.advance(0)
+        self.agent.answer("offline")
+        self.clock.advance(0.001)
+        for _ in range(int(self.core.retention // 3600) + 2):
+            self.clock.advance(3600)
+        self.assertIsNone(self.stored(done))
+        self.assertIsNotNone(self.stored(waiting))
+        self.assertEqual(self.storage.messages().counts()["delivered"], 0)
