@@ -51,6 +51,41 @@ class NoRoute(Exception):
     """
 
 
+class Refused(Exception):
+    """
+    The payer cannot be charged (no funds, no tariff for the destination):
+    refuse at once, before storing, with a reason the sender's user can
+    read (SIP 402 reason phrase and Warning, an SMPP error status, a JSON
+    error).  C{str()} is that reason.
+    """
+
+
+class NoCharge:
+    """
+    The charger used when billing is not configured: every message is
+    free and nothing is recorded.  A charger's three calls are the
+    billing seam: L{authorize} before anything is stored (may raise
+    L{Refused}), L{accepted} and L{state_changed} inside the same batched
+    transaction as the change they describe.
+    """
+
+    def authorize(self, submission: "Submission", transport: str,
+                  account: str | None, route: str, now: float) -> Any:
+        """
+        Rate the message and check the payer can pay; reserve nothing yet.
+
+        @return: an opaque charge handed to L{accepted}.
+        @raise Refused: the payer cannot be charged.
+        """
+        return None
+
+    def accepted(self, raw: Any, message: Message, charge: Any) -> None:
+        """Inside the accept transaction: reserve, and write the record."""
+
+    def state_changed(self, raw: Any, message: Message, state: str) -> None:
+        """Inside a state change's transaction: settle or return."""
+
+
 @dataclass(frozen=True)
 class Submission:
     """
@@ -201,6 +236,7 @@ class MessagingCore(Service):
         self.scan_limit = scan_limit
         self.in_flight: set[int] = set()
         self._agents: dict[str, IDeliveryAgent] = {}
+        self.charger: Any = NoCharge()
         self._listeners: list[Callable[[MessageView, str], Any]] = []
         self._ids: MessageIds | None = None
         self._routes = None
@@ -272,6 +308,11 @@ class MessagingCore(Service):
         """Deliver C{transport} routes with C{agent}."""
         self._agents[transport] = agent
 
+    def set_charger(self, charger: Any) -> None:
+        """Rate, charge and record messages with C{charger} (see
+        L{NoCharge} for the three calls)."""
+        self.charger = charger
+
     def add_outcome_listener(self, listener: Callable[[MessageView, str],
                                                       Any]) -> None:
         """Hear of every committed final state."""
@@ -323,10 +364,13 @@ class MessagingCore(Service):
 
         @return: a Deferred firing with the message id after the commit.
         @raise NoRoute: before anything is stored.
+        @raise Refused: the payer cannot be charged; nothing is stored.
         @raise ModelError: for invalid fields, before anything is stored.
         """
         transport, account, route = self.route(submission)
         now = self.clock.seconds()
+        charge = self.charger.authorize(submission, transport, account,
+                                        route, now)
         validity = now + (submission.validity if submission.validity
                           is not None else self.validity)
         message = Message(
@@ -340,6 +384,7 @@ class MessagingCore(Service):
 
         def add(raw):
             raw["messages"].add(message)
+            self.charger.accepted(raw, message, charge)
             return MessageView.of(message)
         d = self.storage.batch(add)
 
@@ -424,6 +469,7 @@ class MessagingCore(Service):
                                  normalize_remote_id(outcome.remote_id))
             elif state in ("delivered", "failed", "expired"):
                 store.forget_remote(message)
+            self.charger.state_changed(raw, message, state)
             return MessageView.of(message)
         d = self.storage.batch(write)
         d.addCallback(self._recorded, state, reason)

@@ -332,3 +332,50 @@ class ForwardingTests(CoreTests):
         self.assertIsNone(self.stored(done))
         self.assertIsNotNone(self.stored(waiting))
         self.assertEqual(self.storage.messages().counts()["delivered"], 0)
+
+
+class ChargerTests(CoreTests):
+    """The billing seam: authorize before storing, record in the same
+    transactions as the changes."""
+
+    def test_refused_stores_nothing(self):
+        """A charger that refuses stops the message before it is stored."""
+        from appliance.messaging.core import Refused
+
+        class Broke:
+            def authorize(self, *a):
+                raise Refused("Insufficient funds")
+        self.core.set_charger(Broke())
+        with self.assertRaises(Refused) as e:
+            self.core.submit(Submission("account", "1111", "1111",
+                                        "111222333", "x"))
+        self.assertEqual(str(e.exception), "Insufficient funds")
+        self.assertEqual(sum(self.storage.messages().counts().values()), 0)
+
+    def test_calls_inside_transactions(self):
+        """accepted() and state_changed() run inside the batched writes
+        that store the message and change its state."""
+        calls = []
+        storage = self.storage
+
+        class Recorder:
+            def authorize(self, submission, transport, account, route, now):
+                calls.append(("authorize", account, route))
+                return "charge-1"
+
+            def accepted(self, raw, message, charge):
+                calls.append(("accepted", message.id, charge,
+                              storage._in_transaction or True))
+                raw["billing-test"] = message.id
+
+            def state_changed(self, raw, message, state):
+                calls.append(("state", message.id, state))
+        self.core.set_charger(Recorder())
+        id = self.submit()
+        self.clock.advance(0)
+        self.agent.answer("delivered")
+        self.clock.advance(0.001)
+        self.assertEqual(calls, [("authorize", "111222333", "local"),
+                                 ("accepted", id, "charge-1", True),
+                                 ("state", id, "delivered")])
+        self.assertEqual(self.storage._root()["billing-test"], id)
