@@ -1,0 +1,145 @@
+"""
+SIP side with SIPp against the real node, in one run (prints figures; not
+a test):
+
+ 1. REGISTER with digest per second: SIPp (register.xml) registers N
+    accounts from an injection file (-inf), each a 401 challenge and an
+    authenticated REGISTER, at most C{LIMIT} at once;
+ 2. memory per registration: the node's RSS (C{/proc/PID/status}) before
+    and after those N contacts are registered;
+ 3. local MESSAGE app to app per second with durable accept: SIPp
+    (message_uac.xml) sends M MESSAGEs from M accounts to one account
+    that SIPp (register_receive.xml) has registered; each is challenged
+    (407) and answered 202 once committed; the receiver's 200s give the
+    delivery rate.
+
+The node runs as in the e2e tests (C{twistd -n appliance}, FileStorage,
+UDP on loopback, log level warning).  Accounts are written straight into
+the database between a first and a second start (provisioning 100,000
+accounts through the shell would take one transaction per command).
+
+    .venv/bin/python bench/bench_sip.py [N_REGISTER] [N_MESSAGE]
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import transaction  # noqa: E402
+import ZODB  # noqa: E402
+from ZODB.FileStorage import FileStorage  # noqa: E402
+
+from tests.e2e.harness import kill_all, wait_for  # noqa: E402
+from tests.e2e.sip_tools import (  # noqa: E402
+    DOMAIN, PRODUCT, SIPP, SIPp, rss_kib, start_sip_node, write_users)
+
+#: Calls SIPp keeps in flight (closed loop: the rate is what the node
+#: sustains at this concurrency).
+LIMIT = 200
+PASSWORD = "bench-pw"
+RECIPIENT = "999000000"
+
+
+def users(n: int) -> list[str]:
+    """The bench accounts (usernames are also their DIDs)."""
+    return [str(100000000 + i) for i in range(n)]
+
+
+def add_accounts(data_dir: Path, names: list[str]) -> float:
+    """Write accounts into the stopped node's database; return seconds."""
+    start = time.perf_counter()
+    db = ZODB.DB(FileStorage(str(data_dir / "Data.fs")))
+    try:
+        tm = transaction.TransactionManager()
+        conn = db.open(tm)
+        root = conn.root()["appliance"]
+        for i, name in enumerate(names):
+            root.add_account("E2E", name).set_password(PASSWORD, DOMAIN)
+            root.set_account_product(name, PRODUCT)
+            root.add_did(name, name)
+            if i % 10000 == 9999:
+                tm.commit()
+        tm.commit()
+        conn.close()
+    finally:
+        db.close()
+    return time.perf_counter() - start
+
+
+def main(n_register: int = 100_000, n_message: int = 20_000) -> None:
+    """Run the three measurements and print them."""
+    if SIPP is None:
+        sys.exit("needs sipp (Debian sip-tester)")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sip-"))
+    settings = dict(log_level="warning", max_expires=7200, min_expires=60)
+    try:
+        node = start_sip_node(tmp, {}, name="node", **settings)
+        node.stop()
+        names = users(max(n_register, n_message))
+        took = add_accounts(node.data_dir, names + [RECIPIENT])
+        print(f"provisioned {len(names) + 1} accounts in {took:.1f} s")
+        node = start_sip_node(tmp, {}, name="node", **settings)
+        udp = node.port("sip_udp")
+        pid = node.process.pid
+        before = rss_kib(pid)
+
+        csv = write_users(tmp / "register.csv",
+                          [(u, PASSWORD) for u in names[:n_register]])
+        start = time.perf_counter()
+        reg = SIPp(tmp / "register", "register.xml", udp, transport="udp",
+                   users=csv, calls=n_register, rate=100000, limit=LIMIT,
+                   expires=7200, timeout=900, trace=False).wait()
+        elapsed = time.perf_counter() - start
+        after = rss_kib(pid)
+        print(f"REGISTER with digest: {reg.successful} ok, {reg.failed} "
+              f"failed in {elapsed:.1f} s = "
+              f"{reg.successful / elapsed:,.0f} registrations/s "
+              f"({2 * reg.successful / elapsed:,.0f} transactions/s), "
+              f"{LIMIT} in flight")
+        if reg.successful:
+            print(f"memory: RSS {before / 1024:.1f} MiB before, "
+                  f"{after / 1024:.1f} MiB with {reg.successful} contacts = "
+                  f"{(after - before) * 1024 / reg.successful:,.0f} bytes "
+                  "per registration")
+
+        uas = SIPp(tmp / "receiver", "register_receive.xml", udp,
+                   transport="udp", users=write_users(
+                       tmp / "receiver.csv", [(RECIPIENT, PASSWORD)]),
+                   ooc="receive_ooc.xml", expected=n_message, timeout=900)
+        wait_for(lambda: uas.process.poll() is not None or _registered(uas),
+                 timeout=30, what="receiver registered")
+        csv = write_users(tmp / "message.csv",
+                          [(u, PASSWORD, RECIPIENT)
+                           for u in names[:n_message]])
+        start = time.perf_counter()
+        msg = SIPp(tmp / "message", "message_uac.xml", udp, transport="udp",
+                   users=csv, calls=n_message, rate=100000, limit=LIMIT,
+                   timeout=900, trace=False).wait()
+        accepted = time.perf_counter() - start
+        got = uas.wait()
+        delivered = time.perf_counter() - start
+        print(f"MESSAGE app to app: {msg.successful} accepted (202), "
+              f"{msg.failed} failed in {accepted:.1f} s = "
+              f"{msg.successful / accepted:,.0f} accepted/s; receiver done "
+              f"(rc {got.returncode}) after {delivered:.1f} s = "
+              f"{msg.successful / delivered:,.0f} delivered/s")
+        print(f"node RSS at the end: {rss_kib(pid) / 1024:.1f} MiB")
+        node.stop()
+    finally:
+        kill_all()
+
+
+def _registered(uas: SIPp) -> bool:
+    """Whether the receiver's REGISTER was answered 200."""
+    return any(m.direction == "received" and m.first_line.startswith(
+        "SIP/2.0 200") and "REGISTER" in (m.header("CSeq") or "")
+        for m in uas.sent_and_received())
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
