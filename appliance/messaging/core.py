@@ -206,7 +206,8 @@ class MessagingCore(Service):
     """
     Accepts, routes, stores and delivers messages, and retries them.
 
-    @ivar in_flight: ids of messages being delivered right now.
+    @ivar in_flight: ids of messages being delivered right now, with the
+        time each attempt started.
     """
 
     name = "messaging"
@@ -234,7 +235,8 @@ class MessagingCore(Service):
         self.validity = validity
         self.scan_interval = scan_interval
         self.scan_limit = scan_limit
-        self.in_flight: set[int] = set()
+        self.in_flight: dict[int, float] = {}
+        self._online: dict[str, float] = {}
         self._agents: dict[str, IDeliveryAgent] = {}
         self.charger: Any = NoCharge()
         self._listeners: list[Callable[[MessageView, str], Any]] = []
@@ -412,13 +414,13 @@ class MessagingCore(Service):
             self.log.warn("no {transport} agent for message {id}",
                           transport=transport, id=view.id)
             return None
-        self.in_flight.add(view.id)
+        self.in_flight[view.id] = self.clock.seconds()
         d = defer.maybeDeferred(agent.deliver, view)
         d.addErrback(self._agent_error, view)
         d.addCallback(self._record, view)
 
         def done(result):
-            self.in_flight.discard(view.id)
+            self.in_flight.pop(view.id, None)
             return result
         d.addBoth(done)
         return d
@@ -452,6 +454,11 @@ class MessagingCore(Service):
             next_attempt = min(now + retry_delay(self.retry_schedule,
                                                  view.attempts + 1),
                                view.validity)
+            started = self.in_flight.get(view.id, now)
+            if view.account and self._online.get(view.account, -1) >= started:
+                # The app registered again while this attempt went to its
+                # old contact: try the new one now, not by the schedule.
+                next_attempt = now
             self.counters["retries"] += 1
 
         def write(raw):
@@ -534,6 +541,7 @@ class MessagingCore(Service):
         @return: a Deferred firing when all were tried.
         """
         now = self.clock.seconds()
+        self._online[username] = now
         views = [MessageView.of(m) for m in
                  self.storage.messages().waiting_for(username)
                  if m.id not in self.in_flight]

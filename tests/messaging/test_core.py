@@ -379,3 +379,25 @@ class ChargerTests(CoreTests):
                                  ("accepted", id, "charge-1", True),
                                  ("state", id, "delivered")])
         self.assertEqual(self.storage._root()["billing-test"], id)
+
+
+class ReRegisterTests(CoreTests):
+    """A REGISTER during a failing attempt brings the retry forward."""
+
+    def test_register_during_attempt_retries_at_once(self):
+        """An attempt to a stale contact that fails after the app registered
+        again is retried at the next scan, not by the schedule."""
+        id = self.submit()
+        self.clock.advance(0)
+        self.clock.advance(10)            # the attempt hangs on a stale contact
+        self.core.account_online("111222333")   # in flight: not re-sent now
+        self.assertEqual(len(self.agent.calls), 1)
+        self.agent.answer("retry", "408 Request Timeout")
+        self.clock.advance(0.001)
+        self.assertEqual(self.stored(id).next_attempt, self.clock.seconds()
+                         - 0.001)
+        self.clock.advance(1)
+        self.assertEqual(len(self.agent.calls), 1)
+        self.agent.answer("delivered")
+        self.clock.advance(0.001)
+        self.assertEqual(self.stored(id).state, "delivered")
