@@ -110,7 +110,10 @@ class Headers:
         return out
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(k == header_key(name) for k, _, _ in self._items)
+        if not isinstance(name, str):
+            return False
+        key = header_key(name)
+        return any(k == key for k, _, _ in self._items)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         """

@@ -68,6 +68,10 @@ class HeaderError(ValueError):
     """
 
 
+#: Header names seen, to their keys: names repeat on every message.
+_KEYS: dict[str, str] = {}
+
+
 def header_key(name: str) -> str:
     """
     The lookup key of a header name: lower case, compact form expanded.
@@ -75,8 +79,13 @@ def header_key(name: str) -> str:
     @param name: the name as written (C{"i"}, C{"CALL-ID"}...).
     @return: the key (C{"call-id"}).
     """
-    key = name.strip().lower()
-    return COMPACT.get(key, key)
+    key = _KEYS.get(name)
+    if key is None:
+        key = name.strip().lower()
+        key = COMPACT.get(key, key)
+        if len(_KEYS) < 4096:       # bounded: names come from the network
+            _KEYS[name] = key
+    return key
 
 
 def canonical_name(name: str) -> str:
