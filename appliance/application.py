@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from appliance.config import NodeConfig
 from appliance.logs import observer
 from appliance.messaging.core import MessagingCore
+from appliance.smpp.connections import make_pool
 from appliance.node import NodeContext, NodeService, PortMap, child
 from appliance.store.database import Storage, open_database
 
@@ -27,6 +28,7 @@ log = Logger()
 SERVICE_FACTORIES = {
     "shell": "appliance.shell.service",
     "sip": "appliance.sip.service",
+    "smpp": "appliance.smpp.service",
 }
 
 #: Sections whose service carries messages through the messaging core.
@@ -67,6 +69,11 @@ def make_node(config: NodeConfig, reactor: Any,
                              validity=sip.validity)
         context.services["messaging"] = core
         child(node, core, "messaging")
+        # Outbound SMPP connections (service policies with transport smpp):
+        # after the core they deliver for, before the protocol services.
+        pool = make_pool(context)
+        context.services["smpp-client"] = pool
+        child(node, pool, "smpp-client")
     factories = SERVICE_FACTORIES if factories is None else factories
     for section in config.enabled():
         make: Callable = importlib.import_module(

@@ -44,7 +44,7 @@ DEFAULT_LISTEN: dict[str, tuple[str, ...]] = {
 
 #: Services whose implementation is in this build.  Enabling another one
 #: is refused at start-up rather than silently ignored.
-BUILT_SERVICES = frozenset({"shell", "sip"})
+BUILT_SERVICES = frozenset({"shell", "sip", "smpp"})
 
 
 class ConfigError(Exception):
@@ -219,6 +219,8 @@ class SMPPSection(ServiceSection):
         concatenated message.
     @ivar reassembly_policy: C{deliver_partial} or C{fail} when parts
         never all arrive.
+    @ivar client_ca: PEM file of the CAs that outbound TLS connections
+        trust (default: the system's trust store).
     """
     bind_timeout: int = 30
     idle_timeout: int = 300
@@ -228,6 +230,7 @@ class SMPPSection(ServiceSection):
     queue_limit: int = 100000
     reassembly_timeout: int = 300
     reassembly_policy: str = "deliver_partial"
+    client_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -563,7 +566,8 @@ def _smpp_section(c: _Collector, t: dict, base: Path) -> SMPPSection:
             "response_timeout": (30, 1, 3600), "window": (100, 1, 10000),
             "queue_limit": (100000, 1, 100_000_000),
             "reassembly_timeout": (300, 1, 86400)}
-    _unknown(c, "smpp", t, {"enabled", "listen", "reassembly_policy", *ints})
+    _unknown(c, "smpp", t, {"enabled", "listen", "reassembly_policy",
+                            "client_ca", *ints})
     common = _service(c, "smpp", t, base)
     values: dict[str, Any] = {}
     for key, (default, low, high) in ints.items():
@@ -574,7 +578,14 @@ def _smpp_section(c: _Collector, t: dict, base: Path) -> SMPPSection:
     policy = _typed(c, "smpp", t, "reassembly_policy", str, "deliver_partial")
     if policy not in ("deliver_partial", "fail"):
         c.error("smpp", "reassembly_policy", "deliver_partial or fail")
-    return SMPPSection(**common, reassembly_policy=policy, **values)
+    client_ca = None
+    if t.get("client_ca") is not None:
+        raw = _typed(c, "smpp", t, "client_ca", str, "")
+        client_ca = _resolve(base, raw) if raw else None
+        if client_ca is not None and not client_ca.is_file():
+            c.error("smpp", "client_ca", f"{client_ca} not found")
+    return SMPPSection(**common, reassembly_policy=policy,
+                       client_ca=client_ca, **values)
 
 
 def _sip_section(c: _Collector, t: dict, base: Path,

@@ -491,3 +491,54 @@ def test_show_queue_oldest_waiting(storage):
     assert "accepted    1" in text
     assert ("Oldest waiting: message 7 to 111222333, accepted "
             "2027-01-15 08:00:00 UTC, accepted") in text
+
+
+def test_smpp_disconnect_carrier(storage, audit):
+    """smpp disconnect carrier NAME asks the SMPP service to close the
+    carrier's binds, says how many, and is audited; view may not."""
+    closed = []
+
+    class SMPP:
+        def disconnect_carrier(self, name):
+            closed.append(name)
+            return 2
+
+    class Node:
+        services = {"smpp": SMPP()}
+
+    run_script(storage, "configure terminal\ncarrier TATA\nend\n")
+    admin = open_session(storage, "admin", "admin", node=Node(), audit=audit)
+    assert run(admin, "smpp disconnect carrier TATA") == \
+        "2 bind(s) of carrier TATA disconnected\n"
+    assert closed == ["TATA"]
+    assert "smpp disconnect carrier TATA" in audit.path.read_text()
+    assert execute(admin, "smpp disconnect carrier Nope").text == \
+        "% no carrier 'Nope'"
+    view = open_session(storage, "alice", "view", node=Node())
+    assert not execute(view, "smpp disconnect carrier TATA").ok
+    assert closed == ["TATA"]
+
+
+def test_test_route(storage):
+    """test route prints the core's decision without storing anything."""
+    from twisted.internet.testing import MemoryReactorClock
+    from appliance.messaging.core import MessagingCore
+    run_script(storage, "configure terminal\ncustomer C\naccount 1111\nend\n"
+               "configure terminal\nconnection env4\nexit\n"
+               "service-policy to-env4\nrecipient-pattern 222%\n"
+               "transport smpp connection env4\nend\n")
+    core = MessagingCore(storage, MemoryReactorClock())
+    core.set_agent("smpp", object())
+    core._rebuild_routes()
+
+    class Node:
+        services = {"messaging": core}
+
+    s = open_session(storage, "alice", "view", node=Node())
+    assert run(s, "test route from 1111 to 1111") == \
+        "local delivery to account 1111 over SIP\n"
+    assert run(s, "test route from 1111 to 2222123") == \
+        "policy to-env4: smpp over env4 (not running)\n"
+    assert run(s, "test route from 1111 to 3333").startswith(
+        "no route: no account or service policy for 3333")
+    assert sum(storage.messages().counts().values()) == 0

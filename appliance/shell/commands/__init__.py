@@ -11,5 +11,6 @@ from appliance.shell.commands.modes import (  # noqa: F401
     PRODUCT, TARIFF, TREE, command)
 from appliance.shell.commands import base, customers, carriers  # noqa: F401
 from appliance.shell.commands import routing, operators, show  # noqa: F401
+from appliance.shell.commands import operations  # noqa: F401
 
 base.declare_object_running_config()

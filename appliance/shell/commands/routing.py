@@ -6,7 +6,7 @@ from __future__ import annotations
 from appliance.model.errors import ModelError
 from appliance.shell.commands.helpers import object_commands, setting
 from appliance.shell.commands.modes import CONFIG, POLICY, command
-from appliance.shell.grammar import NO_STR
+from appliance.shell.grammar import ANY, NO_STR
 
 object_commands(
     "service-policy", "POLICY", POLICY,
@@ -84,3 +84,48 @@ def no_fallback_connection(ctx, name):
 def no_transport(ctx):
     ctx.root.set_policy_connections(ctx.obj.name, ())
     del ctx.obj.transport
+
+
+@command(ANY, "test route from WORD to WORD",
+         help=("Test what the node would do with a message",
+               "Show the routing decision without sending", "Sender",
+               "Sender number or name", "Recipient", "Recipient number"),
+         action="show")
+def test_route(ctx, sender, recipient):
+    return _decide(ctx, sender, recipient, "account")
+
+
+@command(ANY, "test route from WORD to WORD origin (app|carrier|connection)",
+         help=("Test what the node would do with a message",
+               "Show the routing decision without sending", "Sender",
+               "Sender number or name", "Recipient", "Recipient number",
+               "Where the message comes from",
+               "app (SIP), carrier (SMPP) or connection (another node)"),
+         action="show")
+def test_route_origin(ctx, sender, recipient, origin):
+    kind = {"app": "account"}.get(origin, origin)
+    return _decide(ctx, sender, recipient, kind)
+
+
+def _decide(ctx, sender: str, recipient: str, origin_kind: str) -> str:
+    """The core's own routing decision, described; nothing is stored."""
+    from appliance.messaging.core import NoRoute, Submission
+    services = getattr(ctx.session.node, "services", None) or {}
+    core = services.get("messaging")
+    if core is None:
+        raise ModelError("no messaging service runs on this node")
+    try:
+        transport, account, route = core.route(
+            Submission(origin_kind, "shell", sender, recipient, None))
+    except NoRoute as e:
+        return f"no route: {e}\n"
+    if transport == "sip":
+        return f"local delivery to account {account} over SIP\n"
+    entry = core.route_table().entry(route)
+    pool = services.get("smpp-client")
+    states = []
+    for name in entry.connections:
+        conn = getattr(pool, "connections", {}).get(name)
+        states.append(f"{name} ({conn.state if conn else 'not running'})")
+    return (f"policy {route}: {transport} over " + ", then ".join(states)
+            + "\n")

@@ -76,14 +76,25 @@ def show_carriers(ctx):
         for c in ctx.root.carriers.values()])
 
 
-@command(ANY, "show connections", help=(SHOW, "Outbound SMPP connections"),
+@command(ANY, "show connections",
+         help=(SHOW, "Outbound SMPP connections and their live state"),
          action="show")
 def show_connections(ctx):
-    return table(("Connection", "Host", "Port", "System-id", "Bind", "Binds",
-                  "Window", "State"), [
-        (c.name, c.host, c.port, c.system_id, c.bind, c.binds, c.window,
-         "shutdown" if c.shutdown else ("tls" if c.tls else "up"))
-        for c in ctx.root.connections.values()])
+    live: dict[str, tuple] = {}
+    pool = _service(ctx, "smpp-client")
+    if pool is not None:
+        _, rows = pool.shell_table("connections")
+        live = {row[0]: tuple(row[1:]) for row in rows}
+    rows = []
+    for c in ctx.root.connections.values():
+        state, binds, in_flight, rate = live.get(
+            c.name, ("shutdown" if c.shutdown else "-", f"-/{c.binds}", 0,
+                     "0.0"))
+        peer = f"{c.host}:{c.port}" + (" tls" if c.tls else "")
+        rows.append((c.name, c.bind[:4], c.window, state, binds, in_flight,
+                     rate, peer))
+    return table(("Connection", "Bind", "Win", "State", "Binds", "Flight",
+                  "Msg/s", "Peer"), rows)
 
 
 @command(ANY, "show service-policies", help=(SHOW, "Service policies in order"),

@@ -15,14 +15,14 @@ from typing import Callable, Sequence
 import transaction
 import ZODB
 
-from appliance.store.generations import evolve1, evolve2, evolve3
+from appliance.store.generations import evolve1, evolve2, evolve3, evolve4
 
 #: The root key holding the generation number.
 KEY = "appliance.generation"
 
 #: Upgrade steps in order; step N brings generation N-1 to N.
 GENERATIONS: tuple[Callable, ...] = (evolve1.evolve, evolve2.evolve,
-                                      evolve3.evolve)
+                                      evolve3.evolve, evolve4.evolve)
 
 
 class GenerationError(Exception):

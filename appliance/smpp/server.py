@@ -1,0 +1,446 @@
+# -*- test-case-name: tests.smpp.test_smpp_server -*-
+"""
+The SMPP server's controller: who may bind, what becomes of each submit,
+and where receipts go.  Sessions (L{appliance.smpp.session}) frame and
+keep state; this decides.
+
+Durable accept: a C{submit_sm_resp} carrying a message id is written only
+after the messaging core's batched commit of that message (or, for a part
+of a concatenated message, after the part is on disk).  Message ids: see
+L{appliance.smpp.receipts} and L{appliance.smpp.reassembly}.  For a
+C{submit_multi} the id reported is that of its first accepted recipient;
+the other recipients' messages get it as their alias, so every receipt
+carries the id the carrier saw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from appliance.messaging.core import NoRoute, Submission
+from appliance.messaging.store import MessageIds
+from appliance.model.errors import ModelError
+from appliance.model.numbers import normalize_e164
+from appliance.smpp import pdus
+from appliance.smpp import receipts as R
+from appliance.smpp.concat import GroupKey, ReassemblyFull
+from appliance.smpp.courier import ReceiptCourier
+from appliance.smpp.pdus import Status
+from appliance.smpp.reassembly import DurableReassembler, PartInfo
+from appliance.smpp.state import state
+from appliance.smpp.text import Alphabet, TextCodingError, alphabet_for, \
+    decode_short_message
+from appliance.smpp.udh import ConcatenationError, concatenation_from_sar, \
+    concatenation_from_udh, split_user_data
+
+#: Stored message encoding by alphabet.
+ENCODINGS = {Alphabet.GSM7: "gsm7", Alphabet.UCS2: "ucs2",
+             Alphabet.LATIN1: "latin1", Alphabet.ASCII: "ascii"}
+COUNTERS = ("submitted", "accepted", "rejected", "throttled",
+            "receipts_sent")
+
+
+@dataclass(frozen=True)
+class CarrierBind:
+    """A snapshot of the carrier a session bound as (taken at bind)."""
+    name: str
+    system_id: str
+    throughput: int
+    max_binds: int
+
+
+class SMPPServer:
+    """
+    Decisions for every session of the SMPP service.
+
+    @ivar binds: carrier name to its bound sessions, in bind order.
+    @ivar sessions: every connected session.
+    @ivar counters: carrier name to its counters (see L{COUNTERS}).
+    """
+
+    log = Logger()
+
+    def __init__(self, storage: Any, core: Any, clock: Any, section: Any,
+                 system_id: str = "appliance"):
+        """
+        @param storage: the L{IStorage}.
+        @param core: the L{IMessagingCore}.
+        @param clock: the reactor's time and scheduling.
+        @param section: the L{appliance.config.SMPPSection}.
+        @param system_id: ours, sent in bind responses.
+        """
+        self.storage = storage
+        self.core = core
+        self.clock = clock
+        self.section = section
+        self.system_id = system_id
+        self.binds: dict[str, list] = {}
+        self.sessions: set = set()
+        self.counters: dict[str, dict[str, int]] = {}
+        self._buckets: dict[str, list[float]] = {}
+        self._rr: dict[str, list] = {}
+        self._ids: MessageIds | None = None
+        self.parts = DurableReassembler(storage, clock,
+                                        section.reassembly_timeout,
+                                        section.reassembly_policy)
+        self.courier = ReceiptCourier(storage, clock, self.receivers,
+                                      section.response_timeout)
+        self._expiry: task.LoopingCall | None = None
+
+    # -- life cycle ----------------------------------------------------
+
+    def start(self) -> None:
+        """Load the durable state, take a part-id epoch, listen to the
+        core's outcomes, start the timers."""
+        raw = self.storage._root()
+        with self.storage.transaction(user="smpp", note="smpp part id epoch"):
+            epoch = state(raw).next_epoch()
+        self._ids = MessageIds(epoch)
+        parts = self.parts.load(raw)
+        waiting = self.courier.load(raw)
+        if parts or waiting:
+            self.log.info("SMPP: {parts} concatenation parts held, "
+                          "{receipts} receipts pending", parts=parts,
+                          receipts=waiting)
+        self.core.add_outcome_listener(self.outcome)
+        self.courier.start()
+        self._expiry = task.LoopingCall(self.expire_parts)
+        self._expiry.clock = self.clock
+        self._expiry.start(max(1.0, min(10.0, self.section.reassembly_timeout
+                                        / 4)), now=False)
+
+    def stop(self) -> None:
+        """Stop the timers and close every session."""
+        self.courier.stop()
+        if self._expiry is not None and self._expiry.running:
+            self._expiry.stop()
+        for session in list(self.sessions):
+            session.close("service stopping")
+
+    # -- sessions --------------------------------------------------------
+
+    def connected(self, session: Any) -> None:
+        """A connection was made."""
+        self.sessions.add(session)
+
+    def disconnected(self, session: Any, was_bound: bool) -> None:
+        """A connection was lost."""
+        self.sessions.discard(session)
+        if session.carrier is not None:
+            line = self.binds.get(session.carrier.name, [])
+            if session in line:
+                line.remove(session)
+            rr = self._rr.get(session.carrier.name, [])
+            if session in rr:
+                rr.remove(session)
+
+    def authenticate(self, session: Any, bind_type: str, system_id: str,
+                     password: str) -> tuple[Any, CarrierBind | None]:
+        """
+        Check a bind against the Carrier objects.
+
+        @return: C{(ESME_ROK, record)} or C{(error status, None)}:
+            C{ESME_RINVSYSID} unknown system_id, C{ESME_RINVPASWD} wrong
+            password, C{ESME_RBINDFAIL} carrier disabled or source address
+            not allowed, C{ESME_RALYBND} the carrier has C{max_binds}
+            binds already.
+        """
+        carrier = self.storage.root().carrier_by_system_id(system_id) \
+            if system_id else None
+        if carrier is None:
+            return Status.ESME_RINVSYSID, None
+        if not carrier.check_password(password):
+            return Status.ESME_RINVPASWD, None
+        if not carrier.enabled or not carrier.source_allowed(session.peer):
+            return Status.ESME_RBINDFAIL, None
+        if len(self.binds.get(carrier.name, ())) >= carrier.max_binds:
+            return Status.ESME_RALYBND, None
+        return Status.ESME_ROK, CarrierBind(carrier.name, system_id,
+                                            carrier.throughput,
+                                            carrier.max_binds)
+
+    def bound(self, session: Any) -> None:
+        """A session bound: count it, and send it waiting receipts."""
+        name = session.carrier.name
+        self.binds.setdefault(name, []).append(session)
+        self.counters.setdefault(name, dict.fromkeys(COUNTERS, 0))
+        if session.bind_type != "transmitter":
+            self._rr.setdefault(name, []).append(session)
+            self.courier.flush(name)
+
+    def unbinding(self, session: Any) -> None:
+        """A session asked to unbind: no more receipts go to it."""
+        rr = self._rr.get(session.carrier.name, [])
+        if session in rr:
+            rr.remove(session)
+
+    def receivers(self, carrier: str) -> list:
+        """@return: the carrier's sessions that take deliver_sm (the list
+        the courier rotates)."""
+        return self._rr.get(carrier, [])
+
+    def count(self, session: Any, counter: str, n: int = 1) -> None:
+        """Add to a carrier's counter."""
+        if session.carrier is not None:
+            c = self.counters.setdefault(session.carrier.name,
+                                         dict.fromkeys(COUNTERS, 0))
+            c[counter] += n
+
+    # -- submits ---------------------------------------------------------
+
+    def _take_token(self, record: CarrierBind) -> bool:
+        if record.throughput <= 0:
+            return True
+        now = self.clock.seconds()
+        bucket = self._buckets.setdefault(record.name,
+                                          [float(record.throughput), now])
+        tokens = min(float(record.throughput),
+                     bucket[0] + (now - bucket[1]) * record.throughput)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1.0
+        return True
+
+    def _queue_full(self) -> bool:
+        counts = self.storage.messages().counts()
+        return counts["accepted"] + counts["delivering"] \
+            >= self.section.queue_limit
+
+    @staticmethod
+    def text_of(submit: pdus.Submit):
+        """
+        Decode a submit's text.
+
+        @return: C{(text, concatenation or None, encoding)}.
+        @raise pdus.PDUError: C{ESME_RINVDCS} for binary or undecodable
+            text, C{ESME_RINVESMCLASS} for a bad UDH, C{ESME_RINVOPTPARAMVAL}
+            for bad SAR TLVs.
+        """
+        try:
+            alphabet = alphabet_for(submit.data_coding)
+            elements, body, udh_len = split_user_data(submit.body,
+                                                      submit.esm_class)
+            concat = concatenation_from_udh(elements)
+        except TextCodingError as e:
+            raise pdus.PDUError(Status.ESME_RINVDCS, str(e)) from None
+        except ConcatenationError as e:
+            raise pdus.PDUError(Status.ESME_RINVESMCLASS, str(e)) from None
+        if concat is None:
+            try:
+                concat = concatenation_from_sar(*submit.sar)
+            except ConcatenationError as e:
+                raise pdus.PDUError(Status.ESME_RINVOPTPARAMVAL,
+                                    str(e)) from None
+        try:
+            text = decode_short_message(
+                submit.data_coding, body, udh_length=udh_len,
+                partial=concat is not None and concat.total > 1)
+        except TextCodingError as e:
+            raise pdus.PDUError(Status.ESME_RINVDCS, str(e)) from None
+        return text, concat, ENCODINGS.get(alphabet, "utf-8")
+
+    def submit(self, session: Any, h: pdus.Header, submit: pdus.Submit):
+        """
+        Decide on one submit_sm, data_sm or submit_multi.
+
+        @return: the response octets, or a Deferred firing with them once
+            the message (or part) is on disk.
+        """
+        rec = session.carrier
+        self.count(session, "submitted")
+        resp = pdus.response_id(h.command_id)
+        if not self._take_token(rec):
+            self.count(session, "throttled")
+            return pdus.bare_response(resp, h.sequence,
+                                      Status.ESME_RTHROTTLED)
+        if self._queue_full():
+            self.count(session, "rejected")
+            return pdus.bare_response(resp, h.sequence, Status.ESME_RMSGQFUL)
+        try:
+            text, concat, encoding = self.text_of(submit)
+            if not 0 < len(submit.source) <= 32:
+                raise pdus.PDUError(Status.ESME_RINVSRCADR,
+                                    "source_addr must be 1 to 32 characters")
+        except pdus.PDUError as e:
+            self.count(session, "rejected")
+            self.log.debug("submit from {carrier} refused: {why}",
+                           carrier=rec.name, why=str(e))
+            return pdus.bare_response(resp, h.sequence, e.status)
+        receipt = submit.registered_delivery & 0x03
+        pid = R.part_id(self._next_part()) \
+            if concat is not None and concat.total > 1 else None
+        results = [self._one(rec, submit.source, addr, text, concat,
+                             encoding, receipt, pid)
+                   for _, _, addr in submit.recipients]
+        d = defer.gatherResults(results, consumeErrors=True)
+        if h.command_id == pdus.SUBMIT_MULTI:
+            d.addCallback(self._multi_done, session, h, submit)
+        else:
+            d.addCallback(self._single_done, session, h)
+        return d
+
+    def _single_done(self, results, session, h) -> bytes:
+        status, mid, _ = results[0]
+        if status != Status.ESME_ROK:
+            self.count(session, "rejected")
+            return pdus.bare_response(pdus.response_id(h.command_id),
+                                      h.sequence, status)
+        self.count(session, "accepted")
+        return pdus.ok_response(h, mid)
+
+    def _multi_done(self, results, session, h, submit) -> defer.Deferred:
+        unsuccess = list(submit.unsuccess)
+        accepted = [(mid, core_id) for status, mid, core_id in results
+                    if status == Status.ESME_ROK]
+        for (ton, npi, addr), (status, _, _) in zip(submit.recipients,
+                                                    results):
+            if status != Status.ESME_ROK:
+                unsuccess.append((ton, npi, addr, pdus.status_value(status)))
+        self.count(session, "accepted" if accepted else "rejected")
+        shown = accepted[0][0] if accepted else ""
+        aliases = {core_id: (shown,) for mid, core_id in accepted[1:]
+                   if core_id is not None and mid != shown}
+
+        def write(raw):
+            for core_id, ids in aliases.items():
+                state(raw).aliases[core_id] = ids
+        d = self.storage.batch(write) if aliases else defer.succeed(None)
+        d.addCallback(lambda _: pdus.submit_multi_resp(h.sequence, shown,
+                                                       unsuccess))
+        return d
+
+    def _next_part(self) -> int:
+        return self._ids.next()
+
+    def _one(self, rec: CarrierBind, source: str, recipient: str, text: str,
+             concat, encoding: str, receipt: int, pid: str | None
+             ) -> defer.Deferred:
+        """
+        Accept a message (or part) for one recipient.
+
+        @return: a Deferred firing with C{(status, message_id, stored id
+            or None)}.
+        """
+        try:
+            number = normalize_e164(recipient)
+        except ModelError:
+            return defer.succeed((Status.ESME_RINVDSTADR, "", None))
+        submission = Submission("carrier", rec.name, source, number, text,
+                                encoding=encoding, receipt=receipt)
+        try:
+            if pid is None:
+                d = self.core.submit(submission)
+                d.addCallback(lambda id: (Status.ESME_ROK, R.message_id(id),
+                                          id))
+                return d
+            self.core.route(submission)
+            return self._part(rec, source, number, text, concat, encoding,
+                              receipt, pid, submission)
+        except NoRoute as e:
+            self.log.debug("no route for {number}: {why}", number=number,
+                           why=str(e))
+            return defer.succeed((Status.ESME_RINVDSTADR, "", None))
+        except ModelError as e:
+            self.log.info("submit refused: {why}", why=str(e))
+            return defer.succeed((Status.ESME_RSUBMITFAIL, "", None))
+        except ReassemblyFull:
+            return defer.succeed((Status.ESME_RMSGQFUL, "", None))
+        except ConcatenationError:
+            return defer.succeed((Status.ESME_RINVESMCLASS, "", None))
+
+    def _part(self, rec, source, number, text, concat, encoding, receipt,
+              pid, submission) -> defer.Deferred:
+        key = GroupKey(rec.name, source, number, concat.reference,
+                       concat.total)
+        info = PartInfo(pid, receipt, encoding, self.clock.seconds())
+        added = self.parts.add(key, concat.sequence, text, info)
+        if added.kind == "duplicate":
+            return defer.succeed((Status.ESME_ROK, added.part_id, None))
+        if added.kind == "held":
+            added.written.addCallback(
+                lambda _: (Status.ESME_ROK, added.part_id, None))
+            return added.written
+        parts = added.parts
+        whole = Submission("carrier", rec.name, source, number, added.text,
+                           encoding=encoding, parts=len(parts) if
+                           added.kind == "whole" else 1,
+                           receipt=max(p.receipt for p in parts))
+        d = self.core.submit(whole)
+
+        def stored(id):
+            ids = tuple(p.part_id for p in parts)
+
+            def write(raw):
+                DurableReassembler.forget(raw, key)
+                state(raw).aliases[id] = ids
+            return self.storage.batch(write).addCallback(
+                lambda _: (Status.ESME_ROK, pid, None))
+        d.addCallback(stored)
+        return d
+
+    # -- incomplete messages --------------------------------------------
+
+    def expire_parts(self) -> None:
+        """Apply the reassembly policy to messages whose parts did not all
+        arrive in time."""
+        for incomplete, parts in self.parts.expired():
+            key = incomplete.key
+            text = incomplete.text
+            self.log.info("concatenated message {ref} from {carrier}: parts "
+                          "{missing} missing after the timeout",
+                          ref=key.reference, carrier=key.origin,
+                          missing=list(incomplete.missing))
+            d = None
+            if text is not None and parts:
+                try:
+                    d = self.core.submit(Submission(
+                        "carrier", key.origin, key.sender, key.recipient,
+                        text, encoding=parts[0].encoding, parts=len(parts),
+                        receipt=max(p.receipt for p in parts)))
+                except (NoRoute, ModelError) as e:
+                    self.log.info("partial message not routed: {why}",
+                                  why=str(e))
+            if d is not None:
+                ids = tuple(p.part_id for p in parts)
+
+                def stored(id, key=key, ids=ids):
+                    def write(raw):
+                        DurableReassembler.forget(raw, key)
+                        state(raw).aliases[id] = ids
+                    return self.storage.batch(write)
+                d.addCallback(stored)
+            else:
+                self.storage.batch(DurableReassembler.forget, key)
+                texts = "".join(t for _, t in incomplete.parts)
+                now = self.clock.seconds()
+                self.courier.enqueue(key.origin, [
+                    R.Receipt(p.part_id, "rejected", incomplete.first_seen,
+                              now, texts, key.sender, key.recipient)
+                    for p in parts if R.wants_receipt(p.receipt,
+                                                      "rejected")])
+
+    # -- receipts --------------------------------------------------------
+
+    def outcome(self, view: Any, final: str) -> None:
+        """
+        The core's outcome listener: queue a receipt if the message came
+        from a carrier and asked for one.
+        """
+        if view.origin_kind != "carrier" or not R.wants_receipt(
+                view.receipt, final):
+            return
+        aliases = self.storage._root()[
+            "smpp"].aliases.get(view.id)
+        ids = aliases if aliases else (R.message_id(view.id),)
+        now = self.clock.seconds()
+        self.courier.enqueue(view.origin, [
+            R.Receipt(mid, final, view.created, now, view.text or "",
+                      view.sender, view.recipient) for mid in ids])
+        if aliases:
+            self.storage.batch(lambda raw: state(raw).aliases.pop(view.id,
+                                                                  None))

@@ -1,0 +1,191 @@
+# -*- test-case-name: tests.smpp.test_smpp_service -*-
+"""
+The C{[smpp]} service: listeners (TCP and TLS) for carriers' binds, the
+controller, and the live data the shell shows.
+
+Built on C{smpp.pdu3} for PDU encoding and decoding
+(L{appliance.smpp.pdus}); the session protocol is our own (see
+L{appliance.smpp.session} for why smpp.twisted3's server protocol is not
+used).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, endpoints
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from appliance.config import port_key
+from appliance.smpp.server import COUNTERS, SMPPServer
+from appliance.smpp.session import SMPPSession
+
+BIND_HEADERS = ("Carrier", "Type", "Source", "Since", "In-flight", "Rate")
+
+
+class SMPPFactory(Factory):
+    """Makes an L{SMPPSession} per connection."""
+
+    def __init__(self, server: SMPPServer, clock: Any, section: Any):
+        """
+        @param server: the controller.
+        @param clock: for the sessions' timers.
+        @param section: the L{appliance.config.SMPPSection}.
+        """
+        self.server = server
+        self.clock = clock
+        self.section = section
+
+    def buildProtocol(self, addr: Any) -> SMPPSession:
+        """@return: a new session."""
+        s = self.section
+        session = SMPPSession(
+            self.server, self.clock, window=s.window,
+            bind_timeout=s.bind_timeout, idle_timeout=s.idle_timeout,
+            enquire_link_interval=s.enquire_link_interval,
+            response_timeout=s.response_timeout)
+        session.factory = self
+        return session
+
+
+class SMPPService(Service):
+    """
+    The SMPP server as a service.
+
+    @ivar ready: fires once every listener is bound.
+    @ivar server: the L{SMPPServer}.
+    """
+
+    log = Logger()
+
+    def __init__(self, section: Any, node: Any):
+        """
+        @param section: the L{appliance.config.SMPPSection}.
+        @param node: the L{appliance.node.NodeContext}.
+        """
+        self.section = section
+        self.node = node
+        self.reactor = node.reactor
+        self.ready: defer.Deferred = defer.Deferred()
+        self.server: SMPPServer | None = None
+        self._ports: list = []
+        self._rates: dict[int, tuple[float, int, float]] = {}
+
+    def startService(self) -> None:
+        """Start the controller and listen."""
+        super().startService()
+        core = self.node.services["messaging"]
+        self.server = SMPPServer(self.node.storage, core, self.reactor,
+                                 self.section,
+                                 system_id=self.node.config.node.name[:15])
+        self.server.start()
+        factory = SMPPFactory(self.server, self.reactor, self.section)
+        waits = []
+        for listener in self.section.listen:
+            endpoint = endpoints.serverFromString(self.reactor,
+                                                  listener.description)
+            d = endpoint.listen(factory)
+            d.addCallback(self._listening, listener)
+            waits.append(d)
+        d = defer.gatherResults(waits, consumeErrors=True)
+        d.addCallbacks(lambda _: self.ready.callback(None),
+                       self.ready.errback)
+
+    def _listening(self, port: Any, listener: Any) -> Any:
+        self._ports.append(port)
+        number = port.getHost().port
+        self.node.ports.record(port_key("smpp", listener.kind), number)
+        self.log.info("SMPP listening on {kind} port {port}",
+                      kind=listener.kind, port=number)
+        return port
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """Stop listening and close the sessions."""
+        super().stopService()
+        ports, self._ports = self._ports, []
+        for port in ports:
+            yield port.stopListening()
+        if self.server is not None:
+            self.server.stop()
+
+    # -- shell ------------------------------------------------------------
+
+    def _rate(self, session: Any) -> float:
+        """Submits per second since the last look (first look: since
+        bind)."""
+        now = self.reactor.seconds()
+        last = self._rates.get(id(session))
+        if last is None or last[2] is not session:
+            then, count = session.since, 0
+        else:
+            then, count = last[0], last[1]
+        self._rates[id(session)] = (now, session.submits, session)
+        return (session.submits - count) / max(now - then, 1e-3)
+
+    def shell_table(self, topic: str) -> tuple[tuple[str, ...], list]:
+        """
+        Live data for C{show smpp binds}.
+
+        @param topic: C{binds}.
+        @return: (headers, rows).
+        @raise KeyError: another topic.
+        """
+        if topic != "binds":
+            raise KeyError(topic)
+        rows = []
+        if self.server is not None:
+            for name in sorted(self.server.binds):
+                for s in self.server.binds[name]:
+                    since = time.strftime("%Y-%m-%d %H:%M:%S",
+                                          time.gmtime(s.since))
+                    rows.append((name, s.bind_type, s.peer, since,
+                                 s.in_flight + s.outstanding,
+                                 f"{self._rate(s):.1f}"))
+        live = {id(s) for rows_ in self.server.binds.values()
+                for s in rows_} if self.server else set()
+        for key in list(self._rates):
+            if key not in live:
+                del self._rates[key]
+        return BIND_HEADERS, rows
+
+    def statistics(self) -> dict[str, int]:
+        """Per-carrier counters (C{<carrier>.<counter>}) and totals."""
+        out: dict[str, int] = {}
+        if self.server is None:
+            return out
+        sent = self.server.courier.sent
+        for name, counters in self.server.counters.items():
+            for key in COUNTERS:
+                value = sent.get(name, 0) if key == "receipts_sent" \
+                    else counters[key]
+                out[f"{name}.{key}"] = value
+        out["binds"] = sum(len(v) for v in self.server.binds.values())
+        out["receipts_pending"] = self.server.courier.count()
+        out["concatenations_held"] = len(self.server.parts)
+        return out
+
+    def disconnect_carrier(self, name: str) -> int:
+        """
+        Close every bind of a carrier (C{smpp disconnect carrier NAME}).
+
+        @return: the number of sessions closed.
+        """
+        if self.server is None:
+            return 0
+        sessions = list(self.server.binds.get(name, ()))
+        for session in sessions:
+            session.close("disconnected by the operator")
+        return len(sessions)
+
+
+def make_service(section: Any, node: Any) -> SMPPService:
+    """
+    Build the SMPP service (the application's factory for C{[smpp]}).
+
+    @param section: the L{appliance.config.SMPPSection}.
+    @param node: the L{appliance.node.NodeContext}.
+    """
+    return SMPPService(section, node)
