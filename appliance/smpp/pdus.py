@@ -30,6 +30,7 @@ HEADER = struct.Struct(">IIII")
 #: The largest PDU we accept (a 64 KiB message_payload plus fields).
 MAX_PDU = 70_000
 
+SUBMIT_SM = 0x00000004
 SUBMIT_MULTI = 0x00000021
 SUBMIT_MULTI_RESP = 0x80000021
 GENERIC_NACK = 0x80000000
@@ -182,6 +183,7 @@ class Submit:
     @ivar body: short_message, or message_payload if that was sent.
     @ivar sar: C{(ref, total, seq)} from the SAR TLVs, items C{None} if
         absent.
+    @ivar hops: nodes the message passed (our hop-count TLV, 0 if absent).
     """
     source: str
     recipients: tuple[tuple[int, int, str], ...]
@@ -191,6 +193,7 @@ class Submit:
     body: bytes
     sar: tuple[int | None, int | None, int | None]
     unsuccess: tuple[tuple[int, int, str, int], ...] = ()
+    hops: int = 0
 
 
 def _text(value: bytes | None) -> str:

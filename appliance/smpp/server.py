@@ -275,7 +275,7 @@ class SMPPServer:
         pid = R.part_id(self._next_part()) \
             if concat is not None and concat.total > 1 else None
         results = [self._one(rec, submit.source, addr, text, concat,
-                             encoding, receipt, pid)
+                             encoding, receipt, pid, submit.hops)
                    for _, _, addr in submit.recipients]
         d = defer.gatherResults(results, consumeErrors=True)
         if h.command_id == pdus.SUBMIT_MULTI:
@@ -318,8 +318,8 @@ class SMPPServer:
         return self._ids.next()
 
     def _one(self, rec: CarrierBind, source: str, recipient: str, text: str,
-             concat, encoding: str, receipt: int, pid: str | None
-             ) -> defer.Deferred:
+             concat, encoding: str, receipt: int, pid: str | None,
+             hops: int = 0) -> defer.Deferred:
         """
         Accept a message (or part) for one recipient.
 
@@ -331,7 +331,8 @@ class SMPPServer:
         except ModelError:
             return defer.succeed((Status.ESME_RINVDSTADR, "", None))
         submission = Submission("carrier", rec.name, source, number, text,
-                                encoding=encoding, receipt=receipt)
+                                encoding=encoding, receipt=receipt,
+                                hops=hops)
         try:
             if pid is None:
                 d = self.core.submit(submission)
@@ -366,10 +367,13 @@ class SMPPServer:
                 lambda _: (Status.ESME_ROK, added.part_id, None))
             return added.written
         parts = added.parts
+        # Every part of a forwarded message carries the same hop count:
+        # the part that completes it speaks for the whole.
         whole = Submission("carrier", rec.name, source, number, added.text,
                            encoding=encoding, parts=len(parts) if
                            added.kind == "whole" else 1,
-                           receipt=max(p.receipt for p in parts))
+                           receipt=max(p.receipt for p in parts),
+                           hops=submission.hops)
         d = self.core.submit(whole)
 
         def stored(id):

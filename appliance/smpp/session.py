@@ -25,6 +25,7 @@ for our outstanding responses) -> C{closed}.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from twisted.internet import defer
@@ -35,6 +36,7 @@ from twisted.python.failure import Failure
 
 from appliance.smpp import pdus
 from appliance.smpp.pdus import Status
+from appliance.smpp.remote import read_hops
 
 BIND_TYPES = {0x00000001: "receiver", 0x00000002: "transmitter",
               0x00000009: "transceiver"}
@@ -312,6 +314,11 @@ class SMPPSession(Protocol):
                 submit = pdus.decode_submit_multi(frame)
             else:
                 submit = pdus.submit_fields(pdus.decode(frame))
+                if h.command_id == pdus.SUBMIT_SM:
+                    # smpp.pdu3 drops vendor TLVs: read the hop count raw.
+                    hops = read_hops(frame)
+                    if hops:
+                        submit = dataclasses.replace(submit, hops=hops)
         except pdus.PDUError as e:
             self.server.count(self, "rejected")
             self.reply_error(h, e.status, str(e))

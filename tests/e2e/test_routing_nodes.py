@@ -240,14 +240,6 @@ def test_env4_down_then_back(tmp_path):
         c.disconnect()
 
 
-def _server_reads_hops() -> bool:
-    source = (Path(__file__).resolve().parents[2] / "appliance" / "smpp"
-              / "server.py").read_text()
-    return "hops" in source
-
-
-@pytest.mark.skipif(not _server_reads_hops(),
-                    reason="the SMPP server does not read the hop TLV yet")
 def test_loop_is_stopped(tmp_path):
     """Policies of env1 and env4 pointing 333% at each other: the hop
     count stops the message after MAX_HOPS nodes, with a loop log line,

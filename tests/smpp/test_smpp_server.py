@@ -247,3 +247,19 @@ def test_data_sm(env):
     (h, frame), = responses(t)
     assert (h.command_id, h.status) == (0x80000103, 0)
     assert stored(env, message_id(frame)).text == "code 1234"
+
+
+def test_hop_count_carried_and_loops_refused(env):
+    """The hop-count TLV another node adds is kept on the message, and a
+    message that passed more than MAX_HOPS nodes is refused as a loop."""
+    from appliance.messaging.core import MAX_HOPS
+    from appliance.smpp.remote import hops_tlv, with_tlv
+    session, t, _ = env.bind()
+    session.dataReceived(with_tlv(submit_sm(2), hops_tlv(2)))
+    session.dataReceived(with_tlv(submit_sm(3), hops_tlv(MAX_HOPS + 1)))
+    env.settle()
+    first, second = sorted(responses(t), key=lambda r: r[0].sequence)
+    assert first[0].status == 0
+    assert stored(env, message_id(first[1])).hops == 2
+    assert second[0].status == status("ESME_RINVDSTADR")
+    assert sum(env.storage.messages().counts().values()) == 1
