@@ -15,6 +15,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from appliance.config import NodeConfig
+from appliance.billing.service import BillingService
 from appliance.logs import observer
 from appliance.messaging.core import MessagingCore
 from appliance.smpp.connections import make_pool
@@ -67,6 +68,11 @@ def make_node(config: NodeConfig, reactor: Any,
         core = MessagingCore(storage, reactor,
                              retry_schedule=sip.retry_schedule,
                              validity=sip.validity)
+        # Rating, prepaid charging and records, inside the core's writes.
+        billing = BillingService(storage, reactor)
+        billing.attach(core)
+        context.services["billing"] = billing
+        child(node, billing, "billing")
         context.services["messaging"] = core
         child(node, core, "messaging")
         # Outbound SMPP connections (service policies with transport smpp):

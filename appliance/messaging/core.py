@@ -57,7 +57,12 @@ class Refused(Exception):
     refuse at once, before storing, with a reason the sender's user can
     read (SIP 402 reason phrase and Warning, an SMPP error status, a JSON
     error).  C{str()} is that reason.
+
+    @cvar kind: C{funds} (the payer cannot pay) or C{destination} (nothing
+        prices this destination); protocols choose their status by it.
     """
+
+    kind = "funds"
 
 
 class NoCharge:

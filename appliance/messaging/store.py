@@ -13,6 +13,7 @@ id order is acceptance order (within an epoch, and across epochs).
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Iterator
 
 from BTrees.Length import Length
@@ -114,6 +115,14 @@ class Message(Persistent):
     #: Where it was forwarded (a connection name) and the id the far side
     #: gave it there, normalized; None until forwarded.
     remote: tuple[str, str] | None = None
+    #: Billing (set by the charger when it is accepted): who pays
+    #: (C{kind:name}), the authorization rule that attributed it, its
+    #: billing units, and the amount reserved from a prepaid balance
+    #: (C{None}: nothing reserved; 0 once returned).
+    payer: str | None = None
+    rule: str | None = None
+    charge_units: int = 0
+    charged: Decimal | None = None
 
     def __init__(self, id: int, origin_kind: str, origin: str, sender: str,
                  recipient: str, *, now: float, validity: float,

@@ -20,7 +20,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from appliance.messaging.core import NoRoute, Submission
+from appliance.messaging.core import NoRoute, Refused, Submission
 from appliance.model.errors import ModelError
 from appliance.model.numbers import normalize_e164
 from appliance.sip.auth import DigestGate
@@ -131,6 +131,14 @@ class MessageIntake:
             self.log.info("MESSAGE from {username} to {recipient}: no route ({reason})",
                           username=username, recipient=recipient, reason=str(failure.value))
             tx.respond(make_response(request, 404, to_tag=_tag()))
+        elif failure.check(Refused):
+            # Seed 001: the reason goes where the user's app shows it.
+            reason = _phrase(str(failure.value)) or "Payment Required"
+            self.log.info("MESSAGE from {username} to {recipient} refused: "
+                          "{reason}", username=username, recipient=recipient,
+                          reason=reason)
+            tx.respond(_with_warning(make_response(request, 402, reason,
+                                                   to_tag=_tag()), reason))
         elif failure.check(ModelError):
             tx.respond(_with_warning(make_response(request, 488, to_tag=_tag()),
                                      str(failure.value)))
@@ -163,6 +171,11 @@ def _with_warning(response: Response, text: str) -> Response:
     clean = "".join(c if c.isprintable() and c not in '"\\' else "?" for c in text)[:100]
     response.headers.add("Warning", f'399 appliance "{clean}"')
     return response
+
+
+def _phrase(text: str) -> str:
+    """A reason phrase from text: printable, one line, at most 100."""
+    return "".join(c if c.isprintable() else " " for c in text)[:100].strip()
 
 
 def _tag() -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from appliance.messaging.core import NoRoute, Submission
+from appliance.messaging.core import NoRoute, Refused, Submission
 from appliance.messaging.store import MessageIds
 from appliance.model.errors import ModelError
 from appliance.model.numbers import normalize_e164
@@ -346,6 +346,12 @@ class SMPPServer:
             self.log.debug("no route for {number}: {why}", number=number,
                            why=str(e))
             return defer.succeed((Status.ESME_RINVDSTADR, "", None))
+        except Refused as e:
+            self.log.info("submit from {carrier} to {number} refused: {why}",
+                          carrier=rec.name, number=number, why=str(e))
+            return defer.succeed((Status.ESME_RINVDSTADR
+                                  if e.kind == "destination"
+                                  else Status.ESME_RSUBMITFAIL, "", None))
         except ModelError as e:
             self.log.info("submit refused: {why}", why=str(e))
             return defer.succeed((Status.ESME_RSUBMITFAIL, "", None))
@@ -406,7 +412,7 @@ class SMPPServer:
                         "carrier", key.origin, key.sender, key.recipient,
                         text, encoding=parts[0].encoding, parts=len(parts),
                         receipt=max(p.receipt for p in parts)))
-                except (NoRoute, ModelError) as e:
+                except (NoRoute, Refused, ModelError) as e:
                     self.log.info("partial message not routed: {why}",
                                   why=str(e))
             if d is not None:

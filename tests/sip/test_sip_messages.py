@@ -141,3 +141,22 @@ def test_cancel_without_transaction_gets_481(bench):
 def test_stray_ack_ignored(bench):
     """An ACK matching no transaction gets no answer."""
     assert bench.udp(bench.request("ACK", f"sip:1111@{DOMAIN}")) == []
+
+
+def test_refused_payer_gets_402_with_the_reason(bench):
+    """
+    A message the charger refuses (seed 001: prepaid sender without funds)
+    gets 402 with the reason as the reason phrase and in a Warning, so the
+    app can show it; nothing is stored.
+    """
+    from appliance.messaging.core import Refused
+
+    def refuse(submission):
+        raise Refused("Insufficient funds: balance 0.00 USD")
+    bench.core.submit = refuse
+    out = send_message(bench, b"hello")
+    assert [(r.status, r.reason) for r in out] == [
+        (402, "Insufficient funds: balance 0.00 USD")]
+    assert out[0].headers.get("warning") == \
+        '399 appliance "Insufficient funds: balance 0.00 USD"'
+    assert bench.core.submitted == []

@@ -263,3 +263,26 @@ def test_hop_count_carried_and_loops_refused(env):
     assert stored(env, message_id(first[1])).hops == 2
     assert second[0].status == status("ESME_RINVDSTADR")
     assert sum(env.storage.messages().counts().values()) == 1
+
+
+def test_refused_by_the_charger(env):
+    """A prepaid carrier without funds gets ESME_RSUBMITFAIL; a destination
+    its tariff does not price gets ESME_RINVDSTADR; nothing is stored."""
+    from appliance.messaging.core import Refused
+
+    class NoPrice(Refused):
+        kind = "destination"
+    reasons = iter([Refused("Insufficient funds"), NoPrice("no price")])
+
+    class Charger:
+        def authorize(self, *a):
+            raise next(reasons)
+    env.core.set_charger(Charger())
+    session, t, _ = env.bind()
+    session.dataReceived(submit_sm(2))
+    session.dataReceived(submit_sm(3))
+    env.settle()
+    got = sorted(responses(t), key=lambda r: r[0].sequence)
+    assert [h.status for h, _ in got] == [status("ESME_RSUBMITFAIL"),
+                                          status("ESME_RINVDSTADR")]
+    assert sum(env.storage.messages().counts().values()) == 0

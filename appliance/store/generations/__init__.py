@@ -16,13 +16,15 @@ import transaction
 import ZODB
 
 from appliance.store.generations import evolve1, evolve2, evolve3, evolve4
+from appliance.store.generations import evolve5
 
 #: The root key holding the generation number.
 KEY = "appliance.generation"
 
 #: Upgrade steps in order; step N brings generation N-1 to N.
 GENERATIONS: tuple[Callable, ...] = (evolve1.evolve, evolve2.evolve,
-                                      evolve3.evolve, evolve4.evolve)
+                                      evolve3.evolve, evolve4.evolve,
+                                      evolve5.evolve)
 
 
 class GenerationError(Exception):

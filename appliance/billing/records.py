@@ -1,0 +1,219 @@
+# -*- test-case-name: tests.billing.test_records -*-
+"""
+The billing record store: one record per message and paying direction.
+
+Records are kept per payer and UTC month (a L{PayerMonth}), so a busy
+month is many small buckets rather than one hot object: adding a record
+touches the payer-month's record BTree bucket, one running-total entry
+and a C{BTrees.Length}.  Records are immutable tuples stored inline in the
+BTree buckets (no persistent object each), keyed by C{(time in ms, message
+id)}, so a time range is a key range.  The running totals, per
+C{(prefix, currency, state)}, are updated in the same transaction as the
+record, so a whole month settles from a few entries instead of a scan, and
+a record's state change moves its figures from one state to the other.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Iterator, NamedTuple
+
+from BTrees.Length import Length
+from BTrees.OOBTree import OOBTree
+from persistent import Persistent
+from zope.interface import implementer
+
+from appliance.billing.interfaces import IRecordStore
+from appliance.billing.rating import month_of, months_between
+
+#: Directions a record may have.
+DIRECTIONS = ("terminating", "originating")
+
+
+class Record(NamedTuple):
+    """
+    One billing record (immutable; a state change replaces it).
+
+    @ivar id: the message id.
+    @ivar time: acceptance time, epoch seconds.
+    @ivar direction: C{terminating} (a carrier or vendor brings it into
+        the network) or C{originating} (an account or tenant sends it).
+    @ivar payer: C{kind:name}, e.g. C{carrier:TATA}, C{account:1111}.
+    @ivar rule: the authorization rule that attributed it to the payer.
+    @ivar origin: the sender address.
+    @ivar destination: the recipient number.
+    @ivar parts: SMS parts.
+    @ivar units: billing units.
+    @ivar tariff: the tariff's name, or C{None} when unrated.
+    @ivar prefix: the prefix matched (C{""} for a zero tariff or unrated).
+    @ivar price: price per unit.
+    @ivar amount: C{price * units}.
+    @ivar currency: ISO 4217 code.
+    @ivar prepaid: whether the amount was reserved from a balance.
+    @ivar state: the message's state (final once it is final).
+    """
+    id: int
+    time: float
+    direction: str
+    payer: str
+    rule: str
+    origin: str
+    destination: str
+    parts: int
+    units: int
+    tariff: str | None
+    prefix: str
+    price: Decimal
+    amount: Decimal
+    currency: str
+    prepaid: bool
+    state: str
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """The record's key in its payer-month: C{(ms, id)}."""
+        return record_key(self.time, self.id)
+
+
+def record_key(time: float, id: int) -> tuple[int, int]:
+    """
+    @param time: acceptance time, epoch seconds.
+    @param id: message id.
+    @return: the key of its record within a payer-month.
+    """
+    return (int(round(time * 1000)), id)
+
+
+_ZERO = (0, 0, Decimal(0))
+
+
+class PayerMonth(Persistent):
+    """
+    One payer's records of one UTC month, and their running totals.
+
+    @ivar records: C{(ms, id)} to L{Record}.
+    @ivar totals: C{(prefix, currency, state)} to C{(count, units,
+        amount)}.
+    @ivar count: the number of records (a conflict-free counter).
+    """
+
+    records: OOBTree | None = None
+    totals: OOBTree | None = None
+    count: Length | None = None
+
+    def __init__(self) -> None:
+        self.records = OOBTree()
+        self.totals = OOBTree()
+        self.count = Length()
+
+    def _add_total(self, record: Record, sign: int) -> None:
+        key = (record.prefix, record.currency, record.state)
+        count, units, amount = self.totals.get(key, _ZERO)
+        count += sign
+        units += sign * record.units
+        amount += sign * record.amount
+        if count == 0 and units == 0 and amount == 0:
+            self.totals.pop(key, None)
+        else:
+            self.totals[key] = (count, units, amount)
+
+
+@implementer(IRecordStore)
+class RecordStore(Persistent):
+    """
+    All billing records: C{(payer, month)} to L{PayerMonth}.
+
+    @ivar months: C{(payer, "YYYY-MM")} to L{PayerMonth}.
+    """
+
+    months: OOBTree | None = None
+
+    def __init__(self) -> None:
+        self.months = OOBTree()
+
+    def _bucket(self, payer: str, month: str, create: bool
+                ) -> PayerMonth | None:
+        bucket = self.months.get((payer, month))
+        if bucket is None and create:
+            bucket = self.months[(payer, month)] = PayerMonth()
+        return bucket
+
+    def add(self, record: Record) -> None:
+        """
+        Store a new record and count it in its month's totals.
+
+        @param record: the record.
+        @raise ValueError: a record for the same message and payer at the
+            same time exists already, or the direction is unknown.
+        """
+        if record.direction not in DIRECTIONS:
+            raise ValueError(f"unknown direction {record.direction!r}")
+        bucket = self._bucket(record.payer, month_of(record.time), True)
+        if record.key in bucket.records:
+            raise ValueError(f"message {record.id} already has a record")
+        bucket.records[record.key] = record
+        bucket._add_total(record, 1)
+        bucket.count.change(1)
+
+    def get(self, payer: str, time: float, id: int) -> Record | None:
+        """
+        @return: the record of message C{id} accepted at C{time}, or None.
+        """
+        bucket = self._bucket(payer, month_of(time), False)
+        if bucket is None:
+            return None
+        return bucket.records.get(record_key(time, id))
+
+    def set_state(self, payer: str, time: float, id: int, state: str
+                  ) -> Record | None:
+        """
+        Change a record's state, moving its figures in the totals.
+
+        @return: the new record, or C{None} if there is no such record.
+        """
+        bucket = self._bucket(payer, month_of(time), False)
+        key = record_key(time, id)
+        old = bucket.records.get(key) if bucket is not None else None
+        if old is None:
+            return None
+        if old.state == state:
+            return old
+        new = old._replace(state=state)
+        bucket._add_total(old, -1)
+        bucket._add_total(new, 1)
+        bucket.records[key] = new
+        return new
+
+    def records(self, payer: str, start: float, end: float
+                ) -> Iterator[Record]:
+        """
+        @param payer: C{kind:name}.
+        @param start: epoch seconds, included.
+        @param end: epoch seconds, excluded.
+        @return: the payer's records accepted in C{[start, end)}, in time
+            order.
+        """
+        low, high = (int(round(start * 1000)), 0), (int(round(end * 1000)), 0)
+        for month in months_between(start, end):
+            bucket = self._bucket(payer, month, False)
+            if bucket is None:
+                continue
+            yield from bucket.records.values(min=low, max=high,
+                                              excludemax=True)
+
+    def totals(self, payer: str, month: str
+               ) -> list[tuple[tuple[str, str, str], tuple[int, int, Decimal]]]:
+        """
+        @return: the running totals of a payer-month:
+            C{((prefix, currency, state), (count, units, amount))} pairs.
+        """
+        bucket = self._bucket(payer, month, False)
+        return [] if bucket is None else list(bucket.totals.items())
+
+    def count(self, payer: str, month: str) -> int:
+        """@return: how many records a payer-month holds."""
+        bucket = self._bucket(payer, month, False)
+        return 0 if bucket is None else bucket.count()
+
+    def payers(self) -> list[str]:
+        """@return: every payer with records, sorted."""
+        return sorted({payer for payer, _ in self.months.keys()})

@@ -1,0 +1,86 @@
+# -*- test-case-name: tests.billing.test_charger -*-
+"""
+The billing service: owns the L{Charger}, gives it to the messaging core,
+and answers the shell (C{show statistics}, balances in flight).
+
+Wiring (the lead's C{application.py}): create it after the storage,
+C{attach(core)}, and put it in C{node.services["billing"]}.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from appliance.billing.charger import Charger
+from appliance.billing.interfaces import IBillingService
+from appliance.billing.model import billing_of
+from appliance.billing.rating import month_of
+
+
+@implementer(IBillingService)
+class BillingService(Service):
+    """
+    Billing as a service.
+
+    @ivar charger: the L{Charger}.
+    """
+
+    name = "billing"
+    log = Logger()
+
+    def __init__(self, storage: Any, clock: IReactorTime,
+                 hold_timeout: float = 300.0) -> None:
+        """
+        @param storage: the L{IStorage}, opened before this starts.
+        @param clock: the reactor's time.
+        @param hold_timeout: see L{Charger}.
+        """
+        self.storage = storage
+        self.clock = clock
+        self.charger = Charger(storage, clock, hold_timeout)
+
+    def attach(self, core: Any) -> None:
+        """Make C{core} rate, charge and record with our charger."""
+        core.set_charger(self.charger)
+
+    def startService(self) -> None:
+        """Snapshot the tariffs and follow configuration commits."""
+        super().startService()
+        self.charger.start()
+
+    def stopService(self) -> None:
+        """Stop following configuration commits."""
+        super().stopService()
+        self.charger.stop()
+
+    def held(self, payer: str) -> Decimal:
+        """@return: the amount authorized for C{payer}, not yet stored."""
+        return self.charger.held(payer)
+
+    def statistics(self) -> dict[str, Any]:
+        """
+        Per carrier, this month's messages, units and amount from the
+        database's running totals (a restart loses none), and the
+        refusals since start.
+        """
+        root = self.storage.root()
+        store = billing_of(root).records
+        month = month_of(self.clock.seconds())
+        stats: dict[str, Any] = {"refused": self.charger.refused}
+        for name in root.carriers.keys():
+            count = units = 0
+            amounts: dict[str, Decimal] = {}
+            for (_, currency, _), (c, u, a) in store.totals(
+                    f"carrier:{name}", month):
+                count, units = count + c, units + u
+                amounts[currency] = amounts.get(currency, Decimal(0)) + a
+            stats[f"{name} {month} messages"] = count
+            stats[f"{name} {month} units"] = units
+            stats[f"{name} {month} amount"] = " ".join(
+                f"{a} {c}" for c, a in sorted(amounts.items()) if c) or "0"
+        return stats

@@ -1,0 +1,226 @@
+"""
+The cost of billing, and settlement over millions of records.
+
+Part 1, in one run: messages per second from carrier TATA to an app
+account through the real L{MessagingCore} (route, authorize, batched
+fsync'd accept, delivery by an agent that answers "delivered" at once,
+batched final state) on a FileStorage, first without billing (the core's
+C{NoCharge}), then with the L{BillingService} (rating, one record per
+message written in the accept transaction, its state settled in the
+delivery transaction).  A producer keeps C{window} submissions
+outstanding.
+
+Part 2: builds N records for one carrier and month straight into a
+L{RecordStore} on a FileStorage (large transactions), then times the
+settlement of the whole month (running totals), a scan of every record
+(a period that cuts the month, as a partial settlement or a CSV export
+does) and the CSV export itself.
+
+    .venv/bin/python bench/bench_billing.py [--messages N] [--records N]
+"""
+from __future__ import annotations
+
+import argparse
+import calendar
+import resource
+import shutil
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import transaction
+import ZODB
+from twisted.internet import defer, task
+from ZODB.FileStorage import FileStorage
+from zope.interface import implementer
+
+from appliance.billing.records import Record, RecordStore
+from appliance.billing.service import BillingService
+from appliance.billing.settlement import billable_states, export_csv, settle
+from appliance.messaging.core import MessagingCore, Outcome, Submission
+from appliance.messaging.interfaces import IDeliveryAgent
+from appliance.store.database import Storage, open_database
+
+NOV_1 = calendar.timegm((2026, 11, 1, 0, 0, 0))
+DEC_1 = calendar.timegm((2026, 12, 1, 0, 0, 0))
+
+
+def rss_mb() -> float:
+    """Peak resident memory of this process, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@implementer(IDeliveryAgent)
+class InstantAgent:
+    """Delivers everything at once."""
+
+    def deliver(self, message):
+        """@return: a delivered outcome."""
+        return Outcome("delivered")
+
+
+def provision(root) -> None:
+    """TATA with a 0.01 tariff for 964 and one app account."""
+    root.add_tariff("TATA-T")
+    root.tariffs["TATA-T"].set_price("964", "0.01")
+    root.add_carrier("TATA")
+    root.set_carrier_tariff("TATA", "TATA-T")
+    root.add_product("App")
+    root.products["App"].messaging = True
+    root.add_customer("C")
+    root.add_account("C", "9647500000001")
+    root.add_did("9647500000001", "9647500000001")
+    root.set_account_product("9647500000001", "App")
+
+
+@defer.inlineCallbacks
+def traffic(reactor, n: int, window: int, billing: bool):
+    """
+    Send C{n} messages through a fresh node and wait for all final states.
+
+    @return: (messages per second, commits, records written).
+    """
+    tmp = tempfile.mkdtemp(prefix="bench-billing-")
+    storage = Storage(lambda: open_database("Data.fs", Path(tmp)),
+                      reactor=reactor, batch_max=2000, batch_delay=0.002)
+    storage.startService()
+    with storage.transaction(note="setup") as root:
+        provision(root)
+    core = MessagingCore(storage, reactor, scan_interval=3600)
+    core.set_agent("sip", InstantAgent())
+    service = BillingService(storage, reactor)
+    if billing:
+        service.attach(core)
+        service.startService()
+    core.startService()
+    finals = {"n": 0}
+    all_final = defer.Deferred()
+
+    def final(view, state):
+        finals["n"] += 1
+        if finals["n"] == n:
+            all_final.callback(None)
+    core.add_outcome_listener(final)
+    sent = {"n": 0}
+    start = time.perf_counter()
+
+    def submit(_=None):
+        if sent["n"] >= n:
+            return
+        sent["n"] += 1
+        d = core.submit(Submission("carrier", "TATA", "4412345",
+                                   "9647500000001", "Promotion: 50% off"))
+        d.addCallback(submit)
+    for _ in range(window):
+        submit()
+    yield all_final
+    elapsed = time.perf_counter() - start
+    records = 0
+    if billing:
+        records = storage._root()["billing"].records.count(
+            "carrier:TATA", time.strftime("%Y-%m", time.gmtime()))
+        service.stopService()
+    yield core.stopService()
+    commits = storage.commits
+    yield storage.stopService()
+    shutil.rmtree(tmp)
+    return n / elapsed, commits, records
+
+
+def build_records(path: str, n: int, batch: int = 250_000) -> float:
+    """
+    Write C{n} records of carrier TATA in November 2026.
+
+    @return: seconds taken.
+    """
+    db = ZODB.DB(FileStorage(path), cache_size=50_000)
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    start = time.perf_counter()
+    with tm:
+        conn.root()["records"] = RecordStore()
+    step = (DEC_1 - NOV_1 - 1) / n
+    price = Decimal("0.01")
+    prefixes = ("964", "9647", "44", "1")
+    for first in range(0, n, batch):
+        with tm:
+            store = conn.root()["records"]
+            for i in range(first, min(n, first + batch)):
+                p = prefixes[i % 4]
+                units = 1 + i % 3
+                store.add(Record(
+                    i + 1, NOV_1 + i * step, "terminating", "carrier:TATA",
+                    "carrier", "4412345", p + "5550000", units, units,
+                    "TATA-T", p, price, price * units, "USD", False,
+                    "delivered" if i % 10 else "failed"))
+        conn.cacheMinimize()
+    elapsed = time.perf_counter() - start
+    conn.close()
+    db.close()
+    return elapsed
+
+
+def settle_records(path: str) -> dict:
+    """Time the settlements and the export over the built records."""
+    db = ZODB.DB(FileStorage(path, read_only=True), cache_size=50_000)
+    conn = db.open()
+    store = conn.root()["records"]
+    billable = billable_states("delivered")
+    out = {}
+    t = time.perf_counter()
+    whole = settle(store, "carrier:TATA", NOV_1, DEC_1, billable,
+                   [(100_000, Decimal(50)), (10_000_000, Decimal(300))])
+    out["whole month from running totals"] = (time.perf_counter() - t,
+                                              whole)
+    conn.cacheMinimize()
+    t = time.perf_counter()
+    part = settle(store, "carrier:TATA", NOV_1 + 1, DEC_1, billable)
+    out["scan of every record (cut period)"] = (time.perf_counter() - t,
+                                                part)
+    conn.cacheMinimize()
+    t = time.perf_counter()
+    text = export_csv(store.records("carrier:TATA", NOV_1, DEC_1), billable)
+    out["CSV export of every billable record"] = (time.perf_counter() - t,
+                                                  len(text) // (1 << 20))
+    conn.close()
+    db.close()
+    return out
+
+
+def main(reactor, args):
+    """Run both parts and print the figures."""
+    n, window = args.messages, args.window
+    print(f"part 1: {n} messages carrier -> app, window {window}, "
+          "FileStorage, fsync'd batches")
+    plain, c1, _ = yield traffic(reactor, n, window, billing=False)
+    billed, c2, records = yield traffic(reactor, n, window, billing=True)
+    print(f"  without billing: {plain:9.0f} msg/s ({c1} commits)")
+    print(f"  with billing:    {billed:9.0f} msg/s ({c2} commits, "
+          f"{records} records)")
+    print(f"  billing costs {100 * (1 - billed / plain):.1f}% of the "
+          "throughput")
+    tmp = tempfile.mkdtemp(prefix="bench-records-")
+    try:
+        path = str(Path(tmp) / "Records.fs")
+        built = build_records(path, args.records)
+        size = Path(path).stat().st_size / (1 << 20)
+        print(f"part 2: built {args.records} records in {built:.1f} s "
+              f"({args.records / built:.0f}/s), Records.fs {size:.0f} MiB")
+        for label, (seconds, result) in settle_records(path).items():
+            extra = (f"{result.count} billable, {result.amount} USD"
+                     if hasattr(result, "count") else f"{result} MiB")
+            print(f"  {label}: {seconds:.3f} s ({extra})")
+    finally:
+        shutil.rmtree(tmp)
+    print(f"peak RSS {rss_mb():.0f} MiB")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--window", type=int, default=1000)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    options = parser.parse_args()
+    task.react(lambda reactor: defer.ensureDeferred(
+        defer.inlineCallbacks(main)(reactor, options)))
