@@ -156,7 +156,7 @@ def test_shipped_config_parses(tmp_path):
     text = text.replace('provision = "../shell/demo.cli"', "")
     text = text.replace('admin_keys = "../var/admin_keys"', "")
     c = parse(text, base=tmp_path)
-    assert [s.name for s in c.enabled()] == ["shell"]
+    assert [s.name for s in c.enabled()] == ["shell", "smpp", "sip"]
     assert c.shell.listen[0].port == 2022
 
 

@@ -227,7 +227,7 @@ class Session:
         try:
             container = getattr(self.storage.root(), kind)
             return [str(k) for k in container.keys()]
-        except Exception:
+        except AttributeError:      # not a container of the root
             return []
 
     def resolve(self, root: Any) -> list[Any]:

@@ -157,7 +157,7 @@ class OperatorKeyChecker:
         try:
             key = keys.Key.fromString(credentials.blob)
             good = key.verify(credentials.signature, credentials.sigData)
-        except Exception:
+        except (keys.BadKeyError, ValueError, TypeError):
             good = False
         if not good:
             return defer.fail(UnauthorizedLogin("bad signature"))
@@ -273,7 +273,7 @@ def _peer(proto: Any) -> str:
         # SSHSessionProcessProtocol.getPeer gives the SSH transport's peer.
         address = getattr(peer, "address", peer)
         return str(getattr(address, "host", address))
-    except Exception:
+    except AttributeError:      # a transport that cannot name its peer
         return ""
 
 
