@@ -224,7 +224,8 @@ class Charger:
                 self._refuse(payer, submission, NoFunds(
                     f"Insufficient balance: the message costs "
                     f"{charged.amount} {charged.currency}, "
-                    f"{max(available, Decimal(0))} {charged.currency} "
+                    f"{max(available, Decimal(0)).quantize(Decimal('0.01'))} "
+                    f"{charged.currency} "
                     f"available"))
             serial = self._hold(payer, charged.amount)
             return Charge(payer, direction, rule, charged, True, serial)
