@@ -11,12 +11,12 @@ from zope.interface import implementer
 from appliance.model.base import Configurable, Setting, boolean, money
 from appliance.model.errors import ModelError
 from appliance.model.interfaces import IAccount, ICustomer, IProduct
-from appliance.model.passwords import DIGEST_ALGORITHMS, digest_ha1, validate_ha1
+from appliance.model.passwords import (DIGEST_ALGORITHMS, digest_ha1, validate_ha1,
+                                       validate_password)
 
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~+-]{0,63}")
 
 #: The longest SIP account password.
-MAX_PASSWORD_LENGTH = 128
 
 
 def validate_username(username: Any) -> str:
@@ -123,12 +123,7 @@ class Account(Configurable):
         @raise ModelError: for an empty, too long or unprintable password
             or realm.
         """
-        if not isinstance(password, str) or not password:
-            raise ModelError("a password cannot be empty")
-        if len(password) > MAX_PASSWORD_LENGTH:
-            raise ModelError(f"a password is at most {MAX_PASSWORD_LENGTH} characters")
-        if not password.isprintable():
-            raise ModelError("a password may only hold printable characters")
+        validate_password(password)
         _check_realm(realm)
         self.realm = realm
         self.ha1_md5 = digest_ha1(self.username, realm, password, "MD5")

@@ -9,10 +9,9 @@ from zope.interface import implementer
 from appliance.model.base import Configurable, Setting, choice
 from appliance.model.errors import ModelError
 from appliance.model.interfaces import IOperator
-from appliance.model.passwords import HashedSecret, hash_secret
+from appliance.model.passwords import HashedSecret, hash_secret, validate_password
 
 #: The longest operator password.
-MAX_PASSWORD_LENGTH = 128
 
 
 def parse_public_key(line: Any) -> tuple[Key, str]:
@@ -105,10 +104,5 @@ class Operator(HashedSecret, Configurable):
         if password is None:
             self.password_hash = None
             return
-        if not isinstance(password, str) or not password:
-            raise ModelError("a password cannot be empty")
-        if len(password) > MAX_PASSWORD_LENGTH:
-            raise ModelError(f"a password is at most {MAX_PASSWORD_LENGTH} characters")
-        if not password.isprintable():
-            raise ModelError("a password may only hold printable characters")
+        validate_password(password)
         self.password_hash = hash_secret(password)

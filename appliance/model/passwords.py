@@ -154,6 +154,25 @@ def verify_secret(stored: str | None, password: str) -> bool:
     return hmac.compare_digest(candidate, key_b)
 
 
+#: The longest password an operator or account may have.
+MAX_PASSWORD_LENGTH = 128
+
+
+def validate_password(password: object) -> str:
+    """
+    @return: C{password}, if it is 1 to L{MAX_PASSWORD_LENGTH} printable
+        characters.
+    @raise ModelError: otherwise, saying why.
+    """
+    if not isinstance(password, str) or not password:
+        raise ModelError("a password cannot be empty")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ModelError(f"a password is at most {MAX_PASSWORD_LENGTH} characters")
+    if not password.isprintable():
+        raise ModelError("a password may only hold printable characters")
+    return password
+
+
 class HashedSecret:
     """
     Mixin for objects whose password is kept only as a L{hash_secret}

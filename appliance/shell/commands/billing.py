@@ -136,18 +136,22 @@ def no_tariff_product(ctx, name):
 
 # -- carriers -----------------------------------------------------------
 
-@command(CARRIER, "prepaid", help=("Pays from a balance, before sending",),
-         render=_render_terms("carriers", lambda t: [()] if t.prepaid
-                              else []))
-def carrier_prepaid(ctx):
-    _terms(ctx, "carriers", True).prepaid = True
+def _prepaid_commands(mode, kind: str, help: str) -> None:
+    """Declare C{prepaid} and C{no prepaid} for the payers of C{kind}."""
+    @command(mode, "prepaid", help=(help,),
+             render=_render_terms(kind, lambda t: [()] if t.prepaid
+                                  else []))
+    def prepaid(ctx):
+        _terms(ctx, kind, True).prepaid = True
+
+    @command(mode, "no prepaid", help=(NO_STR, "Prepaid (back to postpaid)"))
+    def no_prepaid(ctx):
+        terms = _terms(ctx, kind)
+        if terms is not None:
+            del terms.prepaid
 
 
-@command(CARRIER, "no prepaid", help=(NO_STR, "Prepaid (back to postpaid)"))
-def no_carrier_prepaid(ctx):
-    terms = _terms(ctx, "carriers")
-    if terms is not None:
-        del terms.prepaid
+_prepaid_commands(CARRIER, "carriers", "Pays from a balance, before sending")
 
 
 @command(CARRIER, "billable (accepted|delivered)",
@@ -211,18 +215,8 @@ def carrier_balance_subtract(ctx, amount):
 
 # -- accounts -----------------------------------------------------------
 
-@command(ACCOUNT, "prepaid", help=("Pays from its balance, before sending",),
-         render=_render_terms("accounts", lambda t: [()] if t.prepaid
-                              else []))
-def account_prepaid(ctx):
-    _terms(ctx, "accounts", True).prepaid = True
-
-
-@command(ACCOUNT, "no prepaid", help=(NO_STR, "Prepaid (back to postpaid)"))
-def no_account_prepaid(ctx):
-    terms = _terms(ctx, "accounts")
-    if terms is not None:
-        del terms.prepaid
+_prepaid_commands(ACCOUNT, "accounts",
+                  "Pays from its balance, before sending")
 
 
 @command(ACCOUNT, "balance add DECIMAL",
