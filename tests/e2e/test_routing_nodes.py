@@ -191,6 +191,30 @@ def test_app_to_app_through_env4(tmp_path):
     assert "sip:1111@" in (delivered.header("From") or "")
 
 
+def test_app_long_text_through_env4(tmp_path):
+    """1111 on env1 sends 2222 a 400-character UTF-8 text (Arabic, emoji):
+    it crosses as several UCS-2 SMPP parts and arrives as one MESSAGE
+    with the body byte for byte."""
+    env1, env4, _ = two_nodes(tmp_path)
+    wait_for(lambda: connected(env1), what="env1 bound to env4")
+    uas = receiver(tmp_path, env4, "2222", expected=1)
+    text = ("مرحبا من 1111 ✓ 👋 long text across two nodes " * 12)[:400]
+    assert len(text) == 400
+    try:
+        csv = write_users(tmp_path / "uac.csv",
+                          [("1111", PASSWORDS["1111"], "2222", text)])
+        uac = run_sipp(tmp_path / "uac", "message_text_uac.xml",
+                       env1.port("sip_udp"), users=csv, timeout=20)
+        assert uac.returncode == 0 and uac.successful == 1, uac.explain()
+        got = uas.wait()
+        assert got.returncode == 0, got.explain() + env1.log()[-3000:]
+    finally:
+        uas.stop()
+    [delivered] = messages_to(uas)
+    assert delivered.body.decode("utf-8").rstrip("\r\n") == text
+    assert "sip:1111@" in (delivered.header("From") or "")
+
+
 def test_tata_long_text_and_receipt(tmp_path):
     """TATA sends a 400-character text to 2222123: it crosses env1 and
     env4 as several SMPP parts, arrives as one MESSAGE with the exact
