@@ -52,7 +52,8 @@ def make_node(config: NodeConfig, reactor: Any,
     if log_observer is None:
         log_observer = observer(config.node.log_level)
     storage = Storage(
-        lambda: open_database(config.storage.uri, config.node.data_dir),
+        lambda: open_database(config.storage.uri, config.node.data_dir,
+                              config.storage.cache_size),
         reactor=reactor, batch_max=config.storage.batch_max,
         batch_delay=config.storage.batch_delay,
         pack_interval=config.storage.pack_interval,

@@ -115,12 +115,14 @@ class StorageSection:
     @ivar batch_delay: seconds a queued write may wait for companions.
     @ivar pack_interval: seconds between packs (0: never).
     @ivar pack_days: history kept by a pack, in days.
+    @ivar cache_size: objects each database connection keeps in memory.
     """
     uri: str = "Data.fs"
     batch_max: int = 2000
     batch_delay: float = 0.002
     pack_interval: float = 86400.0
     pack_days: float = 0.0
+    cache_size: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -492,7 +494,7 @@ def parse(text: str, source: Path | None = None,
 
     t = data.get("storage", {})
     _unknown(c, "storage", t, {"uri", "batch_max", "batch_delay",
-                               "pack_interval", "pack_days"})
+                               "pack_interval", "pack_days", "cache_size"})
     uri = _typed(c, "storage", t, "uri", str, "Data.fs")
     uri_error = check_storage_uri(uri)
     if uri_error:
@@ -509,8 +511,11 @@ def parse(text: str, source: Path | None = None,
     pack_days = _typed(c, "storage", t, "pack_days", float, 0.0)
     if pack_days < 0:
         c.error("storage", "pack_days", "0 or more days")
+    cache_size = _typed(c, "storage", t, "cache_size", int, 200_000)
+    if not 1000 <= cache_size <= 100_000_000:
+        c.error("storage", "cache_size", "between 1000 and 100000000")
     storage = StorageSection(uri, batch_max, batch_delay, pack_interval,
-                             pack_days)
+                             pack_days, cache_size)
 
     services: list[ServiceSection] = []
     for sname in ("shell", "smpp", "sip", "m3ua", "http"):

@@ -36,32 +36,41 @@ from appliance.store.interfaces import IStorage
 RETRIES = 5
 
 
-def open_database(uri: str, data_dir: Path) -> ZODB.DB:
+#: Objects each connection keeps in memory.  ZODB's default (400) is far
+#: too small for a node whose hot path touches accounts, DIDs and message
+#: index buckets: every miss is a load from disk and an unpickle.
+CACHE_SIZE = 200_000
+
+
+def open_database(uri: str, data_dir: Path,
+                  cache_size: int = CACHE_SIZE) -> ZODB.DB:
     """
     Open the database a storage URI names.
 
     @param uri: C{file:///abs/Data.fs}, a path (relative to C{data_dir}),
         C{zeo://host:port[?wait_timeout=s]}, C{postgresql://...}
         (RelStorage, the C{postgresql} extra) or C{memory:}.
+    @param cache_size: objects each connection keeps in memory.
     @raise ValueError: unknown scheme, or RelStorage not installed.
     """
     parts = urlsplit(uri)
     if parts.scheme == "memory":
-        return ZODB.DB(None)
+        return ZODB.DB(None, cache_size=cache_size)
     if parts.scheme in ("", "file"):
         from ZODB.FileStorage import FileStorage
         path = Path(parts.path) if parts.scheme == "file" else Path(uri)
         if not path.is_absolute():
             path = data_dir / path
         path.parent.mkdir(parents=True, exist_ok=True)
-        return ZODB.DB(FileStorage(str(path)), pool_size=4)
+        return ZODB.DB(FileStorage(str(path)), pool_size=4,
+                       cache_size=cache_size)
     if parts.scheme == "zeo":
         from ZEO.ClientStorage import ClientStorage
         query = parse_qs(parts.query)
         wait = float(query.get("wait_timeout", ["10"])[0])
         storage = ClientStorage((parts.hostname, parts.port),
                                 wait_timeout=wait)
-        return ZODB.DB(storage)
+        return ZODB.DB(storage, cache_size=cache_size)
     if parts.scheme in ("postgresql", "postgres"):
         try:
             from relstorage.adapters.postgresql import PostgreSQLAdapter
@@ -72,7 +81,8 @@ def open_database(uri: str, data_dir: Path) -> ZODB.DB:
                              "(RelStorage and psycopg2)") from None
         options = Options(keep_history=False)
         adapter = PostgreSQLAdapter(dsn=uri, options=options)
-        return ZODB.DB(RelStorage(adapter, options=options))
+        return ZODB.DB(RelStorage(adapter, options=options),
+                       cache_size=cache_size)
     raise ValueError(f"unknown storage scheme {parts.scheme!r}")
 
 
