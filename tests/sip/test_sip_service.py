@@ -56,3 +56,24 @@ def test_make_service_takes_core_from_node(tmp_path: Path):
     service = make_service(bench.section, bench.node)
     assert isinstance(service, SIPService) and service.core is bench.core
     bench.stop()
+
+
+def test_udp_receive_buffer_grown():
+    """The SIP UDP socket asks the kernel for a large receive buffer, so
+    bursts of answers from apps are not dropped."""
+    import socket as socketlib
+    from twisted.logger import Logger
+    from appliance.sip.service import UDP_RECEIVE_BUFFER, _grow_receive_buffer
+
+    class Port:
+        socket = socketlib.socket(socketlib.AF_INET, socketlib.SOCK_DGRAM)
+    try:
+        before = Port.socket.getsockopt(socketlib.SOL_SOCKET,
+                                        socketlib.SO_RCVBUF)
+        _grow_receive_buffer(Port, Logger())
+        after = Port.socket.getsockopt(socketlib.SOL_SOCKET,
+                                       socketlib.SO_RCVBUF)
+        assert after > before
+        assert after <= 2 * UDP_RECEIVE_BUFFER
+    finally:
+        Port.socket.close()
