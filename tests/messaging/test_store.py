@@ -15,19 +15,6 @@ NOW = 1_800_000_000.0
 
 
 @pytest.fixture
-def conn():
-    """A connection to a fresh in-memory database with its own transaction manager."""
-    tm = transaction.TransactionManager(explicit=True)
-    db = ZODB.DB(None)
-    connection = db.open(transaction_manager=tm)
-    tm.begin()
-    yield connection
-    tm.abort()
-    connection.close()
-    db.close()
-
-
-@pytest.fixture
 def store(conn):
     """A committed MessageStore in the in-memory database."""
     conn.root()["messages"] = MessageStore()
