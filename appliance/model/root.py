@@ -31,6 +31,16 @@ def _need(container: OOBTree, name: str, kind: str):
     return obj
 
 
+def _refuse_if_used(kind: str, name: str, users, uses, describe) -> None:
+    """
+    @raise ModelError: naming the first of C{users} for which C{uses(user)}
+        holds (C{describe(user)} says who it is).
+    """
+    for user in users:
+        if uses(user):
+            raise ModelError(f"{kind} {name!r} is used by {describe(user)}")
+
+
 def _add(container: OOBTree, obj, kind: str):
     if obj.name in container:
         raise ModelError(f"{kind} {obj.name!r} already exists")
@@ -96,11 +106,9 @@ class ApplianceRoot(Persistent):
         @raise ModelError: if there is none or an account uses it.
         """
         product = _need(self.products, validate_name(name), "product")
-        for account in self.accounts.values():
-            if account.product == product.name:
-                raise ModelError(
-                    f"product {product.name!r} is used by account {account.username}"
-                )
+        _refuse_if_used("product", product.name, self.accounts.values(),
+                        lambda a: a.product == product.name,
+                        lambda a: f"account {a.username}")
         del self.products[product.name]
 
     # -- customers and accounts ----------------------------------------------
@@ -291,11 +299,9 @@ class ApplianceRoot(Persistent):
         @raise ModelError: if there is none or a carrier uses it.
         """
         tariff = _need(self.tariffs, validate_name(name), "tariff")
-        for carrier in self.carriers.values():
-            if carrier.tariff == tariff.name:
-                raise ModelError(
-                    f"tariff {tariff.name!r} is used by carrier {carrier.name!r}"
-                )
+        _refuse_if_used("tariff", tariff.name, self.carriers.values(),
+                        lambda c: c.tariff == tariff.name,
+                        lambda c: f"carrier {c.name!r}")
         del self.tariffs[tariff.name]
 
     # -- connections and policies -------------------------------------------
@@ -314,11 +320,9 @@ class ApplianceRoot(Persistent):
         @raise ModelError: if there is none or a policy uses it.
         """
         connection = _need(self.connections, validate_name(name), "connection")
-        for policy in self.policies.values():
-            if connection.name in policy.connections:
-                raise ModelError(
-                    f"connection {connection.name!r} is used by policy {policy.name!r}"
-                )
+        _refuse_if_used("connection", connection.name, self.policies.values(),
+                        lambda p: connection.name in p.connections,
+                        lambda p: f"policy {p.name!r}")
         del self.connections[connection.name]
 
     def add_policy(self, name: str) -> ServicePolicy:
