@@ -3,6 +3,8 @@ smpp.twisted3 and smpp.pdu3 (installed with --no-deps: their metadata pins
 Twisted 23.10) import and work on this Twisted: the server and the client
 bind to each other over loopback and exchange a submit_sm.
 """
+import logging
+
 import pytest
 import pytest_twisted
 import twisted
@@ -17,6 +19,11 @@ from smpp.twisted.client import SMPPClientTransceiver
 from smpp.twisted.config import SMPPClientConfig, SMPPServerConfig
 from smpp.twisted.protocol import DataHandlerResponse
 from smpp.twisted.server import IAuthenticatedSMPP, SMPPServerFactory
+
+
+# The library logs through the standard logging module at WARNING for
+# ordinary events (and once more as the reactor shuts down): keep it quiet.
+logging.getLogger("smpp").setLevel(logging.CRITICAL)
 
 
 @implementer(IRealm)
