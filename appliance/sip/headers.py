@@ -210,8 +210,32 @@ def _closing_quote(text: str) -> int:
     return -1
 
 
+class _Parameters:
+    """
+    Header parameters (C{;name=value}) of a frozen dataclass with a
+    C{params} tuple: read one, or copy with one set.
+    """
+
+    params: tuple
+
+    def param(self, name: str) -> str | None:
+        """
+        @param name: a parameter name (case-insensitive).
+        @return: its value, C{""} for a flag, C{None} when absent.
+        """
+        return _lookup(self.params, name)
+
+    def with_param(self, name: str, value: str | None):
+        """
+        @param name: the parameter to set or replace.
+        @param value: its value, C{None} for a flag.
+        @return: a copy with the parameter set.
+        """
+        return replace(self, params=_set_param(self.params, name, value))
+
+
 @dataclass(frozen=True)
-class Address:
+class Address(_Parameters):
     """
     A name-addr or addr-spec with header parameters (From, To, Contact...).
 
@@ -266,21 +290,6 @@ class Address:
             raise HeaderError(f"junk after address: {tail!r}")
         return cls(display, uri, _params(tail[1:]) if tail else ())
 
-    def param(self, name: str) -> str | None:
-        """
-        @param name: a header parameter name (case-insensitive).
-        @return: its value, C{""} for a flag, C{None} when absent.
-        """
-        return _lookup(self.params, name)
-
-    def with_param(self, name: str, value: str | None) -> Address:
-        """
-        @param name: the parameter to set or replace.
-        @param value: its value, C{None} for a flag.
-        @return: a copy with the parameter set.
-        """
-        return replace(self, params=_set_param(self.params, name, value))
-
     @property
     def tag(self) -> str | None:
         """The C{tag} parameter, or C{None}."""
@@ -328,7 +337,7 @@ class Address:
 
 
 @dataclass(frozen=True)
-class Via:
+class Via(_Parameters):
     """
     One Via value.
 
@@ -366,21 +375,6 @@ class Via:
         via = cls(f"{name.upper()}/{version}", transport.upper(), host, port, params)
         via.rport  # validates
         return via
-
-    def param(self, name: str) -> str | None:
-        """
-        @param name: a parameter name (case-insensitive).
-        @return: its value, C{""} for a flag, C{None} when absent.
-        """
-        return _lookup(self.params, name)
-
-    def with_param(self, name: str, value: str | None) -> Via:
-        """
-        @param name: the parameter to set or replace.
-        @param value: its value, C{None} for a flag.
-        @return: a copy with the parameter set.
-        """
-        return replace(self, params=_set_param(self.params, name, value))
 
     @property
     def branch(self) -> str | None:
