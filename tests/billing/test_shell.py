@@ -8,6 +8,7 @@ from appliance.billing.model import billing_of
 from appliance.shell.script import open_session, run_script
 from appliance.shell.session import AuditLog, execute
 from appliance.store.database import Storage
+from tests.shell_helpers import run
 from tests.billing.helpers import NOV_1, BillingNode
 
 SCRIPT = '''configure terminal
@@ -46,16 +47,6 @@ SCRIPT = '''configure terminal
  exit
 end
 '''
-
-
-def run(session, *lines):
-    """Run lines that must all be accepted; return the last output."""
-    text = ""
-    for line in lines:
-        result = execute(session, line)
-        assert result.ok, (line, result.text)
-        text = result.text
-    return text
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from appliance.shell.commands import TREE
 from appliance.shell.script import open_session, run_script
 from appliance.shell.session import execute
 from appliance.store.database import Storage
+from tests.shell_helpers import run
 
 ALICE_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq1mNo2cY4ZBgN5d6s1qZ0pXv"
              "x5p4Tt3sWl3yqQd6Rk alice@laptop")
@@ -52,16 +53,6 @@ ISSUE_SCRIPT = f'''configure terminal
  exit
 end
 '''
-
-
-def run(session, *lines):
-    """Run lines that must all be accepted; return the last output."""
-    text = ""
-    for line in lines:
-        result = execute(session, line)
-        assert result.ok, (line, result.text)
-        text = result.text
-    return text
 
 
 def test_issue_example_applies(admin, storage):
