@@ -21,6 +21,11 @@ from appliance.messaging.core import MessagingCore
 from appliance.smpp.connections import make_pool
 from appliance.node import NodeContext, NodeService, PortMap, child
 from appliance.store.database import Storage, open_database
+from appliance.billing import generations as billing_generations
+from appliance.messaging import generations as messaging_generations
+from appliance.model import generations as model_generations
+from appliance.sip import generations as sip_generations
+from appliance.smpp import generations as smpp_generations
 
 log = Logger()
 
@@ -31,6 +36,27 @@ SERVICE_FACTORIES = {
     "sip": "appliance.sip.service",
     "smpp": "appliance.smpp.service",
 }
+
+#: Each domain's database upgrade steps, in dependency order: the store
+#: runs them (one counter per domain) before any service starts.  A new
+#: domain with persistent state adds its line here.
+GENERATIONS = (
+    ("model", model_generations.GENERATIONS),
+    ("messaging", messaging_generations.GENERATIONS),
+    ("sip", sip_generations.GENERATIONS),
+    ("smpp", smpp_generations.GENERATIONS),
+    ("billing", billing_generations.GENERATIONS),
+)
+
+
+def memory_storage(reactor: Any = None, **kwargs: Any) -> Storage:
+    """
+    An opened in-memory storage with every domain's generations applied:
+    what unit tests and benches build their services on.
+    """
+    return Storage.open_memory(reactor=reactor, generations=GENERATIONS,
+                               **kwargs)
+
 
 #: Sections whose service carries messages through the messaging core.
 MESSAGING_SECTIONS = frozenset({"sip", "smpp", "http", "m3ua"})
@@ -57,7 +83,7 @@ def make_node(config: NodeConfig, reactor: Any,
         reactor=reactor, batch_max=config.storage.batch_max,
         batch_delay=config.storage.batch_delay,
         pack_interval=config.storage.pack_interval,
-        pack_days=config.storage.pack_days)
+        pack_days=config.storage.pack_days, generations=GENERATIONS)
     context = NodeContext(reactor=reactor, config=config, storage=storage,
                           ports=PortMap(config.ports_file))
     node = NodeService(context, log_observer)
@@ -121,8 +147,7 @@ class Provisioner(Service):
         """Provision now if the database never was."""
         super().startService()
         storage = self.context.storage
-        raw = storage._root()
-        if raw.get(self.KEY):
+        if storage.root().provisioned or storage.domain_get(self.KEY):
             return
         from appliance.shell.script import run_script
         text = self.script.read_text("utf-8")
@@ -132,7 +157,8 @@ class Provisioner(Service):
         if not result.ok:
             raise ProvisionError(f"{self.script}: {result.text.strip()}")
         with storage.transaction(user="provision",
-                                 note=f"provisioned from {self.script}"):
-            raw[self.KEY] = str(self.script)
+                                 note=f"provisioned from {self.script}"
+                                 ) as root:
+            root.provisioned = str(self.script)
         self.log.info("provisioned the database from {script}",
                       script=str(self.script))

@@ -38,8 +38,10 @@ from zope.interface import implementer
 from appliance.billing.records import Record, RecordStore
 from appliance.billing.service import BillingService
 from appliance.billing.settlement import billable_states, export_csv, settle
-from appliance.messaging.core import MessagingCore, Outcome, Submission
+from appliance.messaging.core import MessagingCore
+from appliance.messaging.vocabulary import Outcome, Submission
 from appliance.messaging.interfaces import IDeliveryAgent
+from appliance.application import GENERATIONS
 from appliance.store.database import Storage, open_database
 
 NOV_1 = calendar.timegm((2026, 11, 1, 0, 0, 0))
@@ -83,7 +85,7 @@ def traffic(reactor, n: int, window: int, billing: bool):
     """
     tmp = tempfile.mkdtemp(prefix="bench-billing-")
     storage = Storage(lambda: open_database("Data.fs", Path(tmp)),
-                      reactor=reactor, batch_max=2000, batch_delay=0.002)
+                      reactor=reactor, batch_max=2000, batch_delay=0.002, generations=GENERATIONS)
     storage.startService()
     with storage.transaction(note="setup") as root:
         provision(root)

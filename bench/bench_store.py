@@ -21,6 +21,7 @@ import time
 from twisted.internet import defer, task
 
 from appliance.messaging.store import Message
+from appliance.application import GENERATIONS
 from appliance.store.database import Storage, open_database
 import ZODB.FileStorage.FileStorage  # noqa: F401 (module, for its fsync)
 fsmodule = sys.modules["ZODB.FileStorage.FileStorage"]
@@ -57,7 +58,7 @@ def run(reactor, n: int, batch_max: int, label: str, window: int) -> dict:
     from appliance.messaging.store import MessageIds
     tmp = tempfile.mkdtemp(prefix="bench-store-")
     storage = Storage(lambda: open_database("Data.fs", __import__("pathlib").Path(tmp)),
-                      reactor=reactor, batch_max=batch_max, batch_delay=0.002)
+                      reactor=reactor, batch_max=batch_max, batch_delay=0.002, generations=GENERATIONS)
     storage.startService()
     epoch = storage.run(lambda root: storage.messages().next_epoch(),
                         note="next epoch")

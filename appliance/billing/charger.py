@@ -35,7 +35,7 @@ from appliance.billing.interfaces import ICharger
 from appliance.billing.model import KEY, billing_of
 from appliance.billing.rating import NoPrice, Rate, RatingTariff, rate
 from appliance.billing.records import Record
-from appliance.messaging.core import Refused
+from appliance.messaging.vocabulary import Refused
 from appliance.model.numbers import normalize_e164
 
 #: Direction and rule by origin kind.

@@ -19,7 +19,7 @@ class ICharger(Interface):
         payer cannot be charged.  Nothing is written.
 
         @return: an opaque charge for L{accepted}.
-        @raise appliance.messaging.core.Refused: with the text the
+        @raise appliance.messaging.vocabulary.Refused: with the text the
             sender's user sees.
         """
 

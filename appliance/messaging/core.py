@@ -18,7 +18,6 @@ states only once they are on disk.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from twisted.application.service import Service
@@ -28,41 +27,25 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from appliance.messaging.interfaces import IDeliveryAgent, IMessagingCore
+from appliance.messaging.vocabulary import (OUTCOMES, RECEIPT_STATES,
+                                            MessageView, NoRoute, Outcome,
+                                            Refused, Submission,
+                                            normalize_remote_id,
+                                            remote_id_forms)
 from appliance.messaging.store import IdsExhausted, Message, MessageIds
-from appliance.model.errors import ModelError
 from appliance.model.numbers import normalize_e164
 from appliance.model.routing import route_table
 
-#: Outcome kinds an agent reports.
-OUTCOMES = ("delivered", "offline", "retry", "failed", "forwarded")
+#: The vocabulary, importable from here too for older callers.
+__all__ = ["MessagingCore", "NoCharge", "OUTCOMES", "MessageView", "NoRoute",
+           "Outcome", "Refused", "Submission", "normalize_remote_id",
+           "remote_id_forms", "retry_delay", "MAX_HOPS"]
+
 #: Nodes a message may pass before it is refused as looping.
 MAX_HOPS = 5
-#: Final states a receipt from a far node may report.
-RECEIPT_STATES = ("delivered", "failed", "expired")
 #: Policy origins by message origin kind.
 _POLICY_ORIGIN = {"account": "app", "carrier": "carrier",
                   "connection": "connection", "http": "app"}
-
-
-class NoRoute(Exception):
-    """
-    Nobody takes the recipient: refuse before storing (SIP 404, SMPP
-    ESME_RINVDSTADR).  C{str()} is the reason.
-    """
-
-
-class Refused(Exception):
-    """
-    The payer cannot be charged (no funds, no tariff for the destination):
-    refuse at once, before storing, with a reason the sender's user can
-    read (SIP 402 reason phrase and Warning, an SMPP error status, a JSON
-    error).  C{str()} is that reason.
-
-    @cvar kind: C{funds} (the payer cannot pay) or C{destination} (nothing
-        prices this destination); protocols choose their status by it.
-    """
-
-    kind = "funds"
 
 
 class NoCharge:
@@ -89,113 +72,6 @@ class NoCharge:
 
     def state_changed(self, raw: Any, message: Message, state: str) -> None:
         """Inside a state change's transaction: settle or return."""
-
-
-@dataclass(frozen=True)
-class Submission:
-    """
-    A message as a protocol received it, before it is accepted.
-
-    @ivar origin_kind: C{account}, C{carrier}, C{connection} or C{http}.
-    @ivar origin: the origin's name (account username, carrier name...).
-    @ivar sender: digits or an alphanumeric sender.
-    @ivar recipient: the destination number (normalized here).
-    @ivar validity: seconds it may wait for delivery (None: the default).
-    @ivar receipt: registered_delivery asked for (SMPP).
-    @ivar hops: nodes it has passed (loop protection).
-    """
-    origin_kind: str
-    origin: str
-    sender: str
-    recipient: str
-    text: str | None
-    encoding: str = "utf-8"
-    parts: int = 1
-    validity: float | None = None
-    receipt: int = 0
-    hops: int = 0
-
-
-@dataclass(frozen=True)
-class MessageView:
-    """An immutable copy of a stored message, for delivery agents."""
-    id: int
-    sender: str
-    recipient: str
-    account: str | None
-    text: str | None
-    encoding: str
-    parts: int
-    created: float
-    attempts: int
-    validity: float
-    origin_kind: str = "account"
-    origin: str = ""
-    receipt: int = 0
-    route: str | None = None
-    hops: int = 0
-
-    @classmethod
-    def of(cls, m: Message) -> "MessageView":
-        """Copy a persistent message."""
-        return cls(m.id, m.sender, m.recipient, m.account, m.text,
-                   m.encoding, m.parts, m.created, m.attempts, m.validity,
-                   m.origin_kind, m.origin, m.receipt, m.route, m.hops)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """
-    What a delivery attempt came to.
-
-    @ivar kind: C{delivered}, C{offline}, C{retry}, C{failed}, or
-        C{forwarded}: handed to another node or vendor, which gave it
-        C{remote_id} on C{connection}; its receipt decides the final state.
-    @ivar reason: for the log and the message's error field.
-    """
-    kind: str
-    reason: str = ""
-    remote_id: str | None = None
-    connection: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in OUTCOMES:
-            raise ValueError(f"unknown outcome {self.kind!r}")
-        if self.kind == "forwarded" and not (self.remote_id
-                                             and self.connection):
-            raise ValueError("a forwarded outcome names its connection "
-                             "and remote id")
-
-
-def normalize_remote_id(remote_id: str) -> str:
-    """
-    The canonical form of a message id given by another SMSC, so its
-    receipt matches whether it writes the id in hex or decimal, upper or
-    lower case, or with leading zeros: a number (decimal digits) is kept
-    as decimal without leading zeros; anything else is lower-cased
-    without leading zeros.
-    """
-    text = remote_id.strip().lower()
-    stripped = text.lstrip("0") or "0"
-    return stripped
-
-
-def remote_id_forms(remote_id: str) -> list[str]:
-    """
-    The forms under which a receipt's id may have been recorded: as
-    given, and read as hexadecimal turned decimal, and read as decimal
-    turned hexadecimal (some SMSCs answer submit_sm_resp in one base and
-    write receipts in the other).
-    """
-    forms = [normalize_remote_id(remote_id)]
-    text = forms[0]
-    try:
-        forms.append(str(int(text, 16)))
-    except ValueError:
-        pass
-    if text.isdigit():
-        forms.append(format(int(text), "x"))
-    return list(dict.fromkeys(forms))
 
 
 def retry_delay(schedule: tuple[float, ...], attempts: int) -> float:

@@ -123,9 +123,9 @@ class IDeliveryAgent(Interface):
         """
         Try to deliver one message now.
 
-        @param message: a L{appliance.messaging.core.MessageView}.
+        @param message: a L{appliance.messaging.vocabulary.MessageView}.
         @return: a Deferred firing with an
-            L{appliance.messaging.core.Outcome}: C{delivered}; C{offline}
+            L{appliance.messaging.vocabulary.Outcome}: C{delivered}; C{offline}
             (no app registered: the core keeps it until
             L{IMessagingCore.account_online}); C{retry} (temporary: 408,
             480, 5xx, timeout); C{failed} (permanent).  It never errbacks
@@ -144,10 +144,10 @@ class IMessagingCore(Interface):
         """
         Route and durably accept one message.
 
-        @param submission: an L{appliance.messaging.core.Submission}.
+        @param submission: an L{appliance.messaging.vocabulary.Submission}.
         @return: a Deferred firing with the new message id once the message
             is committed (acknowledge the sender only then).
-        @raise appliance.messaging.core.NoRoute: synchronously, before
+        @raise appliance.messaging.vocabulary.NoRoute: synchronously, before
             anything is stored, when no local account or policy takes the
             recipient.
         """

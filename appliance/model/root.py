@@ -77,6 +77,8 @@ class ApplianceRoot(Persistent):
     policy_order: tuple[str, ...] = ()
     tariffs: OOBTree | None = None
     operators: OOBTree | None = None
+    #: The start-up script that provisioned this database, once it ran.
+    provisioned: str | None = None
 
     def __init__(self) -> None:
         self.products = OOBTree()

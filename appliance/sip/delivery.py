@@ -19,7 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from appliance.messaging.core import Outcome
+from appliance.messaging.vocabulary import Outcome
 from appliance.messaging.interfaces import IDeliveryAgent
 from appliance.sip.bindings import Binding
 from appliance.sip.flows import FlowTable
@@ -118,7 +118,7 @@ class SIPDeliveryAgent:
         """
         Send the message to every usable contact of its account.
 
-        @param message: a L{appliance.messaging.core.MessageView}.
+        @param message: a L{appliance.messaging.vocabulary.MessageView}.
         @return: a Deferred firing with an L{Outcome}; never errbacks.
         """
         targets = self.usable(message.account)

@@ -20,7 +20,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from appliance.messaging.core import NoRoute, Refused, Submission
+from appliance.messaging.vocabulary import NoRoute, Refused, Submission
 from appliance.model.errors import ModelError
 from appliance.model.numbers import normalize_e164
 from appliance.sip.auth import DigestGate

@@ -71,7 +71,7 @@ class BindingStore:
         @return: the number of bindings loaded.
         """
         now = self._clock.seconds()
-        tree = self._storage._root().get(ROOT_KEY)
+        tree = self._storage.domain_get(ROOT_KEY)
         self._bindings.clear()
         self._heap.clear()
         count = 0

@@ -40,7 +40,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from appliance.messaging.core import Outcome, normalize_remote_id
+from appliance.messaging.vocabulary import Outcome, normalize_remote_id
 from appliance.messaging.interfaces import IDeliveryAgent
 from appliance.smpp.client import Timers
 from appliance.smpp.outbound import (
@@ -147,7 +147,7 @@ class ConnectionPool(MultiService):
         Send a message over its policy's connections (see the module
         docstring for the outcomes).
 
-        @param message: a L{appliance.messaging.core.MessageView}.
+        @param message: a L{appliance.messaging.vocabulary.MessageView}.
         @return: a Deferred firing with an L{Outcome}.
         """
         return self._deliver(message)

@@ -53,10 +53,10 @@ class ReceiptCourier:
         self.sent: dict[str, int] = {}
         self._loop: task.LoopingCall | None = None
 
-    def load(self, raw: Any) -> int:
-        """Read the pending receipts from the raw root; @return: count."""
+    def load(self, smpp: Any) -> int:
+        """Read the pending receipts from the L{SMPPState}; @return: count."""
         self.pending.clear()
-        for key, record in state(raw).receipts.items():
+        for key, record in smpp.receipts.items():
             self.pending.setdefault(key[0], OrderedDict())[key] = \
                 R.Receipt(*record)
         return sum(len(p) for p in self.pending.values())

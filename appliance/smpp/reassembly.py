@@ -83,16 +83,16 @@ class DurableReassembler:
                                        max_groups=max_groups)
         self._held: dict[GroupKey, dict[int, PartInfo]] = {}
 
-    def load(self, raw: Any) -> int:
+    def load(self, smpp: Any) -> int:
         """
         Rebuild from the stored parts.
 
-        @param raw: the raw ZODB root mapping.
+        @param smpp: the L{SMPPState} (C{storage.domain("smpp")}).
         @return: the number of parts loaded.
         """
         groups: dict[GroupKey, dict[int, tuple]] = {}
         for (origin, sender, recipient, ref, total, seq), record in \
-                state(raw).parts.items():
+                smpp.parts.items():
             key = GroupKey(origin, sender, recipient, ref, total)
             groups.setdefault(key, {})[seq] = record
         rows = []

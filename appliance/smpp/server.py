@@ -20,7 +20,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from appliance.messaging.core import NoRoute, Refused, Submission
+from appliance.messaging.vocabulary import NoRoute, Refused, Submission
 from appliance.messaging.store import MessageIds
 from appliance.model.errors import ModelError
 from appliance.model.numbers import normalize_e164
@@ -30,7 +30,7 @@ from appliance.smpp.concat import GroupKey, ReassemblyFull
 from appliance.smpp.courier import ReceiptCourier
 from appliance.smpp.pdus import Status
 from appliance.smpp.reassembly import DurableReassembler, PartInfo
-from appliance.smpp.state import state
+from appliance.smpp.state import KEY, state
 from appliance.smpp.text import Alphabet, TextCodingError, alphabet_for, \
     decode_short_message
 from appliance.smpp.udh import ConcatenationError, concatenation_from_sar, \
@@ -95,12 +95,12 @@ class SMPPServer:
     def start(self) -> None:
         """Load the durable state, take a part-id epoch, listen to the
         core's outcomes, start the timers."""
-        raw = self.storage._root()
+        smpp = self.storage.domain(KEY)
         with self.storage.transaction(user="smpp", note="smpp part id epoch"):
-            epoch = state(raw).next_epoch()
+            epoch = smpp.next_epoch()
         self._ids = MessageIds(epoch)
-        parts = self.parts.load(raw)
-        waiting = self.courier.load(raw)
+        parts = self.parts.load(smpp)
+        waiting = self.courier.load(smpp)
         if parts or waiting:
             self.log.info("SMPP: {parts} concatenation parts held, "
                           "{receipts} receipts pending", parts=parts,
@@ -444,8 +444,7 @@ class SMPPServer:
         if view.origin_kind != "carrier" or not R.wants_receipt(
                 view.receipt, final):
             return
-        aliases = self.storage._root()[
-            "smpp"].aliases.get(view.id)
+        aliases = self.storage.domain(KEY).aliases.get(view.id)
         ids = aliases if aliases else (R.message_id(view.id),)
         now = self.clock.seconds()
         self.courier.enqueue(view.origin, [

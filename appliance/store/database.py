@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
-from appliance.store.generations import evolve_database
+from appliance.store.generations import Domains, evolve_database
 from appliance.store.interfaces import IStorage
 
 #: How many times a transaction is retried after a ConflictError.
@@ -105,9 +105,12 @@ class Storage(MultiService):
     def __init__(self, opener: Callable[[], ZODB.DB],
                  reactor: IReactorTime | None = None,
                  batch_max: int = 2000, batch_delay: float = 0.002,
-                 pack_interval: float = 0.0, pack_days: float = 0.0):
+                 pack_interval: float = 0.0, pack_days: float = 0.0,
+                 generations: Domains = ()):
         """
         @param opener: returns the C{ZODB.DB} to use (see L{open_database}).
+        @param generations: the domains' upgrade steps, C{(domain, steps)}
+            in dependency order (L{appliance.application.GENERATIONS}).
         @param reactor: provides C{callLater} and the thread pool for packs.
         @param batch_max: commit once this many writes are queued.
         @param batch_delay: seconds a queued write waits for companions;
@@ -125,7 +128,8 @@ class Storage(MultiService):
         self.batch_delay = batch_delay
         self.pack_days = pack_days
         self.db: ZODB.DB | None = None
-        self.generation: int | None = None
+        self.domains = tuple(generations)
+        self.generations: dict[str, int] = {}
         self.commits = 0
         self._conn = None
         self._tm: transaction.TransactionManager | None = None
@@ -140,7 +144,8 @@ class Storage(MultiService):
     def open_memory(cls, reactor: IReactorTime | None = None,
                     **kwargs: Any) -> "Storage":
         """
-        An in-memory storage, already started: for unit tests.
+        An in-memory storage, already opened: for unit tests (which pass
+        C{generations}; see L{appliance.application.memory_storage}).
         """
         storage = cls(lambda: ZODB.DB(None), reactor=reactor, **kwargs)
         storage.open()
@@ -158,15 +163,17 @@ class Storage(MultiService):
         """
         db = self._opener()
         try:
-            old, new = evolve_database(db)
+            changes = evolve_database(db, self.domains)
         except Exception:
             db.close()
             raise
-        if old != new:
-            self.log.info("database upgraded from generation {old} to {new}",
-                          old=old, new=new)
+        for domain, (old, new) in changes.items():
+            if old != new:
+                self.log.info("database: {domain} upgraded from generation "
+                              "{old} to {new}", domain=domain, old=old,
+                              new=new)
         self.db = db
-        self.generation = new
+        self.generations = {d: new for d, (_, new) in changes.items()}
         self._tm = transaction.TransactionManager()
         self._conn = db.open(self._tm)
 
@@ -222,6 +229,19 @@ class Storage(MultiService):
     def messages(self) -> Any:
         """@return: the C{MessageStore}."""
         return self._root()["messages"]
+
+    def domain(self, key: str) -> Any:
+        """
+        @return: the root entry a domain owns (created by its generations),
+            e.g. C{domain("smpp")}; the reactor thread's view.
+        @raise KeyError: no such entry.
+        """
+        return self._root()[key]
+
+    def domain_get(self, key: str, default: Any = None) -> Any:
+        """@return: the root entry C{key}, or C{default} if absent (flags
+        such as the provisioning mark)."""
+        return self._root().get(key, default)
 
     def sync(self) -> None:
         """

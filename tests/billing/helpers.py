@@ -2,6 +2,7 @@
 clock, a fake SIP agent, and a provisioned TATA carrier."""
 from __future__ import annotations
 
+from appliance.application import GENERATIONS, memory_storage
 import calendar
 from decimal import Decimal
 
@@ -12,7 +13,8 @@ from zope.interface import implementer
 
 from appliance.billing.model import billing_of
 from appliance.billing.service import BillingService
-from appliance.messaging.core import MessagingCore, Outcome, Submission
+from appliance.messaging.core import MessagingCore
+from appliance.messaging.vocabulary import Outcome, Submission
 from appliance.messaging.interfaces import IDeliveryAgent
 from appliance.store.database import Storage
 
@@ -103,7 +105,7 @@ def memory_node(start=NOV_1 + 3600) -> BillingNode:
     """A provisioned node on an in-memory database."""
     clock = MemoryReactorClock()
     clock.advance(start)
-    storage = Storage.open_memory(reactor=clock, batch_delay=0.001)
+    storage = memory_storage(reactor=clock, batch_delay=0.001)
     with storage.transaction(note="setup") as root:
         provision(root)
     return BillingNode(storage, clock)
@@ -113,7 +115,7 @@ def file_storage(path: str, clock) -> Storage:
     """A storage on a FileStorage file, opened."""
     from ZODB.FileStorage import FileStorage
     storage = Storage(lambda: ZODB.DB(FileStorage(path)), reactor=clock,
-                      batch_delay=0.001)
+                      batch_delay=0.001, generations=GENERATIONS)
     storage.open()
     return storage
 

@@ -12,7 +12,7 @@ from appliance.billing.charger import NoFunds, NoTariff
 from appliance.billing.interfaces import IBillingService, ICharger
 from appliance.billing.model import billing_of
 from appliance.billing.settlement import billable_states, settle
-from appliance.messaging.core import Refused
+from appliance.messaging.vocabulary import Refused
 from tests.billing.helpers import (
     DAY, DEC_1, NOV_1, BillingNode, file_storage, memory_node, provision)
 

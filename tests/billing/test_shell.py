@@ -1,6 +1,7 @@
 """Tests for the billing shell commands (L{appliance.shell.commands.billing})."""
 from decimal import Decimal
 
+from appliance.application import memory_storage
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
@@ -60,7 +61,7 @@ def clock():
 @pytest.fixture
 def storage(clock):
     """An in-memory storage with every generation, provisioned."""
-    s = Storage.open_memory(reactor=clock, batch_delay=0.001)
+    s = memory_storage(reactor=clock, batch_delay=0.001)
     result = run_script(s, SCRIPT)
     assert result.ok, result.text
     yield s
@@ -95,7 +96,7 @@ def test_running_config_round_trip(storage, clock):
                  "  billable delivered", "  volume-fee up-to 100000 50.00",
                  "   prepaid"):
         assert line in first.splitlines(), line
-    fresh = Storage.open_memory(reactor=clock)
+    fresh = memory_storage(reactor=clock)
     try:
         assert run_script(fresh, first).ok
         second = run(open_session(fresh, "admin", "admin"),

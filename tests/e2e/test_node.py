@@ -38,7 +38,7 @@ def test_start_ports_and_sigterm(tmp_path):
     assert not (node.data_dir / "ports.json").exists()
     db = open_data(node)
     with db.transaction() as conn:
-        assert conn.root()["appliance.generation"] >= 2
+        assert conn.root()["appliance.generations"]["messaging"] >= 1
         assert conn.root()["appliance"] is not None
     db.close()
 
@@ -98,7 +98,7 @@ def test_newer_database_refused(tmp_path):
     node.stop()
     db = open_data(node)
     with db.transaction() as conn:
-        conn.root()["appliance.generation"] = 999
+        conn.root()["appliance.generations"]["model"] = 999
     db.close()
     again = start_node(tmp_path, wait=False)
     assert again.process.wait(30) == 1

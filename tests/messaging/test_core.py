@@ -5,8 +5,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from appliance.messaging.core import (MessagingCore, MessageView, NoRoute,
-                                      Outcome, Submission, retry_delay)
+from appliance.application import memory_storage
+from appliance.messaging.core import MessagingCore, retry_delay
+from appliance.messaging.vocabulary import MessageView, NoRoute, Outcome, Submission
 from appliance.messaging.interfaces import IDeliveryAgent, IMessagingCore
 from appliance.model.errors import ModelError
 from appliance.store.database import Storage
@@ -36,7 +37,7 @@ class CoreTests(SynchronousTestCase):
     def setUp(self):
         self.clock = MemoryReactorClock()
         self.clock.advance(1_000_000)
-        self.storage = Storage.open_memory(reactor=self.clock,
+        self.storage = memory_storage(reactor=self.clock,
                                            batch_delay=0.001)
         self.addCleanup(self.storage.close)
         with self.storage.transaction(note="setup") as root:
@@ -340,7 +341,7 @@ class ChargerTests(CoreTests):
 
     def test_refused_stores_nothing(self):
         """A charger that refuses stops the message before it is stored."""
-        from appliance.messaging.core import Refused
+        from appliance.messaging.vocabulary import Refused
 
         class Broke:
             def authorize(self, *a):

@@ -1,4 +1,5 @@
 """Fixtures of the shell tests: an in-memory storage and sessions on it."""
+from appliance.application import memory_storage
 import pytest
 from twisted.internet.task import Clock
 
@@ -13,7 +14,7 @@ def clock():
 
 @pytest.fixture
 def storage(clock):
-    st = Storage.open_memory(reactor=clock)
+    st = memory_storage(reactor=clock)
     yield st
     st.close()
 

@@ -1,6 +1,7 @@
 """Unit tests of execute() and the declared commands, on in-memory ZODB."""
 from decimal import Decimal
 
+from appliance.application import memory_storage
 import pytest
 
 from appliance.shell.commands import TREE
@@ -191,7 +192,7 @@ def test_running_config_round_trip(storage, clock):
     assert run_script(storage, ISSUE_SCRIPT + EXTRA).ok
     session = open_session(storage, "admin", "admin")
     first = run(session, "show running-config")
-    fresh = Storage.open_memory(reactor=clock)
+    fresh = memory_storage(reactor=clock)
     try:
         replay = run_script(fresh, first)
         assert replay.ok, replay.text

@@ -1,4 +1,5 @@
 """Property tests: execute() never raises and answers '% ...' on errors."""
+from appliance.application import memory_storage
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -23,7 +24,7 @@ lines = st.one_of(
 
 @pytest.fixture(scope="module")
 def shared():
-    storage = Storage.open_memory()
+    storage = memory_storage()
     yield storage
     storage.close()
 

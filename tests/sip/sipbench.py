@@ -5,6 +5,7 @@ that sends requests as an app would and reads the answers.
 """
 from __future__ import annotations
 
+from appliance.application import GENERATIONS, memory_storage
 import hashlib
 import secrets
 from pathlib import Path
@@ -16,7 +17,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from zope.interface import implementer
 
 from appliance.config import Listener, SIPSection
-from appliance.messaging.core import NoRoute
+from appliance.messaging.vocabulary import NoRoute
 from appliance.messaging.interfaces import IMessagingCore
 from appliance.node import NodeContext, PortMap
 from appliance.sip.digest import parse_authorization
@@ -142,10 +143,10 @@ class Bench:
                  **kw: Any) -> None:
         self.reactor = UDPReactor()
         if database is None:
-            self.storage = Storage.open_memory(reactor=self.reactor)
+            self.storage = memory_storage(reactor=self.reactor)
         else:
             self.storage = Storage(lambda: open_database(str(database), database.parent),
-                                   self.reactor)
+                                   self.reactor, generations=GENERATIONS)
             self.storage.open()
         if fill:
             populate(self.storage)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.internet.address import IPv4Address
 from zope.interface.verify import verifyObject
 
-from appliance.messaging.core import MessageView
+from appliance.messaging.vocabulary import MessageView
 from appliance.messaging.interfaces import IDeliveryAgent
 from appliance.sip.delivery import from_header
 from appliance.sip.message import Request, make_response, parse

@@ -149,7 +149,7 @@ def test_refused_payer_gets_402_with_the_reason(bench):
     gets 402 with the reason as the reason phrase and in a Warning, so the
     app can show it; nothing is stored.
     """
-    from appliance.messaging.core import Refused
+    from appliance.messaging.vocabulary import Refused
 
     def refuse(submission):
         raise Refused("Insufficient funds: balance 0.00 USD")

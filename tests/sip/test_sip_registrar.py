@@ -127,7 +127,7 @@ def test_several_contacts_and_unregister_one_and_all(bench):
     r = bench.register(contact="*", expires=0, call_id="c")
     assert r.status == 200 and contacts(r) == []
     assert bench.service.store.get("1111") == ()
-    assert bench.storage._root()[ROOT_KEY].get("1111") is None
+    assert bench.storage.domain(ROOT_KEY).get("1111") is None
 
 
 def test_wildcard_needs_expires_zero(bench):
@@ -144,7 +144,7 @@ def test_binding_expires_on_the_clock(bench):
     bench.reactor.advance(2)
     bench.settle()
     assert bench.service.store.get("1111") == ()
-    assert bench.storage._root()[ROOT_KEY].get("1111") is None
+    assert bench.storage.domain(ROOT_KEY).get("1111") is None
 
 
 def test_same_instance_and_reg_id_replaces_binding(bench):

@@ -6,6 +6,7 @@ C{MemoryReactorClock}.  No sockets, no sleeps.
 """
 from __future__ import annotations
 
+from appliance.application import memory_storage
 import struct
 
 from smpp.pdu import operations, pdu_types as T
@@ -15,7 +16,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from zope.interface import implementer
 
 from appliance.config import SMPPSection
-from appliance.messaging.core import MessagingCore, Outcome
+from appliance.messaging.core import MessagingCore
+from appliance.messaging.vocabulary import Outcome
 from appliance.messaging.interfaces import IDeliveryAgent
 from appliance.smpp import pdus
 from appliance.smpp.server import SMPPServer
@@ -51,7 +53,7 @@ class Env:
     def __init__(self, **section):
         self.clock = MemoryReactorClock()
         self.clock.advance(1_000_000)
-        self.storage = Storage.open_memory(reactor=self.clock,
+        self.storage = memory_storage(reactor=self.clock,
                                            batch_delay=0.001)
         with self.storage.transaction(note="setup") as root:
             root.add_product("Call & Chat")

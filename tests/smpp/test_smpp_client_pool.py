@@ -8,7 +8,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from appliance.messaging.core import MessagingCore, Submission
+from appliance.application import memory_storage
+from appliance.messaging.core import MessagingCore
+from appliance.messaging.vocabulary import Submission
 from appliance.messaging.interfaces import IDeliveryAgent
 from appliance.smpp import pdus
 from appliance.smpp import receipts as R
@@ -94,7 +96,7 @@ class PoolTests(SynchronousTestCase):
     def setUp(self):
         self.clock = MemoryReactorClock()
         self.clock.advance(1_000_000)
-        self.storage = Storage.open_memory(reactor=self.clock,
+        self.storage = memory_storage(reactor=self.clock,
                                            batch_delay=0.001)
         with self.storage.transaction(note="setup") as root:
             for name in ("env4", "env5"):

@@ -5,7 +5,7 @@ import struct
 import pytest
 from smpp.pdu import operations, pdu_types as T
 
-from appliance.messaging.core import normalize_remote_id, remote_id_forms
+from appliance.messaging.vocabulary import normalize_remote_id, remote_id_forms
 from appliance.smpp import pdus
 from appliance.smpp import receipts as R
 from appliance.smpp.remote import (

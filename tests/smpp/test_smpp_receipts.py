@@ -70,10 +70,10 @@ def test_receipt_to_transceiver(env):
     assert params["esm_class"].type.name == "SMSC_DELIVERY_RECEIPT"
     assert params["short_message"].startswith(f"id:{mid} sub:001".encode())
     assert b"stat:DELIVRD err:000 text:code 1234" in params["short_message"]
-    assert len(env.storage._root()["smpp"].receipts) == 1
+    assert len(env.storage.domain("smpp").receipts) == 1
     ack(session, h)
     env.settle()
-    assert len(env.storage._root()["smpp"].receipts) == 0
+    assert len(env.storage.domain("smpp").receipts) == 0
     assert env.server.courier.sent["Carrier1"] == 1
 
 
@@ -82,7 +82,7 @@ def test_no_receipt_when_not_asked(env):
     session, t, _ = env.bind()
     submit_and_deliver(env, session, t, rd=0)
     assert responses(t) == []
-    assert len(env.storage._root()["smpp"].receipts) == 0
+    assert len(env.storage.domain("smpp").receipts) == 0
 
 
 def test_receipt_waits_for_receiver_bind(env):
@@ -91,7 +91,7 @@ def test_receipt_waits_for_receiver_bind(env):
     tx, t, _ = env.bind("transmitter")
     mid = submit_and_deliver(env, tx, t, outcome="failed")
     assert responses(t) == []
-    assert len(env.storage._root()["smpp"].receipts) == 1
+    assert len(env.storage.domain("smpp").receipts) == 1
     rx, rt, _ = env.bind("receiver")
     (h, frame), = responses(rt)
     params = decode_deliver(frame)
@@ -130,7 +130,7 @@ def test_receipt_retried_after_error_and_timeout(env):
     for h, _ in again:
         ack(session, h)
     env.settle()
-    assert len(env.storage._root()["smpp"].receipts) == 0
+    assert len(env.storage.domain("smpp").receipts) == 0
 
 
 def test_receipt_round_robin(env):

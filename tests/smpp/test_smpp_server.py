@@ -133,7 +133,7 @@ def test_concatenated_udh(env):
     env.settle()
     first = responses(t)
     assert [h.status for h, _ in first] == [0, 0]
-    assert len(env.storage._root()["smpp"].parts) == 2
+    assert len(env.storage.domain("smpp").parts) == 2
     assert sum(env.storage.messages().counts().values()) == 0
     session.dataReceived(udh_part(3, 7, 3, 2, b"two "))
     env.settle()
@@ -142,8 +142,8 @@ def test_concatenated_udh(env):
     assert all(i.startswith("p") for i in ids) and len(set(ids)) == 3
     (m,) = env.storage.messages().messages.values()
     assert (m.text, m.parts) == ("one two three", 3)
-    assert len(env.storage._root()["smpp"].parts) == 0
-    assert env.storage._root()["smpp"].aliases[m.id] == tuple(
+    assert len(env.storage.domain("smpp").parts) == 0
+    assert env.storage.domain("smpp").aliases[m.id] == tuple(
         ids[i] for i in (0, 2, 1))
 
 
@@ -190,7 +190,7 @@ def test_incomplete_deliver_partial(env):
     env.settle()
     (m,) = env.storage.messages().messages.values()
     assert m.text == "half[part 2 of 2 missing]"
-    assert len(env.storage._root()["smpp"].parts) == 0
+    assert len(env.storage.domain("smpp").parts) == 0
 
 
 def test_incomplete_fail_rejected_receipt():
@@ -268,7 +268,7 @@ def test_hop_count_carried_and_loops_refused(env):
 def test_refused_by_the_charger(env):
     """A prepaid carrier without funds gets ESME_RSUBMITFAIL; a destination
     its tariff does not price gets ESME_RINVDSTADR; nothing is stored."""
-    from appliance.messaging.core import Refused
+    from appliance.messaging.vocabulary import Refused
 
     class NoPrice(Refused):
         kind = "destination"

@@ -1,4 +1,5 @@
 """Tests for L{appliance.store.database}: transactions and batched commits."""
+from appliance.application import GENERATIONS, memory_storage
 import pytest
 import transaction
 import ZODB
@@ -9,7 +10,7 @@ from ZODB.POSException import ConflictError
 from zope.interface.verify import verifyObject
 
 from appliance.store.database import Storage, open_database
-from appliance.store.generations import KEY, GENERATIONS
+from appliance.store.generations import KEY
 from appliance.store.interfaces import IStorage
 
 
@@ -43,7 +44,7 @@ class StorageTests(SynchronousTestCase):
 
     def setUp(self):
         self.reactor = MemoryReactorClock()
-        self.storage = Storage.open_memory(reactor=self.reactor,
+        self.storage = memory_storage(reactor=self.reactor,
                                            batch_max=3, batch_delay=0.01)
         self.addCleanup(self.storage.close)
 
@@ -52,9 +53,14 @@ class StorageTests(SynchronousTestCase):
         verifyObject(IStorage, self.storage)
 
     def test_generations_applied(self):
-        """A new database is brought to the newest generation."""
-        self.assertEqual(self.storage.generation, len(GENERATIONS))
-        self.assertEqual(self.storage._root()[KEY], len(GENERATIONS))
+        """A new database is brought to the newest generation of every
+        domain, and each domain's root entry is reachable by accessor."""
+        newest = {name: len(steps) for name, steps in GENERATIONS}
+        self.assertEqual(self.storage.generations, newest)
+        self.assertEqual(dict(self.storage.domain(KEY)), newest)
+        self.assertIsNotNone(self.storage.domain("smpp"))
+        self.assertIsNone(self.storage.domain_get("no such entry"))
+        self.assertRaises(KeyError, self.storage.domain, "no such entry")
         self.assertIsNotNone(self.storage.root())
         self.assertIsNotNone(self.storage.messages())
 
@@ -207,7 +213,7 @@ class StorageTests(SynchronousTestCase):
 
     def test_stop_flushes(self):
         """Stopping the service commits queued writes, then closes."""
-        storage = Storage.open_memory(reactor=self.reactor, batch_delay=10)
+        storage = memory_storage(reactor=self.reactor, batch_delay=10)
         storage.startService()
         d = storage.batch(put, "a", 1)
         zstorage = storage.db.storage
@@ -224,7 +230,7 @@ class StorageTests(SynchronousTestCase):
     def test_pack_timer(self):
         """With a pack interval, a pack is scheduled on the reactor."""
         storage = Storage(lambda: ZODB.DB(None), reactor=self.reactor,
-                          pack_interval=60)
+                          pack_interval=60, generations=GENERATIONS)
         packs = []
         storage.pack = lambda: packs.append(1)
         storage.startService()
@@ -241,13 +247,13 @@ def test_filestorage_survives_restart(tmp_path):
     """Committed batched writes are in the file after a close and reopen."""
     clock = MemoryReactorClock()
     path = tmp_path / "sub" / "Data.fs"
-    storage = Storage(lambda: open_database(str(path), tmp_path), clock)
+    storage = Storage(lambda: open_database(str(path), tmp_path), clock, generations=GENERATIONS)
     storage.startService()
     d = storage.batch(put, "kept", 1)
     storage.flush()
     assert d.called
     storage.stopService()
-    again = Storage(lambda: open_database(f"file://{path}", tmp_path), clock)
+    again = Storage(lambda: open_database(f"file://{path}", tmp_path), clock, generations=GENERATIONS)
     again.open()
     try:
         assert again._root()["test"] == {"kept": 1}

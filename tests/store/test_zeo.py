@@ -6,6 +6,7 @@ import sys
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
+from appliance.application import GENERATIONS
 from appliance.store.database import Storage, open_database
 from tests.e2e.harness import wait_for
 
@@ -43,12 +44,12 @@ def test_zeo_uri(zeo, tmp_path):
     """zeo://host:port opens a ZEO client; generations, batched writes and
     a second client's view work as with FileStorage."""
     clock = MemoryReactorClock()
-    one = Storage(lambda: open_database(zeo, tmp_path), clock)
+    one = Storage(lambda: open_database(zeo, tmp_path), clock, generations=GENERATIONS)
     one.startService()
     d = one.batch(put, "a", 1)
     one.flush()
     assert d.called
-    two = Storage(lambda: open_database(zeo, tmp_path), clock)
+    two = Storage(lambda: open_database(zeo, tmp_path), clock, generations=GENERATIONS)
     two.open()
     try:
         assert two.root() is not None

@@ -109,7 +109,7 @@ def test_route_origin(ctx, sender, recipient, origin):
 
 def _decide(ctx, sender: str, recipient: str, origin_kind: str) -> str:
     """The core's own routing decision, described; nothing is stored."""
-    from appliance.messaging.core import NoRoute, Submission
+    from appliance.messaging.vocabulary import NoRoute, Submission
     services = getattr(ctx.session.node, "services", None) or {}
     core = services.get("messaging")
     if core is None:

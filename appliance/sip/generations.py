@@ -1,7 +1,8 @@
-"""Generation 3: the SIP registrar's bindings (username to contacts)."""
+"""Database generations of the SIP domain (see
+L{appliance.store.generations})."""
 
 
-def evolve(root) -> None:
+def evolve1(root) -> None:
     """
     Create C{root["registrations"]}, an C{OOBTree} of account username to a
     tuple of L{appliance.sip.bindings.Binding} records, if absent.
@@ -9,3 +10,6 @@ def evolve(root) -> None:
     from BTrees.OOBTree import OOBTree
     if "registrations" not in root:
         root["registrations"] = OOBTree()
+
+
+GENERATIONS = (evolve1,)
