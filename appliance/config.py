@@ -186,6 +186,9 @@ class SIPSection(ServiceSection):
     @ivar max_message_bytes: the largest MESSAGE body accepted (413).
     @ivar auth_failures: failed authentications allowed per source
         address per minute before requests from it get 403 at once.
+    @ivar nat: where requests to an app registered over UDP go: C{auto}
+        (over the REGISTER's flow for outbound or when NAT is detected,
+        else to the Contact), C{contact} or C{flow}.
     """
     domain: str = "appliance"
     realm: str = "appliance"
@@ -198,6 +201,7 @@ class SIPSection(ServiceSection):
     validity: int = 86400
     max_message_bytes: int = 4096
     auth_failures: int = 10
+    nat: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -603,7 +607,7 @@ def _sip_section(c: _Collector, t: dict, base: Path,
             "max_message_bytes": (4096, 140, 1 << 20),
             "auth_failures": (10, 1, 100000)}
     _unknown(c, "sip", t, {"enabled", "listen", "domain", "realm",
-                           "digest_algorithms", "retry_schedule", *ints})
+                           "digest_algorithms", "retry_schedule", "nat", *ints})
     common = _service(c, "sip", t, base)
     values: dict[str, Any] = {}
     for key, (default, low, high) in ints.items():
@@ -633,7 +637,10 @@ def _sip_section(c: _Collector, t: dict, base: Path,
     if not schedule or any(isinstance(x, bool) or not isinstance(x, int)
                            or x < 1 for x in schedule):
         c.error("sip", "retry_schedule", "a list of seconds, each 1 or more")
-    return SIPSection(**common, domain=domain, realm=realm,
+    nat = _typed(c, "sip", t, "nat", str, "auto")
+    if nat not in ("auto", "contact", "flow"):
+        c.error("sip", "nat", "auto, contact or flow")
+    return SIPSection(**common, domain=domain, realm=realm, nat=nat,
                       digest_algorithms=tuple(algorithms),
                       retry_schedule=tuple(schedule), **values)
 

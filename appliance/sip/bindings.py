@@ -11,15 +11,28 @@ Do not rename or move L{Binding}: the database holds pickles of it.
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Sequence
 
-from appliance.sip.uri import URI
+from appliance.sip.uri import URI, URIError
 
 __all__ = [
-    "Binding", "ContactChange", "RegisterError", "contact_key", "drop_flow", "expire",
-    "remove_all", "update_bindings",
+    "NAT_MODES", "Binding", "ContactChange", "RegisterError", "contact_address",
+    "contact_key", "delivery_target", "drop_flow", "expire", "nat_detected", "remove_all",
+    "update_bindings",
 ]
+
+#: C{[sip] nat}: C{auto} decides per REGISTER (L{delivery_target}),
+#: C{contact} always sends to the Contact, C{flow} always over the flow.
+NAT_MODES = ("auto", "contact", "flow")
+
+#: Addresses an app behind NAT puts in its Contact: RFC 1918, RFC 6598
+#: (carrier-grade NAT), link-local, IPv6 unique-local and link-local, and
+#: loopback (never reachable from another host).
+_NON_ROUTABLE = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+    "127.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128"))
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,9 @@ class Binding:
     @ivar user_agent: the User-Agent header, or C{""}.
     @ivar call_id: the REGISTER's Call-ID.
     @ivar cseq: the REGISTER's CSeq number.
+    @ivar destination: for UDP, the C{(host, port)} of the Contact that
+        requests go to; C{None}: over the flow, to C{source} (bindings
+        stored before this field existed read C{None}, as they were sent).
     """
 
     contact: str
@@ -49,6 +65,7 @@ class Binding:
     user_agent: str = ""
     call_id: str = ""
     cseq: int = 0
+    destination: tuple[str, int] | None = None
 
     def remaining(self, now: float) -> int:
         """
@@ -61,6 +78,11 @@ class Binding:
     def stream(self) -> bool:
         """Whether it registered over a connection (TCP or TLS)."""
         return self.transport != "UDP"
+
+    @property
+    def target(self) -> tuple[str, int]:
+        """Where a request to this contact goes: its Contact or its flow."""
+        return tuple(self.destination or self.source)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,7 @@ class ContactChange:
     instance: str | None
     reg_id: int | None
     expires: int
+    destination: tuple[str, int] | None = None
 
 
 class RegisterError(Exception):
@@ -152,7 +175,7 @@ def update_bindings(current: Sequence[Binding], changes: Sequence[ContactChange]
         if change.expires > 0:
             result.append(Binding(change.contact, change.instance, change.reg_id,
                                   now + change.expires, transport, source, user_agent,
-                                  call_id, cseq))
+                                  call_id, cseq, change.destination))
     if len(result) > max_contacts:
         raise RegisterError(403, f"At most {max_contacts} contacts per account")
     return tuple(result)
@@ -190,3 +213,90 @@ def drop_flow(current: Sequence[Binding], transport: str,
     """
     return tuple(b for b in current if not (b.stream and b.transport == transport
                                             and tuple(b.source) == tuple(source)))
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def contact_address(contact: str) -> tuple[str, int] | None:
+    """
+    Where a UDP request to a Contact goes (RFC 3263 without DNS): its
+    C{maddr} or host, which must be an IP address, and its port (5060 when
+    absent).
+
+    @param contact: the Contact URI text.
+    @return: C{(host, port)}, or C{None} when the Contact names a host (no
+        DNS look-up is made on the delivery path), asks for another
+        transport than UDP, or does not parse.
+    """
+    try:
+        uri = URI.parse(contact)
+    except (URIError, ValueError):
+        return None
+    if (uri.param("transport") or "udp").lower() != "udp" or uri.scheme != "sip":
+        return None
+    host = uri.param("maddr") or uri.host
+    address = _ip(host)
+    if address is None:
+        return None
+    return str(address), uri.port or 5060
+
+
+def nat_detected(contact: tuple[str, int], source: tuple[str, int],
+                 sent_by: tuple[str, int | None]) -> bool:
+    """
+    Whether a UDP REGISTER came through a NAT (what carriers' registrars
+    test, RFC 3581 in spirit): its Contact is a non-routable address other
+    than the source's, or its top Via's sent-by host or port is not where
+    the packet came from.  A Contact that differs from the source only by
+    port, from an app whose Via is its source, is an app listening on
+    another socket of the same host: not NAT.
+
+    @param contact: the Contact's C{(host, port)} (L{contact_address}).
+    @param source: the REGISTER's source C{(host, port)}.
+    @param sent_by: the top Via's C{(host, port)}, port C{None} when absent.
+    @return: whether to use the flow.
+    """
+    source_ip = _ip(source[0])
+    contact_ip = _ip(contact[0])
+    if contact_ip is not None and contact_ip != source_ip \
+            and any(contact_ip in net for net in _NON_ROUTABLE if net.version == contact_ip.version):
+        return True
+    via_ip = _ip(sent_by[0])
+    if via_ip is None or via_ip != source_ip:
+        return True
+    return (sent_by[1] or 5060) != int(source[1])
+
+
+def delivery_target(mode: str, contact: str, instance: str | None, reg_id: int | None,
+                    source: tuple[str, int],
+                    sent_by: tuple[str, int | None]) -> tuple[str, int] | None:
+    """
+    Where requests to a contact registered over UDP go (RFC 3261 10,
+    RFC 3581, RFC 5626).
+
+    @param mode: one of L{NAT_MODES}.
+    @param contact: the Contact URI text.
+    @param instance: its C{+sip.instance}, or C{None}.
+    @param reg_id: its C{reg-id}, or C{None}.
+    @param source: the REGISTER's source C{(host, port)}.
+    @param sent_by: its top Via's sent-by C{(host, port)}.
+    @return: the Contact's C{(host, port)}, or C{None} for the flow the
+        REGISTER came on: always with C{flow}; with C{auto} when the app
+        asked for outbound (instance and reg-id) or L{nat_detected}; with
+        either of the others when the Contact has no usable UDP address.
+    """
+    if mode == "flow":
+        return None
+    target = contact_address(contact)
+    if target is None or mode == "contact":
+        return target
+    if instance is not None and reg_id is not None:
+        return None
+    if nat_detected(target, source, sent_by):
+        return None
+    return target

@@ -3,7 +3,9 @@ The SIP delivery agent: send a stored message to an account's apps.
 
 One MESSAGE per usable binding (forking), each in its own non-INVITE
 client transaction: over the TCP/TLS connection the binding registered
-on, or from the UDP socket to the C{received}/C{rport} address. The first
+on, or from the UDP socket to the binding's target: its Contact, or the
+flow (the REGISTER's source) when the registrar chose it (outbound, NAT,
+C{[sip] nat}; L{appliance.sip.bindings.delivery_target}). The first
 2xx means delivered; when every fork ends with 408, 480, 5xx or a timeout
 the core retries later; otherwise the best other final answer fails the
 message with its status and reason.
@@ -109,7 +111,7 @@ class SIPDeliveryAgent:
             if b.stream:
                 transport = self.flows.get(b.transport, b.source)
             else:
-                transport = self.flows.udp_for(b.source[0])
+                transport = self.flows.udp_for(b.target[0])
             if transport is not None:
                 out.append((b, transport))
         return out
@@ -128,7 +130,7 @@ class SIPDeliveryAgent:
         for binding, transport in targets:
             try:
                 request = self._request(message, binding, transport)
-                tx = self.layer.send_request(request, transport, tuple(binding.source))
+                tx = self.layer.send_request(request, transport, binding.target)
             except Exception as e:
                 self.log.failure("MESSAGE {id} to {contact} not sent", id=message.id,
                                  contact=binding.contact)
@@ -179,7 +181,7 @@ class SIPDeliveryAgent:
         return host, port
 
     def _request(self, message: Any, binding: Binding, transport: Any) -> Request:
-        host, port = self._via_host(transport, binding.source[0])
+        host, port = self._via_host(transport, binding.target[0])
         headers = Headers()
         headers.add("Via", f"SIP/2.0/{transport.name} {host}:{port};branch={new_branch()};rport")
         headers.add("Max-Forwards", "70")

@@ -245,6 +245,9 @@ class Registrar:
             say how the app is reached).
         """
         source = tx.address
+        # The packet's own source: the flow (tx.address is where responses
+        # go, which without rport is the Via's port).
+        flow = tuple(getattr(tx, "source", None) or source)
         auth = self.gate.authenticate(request, source[0], proxy=False)
         if auth.response is not None:
             tx.respond(auth.response)
@@ -266,10 +269,13 @@ class Registrar:
                 new = B.remove_all(self.store.get(username), call_id, cseq)
                 changes: list[ContactChange] = []
             else:
-                changes = self._changes(request, header_expires)
+                stream = bool(getattr(tx.transport, "reliable", False))
+                changes = self._changes(request, header_expires,
+                                        None if stream else (flow[0], int(flow[1])))
                 new = B.update_bindings(
                     self.store.get(username), changes, self._clock.seconds(),
-                    tx.transport.name, (source[0], int(source[1])),
+                    tx.transport.name,
+                    (source[0], int(source[1])) if stream else (flow[0], int(flow[1])),
                     request.headers.get("user-agent") or "", call_id, cseq, self.max_contacts)
         except _TooBrief:
             response = make_response(request, 423)
@@ -297,8 +303,10 @@ class Registrar:
                    refreshed: bool) -> None:
         self.registers += 1
         tx.respond(self._ok(request, self.store.get(username)))
-        self.log.info("{username} registered {n} contacts from {source}",
-                      username=username, n=len(self.store.get(username)), source=tx.address)
+        current = self.store.get(username)
+        self.log.info("{username} registered {n} contacts from {source} (reached at {targets})",
+                      username=username, n=len(current), source=tx.address,
+                      targets=", ".join(_describe(b) for b in current))
         if refreshed and self.online is not None:
             try:
                 self.online(username)
@@ -321,8 +329,19 @@ class Registrar:
         except ModelError:
             return False
 
-    def _changes(self, request: Request, header_expires: int | None) -> list[ContactChange]:
+    def _changes(self, request: Request, header_expires: int | None,
+                 udp_source: tuple[str, int] | None) -> list[ContactChange]:
+        """
+        @param udp_source: for a REGISTER over UDP, its source: each
+            Contact's delivery target is decided (L{B.delivery_target});
+            C{None} over TCP/TLS, where requests use the connection.
+        """
         out = []
+        sent_by: tuple[str, int | None] = ("", None)
+        if udp_source is not None:
+            via = request.top_via()
+            sent_by = (via.host, via.port)
+        mode = getattr(self.section, "nat", "auto")
         for contact in request.contacts():
             if contact.uri.scheme not in ("sip", "sips"):
                 raise HeaderError(f"Contact must be a sip URI, not {contact.uri.scheme}")
@@ -334,8 +353,12 @@ class Registrar:
             if 0 < expires < self.section.min_expires:
                 raise _TooBrief()
             expires = min(expires, self.section.max_expires)
+            destination = None
+            if udp_source is not None and expires > 0:
+                destination = B.delivery_target(mode, str(contact.uri), contact.instance,
+                                                contact.reg_id, udp_source, sent_by)
             out.append(ContactChange(str(contact.uri), contact.instance, contact.reg_id,
-                                     expires))
+                                     expires, destination))
         return out
 
     def _ok(self, request: Request, current: tuple[Binding, ...]) -> Any:
@@ -353,6 +376,13 @@ class Registrar:
         if outbound:
             response.headers.add("Require", "outbound")
         return response
+
+
+def _describe(b: Binding) -> str:
+    """How a binding is reached, for the log."""
+    if b.stream:
+        return f"{b.transport} connection"
+    return f"{b.target[0]}:{b.target[1]} ({'contact' if b.destination else 'flow'})"
 
 
 class _TooBrief(Exception):

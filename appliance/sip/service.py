@@ -31,8 +31,8 @@ __all__ = ["SIPService", "make_service"]
 #: Listener kind to the port map key and the Via transport name.
 _KINDS = {"udp": ("sip_udp", "UDP"), "tcp": ("sip_tcp", "TCP"), "ssl": ("sip_tls", "TLS")}
 
-REGISTRATION_HEADERS = ("account", "contact", "transport", "source", "expires in",
-                        "user agent")
+REGISTRATION_HEADERS = ("account", "contact", "transport", "source", "sent to",
+                        "expires in", "user agent")
 TRANSACTION_HEADERS = ("branch", "kind", "method", "state", "age")
 
 
@@ -252,8 +252,14 @@ class SIPService(Service):
                     transport = b.transport
                     if b.stream and self.flows.get(b.transport, b.source) is None:
                         transport += " (no connection)"
+                    if b.stream:
+                        sent_to = "connection"
+                    elif b.destination:
+                        sent_to = _format_source(b.target) + " (contact)"
+                    else:
+                        sent_to = "flow"
                     rows.append((username, b.contact, transport, _format_source(b.source),
-                                 str(b.remaining(now)), b.user_agent))
+                                 sent_to, str(b.remaining(now)), b.user_agent))
             return REGISTRATION_HEADERS, sorted(rows)
         if topic == "transactions":
             rows = []

@@ -101,12 +101,15 @@ class _Transaction:
     @ivar request: the request that created the transaction.
     @ivar transport: the L{ISIPTransport} it uses.
     @ivar address: where it sends.
+    @ivar source: for a server transaction, where its request came from.
     @ivar state: the current L{State}.
     @ivar created: the clock time at creation.
     """
 
     log = Logger()
     kind = "transaction"
+
+    source: Address | None = None
 
     def __init__(self, key: Hashable, request: Request, transport: ISIPTransport,
                  address: Address, clock: IReactorTime, timers: TimerSettings,
@@ -457,6 +460,7 @@ class TransactionLayer:
         cls = InviteServerTransaction if request.method == "INVITE" else NonInviteServerTransaction
         tx = cls(key, request, transport, address, self._clock, self.timers, self.user,
                  self._forget_server)
+        tx.source = source
         self._server[key] = tx
         if isinstance(tx, InviteServerTransaction):
             tx.start()

@@ -176,7 +176,8 @@ class SIPp:
                  limit: int | None = None, ooc: str | None = None,
                  expected: int | None = None, expires: int = 300,
                  timeout: float = 30.0, trace: bool = True,
-                 remote: str = "127.0.0.1", extra: Sequence[str] = ()):
+                 remote: str = "127.0.0.1", extra: Sequence[str] = (),
+                 local_port: int | None = None):
         """
         Start SIPp (C{-nostdin}, bounded by C{-timeout}).
 
@@ -195,6 +196,7 @@ class SIPp:
         @param trace: log every message (C{-trace_msg}).
         @param remote: the node's address.
         @param extra: more SIPp arguments.
+        @param local_port: SIPp's port (default: a free one).
         """
         if SIPP is None:
             raise RuntimeError("sipp (Debian sip-tester) is not installed")
@@ -204,8 +206,8 @@ class SIPp:
         self.messages = workdir / "messages.log"
         self.errors = workdir / "errors.log"
         self.screen = workdir / "screen.log"
-        self.local_port = free_port(socket.SOCK_DGRAM if transport == "udp"
-                                    else socket.SOCK_STREAM)
+        self.local_port = local_port or free_port(
+            socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM)
         args = [SIPP, "-sf", str(SCENARIOS / scenario), f"{remote}:{port}",
                 "-i", "127.0.0.1", "-p", str(self.local_port),
                 "-t", TRANSPORTS[transport], "-m", str(calls),

@@ -197,13 +197,22 @@ class Bench:
     def register(self, user: str = "1111", password: str = "secret",
                  contact: str = "<sip:1111@198.51.100.7:40000>", expires: int | None = 600,
                  source: tuple[str, int] = APP, extra: list[str] | None = None,
-                 call_id: str = "reg-1") -> Response:
-        """REGISTER with digest (challenge, then credentials); the final response."""
+                 call_id: str = "reg-1", via: str | None = None) -> Response:
+        """
+        REGISTER with digest (challenge, then credentials); the final response.
+
+        @param via: the top Via (default: the app's address with rport).
+        """
         headers = [f"Contact: {contact}"] + ([f"Expires: {expires}"] if expires is not None else [])
         headers += extra or []
         to = f"<sip:{user}@{DOMAIN}>"
+        branch = iter(range(2))
+
+        def top_via() -> str | None:
+            return via and f"{via};branch=z9hG4bKr{call_id}{next(branch)}"
         first = self.udp(self.request("REGISTER", f"sip:{DOMAIN}", headers, to=to,
-                                      from_=f"<sip:{user}@{DOMAIN}>;tag=r", call_id=call_id),
+                                      from_=f"<sip:{user}@{DOMAIN}>;tag=r", call_id=call_id,
+                                      via=top_via()),
                          source)[-1]
         if first.status != 401:
             return first
@@ -211,7 +220,8 @@ class Bench:
                                f"sip:{DOMAIN}", user, password)
         return self.udp(self.request("REGISTER", f"sip:{DOMAIN}",
                                      headers + [f"Authorization: {auth}"], to=to,
-                                     from_=f"<sip:{user}@{DOMAIN}>;tag=r", call_id=call_id),
+                                     from_=f"<sip:{user}@{DOMAIN}>;tag=r", call_id=call_id,
+                                     via=top_via()),
                         source)[-1]
 
     def stop(self) -> None:

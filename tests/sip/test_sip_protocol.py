@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from zope.interface.verify import verifyObject
 
 from appliance.sip.interfaces import ISIPTransport
@@ -156,9 +156,38 @@ def test_udp_receiver_exception_does_not_escape() -> None:
 @given(st.binary(max_size=300))
 def test_udp_survives_anything(data: bytes) -> None:
     """
-    No datagram makes datagramReceived raise.
+    No datagram makes datagramReceived raise, and none makes the protocol
+    log an error or a failure (the catch-all that keeps the listener up
+    would otherwise hide a bug): malformed input is a warning at most.
     """
-    udp().datagramReceived(msg()[:40] + data, ("203.0.113.7", 40000))
+    with capturedLogs() as events:
+        udp().datagramReceived(msg()[:40] + data, ("203.0.113.7", 40000))
+    assert_no_errors(events)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 300), st.binary(max_size=200),
+       st.sampled_from(["MESSAGE", "REGISTER", "OPTIONS", "ACK", "INVITE", "CANCEL"]))
+def test_udp_and_transaction_layer_survive_anything(cut: int, data: bytes,
+                                                    method: str) -> None:
+    """
+    Bytes spliced anywhere into a request, through the UDP adapter and a
+    real transaction layer, log no error or failure.
+    """
+    layer = TransactionLayer(RecordingUser(answer=202), Clock(), TimerSettings())
+    proto = SIPDatagramProtocol(layer)
+    proto.makeConnection(FakeDatagramTransport())
+    request = msg(method=method)
+    with capturedLogs() as events:
+        proto.datagramReceived(request[:cut] + data + request[cut:], ("203.0.113.7", 40000))
+    assert_no_errors(events)
+
+
+def assert_no_errors(events: list[dict]) -> None:
+    """Fail on any captured event of level error or critical (failures included)."""
+    bad = [formatEvent(e) + (e["log_failure"].getTraceback() if "log_failure" in e else "")
+           for e in events if e.get("log_level") in (LogLevel.error, LogLevel.critical)]
+    assert bad == []
 
 
 def stream(receiver=None, name: str = "TCP"):
