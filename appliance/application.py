@@ -35,6 +35,7 @@ SERVICE_FACTORIES = {
     "shell": "appliance.shell.service",
     "sip": "appliance.sip.service",
     "smpp": "appliance.smpp.service",
+    "m3ua": "appliance.sigtran.service",
 }
 
 #: Each domain's database upgrade steps, in dependency order: the store

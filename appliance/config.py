@@ -44,7 +44,7 @@ DEFAULT_LISTEN: dict[str, tuple[str, ...]] = {
 
 #: Services whose implementation is in this build.  Enabling another one
 #: is refused at start-up rather than silently ignored.
-BUILT_SERVICES = frozenset({"shell", "sip", "smpp"})
+BUILT_SERVICES = frozenset({"shell", "sip", "smpp", "m3ua"})
 
 
 class ConfigError(Exception):

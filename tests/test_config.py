@@ -92,8 +92,8 @@ def test_tls_needs_files(tmp_path):
 
 def test_unbuilt_service_refused(tmp_path):
     """Enabling a service not in this build is refused, not ignored."""
-    errs = errors_of("[m3ua]\nenabled = true\n", tmp_path)
-    assert errs == ["[m3ua] enabled: the m3ua service is not part of this "
+    errs = errors_of("[http]\nenabled = true\n", tmp_path)
+    assert errs == ["[http] enabled: the http service is not part of this "
                     "build yet"]
 
 

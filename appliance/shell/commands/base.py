@@ -77,7 +77,8 @@ def declare_object_running_config() -> None:
     modules are imported.
     """
     for c in list(TREE.commands):
-        if c.mode is not CONFIG or c.enters is None or c.children is None:
+        if c.mode is not CONFIG or c.enters is None or c.children is None \
+                or len(c.elements) < 2:
             continue
         kind = c.enters.kind
         arg = c.elements[1]
