@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONFIG ?= etc/appliance.conf
 PYTEST_ARGS ?=
-DEBS := sip-tester tshark openssh-client tmux stunnel4 baresip openssl
+DEBS := sip-tester tshark openssh-client tmux stunnel4 baresip openssl curl wrk
 
 .PHONY: venv run test unit e2e debs bench clean
 

@@ -17,11 +17,13 @@ from twisted.logger import Logger
 from appliance.config import NodeConfig
 from appliance.billing.service import BillingService
 from appliance.logs import observer
+from appliance.metrics import Metrics, watch_node
 from appliance.messaging.core import MessagingCore
 from appliance.smpp.connections import make_pool
 from appliance.node import NodeContext, NodeService, PortMap, child
 from appliance.store.database import Storage, open_database
 from appliance.billing import generations as billing_generations
+from appliance.http import generations as http_generations
 from appliance.messaging import generations as messaging_generations
 from appliance.model import generations as model_generations
 from appliance.sip import generations as sip_generations
@@ -36,6 +38,7 @@ SERVICE_FACTORIES = {
     "sip": "appliance.sip.service",
     "smpp": "appliance.smpp.service",
     "m3ua": "appliance.sigtran.service",
+    "http": "appliance.http.service",
 }
 
 #: Each domain's database upgrade steps, in dependency order: the store
@@ -47,6 +50,7 @@ GENERATIONS = (
     ("sip", sip_generations.GENERATIONS),
     ("smpp", smpp_generations.GENERATIONS),
     ("billing", billing_generations.GENERATIONS),
+    ("http", http_generations.GENERATIONS),
 )
 
 
@@ -88,6 +92,10 @@ def make_node(config: NodeConfig, reactor: Any,
     context = NodeContext(reactor=reactor, config=config, storage=storage,
                           ports=PortMap(config.ports_file))
     node = NodeService(context, log_observer)
+    # One metrics registry for the node; [http] serves it on /metrics.
+    metrics = Metrics()
+    context.services["metrics"] = metrics
+    storage.batch_observer = metrics.batch_committed
     child(node, storage, "storage")
     if config.node.provision is not None:
         child(node, Provisioner(context, config.node.provision), "provision")
@@ -96,6 +104,7 @@ def make_node(config: NodeConfig, reactor: Any,
         core = MessagingCore(storage, reactor,
                              retry_schedule=sip.retry_schedule,
                              validity=sip.validity)
+        core.metrics = metrics
         # Rating, prepaid charging and records, inside the core's writes.
         billing = BillingService(storage, reactor)
         billing.attach(core)
@@ -115,6 +124,7 @@ def make_node(config: NodeConfig, reactor: Any,
         service = make(section, context)
         context.services[section.name] = service
         child(node, service, section.name)
+    watch_node(metrics, storage, context.services)
     return node
 
 

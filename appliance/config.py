@@ -44,7 +44,7 @@ DEFAULT_LISTEN: dict[str, tuple[str, ...]] = {
 
 #: Services whose implementation is in this build.  Enabling another one
 #: is refused at start-up rather than silently ignored.
-BUILT_SERVICES = frozenset({"shell", "sip", "smpp", "m3ua"})
+BUILT_SERVICES = frozenset({"shell", "sip", "smpp", "m3ua", "http"})
 
 
 class ConfigError(Exception):
@@ -237,6 +237,41 @@ class SMPPSection(ServiceSection):
     reassembly_timeout: int = 300
     reassembly_policy: str = "deliver_partial"
     client_ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class HTTPSection(ServiceSection):
+    """
+    C{[http]}: the tenants' HTTP API and the operations endpoints.  A TLS
+    listener is C{ssl:port=8443:privateKey=key.pem:certKey=cert.pem}
+    (key C{http_tls}).
+
+    @ivar idle_timeout: seconds a keep-alive connection may stay idle.
+    @ivar max_request_bytes: the largest request body (413 beyond).
+    @ivar max_headers: headers per request (400 beyond).
+    @ivar max_header_bytes: request line and headers together.
+    @ivar max_in_flight: send requests served at once by the node (503).
+    @ivar tenant_in_flight: send requests served at once per tenant (429).
+    @ivar auth_failures: failed authentications per source address per
+        minute before its requests get 429 at once.
+    @ivar max_parts: SMS parts a message may have (413 beyond).
+    @ivar max_validity: the longest validity a request may ask, seconds.
+    @ivar queue_limit: waiting messages beyond which sends get 503.
+    @ivar ops_allow: networks that may read /metrics and /healthz.
+    @ivar default_sender: sender of Jasmin-style requests without one.
+    """
+    idle_timeout: int = 60
+    max_request_bytes: int = 65536
+    max_headers: int = 100
+    max_header_bytes: int = 16384
+    max_in_flight: int = 5000
+    tenant_in_flight: int = 1000
+    auth_failures: int = 10
+    max_parts: int = 10
+    max_validity: int = 7 * 86400
+    queue_limit: int = 1_000_000
+    ops_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    default_sender: str = "Info"
 
 
 @dataclass(frozen=True)
@@ -446,7 +481,7 @@ def _service(c: _Collector, name: str, table: dict,
 
 #: Section-specific keys for services not yet built (beyond enabled/listen).
 _SERVICE_KEYS: dict[str, set[str]] = {
-    "m3ua": set(), "http": set(),
+    "m3ua": set(),
 }
 
 
@@ -555,6 +590,8 @@ def parse(text: str, source: Path | None = None,
             services.append(_sip_section(c, t, base, name))
         elif sname == "smpp":
             services.append(_smpp_section(c, t, base))
+        elif sname == "http":
+            services.append(_http_section(c, t, base))
         else:
             _unknown(c, sname, t, {"enabled", "listen"} | _SERVICE_KEYS[sname])
             common = _service(c, sname, t, base)
@@ -595,6 +632,40 @@ def _smpp_section(c: _Collector, t: dict, base: Path) -> SMPPSection:
             c.error("smpp", "client_ca", f"{client_ca} not found")
     return SMPPSection(**common, reassembly_policy=policy,
                        client_ca=client_ca, **values)
+
+
+def _http_section(c: _Collector, t: dict, base: Path) -> HTTPSection:
+    """Read and check C{[http]}."""
+    ints = {"idle_timeout": (60, 1, 3600),
+            "max_request_bytes": (65536, 1024, 16 << 20),
+            "max_headers": (100, 10, 1000),
+            "max_header_bytes": (16384, 1024, 1 << 20),
+            "max_in_flight": (5000, 1, 1_000_000),
+            "tenant_in_flight": (1000, 1, 1_000_000),
+            "auth_failures": (10, 1, 100000), "max_parts": (10, 1, 255),
+            "max_validity": (7 * 86400, 60, 30 * 86400),
+            "queue_limit": (1_000_000, 1, 100_000_000)}
+    _unknown(c, "http", t, {"enabled", "listen", "ops_allow",
+                            "default_sender", *ints})
+    common = _service(c, "http", t, base)
+    values: dict[str, Any] = {}
+    for key, (default, low, high) in ints.items():
+        value = _typed(c, "http", t, key, int, default)
+        if not low <= value <= high:
+            c.error("http", key, f"between {low} and {high}")
+        values[key] = value
+    ops = _typed(c, "http", t, "ops_allow", list, ["127.0.0.0/8", "::1/128"])
+    import ipaddress
+    for net in ops:
+        try:
+            ipaddress.ip_network(str(net), strict=False)
+        except ValueError:
+            c.error("http", "ops_allow", f"{net!r} is not a network")
+    sender = _typed(c, "http", t, "default_sender", str, "Info")
+    if not 1 <= len(sender) <= 11:
+        c.error("http", "default_sender", "1 to 11 characters")
+    return HTTPSection(**common, ops_allow=tuple(str(n) for n in ops),
+                       default_sender=sender, **values)
 
 
 def _sip_section(c: _Collector, t: dict, base: Path,

@@ -35,6 +35,7 @@ from appliance.billing.interfaces import ICharger
 from appliance.billing.model import KEY, billing_of
 from appliance.billing.rating import NoPrice, Rate, RatingTariff, rate
 from appliance.billing.records import Record
+from appliance.http.model import tenant_of
 from appliance.messaging.vocabulary import Refused
 from appliance.model.numbers import normalize_e164
 
@@ -43,6 +44,7 @@ _ATTRIBUTION = {
     "carrier": ("terminating", "carrier by SMPP system_id"),
     "account": ("originating", "account by SIP digest identity"),
     "http": ("originating", "HTTP tenant"),
+    "tenant": ("originating", "HTTP tenant"),
     "connection": ("terminating", "vendor connection"),
 }
 
@@ -206,6 +208,12 @@ class Charger:
                 terms = billing.terms("accounts", sender)
                 if terms is not None and terms.prepaid:
                     prepaid, balance = True, sender.balance
+        elif kind == "tenant":
+            tenant = tenant_of(root, submission.origin)
+            if tenant is not None:
+                tariff_name = tenant.tariff
+                rule = f"HTTP tenant {tenant.name}"
+                prepaid, balance = tenant.prepaid, tenant.balance
         charged = None
         if tariff_name is not None:
             tariff = self.tariffs.get(tariff_name)
@@ -297,6 +305,11 @@ class Charger:
                 if carrier is not None else None
             if terms is not None:
                 terms.balance = terms.balance + delta
+                return
+        elif kind == "tenant":
+            tenant = tenant_of(app, name)
+            if tenant is not None:
+                tenant.balance = tenant.balance + delta
                 return
         self.log.warn("no balance of {payer} to adjust by {delta}",
                       payer=payer, delta=delta)

@@ -45,7 +45,8 @@ __all__ = ["MessagingCore", "NoCharge", "OUTCOMES", "MessageView", "NoRoute",
 MAX_HOPS = 5
 #: Policy origins by message origin kind.
 _POLICY_ORIGIN = {"account": "app", "carrier": "carrier",
-                  "connection": "connection", "http": "app"}
+                  "connection": "connection", "http": "app",
+                  "tenant": "tenant"}
 
 
 class NoCharge:
@@ -121,6 +122,9 @@ class MessagingCore(Service):
         self._agents: dict[str, IDeliveryAgent] = {}
         self.charger: Any = NoCharge()
         self._listeners: list[Callable[[MessageView, str], Any]] = []
+        self._hooks: list[Callable[[Any, Message, str], Any]] = []
+        #: Counters and histograms of the node (L{appliance.metrics}).
+        self.metrics: Any = None
         self._ids: MessageIds | None = None
         self._routes = None
         self._scanner: task.LoopingCall | None = None
@@ -201,6 +205,15 @@ class MessagingCore(Service):
         """Hear of every committed final state."""
         self._listeners.append(listener)
 
+    def add_transaction_hook(self, hook: Callable[[Any, Message, str],
+                                                  Any]) -> None:
+        """
+        Call C{hook(raw, message, state)} inside the batched transaction
+        that stores a message (state C{accepted}) or changes its state, so
+        what it writes commits or aborts with that change.
+        """
+        self._hooks.append(hook)
+
     # -- accepting -----------------------------------------------------
 
     def route(self, submission: Submission) -> tuple[str, str | None, str]:
@@ -230,7 +243,8 @@ class MessagingCore(Service):
                               f"{account.username}")
             return "sip", account.username, "local"
         origin = _POLICY_ORIGIN.get(submission.origin_kind)
-        decision = self._routes.decide(submission.sender, number, origin)
+        decision = self._routes.decide(submission.sender, number, origin,
+                                       submission.origin)
         if decision is None:
             raise NoRoute(f"no account or service policy for {number}")
         if decision.transport == "sip":
@@ -264,15 +278,21 @@ class MessagingCore(Service):
             account=account, receipt=submission.receipt,
             hops=submission.hops)
         message.route = route
+        if submission.meta:
+            message.meta = submission.meta
 
         def add(raw):
             raw["messages"].add(message)
             self.charger.accepted(raw, message, charge)
+            for hook in self._hooks:
+                hook(raw, message, "accepted")
             return MessageView.of(message)
         d = self.storage.batch(add)
 
         def accepted(view: MessageView) -> int:
             self.counters["accepted"] += 1
+            if self.metrics is not None:
+                self.metrics.message_state(view, "accepted", transport)
             self.clock.callLater(0, self.dispatch, view, transport)
             return view.id
         d.addCallback(accepted)
@@ -358,6 +378,8 @@ class MessagingCore(Service):
             elif state in ("delivered", "failed", "expired"):
                 store.forget_remote(message)
             self.charger.state_changed(raw, message, state)
+            for hook in self._hooks:
+                hook(raw, message, state)
             return MessageView.of(message)
         d = self.storage.batch(write)
         d.addCallback(self._recorded, state, reason)
@@ -369,6 +391,9 @@ class MessagingCore(Service):
                   reason: str) -> None:
         if view is None:
             return
+        if self.metrics is not None:
+            self.metrics.message_state(view, state, None,
+                                       self.clock.seconds())
         if state in ("delivered", "failed", "expired"):
             self.counters[state] += 1
             self.log.info("message {id} to {recipient}: {state}{why}",

@@ -32,7 +32,7 @@ STATES = ("accepted", "delivering", "delivered", "failed", "expired")
 WAITING = frozenset(("accepted", "delivering"))
 #: States a message never leaves.
 FINAL = frozenset(("delivered", "failed", "expired"))
-ORIGIN_KINDS = ("carrier", "account", "connection", "http")
+ORIGIN_KINDS = ("carrier", "account", "connection", "http", "tenant")
 ENCODINGS = ("gsm7", "ucs2", "latin1", "utf-8", "binary", "ascii")
 
 _SEQ_BITS = 32
@@ -123,6 +123,9 @@ class Message(Persistent):
     rule: str | None = None
     charge_units: int = 0
     charged: Decimal | None = None
+    #: Protocol data kept with the message (an HTTP tenant's dlr-url,
+    #: dlr-level, client-ref), C{(key, value)} pairs.
+    meta: tuple = ()
 
     def __init__(self, id: int, origin_kind: str, origin: str, sender: str,
                  recipient: str, *, now: float, validity: float,

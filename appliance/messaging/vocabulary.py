@@ -52,6 +52,8 @@ class Submission:
     @ivar validity: seconds it may wait for delivery (None: the default).
     @ivar receipt: registered_delivery asked for (SMPP).
     @ivar hops: nodes it has passed (loop protection).
+    @ivar meta: protocol data kept with the message, C{(key, value)}
+        pairs (an HTTP tenant's dlr-url and client-ref).
     """
     origin_kind: str
     origin: str
@@ -63,6 +65,7 @@ class Submission:
     validity: float | None = None
     receipt: int = 0
     hops: int = 0
+    meta: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from zope.interface import implementer
 
-from appliance.model.base import Configurable, Setting, choice
+from appliance.model.base import Configurable, Setting, choice, validate_name
 from appliance.model.interfaces import IServicePolicy
 from appliance.model.numbers import PatternMatcher, compile_pattern, validate_pattern
 
@@ -43,6 +43,8 @@ class ServicePolicy(Configurable):
     origin = Setting(None, choice("origin", ORIGINS, optional=True),
                      doc="app, carrier or connection; None = any.")
     transport = Setting("sip", choice("transport", TRANSPORTS), doc="sip or smpp.")
+    origin_tenant = Setting(None, lambda v: None if v is None else validate_name(v),
+                            doc="Only messages of this HTTP tenant; None = any.")
     connections = Setting((), tuple, readonly="use the root's set_policy_connections",
                           doc="Connection names in priority order.")
 
@@ -75,6 +77,7 @@ class RouteEntry:
     origin: str | None
     transport: str
     connections: tuple[str, ...]
+    tenant: str | None = None
 
     def route(self) -> Route:
         """
@@ -96,7 +99,8 @@ class RouteTable:
         """
         self.entries: tuple[RouteEntry, ...] = tuple(entries)
 
-    def decide(self, sender: str, recipient: str, origin: str) -> Route | None:
+    def decide(self, sender: str, recipient: str, origin: str,
+               origin_name: str | None = None) -> Route | None:
         """
         The first policy, in order, matching the message.
 
@@ -106,12 +110,17 @@ class RouteTable:
         @param origin: C{app} (C{account} is accepted as a synonym),
             C{carrier}, C{connection} or another kind (which matches only
             policies without an origin).
+        @param origin_name: the origin's name (a policy with
+            C{origin tenant NAME} matches only origin C{tenant} of that name).
         @return: its L{Route}, or C{None} if no policy matches.
         """
         if origin == "account":
             origin = "app"
         for entry in self.entries:
             if entry.origin is not None and entry.origin != origin:
+                continue
+            if entry.tenant is not None and (origin != "tenant"
+                                             or origin_name != entry.tenant):
                 continue
             if not entry.recipient.matches(recipient):
                 continue
@@ -151,5 +160,6 @@ def route_table(root: Any) -> RouteTable:
             origin=policy.origin,
             transport=policy.transport,
             connections=tuple(policy.connections),
+            tenant=policy.origin_tenant,
         ))
     return RouteTable(entries)

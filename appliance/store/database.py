@@ -15,6 +15,7 @@ one fsync per batch instead of per message.
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -101,6 +102,8 @@ class Storage(MultiService):
 
     name = "storage"
     log = Logger()
+    #: Called with (writes, seconds) after each batched commit (metrics).
+    batch_observer: Callable[[int, float], Any] | None = None
 
     def __init__(self, opener: Callable[[], ZODB.DB],
                  reactor: IReactorTime | None = None,
@@ -386,7 +389,10 @@ class Storage(MultiService):
             self._pending[:0] = items
             self._commit_soon()
             return
+        started = time.perf_counter()
         results = self._apply(items)
+        if self.batch_observer is not None:
+            self.batch_observer(len(items), time.perf_counter() - started)
         for (fn, args, kwargs, d), result in zip(items, results):
             if isinstance(result, Failure):
                 d.errback(result)

@@ -1,0 +1,316 @@
+# -*- test-case-name: tests.http.test_callbacks -*-
+"""
+Delivery-report callbacks to tenants, from a durable queue.
+
+The messaging core calls L{queue_hook} inside the transaction that
+stores a message or changes its state; for a tenant's message with a
+dlr-url whose level asks for that state, it adds a L{Callback} to
+C{root["http"].callbacks} in the same transaction, so a report can never
+be lost between the state change and the queue, and a restart resumes
+every report not yet acknowledged.
+
+L{CallbackSender} POSTs the due callbacks (JSON, C{X-Signature:
+sha256=<HMAC-SHA256 of the body with the tenant's dlr-secret>}; Kannel's
+dlr-url as a GET with its escapes; Jasmin's as a form), deletes each once
+answered 2xx, and retries a failure with exponential backoff until the
+message's validity ends.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+from appliance.http.model import KEY, Callback, sign
+from appliance.http.params import (
+    JASMIN_STATUS, kannel_dlr_url, kannel_type)
+from appliance.http.sending import describe, message_id
+
+FINAL = ("delivered", "failed", "expired")
+#: Seconds between attempts of one callback (the last repeats).
+BACKOFF = (1, 2, 5, 15, 30, 60, 120, 300)
+#: Kannel dlr-mask bits by state.
+_KANNEL_MASK = {"delivered": 1, "failed": 2, "expired": 2, "accepted": 4,
+                "delivering": 8}
+
+
+def wanted(meta: dict, state: str) -> bool:
+    """Whether a message's dlr settings ask for a report of C{state}."""
+    api = meta.get("api", "native")
+    if api == "kannel":
+        try:
+            mask = int(meta.get("dlr-mask", "0"))
+        except ValueError:
+            return False
+        return bool(mask & _KANNEL_MASK.get(state, 0))
+    if api == "jasmin":
+        level = meta.get("dlr-level", "2")
+        if state in FINAL:
+            return level in ("2", "3")
+        return state == "delivering" and level in ("1", "3")
+    if state in FINAL:
+        return True
+    return meta.get("dlr-level") == "all"
+
+
+def report_body(message: Any, state: str, now: float) -> bytes:
+    """The JSON report of a message in C{state}."""
+    out = describe(message)
+    out["state"] = state
+    out["event"] = "final" if state in FINAL else "progress"
+    return json.dumps(out, sort_keys=True).encode("utf-8")
+
+
+def queue_hook(clock: Any, kick: Any = None):
+    """
+    @return: the core's transaction hook that queues callbacks.
+
+    @param kick: called after the commit of a transaction that queued one.
+    """
+    def hook(raw: Any, message: Any, state: str) -> None:
+        if message.origin_kind != "tenant" or not message.meta:
+            return
+        meta = dict(message.meta)
+        url = meta.get("dlr-url")
+        if not url or not wanted(meta, state):
+            return
+        http = raw.get(KEY)
+        if http is None:
+            return
+        now = clock.seconds()
+        http.queue_callback(Callback(
+            message.id, message.origin, url,
+            report_body(message, state, now), now,
+            max(message.validity, now + 60)))
+        if kick is not None:
+            txn = raw._p_jar.transaction_manager.get()
+            txn.addAfterCommitHook(lambda ok: ok and kick())
+    return hook
+
+
+@implementer(IBodyProducer)
+class _Body:
+    """A fixed request body."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer):
+        consumer.write(self.data)
+        return defer.succeed(None)
+
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
+def build_request(callback: Any, secret: str | None,
+                  meta: dict | None = None) -> tuple[bytes, str, dict, bytes]:
+    """
+    The HTTP request of one callback.
+
+    @param meta: the message's dlr settings (which API asked).
+    @return: (method, url, headers, body).
+    """
+    meta = meta or {}
+    report = json.loads(callback.body)
+    api = meta.get("api", "native")
+    if api == "kannel":
+        url = kannel_dlr_url(callback.url, kannel_type(report["state"]),
+                             report["to"], report["from"],
+                             _epoch(report["updated_at"]),
+                             report.get("error", report["state"]))
+        return b"GET", url, {}, b""
+    if api == "jasmin":
+        form = {"id": report["id"], "message_status":
+                JASMIN_STATUS.get(report["state"], "UNDELIV"),
+                "level": meta.get("dlr-level", "2"),
+                "connector": report.get("connection", ""),
+                "id_smsc": report.get("carrier_id", ""),
+                "err": report.get("error", "")}
+        body = urlencode(form).encode("ascii")
+        headers = {b"Content-Type": [b"application/x-www-form-urlencoded"]}
+        if meta.get("dlr-method", "POST").upper() == "GET":
+            sep = "&" if "?" in callback.url else "?"
+            return b"GET", callback.url + sep + body.decode(), {}, b""
+        return b"POST", callback.url, headers, body
+    headers = {b"Content-Type": [b"application/json"],
+               b"X-Signature": [sign(secret, callback.body).encode()]}
+    return b"POST", callback.url, headers, callback.body
+
+
+def _epoch(iso: str) -> float:
+    import calendar
+    import time
+    return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+class CallbackSender(Service):
+    """
+    Sends the queued callbacks.
+
+    @ivar in_flight: serials being sent now.
+    @ivar counters: C{sent}, C{failed}, C{expired}.
+    """
+
+    name = "http-callbacks"
+    log = Logger()
+
+    def __init__(self, storage: Any, clock: Any, agent: Any = None,
+                 interval: float = 0.5, timeout: float = 10.0,
+                 concurrency: int = 50, metrics: Any = None) -> None:
+        """
+        @param agent: an L{IAgent} (default: an L{Agent} on C{clock},
+            which must then be the reactor).
+        """
+        self.storage, self.clock = storage, clock
+        self._agent = agent
+        self.interval, self.timeout = interval, timeout
+        self.concurrency = concurrency
+        self.metrics = metrics
+        self.in_flight: set[int] = set()
+        self.counters = {"sent": 0, "failed": 0, "expired": 0}
+        self._loop: task.LoopingCall | None = None
+        self._pool: HTTPConnectionPool | None = None
+        self._kicked = None
+
+    def _http(self) -> Any:
+        return self.storage.domain(KEY)
+
+    @property
+    def agent(self) -> Any:
+        """The HTTP client."""
+        if self._agent is None:
+            self._pool = HTTPConnectionPool(self.clock, persistent=True)
+            self._agent = Agent(self.clock, pool=self._pool,
+                                connectTimeout=self.timeout)
+        return self._agent
+
+    def startService(self) -> None:
+        """Look for due callbacks now and every C{interval}."""
+        super().startService()
+        self._loop = task.LoopingCall(self.scan)
+        self._loop.clock = self.clock
+        self._loop.start(self.interval, now=True)
+
+    def stopService(self) -> defer.Deferred:
+        """Stop looking; close idle client connections."""
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        if self._kicked is not None and self._kicked.active():
+            self._kicked.cancel()
+        if self._pool is not None:
+            return self._pool.closeCachedConnections()
+        return defer.succeed(None)
+
+    def kick(self) -> None:
+        """A callback was queued: look soon (on the next turn)."""
+        if self.running and (self._kicked is None
+                             or not self._kicked.active()):
+            self._kicked = self.clock.callLater(0, self.scan)
+
+    def pending(self) -> int:
+        """Callbacks waiting in the queue."""
+        try:
+            return len(self._http().callbacks)
+        except Exception:
+            return 0
+
+    def scan(self) -> None:
+        """Send what is due (up to the concurrency)."""
+        now = self.clock.seconds()
+        http = self._http()
+        expired = []
+        for serial, callback in http.callbacks.items():
+            if len(self.in_flight) >= self.concurrency:
+                break
+            if serial in self.in_flight or callback.due > now:
+                continue
+            if now >= callback.expires:
+                expired.append(serial)
+                continue
+            self._send(serial, callback, http)
+        if expired:
+            self.counters["expired"] += len(expired)
+            self._count("expired", len(expired))
+            self.log.warn("dropped {n} callbacks past their message's "
+                          "validity", n=len(expired))
+            self.storage.batch(self._delete, expired)
+
+    def _count(self, result: str, n: int = 1) -> None:
+        if self.metrics is not None:
+            self.metrics.callbacks.labels(result).inc(n)
+
+    def _send(self, serial: int, callback: Any, http: Any) -> None:
+        tenant = http.tenants.get(callback.tenant)
+        secret = tenant.dlr_secret if tenant is not None else None
+        message = self.storage.messages().get(callback.message)
+        meta = dict(message.meta) if message is not None else {}
+        method, url, headers, body = build_request(callback, secret, meta)
+        self.in_flight.add(serial)
+        try:
+            d = self.agent.request(
+                method, url.encode("utf-8"), Headers(headers),
+                _Body(body) if body else None)
+        except Exception as e:
+            d = defer.fail(e)
+        timer = self.clock.callLater(self.timeout, d.cancel)
+
+        def answered(response):
+            return readBody(response).addBoth(lambda _: response.code)
+
+        def done(result):
+            if timer.active():
+                timer.cancel()
+            self.in_flight.discard(serial)
+            if isinstance(result, int) and 200 <= result < 300:
+                self.counters["sent"] += 1
+                self._count("sent")
+                self.log.info("callback of message {id} to {url}: {code}",
+                              id=message_id(callback.message),
+                              url=callback.url, code=result)
+                return self.storage.batch(self._delete, [serial])
+            why = f"HTTP {result}" if isinstance(result, int) else \
+                result.getErrorMessage()
+            self.counters["failed"] += 1
+            self._count("failed")
+            self.log.info("callback of message {id} to {url} failed "
+                          "({why}); will retry", id=message_id(
+                              callback.message), url=callback.url, why=why)
+            return self.storage.batch(self._retry, serial, why,
+                                      self.clock.seconds())
+        d.addCallback(answered)
+        d.addBoth(done)
+        d.addErrback(lambda f: self.log.failure("callback bookkeeping "
+                                                "failed", f))
+
+    @staticmethod
+    def _delete(raw: Any, serials: list[int]) -> None:
+        callbacks = raw[KEY].callbacks
+        for serial in serials:
+            callbacks.pop(serial, None)
+
+    @staticmethod
+    def _retry(raw: Any, serial: int, why: str, now: float) -> None:
+        callback = raw[KEY].callbacks.get(serial)
+        if callback is None:
+            return
+        callback.attempts += 1
+        callback.error = why[:200]
+        delay = BACKOFF[min(callback.attempts, len(BACKOFF)) - 1]
+        callback.due = now + delay

@@ -1,0 +1,262 @@
+# -*- test-case-name: tests.http.test_service -*-
+"""
+The C{[http]} service: twisted.web listeners (TCP and TLS) in the node's
+reactor with keep-alive, request size and header limits; the tenants'
+API, the callback sender, and C{show http}.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet import defer, endpoints, threads
+from twisted.logger import Logger
+from twisted.web import http, server
+
+from appliance.config import port_key
+from appliance.http.callbacks import CallbackSender, queue_hook
+from appliance.http.guard import Guard
+from appliance.http.model import KEY
+from appliance.http.openapi import document
+from appliance.http.resources import APIResource
+from appliance.http.sending import Sender
+from appliance.model.passwords import verify_secret
+from appliance.shell.render import table
+
+
+class LimitedRequest(server.Request):
+    """A request whose body may not pass the channel's C{max_body}."""
+
+    _received = 0
+    _refused = False
+
+    def gotLength(self, length):
+        limit = self.channel.max_body
+        if length is not None and length > limit:
+            self._refuse()
+        super().gotLength(length if length is None or length <= limit
+                          else 0)
+
+    def handleContentChunk(self, data):
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > self.channel.max_body:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def _refuse(self):
+        if self._refused:
+            return
+        self._refused = True
+        body = json.dumps({"code": "too_large", "reason":
+                           "the request body is too large"}).encode()
+        self.channel.log.info("HTTP request body over {limit} bytes from "
+                              "{peer}: refused", limit=self.channel.max_body,
+                              peer=self.channel.transport.getPeer())
+        self.channel.transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: "
+            b"application/json\r\nConnection: close\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self.channel.transport.loseConnection()
+
+    def requestReceived(self, command, path, version):
+        if self._refused:
+            return
+        super().requestReceived(command, path, version)
+
+
+class LimitedChannel(http.HTTPChannel):
+    """An HTTP/1.1 channel with the section's header limits."""
+
+    log = Logger()
+    max_body = 65536
+
+
+class APISite(server.Site):
+    """The site: our channel and request classes, no access log."""
+
+    def __init__(self, resource, section: Any, clock: Any):
+        super().__init__(resource, timeout=section.idle_timeout)
+        self.requestFactory = LimitedRequest
+        self.section = section
+        self._clock = clock
+
+    def buildProtocol(self, addr):
+        channel = LimitedChannel()
+        channel.factory = self
+        channel.requestFactory = self.requestFactory
+        channel.site = self
+        channel.timeOut = self.timeOut
+        channel.callLater = self._clock.callLater
+        channel.maxHeaders = self.section.max_headers
+        channel.totalHeadersSize = self.section.max_header_bytes
+        channel.max_body = self.section.max_request_bytes
+        return channel
+
+    def log(self, request):
+        """Requests are counted, not logged one by one."""
+
+
+def _thread_verify(reactor: Any):
+    def verify(stored: str, password: str) -> defer.Deferred:
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(),
+                                         verify_secret, stored, password)
+    return verify
+
+
+class HTTPService(MultiService):
+    """
+    The HTTP API as a service.
+
+    @ivar ready: fires once every listener is bound.
+    """
+
+    log = Logger()
+
+    def __init__(self, section: Any, reactor: Any, storage: Any, core: Any,
+                 ports: Any, charger: Any = None, metrics: Any = None,
+                 verify: Any = None) -> None:
+        """
+        @param section: the L{appliance.config.HTTPSection}.
+        @param core: the messaging core.
+        @param ports: the node's port map.
+        @param charger: the billing charger (prices in the answers).
+        @param metrics: the node's L{appliance.metrics.Metrics}.
+        @param verify: password check returning a Deferred (default: in
+            the reactor's thread pool).
+        """
+        super().__init__()
+        self.section, self.reactor = section, reactor
+        self.storage, self.core, self.ports = storage, core, ports
+        self.charger, self.metrics = charger, metrics
+        self.ready: defer.Deferred = defer.Deferred()
+        self._ports: list = []
+        self.listening: list[str] = []
+        self.guard = Guard(reactor, self._http, verify or
+                           _thread_verify(reactor), section.auth_failures,
+                           section.max_in_flight, section.tenant_in_flight)
+        self.sender = Sender(core, storage, reactor, self._price,
+                             section.queue_limit)
+        self.callbacks = CallbackSender(storage, reactor, metrics=metrics)
+        self.callbacks.setServiceParent(self)
+        core.add_transaction_hook(queue_hook(reactor, self.callbacks.kick))
+        self.resource = APIResource(
+            self.guard, self.sender, reactor, section, metrics,
+            self.health, json.dumps(document(), indent=1).encode(),
+            self._balance)
+        if metrics is not None:
+            metrics.gauge("appliance_http_callbacks_pending",
+                          "Delivery-report callbacks waiting", (),
+                          lambda: [((), self.callbacks.pending())])
+            metrics.gauge("appliance_http_requests_in_flight",
+                          "Send requests being served", (),
+                          lambda: [((), self.guard.in_flight)])
+
+    def _http(self) -> Any:
+        return self.storage.domain(KEY)
+
+    def _price(self, tenant: Any, recipient: str, parts: int,
+               now: float) -> tuple | None:
+        if self.charger is None or tenant.tariff is None:
+            return None
+        from appliance.billing.rating import NoPrice, rate
+        tariff = self.charger.tariffs.get(tenant.tariff)
+        if tariff is None:
+            return None
+        try:
+            charged = rate(tariff, recipient, parts, now)
+        except NoPrice:
+            return None
+        return charged.amount, charged.currency
+
+    def _balance(self, tenant: Any) -> tuple:
+        return tenant.balance, None
+
+    def health(self) -> dict:
+        """Storage writable and listeners up."""
+        problems = []
+        try:
+            self.storage.messages().counts()
+            if getattr(self.storage, "db", None) is not None and \
+                    self.storage.db.storage.isReadOnly():
+                problems.append("storage is read-only")
+        except Exception as e:
+            problems.append(f"storage: {e}")
+        if len(self._ports) < len(self.section.listen):
+            problems.append("not every listener is up")
+        return {"status": "ok" if not problems else "failing",
+                "problems": problems, "listeners": self.listening}
+
+    def startService(self) -> None:
+        """Listen on every configured endpoint."""
+        super().startService()
+        site = APISite(self.resource, self.section, self.reactor)
+        waits = []
+        for listener in self.section.listen:
+            endpoint = endpoints.serverFromString(self.reactor,
+                                                  listener.description)
+            d = endpoint.listen(site)
+            d.addCallback(self._listening, listener)
+            waits.append(d)
+        d = defer.gatherResults(waits, consumeErrors=True)
+        d.addCallbacks(lambda _: self.ready.callback(None),
+                       self.ready.errback)
+
+    def _listening(self, port: Any, listener: Any) -> Any:
+        self._ports.append(port)
+        number = port.getHost().port
+        self.ports.record(port_key("http", listener.kind), number)
+        self.listening.append(f"{listener.kind}:{number}")
+        self.log.info("HTTP listening on {kind} port {port}",
+                      kind=listener.kind, port=number)
+        return port
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """Stop listening, then stop the callback sender."""
+        ports, self._ports = self._ports, []
+        for port in ports:
+            yield port.stopListening()
+        yield super().stopService()
+
+    # -- shell -----------------------------------------------------------
+
+    def statistics(self) -> dict[str, int]:
+        """Counters for C{show statistics}."""
+        out = {f"{e} {s}": n for (e, s), n in
+               sorted(self.resource.counts.items())}
+        out["callbacks_pending"] = self.callbacks.pending()
+        out.update({f"callbacks_{k}": v
+                    for k, v in self.callbacks.counters.items()})
+        return out
+
+    def shell_text(self) -> str:
+        """C{show http}: listeners, answers by code, callbacks."""
+        lines = ["Listeners: " + (" ".join(self.listening) or "none"),
+                 f"Requests in flight: {self.guard.in_flight}"]
+        text = "\n".join(lines) + "\n"
+        text += table(("Endpoint", "Status", "Requests"), [
+            (e, s, n) for (e, s), n in sorted(self.resource.counts.items())])
+        c = self.callbacks.counters
+        text += (f"Callbacks pending: {self.callbacks.pending()} "
+                 f"(in flight {len(self.callbacks.in_flight)}; sent "
+                 f"{c['sent']}, failed attempts {c['failed']}, expired "
+                 f"{c['expired']})\n")
+        return text
+
+
+def make_service(section: Any, node: Any) -> HTTPService:
+    """
+    Build the HTTP service (the application's factory for C{[http]}).
+
+    @param section: the L{appliance.config.HTTPSection}.
+    @param node: the L{appliance.node.NodeContext}.
+    """
+    billing = node.services.get("billing")
+    return HTTPService(section, node.reactor, node.storage,
+                       node.services["messaging"], node.ports,
+                       charger=getattr(billing, "charger", None),
+                       metrics=node.services.get("metrics"))

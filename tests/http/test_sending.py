@@ -1,0 +1,139 @@
+"""Tests for the send path (L{appliance.http.sending})."""
+from decimal import Decimal
+
+import pytest
+
+from appliance.http.params import APIError, parse_send
+from appliance.http.sending import Sender, message_id, parse_id
+from tests.http.helpers import Core
+
+
+@pytest.fixture
+def node(storage, clock):
+    n = Core(storage, clock)
+    yield n
+    n.stop()
+
+
+def sender(node, queue_limit=1000):
+    def price(tenant, number, parts, now):
+        return (Decimal("0.01"), "USD") if number.startswith("351") else None
+    return Sender(node.core, node.storage, node.clock, price, queue_limit)
+
+
+def request(to, body="hello", sender_="123456789", **more):
+    params = {"from": [sender_], "to": to if isinstance(to, list) else [to],
+              "body": [body]}
+    params.update({k: [v] for k, v in more.items()})
+    return parse_send(params, 5, 86400)
+
+
+def test_answer_only_after_commit(node):
+    """The answer fires only once the batched commit stored the message;
+    the message then exists with the tenant as origin."""
+    d = sender(node).send(node.tenant(), request("351912345678"))
+    got = []
+    d.addCallback(got.append)
+    assert got == []
+    node.commit()
+    [(status, body)] = got
+    assert status == 200 and body["parts"] == 1
+    [row] = body["recipients"]
+    assert row["status"] == "accepted" and row["price"] == "0.01"
+    message = node.storage.messages().get(parse_id(row["id"]))
+    assert (message.origin_kind, message.origin) == ("tenant", "acme")
+    assert message.route == "pt"
+
+
+def test_each_recipient_on_its_own(node):
+    """One recipient without a route is refused with no_route while the
+    others are accepted; only the accepted are stored."""
+    d = sender(node).send(node.tenant(), request(
+        ["351912345678", "49301234567", "447700900123"]))
+    node.commit()
+    status, body = d.result
+    assert status == 200
+    states = [(r["to"], r["status"], r.get("code")) for r in
+              body["recipients"]]
+    assert states == [("351912345678", "accepted", None),
+                      ("49301234567", "refused", "no_route"),
+                      ("447700900123", "accepted", None)]
+    assert dict(node.storage.messages().counts())["accepted"] == 2
+
+
+def test_all_refused_is_the_error(node):
+    """A request whose every recipient is refused answers the refusal's
+    status and code, and nothing is stored."""
+    d = sender(node).send(node.tenant(), request("49301234567"))
+    node.commit()
+    status, body = d.result
+    assert (status, body["code"]) == (404, "no_route")
+    assert sum(dict(node.storage.messages().counts()).values()) == 0
+
+
+def test_prepaid_without_funds(node, storage):
+    """A prepaid tenant with too little balance gets 402 no_funds with a
+    reason to show; nothing is stored or debited."""
+    with storage.transaction() as root:
+        from appliance.http.model import http_of
+        http_of(root).tenants["acme"].prepaid = True
+        http_of(root).tenants["acme"].balance = Decimal("0.005")
+    node.billing.charger.rebuild()
+    d = sender(node).send(node.tenant(), request("351912345678"))
+    node.commit()
+    status, body = d.result
+    assert (status, body["code"]) == (402, "no_funds")
+    assert "balance" in body["reason"].lower()
+    assert node.tenant().balance == Decimal("0.005")
+
+
+def test_prepaid_debited(node, storage):
+    """A prepaid tenant is debited the price inside the accept commit."""
+    with storage.transaction() as root:
+        from appliance.http.model import http_of
+        http_of(root).tenants["acme"].prepaid = True
+        http_of(root).tenants["acme"].balance = Decimal("1")
+    d = sender(node).send(node.tenant(), request("351912345678"))
+    node.commit()
+    assert d.result[0] == 200
+    assert node.tenant().balance == Decimal("0.99")
+
+
+def test_sender_not_allowed_and_queue_full(node, storage):
+    """A sender outside allow-sender is 403 and a full queue 503, both
+    before anything is submitted."""
+    with storage.transaction() as root:
+        from appliance.http.model import http_of
+        http_of(root).tenants["acme"].allow_sender("ACME")
+    with pytest.raises(APIError) as e:
+        sender(node).send(node.tenant(), request("351912345678"))
+    assert (e.value.status, e.value.code) == (403, "sender_not_allowed")
+    with pytest.raises(APIError) as e:
+        sender(node, queue_limit=0).send(node.tenant(), request(
+            "351912345678", sender_="ACME"))
+    assert (e.value.status, e.value.code) == (503, "queue_full")
+
+
+def test_status_own_messages_only(node, storage):
+    """Status shows the tenant's own message with its carrier id once
+    forwarded; another tenant's or an unknown id is 404, a bad id 400."""
+    from appliance.messaging.core import Outcome
+    d = sender(node).send(node.tenant(), request("351912345678"))
+    node.commit()
+    mid = d.result[1]["id"]
+    [(view, answer)] = node.agent.calls
+    answer.callback(Outcome("forwarded", "ok", "abc1", "carrier1"))
+    node.commit()
+    s = sender(node).status(node.tenant(), mid)
+    assert (s["state"], s["connection"], s["carrier_id"]) == (
+        "delivering", "carrier1", "abc1")
+    with storage.transaction() as root:
+        from appliance.http.model import http_of
+        http_of(root).add_tenant("other")
+    other = node.tenant("other")
+    for tenant, text, status in ((other, mid, 404), (node.tenant(), "zz",
+                                                     400),
+                                 (node.tenant(), message_id(12345), 404)):
+        with pytest.raises(APIError) as e:
+            sender(node).status(tenant, text)
+        assert e.value.status == status
