@@ -90,8 +90,11 @@ def test_tls_needs_files(tmp_path):
     assert any("privateKey file" in e and "not found" in e for e in errs)
 
 
-def test_unbuilt_service_refused(tmp_path):
+def test_unbuilt_service_refused(tmp_path, monkeypatch):
     """Enabling a service not in this build is refused, not ignored."""
+    import appliance.config
+    monkeypatch.setattr(appliance.config, "BUILT_SERVICES",
+                        frozenset({"shell", "sip", "smpp", "m3ua"}))
     errs = errors_of("[http]\nenabled = true\n", tmp_path)
     assert errs == ["[http] enabled: the http service is not part of this "
                     "build yet"]
