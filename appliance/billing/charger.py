@@ -46,6 +46,7 @@ _ATTRIBUTION = {
     "http": ("originating", "HTTP tenant"),
     "tenant": ("originating", "HTTP tenant"),
     "connection": ("terminating", "vendor connection"),
+    "map": ("terminating", "MSC by global title (mo-forwardSM)"),
 }
 
 

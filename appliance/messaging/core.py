@@ -44,7 +44,8 @@ __all__ = ["MessagingCore", "NoCharge", "OUTCOMES", "MessageView", "NoRoute",
 #: Nodes a message may pass before it is refused as looping.
 MAX_HOPS = 5
 #: Policy origins by message origin kind.
-_POLICY_ORIGIN = {"account": "app", "carrier": "carrier",
+#: (C{map}: an MSC relaying mo-forwardSM counts as a carrier.)
+_POLICY_ORIGIN = {"account": "app", "carrier": "carrier", "map": "carrier",
                   "connection": "connection", "http": "app",
                   "tenant": "tenant"}
 

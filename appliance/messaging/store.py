@@ -32,7 +32,7 @@ STATES = ("accepted", "delivering", "delivered", "failed", "expired")
 WAITING = frozenset(("accepted", "delivering"))
 #: States a message never leaves.
 FINAL = frozenset(("delivered", "failed", "expired"))
-ORIGIN_KINDS = ("carrier", "account", "connection", "http", "tenant")
+ORIGIN_KINDS = ("carrier", "account", "connection", "http", "tenant", "map")
 ENCODINGS = ("gsm7", "ucs2", "latin1", "utf-8", "binary", "ascii")
 
 _SEQ_BITS = 32

@@ -45,7 +45,8 @@ class Submission:
     """
     A message as a protocol received it, before it is accepted.
 
-    @ivar origin_kind: C{account}, C{carrier}, C{connection} or C{http}.
+    @ivar origin_kind: C{account}, C{carrier}, C{connection}, C{http} or
+        C{map} (mo-forwardSM; the origin is the MSC's global title).
     @ivar origin: the origin's name (account username, carrier name...).
     @ivar sender: digits or an alphanumeric sender.
     @ivar recipient: the destination number (normalized here).
