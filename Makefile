@@ -7,7 +7,7 @@ CONFIG ?= etc/appliance.conf
 PYTEST_ARGS ?=
 DEBS := sip-tester tshark openssh-client tmux stunnel4 baresip openssl curl wrk
 
-.PHONY: venv run test unit e2e debs bench clean
+.PHONY: venv run test unit e2e debs bench clean osmo-stp fuzz
 
 venv: $(VENV)/.installed
 
@@ -37,13 +37,20 @@ debs:
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
 	else echo "not root: skipping apt-get of $(DEBS)"; fi
 
-test: venv debs
+# osmo-stp 2.1 (Debian 13) for the SIGTRAN end-to-end tests, fetched once
+# from Debian's package registry and extracted under .cache (nothing installed).
+OSMO_STP_DIR ?= .cache/osmo-stp
+osmo-stp: $(OSMO_STP_DIR)/root/usr/bin/osmo-stp
+$(OSMO_STP_DIR)/root/usr/bin/osmo-stp:
+	tests/e2e/osmo-stp.sh fetch $(OSMO_STP_DIR)
+
+test: venv debs osmo-stp
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 unit: venv
 	$(VENV)/bin/pytest -q -m 'not e2e' $(PYTEST_ARGS)
 
-e2e: venv debs
+e2e: venv debs osmo-stp
 	$(VENV)/bin/pytest -q -m e2e $(PYTEST_ARGS)
 
 bench: venv

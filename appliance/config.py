@@ -481,7 +481,7 @@ def _service(c: _Collector, name: str, table: dict,
 
 #: Section-specific keys for services not yet built (beyond enabled/listen).
 _SERVICE_KEYS: dict[str, set[str]] = {
-    "m3ua": set(),
+    "m3ua": {"beat_interval"},
 }
 
 

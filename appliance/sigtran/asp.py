@@ -142,6 +142,11 @@ class Association:
         self._send, self._close = send, close
         self.connected_since = self.clock.seconds()
         self.unavailable.clear()
+        self.served.clear()
+        # A registered routing context lives only as long as the
+        # association: a restarted SG must be asked again.
+        self.rc = self.settings.routing_context
+        self._beats_unanswered = 0
         self.state = DOWN
         self.log.info("M3UA {peer}: connected", peer=self.name)
         if self.settings.initiator:

@@ -253,5 +253,9 @@ def make_service(section: Any, node: Any) -> SigtranService:
     @param section: the C{[m3ua]} L{ServiceSection}.
     @param node: the L{appliance.node.NodeContext}.
     """
+    beat = section.option("beat_interval", 10)
+    if isinstance(beat, bool) or not isinstance(beat, (int, float)) \
+            or not 0 <= beat <= 3600:
+        raise ValueError("[m3ua] beat_interval: 0 (no BEAT) to 3600 seconds")
     return SigtranService(node.storage, node.reactor, section.listen,
-                          node.ports)
+                          node.ports, timers=Timers(beat=float(beat)))
