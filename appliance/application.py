@@ -26,6 +26,7 @@ from appliance.billing import generations as billing_generations
 from appliance.http import generations as http_generations
 from appliance.messaging import generations as messaging_generations
 from appliance.model import generations as model_generations
+from appliance.sigtran import generations as sigtran_generations
 from appliance.sip import generations as sip_generations
 from appliance.smpp import generations as smpp_generations
 
@@ -51,6 +52,7 @@ GENERATIONS = (
     ("smpp", smpp_generations.GENERATIONS),
     ("billing", billing_generations.GENERATIONS),
     ("http", http_generations.GENERATIONS),
+    ("ss7", sigtran_generations.GENERATIONS),
 )
 
 

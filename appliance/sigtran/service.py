@@ -26,7 +26,7 @@ from zope.interface import implementer
 from appliance.sigtran import asp as asp_
 from appliance.sigtran.asp import Association, PeerSettings, Timers
 from appliance.sigtran.interfaces import SI_SCCP, ISS7Settings, SS7Settings
-from appliance.sigtran.model import SS7Root, format_point_code, ss7_of
+from appliance.sigtran.model import SS7Root, format_point_code
 from appliance.sigtran.mtp import M3UALayer
 from appliance.sigtran.scrc import SCCPRouter
 from appliance.sigtran.transport import (
@@ -139,7 +139,7 @@ class SigtranService(MultiService):
 
     def reconcile(self) -> None:
         """Bring the associations and snapshots in line with the database."""
-        ss7 = ss7_of(self.storage.root()) or SS7Root()
+        ss7 = self.storage.domain_get("ss7") or SS7Root()
         settings = ss7.settings()
         self.mtp.point_code = settings.point_code
         self.mtp.network_indicator = settings.network_indicator

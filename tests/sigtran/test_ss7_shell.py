@@ -6,7 +6,7 @@ from twisted.internet.task import Clock
 from appliance.shell.script import open_session, run_script
 from appliance.shell.session import execute
 from appliance.sigtran.model import ss7_of
-from appliance.store.database import Storage
+from appliance.application import memory_storage
 
 SCRIPT = """configure terminal
 ss7
@@ -44,7 +44,7 @@ end
 
 @pytest.fixture
 def storage():
-    st = Storage.open_memory(reactor=Clock())
+    st = memory_storage(reactor=Clock())
     yield st
     st.close()
 
@@ -61,7 +61,8 @@ def test_script_configures_the_model(storage):
     point codes become integers, circuits are kept as ranges."""
     result = run_script(storage, SCRIPT, user="t")
     assert result.ok, result.text
-    ss7 = ss7_of(storage.root())
+    ss7 = storage.domain("ss7")
+    assert ss7 is ss7_of(storage.root())
     assert ss7.point_code == 0 << 11 | 23 << 3 | 1
     assert ss7.settings().network_indicator == 2
     assert ss7.circuits == ((0 << 11 | 23 << 3 | 5, 1, 31), (300, 64, 95))
@@ -77,7 +78,7 @@ def test_running_config_round_trip(storage):
     assert run_script(storage, SCRIPT, user="t").ok
     first = render(storage)
     assert " ss7" in first and "  isup circuits 0.23.5 1 31" in first
-    fresh = Storage.open_memory(reactor=Clock())
+    fresh = memory_storage(reactor=Clock())
     try:
         replay = run_script(fresh, first, user="t")
         assert replay.ok, replay.text
