@@ -145,6 +145,10 @@ class SMSC:
     def stop(self) -> None:
         """Close the listener and every session."""
         try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
             self.listener.close()
         except OSError:
             pass
