@@ -12,6 +12,7 @@ from appliance.model.base import (
 )
 from appliance.model.errors import ModelError
 from appliance.model.interfaces import ICarrier, IConnection
+from appliance.model.numbering import PlanOverrides
 from appliance.model.passwords import HashedSecret, hash_secret
 
 #: SMPP 3.4 section 5.2.1: system_id is a C-Octet string of 16 octets.
@@ -77,7 +78,7 @@ def _networks(value: Any) -> tuple[str, ...]:
 
 
 @implementer(ICarrier)
-class Carrier(HashedSecret, Configurable):
+class Carrier(HashedSecret, PlanOverrides, Configurable):
     """
     A carrier that binds to us over SMPP and submits messages.
 
@@ -169,7 +170,7 @@ class Carrier(HashedSecret, Configurable):
 
 
 @implementer(IConnection)
-class Connection(Configurable):
+class Connection(PlanOverrides, Configurable):
     """
     An outbound SMPP connection to a vendor's SMSC. Its password is stored
     in clear because we must send it. Every setting resets with

@@ -9,4 +9,13 @@ def evolve1(root) -> None:
         root["appliance"] = ApplianceRoot()
 
 
-GENERATIONS = (evolve1,)
+def evolve2(root) -> None:
+    """Give the root its numbering plan (C{root["appliance"].numbering},
+    an L{appliance.model.numbering.NumberingPlan}), if absent."""
+    from appliance.model.numbering import NumberingPlan
+    app = root["appliance"]
+    if getattr(app, "numbering", None) is None:
+        app.numbering = NumberingPlan()
+
+
+GENERATIONS = (evolve1, evolve2)

@@ -18,6 +18,7 @@ from appliance.model.carriers import Carrier, Connection, unique, validate_syste
 from appliance.model.customers import Account, Customer, Product, validate_username
 from appliance.model.errors import ModelError
 from appliance.model.interfaces import IApplianceRoot
+from appliance.model.numbering import NumberingPlan
 from appliance.model.numbers import normalize_e164
 from appliance.model.operators import Operator
 from appliance.model.routing import ServicePolicy
@@ -64,6 +65,7 @@ class ApplianceRoot(Persistent):
     @ivar policy_order: policy names, first match first.
     @ivar tariffs: name to L{Tariff}.
     @ivar operators: name to L{Operator}.
+    @ivar numbering: the node's L{NumberingPlan}.
     """
 
     products: OOBTree | None = None
@@ -77,6 +79,7 @@ class ApplianceRoot(Persistent):
     policy_order: tuple[str, ...] = ()
     tariffs: OOBTree | None = None
     operators: OOBTree | None = None
+    numbering: NumberingPlan | None = None
     #: The start-up script that provisioned this database, once it ran.
     provisioned: str | None = None
 
@@ -91,6 +94,7 @@ class ApplianceRoot(Persistent):
         self.policies = OOBTree()
         self.tariffs = OOBTree()
         self.operators = OOBTree()
+        self.numbering = NumberingPlan()
 
     # -- products -----------------------------------------------------------
 

@@ -213,7 +213,7 @@ class Session:
         @return: the objects being edited, C{carrier TATA} or
             C{customer "John Doe" / account 111222333}; C{""} at the top.
         """
-        parts = [f"{mode.kind} {key}" for mode, key in self.stack
+        parts = [f"{mode.kind} {key}".rstrip() for mode, key in self.stack
                  if mode.kind is not None]
         return " / ".join(parts)
 

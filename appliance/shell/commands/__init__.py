@@ -10,7 +10,8 @@ before policies).
 from appliance.shell.commands.modes import (  # noqa: F401
     ACCOUNT, CARRIER, CONFIG, CONNECTION, CUSTOMER, EXEC, OPERATOR, POLICY,
     PRODUCT, TARIFF, TREE, command)
-from appliance.shell.commands import base, customers, carriers  # noqa: F401
+from appliance.shell.commands import base, numbering  # noqa: F401
+from appliance.shell.commands import customers, carriers  # noqa: F401
 from appliance.shell.commands import tenants  # noqa: F401
 from appliance.shell.commands import routing, operators, show  # noqa: F401
 from appliance.shell.commands import operations  # noqa: F401
