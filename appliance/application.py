@@ -126,6 +126,15 @@ def make_node(config: NodeConfig, reactor: Any,
         service = make(section, context)
         context.services[section.name] = service
         child(node, service, section.name)
+    if "m3ua" in context.services:
+        # TCAP/MAP (SMSC) and ISUP on the SIGTRAN service; the MAP agent
+        # delivers policies with transport map, mo-forwardSM is submitted.
+        from appliance.sigtran.smsc import SMSCService
+        smsc = SMSCService(context.services["m3ua"],
+                           context.services.get("messaging"), reactor,
+                           storage=storage)
+        context.services["map"] = smsc
+        child(node, smsc, "map")
     watch_node(metrics, storage, context.services)
     return node
 

@@ -199,15 +199,19 @@ class SMSCService(Service):
     log = Logger()
 
     def __init__(self, ss7: Any, core: Any, clock: Any, *,
-                 dialogue_limit: int = 100_000, timeout: float = 30.0):
+                 storage: Any = None, dialogue_limit: int = 100_000,
+                 timeout: float = 30.0):
         """
         @param ss7: the node's SS7 service: C{sccp} (ISCCPProvider),
             C{mtp} (IMTPProvider) and C{settings()} (SS7Settings).
         @param core: the messaging core, or None (no SMS, ISUP only).
         @param clock: the reactor.
+        @param storage: where the ISUP release settings are read (after
+            each configuration commit), or None.
         """
         from appliance.sigtran.isup import ISUPLayer
         self.ss7 = ss7
+        self.storage = storage
         settings = ss7.settings()
         self.tcap = TCAPLayer(ss7.sccp, clock, settings.smsc_ssn,
                               limit=dialogue_limit, timeout=timeout)
@@ -231,9 +235,25 @@ class SMSCService(Service):
         from appliance.sigtran.interfaces import SI_ISUP
         self.ss7.sccp.register_ssn(self.tcap.ssn, self.tcap)
         self.ss7.mtp.register_user(SI_ISUP, self.isup)
+        if self.storage is not None:
+            self._configured()
+            self.storage.add_change_listener(self._configured)
+
+    def _configured(self, note: str = "") -> None:
+        from appliance.shell.commands.tcap import isup_release
+        from appliance.sigtran.model import ss7_of
+        ss7 = ss7_of(self.storage.root())
+        if ss7 is not None:
+            self.isup.release_cause, self.isup.release_delay = \
+                isup_release(ss7)
 
     def stopService(self) -> None:
         """Cancel every timer; waiting invokes end as aborted."""
+        if self.storage is not None:
+            try:
+                self.storage.remove_change_listener(self._configured)
+            except ValueError:
+                pass
         self.tcap.stop()
         self.isup.stop()
         return super().stopService()
