@@ -58,3 +58,13 @@ def test_show_tcap_dialogues(storage):
     assert "1 dialogues open" in text and "out shortMsgGateway-v3" in text and "begin-sent" in text
     svc.stopService()
     assert not clock.getDelayedCalls()
+
+
+def test_transport_map_policy(storage):
+    """A service policy can deliver over map; it shows in the running config."""
+    result = run_script(storage, "configure terminal\nservice-policy mobiles\n recipient-pattern 4479%\n"
+                                 " transport map\nend\n", user="t")
+    assert result.ok, result.text
+    text = execute(open_session(storage, "admin", "admin"), "show running-config").text
+    assert "  transport map" in text
+    assert storage.root().policies["mobiles"].transport == "map"

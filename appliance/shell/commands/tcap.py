@@ -1,11 +1,12 @@
 """
-C{show tcap dialogues}, and the ISUP release settings of the C{ss7}
+C{show tcap dialogues}, C{transport map} of a service policy, and the
+ISUP release settings of the C{ss7}
 mode (C{isup release-cause}, C{isup release-timer}): what the node
 answers an incoming call with, and when.
 """
 from __future__ import annotations
 
-from appliance.shell.commands.modes import command
+from appliance.shell.commands.modes import POLICY, command
 from appliance.shell.commands.ss7 import SS7
 from appliance.shell.grammar import ANY, NO_STR
 
@@ -42,6 +43,15 @@ _setting("isup_release_cause", RELEASE_CAUSE, "isup release-cause <1-127>",
           "Cause value"))
 _setting("isup_release_timer", RELEASE_TIMER, "isup release-timer <0-3600>",
          ("ISUP circuits", "Seconds from our ACM to our REL", "Seconds"))
+
+
+@command(POLICY, "transport map",
+         help=("How matching messages are delivered",
+               "To mobile subscribers by MAP (SRI-SM, MT-ForwardSM)"),
+         render=lambda p: [()] if p.transport == "map" else [])
+def transport_map(ctx):
+    ctx.obj.transport = "map"
+    ctx.root.set_policy_connections(ctx.obj.name, ())
 
 
 @command(ANY, "show tcap dialogues",

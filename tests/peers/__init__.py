@@ -1,0 +1,1 @@
+"""Independent peers the end-to-end tests and benches drive the node with."""
