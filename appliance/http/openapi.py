@@ -117,6 +117,17 @@ def _text(description: str) -> dict:
             "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
+def _with_post(get: dict) -> dict:
+    """A GET operation and the same as a POST with a form body."""
+    post = {k: v for k, v in get.items() if k != "parameters"}
+    post["operationId"] = get["operationId"] + "Post"
+    post["requestBody"] = {"required": False, "content": {
+        "application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "properties": {
+                p["name"]: p["schema"] for p in get["parameters"]}}}}}
+    return {"get": get, "post": post}
+
+
 def document() -> dict[str, Any]:
     """@return: the OpenAPI 3.1 document."""
     send_responses = {
@@ -167,7 +178,7 @@ def document() -> dict[str, Any]:
                     "200": {"description": "The message",
                             "content": _json("#/components/schemas/Status")},
                     **_errors(400, 401, 403, 404, 429)}}},
-            "/cgi-bin/sendsms": {"get": {
+            "/cgi-bin/sendsms": _with_post({
                 "operationId": "kannelSend",
                 "summary": "Kannel smsbox compatible send",
                 "parameters": [_param(n, {"type": "string"}, n) for n in (
@@ -177,8 +188,8 @@ def document() -> dict[str, Any]:
                               "400": _text("Field misformed"),
                               "403": _text("Authorization failed"),
                               "500": _text("Sending failed."),
-                              "503": _text("Temporal failure")}}},
-            "/send": {"get": {
+                              "503": _text("Temporal failure")}}),
+            "/send": _with_post({
                 "operationId": "jasminSend",
                 "summary": "Jasmin HTTP API compatible send",
                 "parameters": [_param(n, {"type": "string"}, n) for n in (
@@ -188,8 +199,8 @@ def document() -> dict[str, Any]:
                               "400": _text('Error "..."'),
                               "403": _text('Error "..."'),
                               "412": _text('Error "No route found"'),
-                              "500": _text('Error "..."')}}},
-            "/balance": {"get": {
+                              "500": _text('Error "..."')}}),
+            "/balance": _with_post({
                 "operationId": "jasminBalance",
                 "summary": "Jasmin HTTP API compatible balance",
                 "parameters": [_param(n, {"type": "string"}, n, True)
@@ -199,7 +210,7 @@ def document() -> dict[str, Any]:
                         "type": "object",
                         "required": ["balance", "sms_count"]}}}},
                     "400": {"description": "Missing arguments"},
-                    "403": {"description": "Authentication failure"}}}},
+                    "403": {"description": "Authentication failure"}}}),
             "/metrics": {"get": {
                 "operationId": "metrics", "security": [],
                 "summary": "Prometheus metrics of the node",

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""
+Accepted /sendsms/send per second on the node's HTTP API, with keep-alive
+and several connections (Debian's wrk with a Lua script varying the
+recipient), durable accept (each answer after its fsync'd batch commit)
+and billing (a prepaid tenant with a tariff, debited in the accept
+commit); then the same load against Jasmin's HTTP API (/send) in the same
+run, using the anchor harness in ../shared/anchors/jasmin (jasmind,
+RabbitMQ, Redis, its SMSC sink).
+
+Both forward every message over SMPP to the anchor's sink.py.  Prints
+one line per system and a markdown table: requests/s answered 2xx,
+p50/p99 latency as wrk measured it, and what the sink received.
+
+    python bench/bench_http.py [--duration 10] [--connections 32]
+                               [--threads 2] [--no-jasmin]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ANCHOR = ROOT.parent.parent / "shared" / "anchors" / "jasmin"
+if not ANCHOR.exists():
+    ANCHOR = Path("/work/shared/anchors/jasmin")
+TWISTD = Path(sys.executable).parent / "twistd"
+TOKEN = "bench-token-0123456789abcdefghijklmnopqrstu"
+
+LUA = r'''
+counter = 0
+request = function()
+  counter = counter + 1
+  local path = string.format(
+    "%s?from=123456789&to=3519%08d&body=bench+message+%d%s",
+    prefix, counter %% 100000000, counter, suffix)
+  return wrk.format("GET", path, headers)
+end
+'''
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"port {port} not open")
+
+
+def sink_stats(ctl: int) -> dict:
+    with socket.create_connection(("127.0.0.1", ctl), 5) as s:
+        s.sendall(b"STATS\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
+def sink_reset(ctl: int) -> None:
+    with socket.create_connection(("127.0.0.1", ctl), 5) as s:
+        s.sendall(b"RESET\n")
+        s.recv(100)
+
+
+def start_sink(python: str, port: int, ctl: int, log: Path):
+    p = subprocess.Popen([python, str(ANCHOR / "sink.py"), "--port",
+                          str(port), "--ctl-port", str(ctl)],
+                         stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    wait_port(port)
+    wait_port(ctl)
+    return p
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" \
+        else value
+
+
+def run_wrk(base: str, prefix: str, suffix: str, headers: dict,
+            duration: int, connections: int, threads: int,
+            work: Path) -> dict:
+    script = work / "send.lua"
+    lua = (f"prefix = {json.dumps(prefix)}\nsuffix = {json.dumps(suffix)}\n"
+           f"headers = {{{', '.join(f'[{json.dumps(k)}] = {json.dumps(v)}' for k, v in headers.items())}}}\n"
+           + LUA.replace("%%", "%"))
+    script.write_text(lua)
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d",
+         f"{duration}s", "--latency", "-s", str(script), base],
+        capture_output=True, text=True, timeout=duration + 60).stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    seconds = float(re.search(r"requests in ([\d.]+)s", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    bad = int(bad.group(1)) if bad else 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write "
+                       r"(\d+), timeout (\d+)", out)
+    dist = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
+    return {"requests": total, "seconds": seconds, "non_2xx": bad,
+            "accepted": total - bad,
+            "accepted_per_s": (total - bad) / seconds,
+            "p50_ms": _ms(dist["50"]), "p99_ms": _ms(dist["99"]),
+            "socket_errors": errors.group(0) if errors else "none",
+            "raw": out}
+
+
+def node_config(work: Path, sink_port: int) -> Path:
+    data = work / "data"
+    script = work / "provision.cli"
+    script.write_text("\n".join([
+        "configure terminal",
+        " tariff T", "  currency USD", "  prefix 351 0.001", " exit",
+        " tenant bench", f"  token-hash {token_hash(TOKEN)}",
+        "  password benchpw", "  tariff T", "  prepaid",
+        "  balance add 100000000", " exit",
+        " connection sink", "  host 127.0.0.1", f"  port {sink_port}",
+        "  system-id node", "  password pw", "  window 100", " exit",
+        " service-policy pt", "  recipient-pattern 351%",
+        "  transport smpp connection sink", " exit", "end", ""]))
+    config = work / "appliance.conf"
+    config.write_text(f'''[node]
+name = "bench"
+data_dir = "{data}"
+log_level = "warning"
+provision = "{script}"
+
+[http]
+enabled = true
+listen = "tcp:port=0:interface=127.0.0.1"
+''')
+    return config
+
+
+def token_hash(token: str) -> str:
+    import hashlib
+    return "sha256$" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def bench_node(args, work: Path) -> dict:
+    sink_port, ctl = free_port(), free_port()
+    sink = start_sink(sys.executable, sink_port, ctl, work / "sink.log")
+    config = node_config(work, sink_port)
+    log = open(work / "node.log", "w")
+    node = subprocess.Popen([str(TWISTD), "--nodaemon", "--pidfile=",
+                             "appliance", "--config", str(config)],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            cwd=str(work))
+    try:
+        ports_file = work / "data" / "ports.json"
+        deadline = time.monotonic() + 60
+        while not ports_file.exists():
+            if node.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((work / "node.log").read_text())
+            time.sleep(0.1)
+        port = json.loads(ports_file.read_text())["http"][0]
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while sink_stats(ctl).get("binds", 0) < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the node did not bind to the sink")
+            time.sleep(0.1)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        run_wrk(base, "/sendsms/send", "", auth, 2, args.connections,
+                args.threads, work)                           # warm-up
+        time.sleep(1)
+        sink_reset(ctl)
+        result = run_wrk(base, "/sendsms/send", "", auth, args.duration,
+                         args.connections, args.threads, work)
+        time.sleep(2)
+        result["sink"] = sink_stats(ctl)
+        check = subprocess.run(
+            ["curl", "-s", "-H", f"Authorization: Bearer {TOKEN}",
+             f"{base}/sendsms/send?from=123456789&to=351911111111"
+             "&body=check"], capture_output=True, text=True).stdout
+        result["check"] = check
+        return result
+    finally:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(30)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        sink.terminate()
+        sink.wait(10)
+
+
+def bench_jasmin(args, work: Path) -> dict:
+    venv = Path(os.environ.get("VENV", "/opt/anchors/jasmin-venv"))
+    if not (venv / "bin" / "jasmind.py").exists():
+        raise RuntimeError(f"Jasmin is not installed in {venv} "
+                           f"(run {ANCHOR}/install.sh)")
+    run = work / "jasmin"
+    env = dict(os.environ, RUN=str(run), HERE=str(ANCHOR), VENV=str(venv))
+    sh = (f'source "{ANCHOR}/services.sh"; set -e; start_epmd; '
+          'start_rabbitmq; start_redis; prepare_jasmin_root; start_jasmind; '
+          'start_sink 2776 2777; '
+          f'"$PY" "{ANCHOR}/jcli.py" setup --throughput 0 --sink-port 2776 '
+          '> "$RUN/jcli.out"')
+    try:
+        subprocess.run(["bash", "-c", sh], env=env, check=True,
+                       timeout=600)
+        base = "http://127.0.0.1:1401"
+        suffix = "&username=bench&password=benchpw"
+        run_wrk(base, "/send", suffix, {}, 2, args.connections,
+                args.threads, work)
+        time.sleep(1)
+        sink_reset(2777)
+        result = run_wrk(base, "/send", suffix, {}, args.duration,
+                         args.connections, args.threads, work)
+        time.sleep(2)
+        result["sink"] = sink_stats(2777)
+        return result
+    finally:
+        subprocess.run(["bash", "-c", f'source "{ANCHOR}/services.sh"; '
+                        'stop_all'], env=env, timeout=300)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-jasmin", action="store_true")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("needs wrk (Debian package wrk)")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        work = Path(tmp)
+        (work / "node").mkdir()
+        ours = bench_node(args, work / "node")
+        print(f"node:   {ours['accepted_per_s']:.0f} accepted/s, p50 "
+              f"{ours['p50_ms']:.2f} ms, p99 {ours['p99_ms']:.2f} ms, "
+              f"{ours['non_2xx']} non-2xx, sink got "
+              f"{ours['sink'].get('count')}; {ours['socket_errors']}")
+        print("  check:", ours["check"].strip())
+        rows.append(("node /sendsms/send", ours))
+        if not args.no_jasmin:
+            (work / "jasmin").mkdir()
+            try:
+                theirs = bench_jasmin(args, work)
+                print(f"jasmin: {theirs['accepted_per_s']:.0f} accepted/s,"
+                      f" p50 {theirs['p50_ms']:.2f} ms, p99 "
+                      f"{theirs['p99_ms']:.2f} ms, {theirs['non_2xx']} "
+                      f"non-2xx, sink got {theirs['sink'].get('count')}")
+                rows.append(("Jasmin 0.11.1 /send", theirs))
+            except Exception as e:
+                print(f"jasmin: not measured: {e}")
+    print()
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s "
+          "(keep-alive), one message per request")
+    print()
+    print("| system | accepted/s | p50 ms | p99 ms | non-2xx | sink received |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows:
+        print(f"| {name} | {r['accepted_per_s']:.0f} | {r['p50_ms']:.2f} | "
+              f"{r['p99_ms']:.2f} | {r['non_2xx']} | "
+              f"{r['sink'].get('count')} |")
+    if len(rows) == 2:
+        print(f"\nratio node/Jasmin: {rows[0][1]['accepted_per_s'] / max(rows[1][1]['accepted_per_s'], 1e-9):.1f}x")
+
+
+if __name__ == "__main__":
+    main()

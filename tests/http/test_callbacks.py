@@ -1,0 +1,147 @@
+"""Tests for delivery-report callbacks (L{appliance.http.callbacks})."""
+import hashlib
+import hmac
+import json
+
+import pytest
+from twisted.internet import defer
+from twisted.web.http_headers import Headers
+
+from appliance.http.callbacks import BACKOFF, CallbackSender, wanted
+from appliance.http.model import http_of
+from appliance.http.params import parse_send
+from appliance.http.sending import Sender
+from appliance.messaging.core import Outcome
+from tests.http.helpers import Core
+
+
+class FakeResponse:
+    def __init__(self, code):
+        self.code = code
+        self.phrase = b"X"
+        self.length = 2
+
+    def deliverBody(self, protocol):
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+        protocol.dataReceived(b"ok")
+        protocol.connectionLost(Failure(ConnectionDone()))
+
+
+class FakeAgent:
+    def __init__(self):
+        self.requests = []
+
+    def request(self, method, url, headers=None, body=None):
+        d = defer.Deferred()
+        data = body.data if body is not None else b""
+        self.requests.append((method, url, headers, data, d))
+        return d
+
+
+@pytest.fixture
+def node(storage, clock):
+    n = Core(storage, clock)
+    yield n
+    n.stop()
+
+
+def send(node, **more):
+    params = {"from": ["123456789"], "to": ["351912345678"],
+              "body": ["hi"], "dlr-url": ["http://127.0.0.1:9/dlr"]}
+    params.update({k: [v] for k, v in more.items()})
+    request = parse_send(params, 5, 86400)
+    meta = (("dlr-url", request.dlr_url), ("dlr-level", request.dlr_level))
+    d = Sender(node.core, node.storage, node.clock, lambda *a: None).send(
+        node.tenant(), request, meta)
+    node.commit()
+    return d.result[1]["id"]
+
+
+def deliver(node):
+    [(view, answer)] = node.agent.calls
+    node.agent.calls.clear()
+    answer.callback(Outcome("forwarded", "ok", "r1", "carrier1"))
+    node.commit()
+    node.core.receipt_received("carrier1", "r1", "delivered")
+    node.commit()
+
+
+def test_final_state_queues_one_callback(node, storage):
+    """The final state's transaction queues exactly one report (level
+    final); nothing is queued for the intermediate states."""
+    send(node)
+    assert len(http_of(storage.root()).callbacks) == 0
+    deliver(node)
+    [callback] = http_of(storage.root()).callbacks.values()
+    report = json.loads(callback.body)
+    assert (report["state"], report["event"]) == ("delivered", "final")
+    assert node.kicks == 1
+
+
+def test_level_all_queues_each_change(node, storage):
+    """dlr-level all reports the acceptance, the forwarding and the final
+    state."""
+    send(node, **{"dlr-level": "all"})
+    deliver(node)
+    states = [json.loads(c.body)["state"] for c in
+              http_of(storage.root()).callbacks.values()]
+    assert states == ["accepted", "delivering", "delivered"]
+
+
+def test_sender_signs_deletes_and_retries(node, storage, clock):
+    """The sender POSTs the JSON body signed with the tenant's dlr-secret;
+    a 500 is retried after the backoff, a 200 removes it."""
+    send(node)
+    deliver(node)
+    agent = FakeAgent()
+    sender = CallbackSender(storage, clock, agent=agent, interval=1)
+    sender.startService()
+    [(method, url, headers, body, d)] = agent.requests
+    assert method == b"POST" and url == b"http://127.0.0.1:9/dlr"
+    signature = headers.getRawHeaders(b"X-Signature")[0].decode()
+    assert signature == "sha256=" + hmac.new(
+        b"0123456789abcdef0123", body, hashlib.sha256).hexdigest()
+    d.callback(FakeResponse(500))
+    storage.flush()
+    [callback] = http_of(storage.root()).callbacks.values()
+    assert callback.attempts == 1 and callback.error == "HTTP 500"
+    clock.advance(BACKOFF[0] - 0.5)
+    assert len(agent.requests) == 1
+    clock.advance(1)
+    assert len(agent.requests) == 2
+    agent.requests[1][4].callback(FakeResponse(204))
+    storage.flush()
+    assert len(http_of(storage.root()).callbacks) == 0
+    assert sender.counters["sent"] == 1
+    calls = len(clock.getDelayedCalls())
+    sender.stopService()
+    assert len(clock.getDelayedCalls()) == calls - 1     # its loop
+
+
+def test_expired_callbacks_dropped(node, storage, clock):
+    """A report still failing when the message's validity has ended is
+    dropped."""
+    send(node, validity="60")
+    deliver(node)
+    agent = FakeAgent()
+    sender = CallbackSender(storage, clock, agent=agent, interval=1)
+    sender.startService()
+    agent.requests[0][4].errback(ConnectionRefusedError())
+    storage.flush()
+    clock.advance(120)
+    storage.flush()
+    assert len(http_of(storage.root()).callbacks) == 0
+    assert sender.counters["expired"] == 1
+    sender.stopService()
+
+
+def test_wanted_by_api():
+    """Which states each API's dlr settings ask for."""
+    assert wanted({}, "delivered") and not wanted({}, "delivering")
+    assert wanted({"dlr-level": "all"}, "delivering")
+    assert wanted({"api": "kannel", "dlr-mask": "1"}, "delivered")
+    assert not wanted({"api": "kannel", "dlr-mask": "1"}, "failed")
+    assert wanted({"api": "kannel", "dlr-mask": "8"}, "delivering")
+    assert wanted({"api": "jasmin", "dlr-level": "1"}, "delivering")
+    assert not wanted({"api": "jasmin", "dlr-level": "1"}, "delivered")
