@@ -53,6 +53,14 @@ unit: venv
 e2e: venv debs osmo-stp
 	$(VENV)/bin/pytest -q -m e2e $(PYTEST_ARGS)
 
+# Coverage-guided fuzzing (atheris) of every harness in fuzz/ for FUZZ_TIME
+# seconds each, starting from its committed corpus; new inputs go to var/fuzz.
+FUZZ_TIME ?= 60
+fuzz: venv
+	@for f in fuzz/*.py; do n=$$(basename $$f .py); mkdir -p var/fuzz/$$n; \
+	  echo "== $$f ($(FUZZ_TIME) s)"; \
+	  $(PY) $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 var/fuzz/$$n fuzz/corpus/$$n || exit 1; done
+
 bench: venv
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 

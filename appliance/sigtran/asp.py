@@ -176,6 +176,15 @@ class Association:
         if self._close is not None:
             self._close()
 
+    def stop(self) -> None:
+        """Close for good (the peer was removed, the node stops): no
+        timer of this association survives."""
+        self._cancel_retry()
+        if self._beater is not None and self._beater.active():
+            self._beater.cancel()
+        self._beater = None
+        self.close()
+
     def message_received(self, raw: bytes) -> None:
         """One whole M3UA message arrived."""
         try:

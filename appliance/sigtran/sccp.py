@@ -75,10 +75,16 @@ class Unitdata:
 
 
 def encode_digits(digits: str) -> bytes:
-    """@return: BCD digits, low nibble first, 0 filler for odd lengths."""
-    if digits and not all(c in "0123456789" for c in digits):
-        raise ValueError(f"global title {digits!r}: digits only")
-    nibbles = [int(c) for c in digits] + ([0] if len(digits) % 2 else [])
+    """
+    @param digits: decimal digits, or the hex nibbles a received address
+        carried (b-e are codes such as * and #, kept to answer it).
+    @return: BCD digits, low nibble first, 0 filler for odd lengths.
+    """
+    try:
+        nibbles = [int(c, 16) for c in digits]
+    except ValueError:
+        raise ValueError(f"global title {digits!r}: digits only") from None
+    nibbles += [0] if len(digits) % 2 else []
     return bytes(nibbles[i] | nibbles[i + 1] << 4
                  for i in range(0, len(nibbles), 2))
 

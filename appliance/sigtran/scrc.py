@@ -209,8 +209,12 @@ class SCCPRouter:
                 data: bytes) -> None:
         """Send the message back to its origin as a UDTS/XUDTS."""
         kind = sccp.UDTS if u.kind == sccp.UDT else sccp.XUDTS
-        raw = sccp.encode(sccp.Unitdata(kind, u.calling, u.called,
-                                        data[:200], cause=cause))
+        try:
+            raw = sccp.encode(sccp.Unitdata(kind, u.calling, u.called,
+                                            data[:160], cause=cause))
+        except ValueError:      # addresses too long to send back
+            self.counters["return failed"] += 1
+            return
         s = self.settings
         try:
             self.mtp.transfer(ProtocolData(s.point_code, pd.opc, SI_SCCP,

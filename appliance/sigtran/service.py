@@ -119,7 +119,7 @@ class SigtranService(MultiService):
         except ValueError:
             pass
         for a in self.associations.values():
-            a.close()
+            a.stop()
         yield super().stopService()
         ports, self._ports = self._ports, []
         for port in ports:
@@ -184,7 +184,7 @@ class SigtranService(MultiService):
         client = self._clients.pop(name, None)
         if client is not None:
             client.disownServiceParent()
-        a.close()
+        a.stop()
         self.mtp.association_down(a)
 
     def _accept(self, host: str) -> Association | None:
