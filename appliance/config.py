@@ -42,6 +42,10 @@ DEFAULT_LISTEN: dict[str, tuple[str, ...]] = {
     "http": ("tcp:port=8080:interface=127.0.0.1",),
 }
 
+#: Services that run unless their section says C{enabled = false}: an
+#: appliance without its configuration shell cannot be operated.
+DEFAULT_ENABLED = frozenset({"shell"})
+
 #: Services whose implementation is in this build.  Enabling another one
 #: is refused at start-up rather than silently ignored.
 BUILT_SERVICES = frozenset({"shell", "sip", "smpp", "m3ua", "http"})
@@ -155,6 +159,7 @@ class ShellSection(ServiceSection):
     @ivar manhole: whether the debug Python REPL runs (admin keys only).
     @ivar manhole_listen: where the manhole listens.
     """
+    enabled: bool = True
     admin_keys: Path | None = None
     host_key: Path = Path("ssh_host_ed25519_key")
     audit_log: Path = Path("audit.log")
@@ -471,7 +476,7 @@ def _unknown(c: _Collector, section: str, table: dict, known: set[str]) -> None:
 
 def _service(c: _Collector, name: str, table: dict,
              base: Path) -> dict[str, Any]:
-    enabled = _typed(c, name, table, "enabled", bool, False)
+    enabled = _typed(c, name, table, "enabled", bool, name in DEFAULT_ENABLED)
     if enabled and name not in BUILT_SERVICES:
         c.error(name, "enabled",
                 f"the {name} service is not part of this build yet")

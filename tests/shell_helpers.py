@@ -8,5 +8,5 @@ def run(session, *lines):
     for line in lines:
         result = execute(session, line)
         assert result.ok, (line, result.text)
-        text = result.text
+        text = result.read()
     return text

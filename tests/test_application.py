@@ -25,14 +25,14 @@ def test_options_reject_bad_config(tmp_path):
 
 def test_make_service_tree(tmp_path):
     """makeService builds, without starting or binding anything, a root
-    with the storage as its first child."""
+    with the storage as its first child and the shell (on by default)."""
     conf = tmp_path / "a.conf"
     conf.write_text(f'[node]\ndata_dir = "{tmp_path}/d"\n')
     options = Options()
     options.parseOptions(["--config", str(conf)])
     root = makeService(options)
     assert isinstance(root, NodeService)
-    assert [s.name for s in root] == ["storage"]
+    assert [s.name for s in root] == ["storage", "shell"]
     assert not root.running
     assert root.context.storage.db is None
 
@@ -107,7 +107,8 @@ def test_start_and_ordered_stop(tmp_path):
             return stopping
 
     config = parse(f'[node]\ndata_dir = "{tmp_path}"\n'
-                   '[storage]\nuri = "memory:"\n', base=tmp_path)
+                   '[storage]\nuri = "memory:"\n'
+                   '[shell]\nenabled = false\n', base=tmp_path)
     root = make_node(config, MemoryReactorClock())
     storage = root.getServiceNamed("storage")
     real_close = storage.close

@@ -14,13 +14,19 @@ def errors_of(text, tmp_path):
 
 
 def test_defaults(tmp_path):
-    """An empty file gives the documented defaults, every service off."""
+    """
+    An empty file gives the documented defaults: the shell on (an
+    appliance is operated through it, docs/CONFIGURATION.md), every
+    protocol service off; C{enabled = false} turns the shell off.
+    """
     c = parse("", base=tmp_path)
     assert c.node.name == "appliance"
     assert c.node.data_dir == (tmp_path / "var").resolve()
     assert c.node.log_level == "info"
     assert c.storage.uri == "Data.fs"
-    assert c.enabled() == []
+    assert [s.name for s in c.enabled()] == ["shell"]
+    assert c.shell.enabled and c.shell.listen[0].port == 2022
+    assert parse("[shell]\nenabled = false\n", base=tmp_path).enabled() == []
     assert storage_path(c) == (tmp_path / "var" / "Data.fs").resolve()
     assert c.ports_file == c.node.data_dir / "ports.json"
 

@@ -16,7 +16,8 @@ import csv
 import io
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from itertools import islice
+from typing import Any, Iterable, Iterator, Sequence
 
 from appliance.billing.rating import (
     format_time, month_start, months_between, next_month)
@@ -209,14 +210,32 @@ def export_csv(records: Iterable[Any], billable: frozenset[str]) -> str:
     @param billable: the states that count.
     @return: the CSV text.
     """
+    return "".join(csv_chunks(records, billable))
+
+
+def csv_chunks(records: Iterable[Any], billable: frozenset[str],
+               size: int = 1000) -> Iterator[str]:
+    """
+    L{export_csv} in bounded slices, for output streamed as it is read.
+
+    @param records: records in time order (read lazily).
+    @param billable: the states that count.
+    @param size: records read per chunk.
+    @return: the header, then the CSV text of each slice of C{size} records.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for r in records:
-        if r.state not in billable:
-            continue
-        writer.writerow((r.id, format_time(r.time), r.direction, r.payer,
-                         r.rule, r.origin, r.destination, r.parts, r.units,
-                         r.tariff or "", r.prefix, r.price, r.amount,
-                         r.currency, r.state))
-    return out.getvalue()
+    records = iter(records)
+    for piece in iter(lambda: list(islice(records, size)), []):
+        for r in piece:
+            if r.state in billable:
+                writer.writerow((r.id, format_time(r.time), r.direction, r.payer,
+                                 r.rule, r.origin, r.destination, r.parts, r.units,
+                                 r.tariff or "", r.prefix, r.price, r.amount,
+                                 r.currency, r.state))
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+    if out.tell():
+        yield out.getvalue()

@@ -52,7 +52,7 @@ def run_lines(session: Session, lines: Iterable[str]) -> Result:
                 else result.text
             out.append(f"% line {number}: {reason}")
             return Result("\n".join(out), False)
-        if result.text:
+        if result.read():
             out.append(result.text)
         if result.ended:
             break

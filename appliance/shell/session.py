@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from ZODB.POSException import ConflictError
 
 from appliance.model.errors import ModelError
+from appliance.shell.output import Stream
 from appliance.shell.grammar import (
     CommandTree, GrammarError, Mode, tokenize)
 
@@ -50,10 +51,23 @@ class Result:
         with C{% }.
     @ivar ok: C{False} when the line was refused.
     @ivar ended: C{True} when the session should end (C{exit} at the top).
+    @ivar stream: output too large for C{text}, to be written as it is
+        produced (L{appliance.shell.output.StreamWriter}); C{text} is then
+        empty.
     """
     text: str = ""
     ok: bool = True
     ended: bool = False
+    stream: Stream | None = None
+
+    def read(self) -> str:
+        """
+        @return: the whole output, a stream's included (for callers that
+            want text: provisioning, tests).
+        """
+        if self.stream is not None:
+            self.text, self.stream = self.stream.read(), None
+        return self.text
 
 
 class AuditLog:
@@ -324,4 +338,6 @@ def _execute(session: Session, line: str) -> Result:
         session.stack.append((command.enters, ctx.entered))
     if output is END_SESSION:
         return Result(ended=True)
+    if isinstance(output, Stream):
+        return Result(stream=output)
     return Result(output or "")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.conch.avatar import ConchUser
@@ -36,9 +36,18 @@ from twisted.logger import Logger
 from twisted.python import components
 from zope.interface import implementer
 
+from appliance.shell.output import Stream, StreamWriter
 from appliance.shell.script import open_session
 from appliance.shell.session import AuditLog, Session, execute
 from appliance.shell.terminal import CLITerminal, ScriptReader, exit_failure
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def _crlf(text: str) -> bytes:
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
 
 log = Logger()
 
@@ -193,6 +202,73 @@ class OperatorPasswordChecker:
         return defer.succeed(OperatorIdentity(name, operator.role))
 
 
+class ShellChannel(sshsession.SSHSession):
+    """
+    The session channel, telling the output being streamed (if any) when
+    the client's window is spent and when it opens again.
+
+    @ivar producer: the L{StreamWriter} writing now, or C{None}.
+    """
+
+    producer: StreamWriter | None = None
+
+    def stopWriting(self) -> None:
+        """The remote window is spent: pause the output."""
+        if self.producer is not None:
+            self.producer.pause_for("window")
+
+    def startWriting(self) -> None:
+        """The client made room: resume the output."""
+        if self.producer is not None:
+            self.producer.resume_for("window")
+
+
+def stream_to(proto: Any, stream: Stream, done: Callable[[str], None], clock: Any,
+              encode: Callable[[str], bytes] = lambda s: s.encode("utf-8"),
+              write: Callable[[bytes], None] | None = None) -> StreamWriter:
+    """
+    Start writing a streamed output to the SSH channel behind C{proto},
+    with flow control: the writer pauses while the channel's remote window
+    is spent (L{ShellChannel}) and while the TCP transport's buffer is full
+    (registered there as a streaming producer, unless another channel's
+    output already is).
+
+    @param proto: the channel's process protocol (C{proto.session} is the
+        channel).
+    @param stream: the output.
+    @param done: called once with the writer's final status.
+    @param clock: the reactor (C{None}: write synchronously; tests).
+    @param encode: text to bytes.
+    @param write: where bytes go (default C{proto.write}).
+    @return: the started writer.
+    """
+    channel = getattr(proto, "session", None)
+    tcp = None
+    try:
+        tcp = channel.conn.transport.transport  # type: ignore[union-attr]
+    except AttributeError:      # not on a real connection (tests)
+        tcp = None
+    if tcp is not None and getattr(tcp, "producer", None) is not None:
+        tcp = None
+
+    def finished(status: str) -> None:
+        if isinstance(channel, ShellChannel) and channel.producer is writer:
+            channel.producer = None
+        if tcp is not None and getattr(tcp, "producer", None) is writer:
+            tcp.unregisterProducer()
+        done(status)
+
+    writer = StreamWriter(stream, write or proto.write, finished, clock, encode)
+    if isinstance(channel, ShellChannel):
+        channel.producer = writer
+        if not channel.areWriting:
+            writer.pause_for("window")
+    if tcp is not None:
+        tcp.registerProducer(writer, True)
+    writer.start()
+    return writer
+
+
 class OperatorAvatar(ConchUser):
     """
     A logged-in operator.
@@ -209,7 +285,7 @@ class OperatorAvatar(ConchUser):
         super().__init__()
         self.identity = identity
         self.shell = shell
-        self.channelLookup[b"session"] = sshsession.SSHSession
+        self.channelLookup[b"session"] = ShellChannel
 
     def logout(self) -> None:
         """Called by the portal when the connection ends."""
@@ -226,12 +302,19 @@ class ShellContext:
     @ivar audit: the audit log.
     @ivar hostname: the prompt's node name.
     @ivar realm: the SIP digest realm for account passwords.
+    @ivar clock: schedules streamed output (default: the node's reactor;
+        C{None} without a node writes it synchronously).
     """
     storage: Any
     node: Any = None
     audit: AuditLog | None = None
     hostname: str = "appliance"
     realm: str = "appliance"
+    clock: Any = None
+
+    def __post_init__(self) -> None:
+        if self.clock is None and self.node is not None:
+            self.clock = getattr(self.node, "reactor", None)
 
     def session(self, identity: OperatorIdentity, source: str) -> Session:
         """
@@ -293,6 +376,8 @@ class ShellSession:
         self.window: Any = None
         self.script: ScriptReader | None = None
         self.terminal: insults.ServerProtocol | None = None
+        self.writer: StreamWriter | None = None
+        self._closed = False
 
     def _session(self, proto: Any) -> Session:
         return self.avatar.shell.session(self.avatar.identity, _peer(proto))
@@ -317,10 +402,17 @@ class ShellSession:
         """
         session = self._session(proto)
         result = execute(session, command.decode("utf-8", "replace"))
+        encode = _crlf if self.pty else _utf8
+        if result.stream is not None:
+            def done(status: str) -> None:
+                self.writer = None
+                if status != "stopped":
+                    proto.processEnded(exit_failure(0 if status == "ok" else 1))
+            self.writer = stream_to(proto, result.stream, done,
+                                    self.avatar.shell.clock, encode)
+            return
         text = result.text + "\n" if result.text else ""
-        if self.pty:
-            text = text.replace("\n", "\r\n")
-        proto.write(text.encode("utf-8"))
+        proto.write(encode(text))
         proto.processEnded(exit_failure(0 if result.ok else 1))
 
     def openShell(self, proto) -> None:
@@ -333,12 +425,22 @@ class ShellSession:
         def end(code: int) -> None:
             proto.processEnded(exit_failure(code))
 
+        def stream(output: Stream, done: Callable[[str], None],
+                   encode: Callable[[str], bytes], write: Any = None) -> StreamWriter:
+            def finished(status: str) -> None:
+                self.writer = None
+                if not self._closed:
+                    done(status)
+            self.writer = stream_to(proto, output, finished, self.avatar.shell.clock,
+                                    encode, write)
+            return self.writer
+
         if self.pty:
-            self.terminal = insults.ServerProtocol(CLITerminal, session, end)
+            self.terminal = insults.ServerProtocol(CLITerminal, session, end, stream)
             self.terminal.makeConnection(proto)
             proto.makeConnection(sshsession.wrapProtocol(self.terminal))
         else:
-            self.script = ScriptReader(session, end)
+            self.script = ScriptReader(session, end, stream)
             self.script.makeConnection(proto)
             proto.makeConnection(sshsession.wrapProtocol(self.script))
 
@@ -348,7 +450,10 @@ class ShellSession:
             self.script.eof()
 
     def closed(self) -> None:
-        """The channel closed."""
+        """The channel closed: stop any output being streamed."""
+        self._closed = True
+        if self.writer is not None:
+            self.writer.stopProducing()
 
 
 components.registerAdapter(ShellSession, OperatorAvatar, ISession)

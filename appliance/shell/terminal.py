@@ -5,10 +5,13 @@ The two ways a shell channel talks to an operator, both over L{execute}:
     history, C{?} help without inserting it, TAB completion);
   - L{ScriptReader}: without a pty, standard input as a script (lines run
     in order, the first error ends it with C{% line N: ...} and exit 1).
+
+Both write a command's streamed output (L{appliance.shell.output}) through
+the starter they are given, which applies the channel's flow control.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.conch.recvline import HistoricRecvLine
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -18,6 +21,10 @@ from twisted.python.failure import Failure
 
 from appliance.shell.grammar import GrammarError, common_prefix, quote
 from appliance.shell.session import Session, execute
+
+#: Starts writing a streamed output: C{(stream, done, encode[, write])} to
+#: the writer (L{appliance.shell.ssh.stream_to} with the channel bound).
+StreamStarter = Callable[..., Any]
 
 
 def exit_failure(code: int) -> Failure:
@@ -57,15 +64,20 @@ class CLITerminal(HistoricRecvLine):
     log = Logger()
 
     def __init__(self, session: Session,
-                 on_end: Callable[[int], None] | None = None) -> None:
+                 on_end: Callable[[int], None] | None = None,
+                 stream: StreamStarter | None = None) -> None:
         """
         @param session: the operator's session.
         @param on_end: called once with the exit code when the operator
             leaves (C{exit} at the top, or Ctrl-D on an empty line).
+        @param stream: starts writing a command's streamed output to the
+            channel with flow control (C{None}: such output is read whole).
         """
         self.session = session
         self.on_end = on_end
+        self._stream = stream
         self._ended = False
+        self.writer: Any = None
 
     def _set_prompt(self) -> None:
         self.ps = (self.session.prompt().encode("utf-8"), b"... ")
@@ -75,10 +87,17 @@ class CLITerminal(HistoricRecvLine):
         """Set up keys and draw the first prompt."""
         self._set_prompt()
         super().connectionMade()
-        self.keyHandlers[b"\x04"] = self.handle_EOF
-        self.keyHandlers[b"\x03"] = self.handle_INTERRUPT
-        self.keyHandlers[b"\x7f"] = self.handle_BACKSPACE
-        self.keyHandlers[b"\x08"] = self.handle_BACKSPACE
+        self.keyHandlers.update({
+            b"\x01": self.handle_HOME,             # Ctrl-A
+            b"\x03": self.handle_INTERRUPT,        # Ctrl-C
+            b"\x04": self.handle_EOF,              # Ctrl-D
+            b"\x05": self.handle_END,              # Ctrl-E
+            b"\x08": self.handle_BACKSPACE,        # Ctrl-H
+            b"\x0b": self.handle_KILL_LINE,        # Ctrl-K
+            b"\x15": self.handle_KILL_BACKWARD,    # Ctrl-U
+            b"\x17": self.handle_KILL_WORD,        # Ctrl-W
+            b"\x7f": self.handle_BACKSPACE,
+        })
 
     def initializeScreen(self) -> None:
         """Draw the prompt without clearing the operator's screen."""
@@ -101,8 +120,13 @@ class CLITerminal(HistoricRecvLine):
     def keystrokeReceived(self, keyID, modifier) -> None:
         """
         C{?} shows help (unless inside quotes), bytes of UTF-8 text are
-        accepted, the rest is the line editor's.
+        accepted, the rest is the line editor's.  While a command's output
+        is streaming, Ctrl-C stops it and other keys are ignored.
         """
+        if self.writer is not None:
+            if keyID == b"\x03":
+                self.writer.stopProducing()
+            return
         if keyID == b"?" and not _open_quote(self._buffer()):
             self.show_help()
         elif (isinstance(keyID, bytes) and len(keyID) == 1
@@ -159,11 +183,50 @@ class CLITerminal(HistoricRecvLine):
         for ch in new.encode("utf-8"):
             self.characterReceived(bytes([ch]), False)
 
+    def _rewrite(self) -> None:
+        """Draw the prompt and the line again, the cursor where it was."""
+        self.terminal.write(b"\r")
+        self.terminal.eraseLine()
+        self._redraw()
+
+    def handle_KILL_LINE(self) -> None:
+        """Ctrl-K deletes from the cursor to the end of the line."""
+        if self.lineBufferIndex < len(self.lineBuffer):
+            del self.lineBuffer[self.lineBufferIndex:]
+            self.terminal.eraseToLineEnd()
+
+    def handle_KILL_BACKWARD(self) -> None:
+        """Ctrl-U deletes from the start of the line to the cursor."""
+        if self.lineBufferIndex:
+            del self.lineBuffer[:self.lineBufferIndex]
+            self.lineBufferIndex = 0
+            self._rewrite()
+
+    def handle_KILL_WORD(self) -> None:
+        """
+        Ctrl-W deletes the word before the cursor and the blanks after it
+        (as readline's unix-word-rubout).
+        """
+        end = start = self.lineBufferIndex
+        while start and self.lineBuffer[start - 1] == b" ":
+            start -= 1
+        while start and self.lineBuffer[start - 1] != b" ":
+            start -= 1
+        if start != end:
+            del self.lineBuffer[start:end]
+            self.lineBufferIndex = start
+            self._rewrite()
+
     def handle_EOF(self) -> None:
-        """Ctrl-D on an empty line ends the session."""
+        """
+        Ctrl-D on an empty line ends the session; on text it deletes the
+        character under the cursor.
+        """
         if not self.lineBuffer:
             self.terminal.nextLine()
             self._end(0)
+        else:
+            self.handle_DELETE()
 
     def handle_INTERRUPT(self) -> None:
         """Ctrl-C drops the line being typed."""
@@ -181,12 +244,27 @@ class CLITerminal(HistoricRecvLine):
         @param line: the line typed.
         """
         result = execute(self.session, line.decode("utf-8", "replace"))
-        self._text(result.text)
+        if result.stream is not None and self._stream is not None:
+            self.writer = self._stream(result.stream, self._streamed, _crlf,
+                                       self.terminal.write)
+            return
+        self._text(result.read())
         if result.ended:
             self._end(0)
             return
+        self._prompt()
+
+    def _prompt(self) -> None:
         self._set_prompt()
         self.terminal.write(self.ps[self.pn])
+
+    def _streamed(self, status: str) -> None:
+        """A streamed output ended (C{stopped}: Ctrl-C): prompt again."""
+        self.writer = None
+        if status == "stopped":
+            self.terminal.write(b"^C")
+            self.terminal.nextLine()
+        self._prompt()
 
     def _end(self, code: int) -> None:
         if self._ended:
@@ -207,34 +285,57 @@ class ScriptReader(Protocol):
     """
 
     def __init__(self, session: Session,
-                 on_end: Callable[[int], None]) -> None:
+                 on_end: Callable[[int], None],
+                 stream: StreamStarter | None = None) -> None:
         """
         @param session: the operator's session.
         @param on_end: called once with the exit code.
+        @param stream: starts writing a streamed output with flow control;
+            the next lines wait until it is written (C{None}: such output
+            is read whole).
         """
         self.session = session
         self.on_end = on_end
+        self._stream = stream
         self._buffer = b""
         self._number = 0
         self._ended = False
+        self._eof = False
+        self.writer: Any = None
 
     def dataReceived(self, data: bytes) -> None:
-        """Run every complete line received."""
+        """Run every complete line received (after any output streaming)."""
         if self._ended:
             return
         self._buffer += data
-        while b"\n" in self._buffer and not self._ended:
+        self._drain()
+
+    def _drain(self) -> None:
+        while b"\n" in self._buffer and not self._ended and self.writer is None:
             line, self._buffer = self._buffer.split(b"\n", 1)
             self._run(line)
+        if self._eof and self.writer is None and not self._ended:
+            if self._buffer.strip():
+                line, self._buffer = self._buffer, b""
+                self._run(line)
+                if self.writer is not None:
+                    return
+            self._end(0)
 
     def eof(self) -> None:
         """Input ended: run a last unterminated line, then exit 0."""
         if self._ended:
             return
-        if self._buffer.strip():
-            self._run(self._buffer)
-            self._buffer = b""
-        self._end(0)
+        self._eof = True
+        self._drain()
+
+    def _streamed(self, status: str) -> None:
+        """A streamed output ended: go on with the next lines, or stop."""
+        self.writer = None
+        if status != "ok":
+            self._end(1)
+            return
+        self._drain()
 
     def _run(self, raw: bytes) -> None:
         self._number += 1
@@ -247,7 +348,11 @@ class ScriptReader(Protocol):
                 f"% line {self._number}: {reason}\n".encode("utf-8"))
             self._end(1)
             return
-        if result.text:
+        if result.stream is not None and self._stream is not None:
+            self.writer = self._stream(result.stream, self._streamed,
+                                       lambda text: text.encode("utf-8"))
+            return
+        if result.read():
             self.transport.write(result.text.encode("utf-8") + b"\n")
         if result.ended:
             self._end(0)

@@ -246,6 +246,19 @@ class Storage(MultiService):
         such as the provisioning mark)."""
         return self._root().get(key, default)
 
+    def reader(self) -> "Reader":
+        """
+        A read-only view in a connection of its own: for output read over
+        many reactor turns (a long export), which must neither see the
+        batched commits of this connection mid-way nor fill its cache.
+
+        @return: the L{Reader}; close it when done.
+        @raise RuntimeError: the storage is not open.
+        """
+        if self.db is None:
+            raise RuntimeError("storage is not open")
+        return Reader(self.db.open(transaction.TransactionManager()))
+
     def sync(self) -> None:
         """
         Start a new read transaction, so changes other clients committed
@@ -476,3 +489,30 @@ class Storage(MultiService):
             self.log.failure("pack failed", f)
         d.addCallbacks(done, failed)
         return d
+
+
+class Reader:
+    """
+    A snapshot of the database in its own connection (L{Storage.reader}).
+    """
+
+    def __init__(self, conn: Any) -> None:
+        """
+        @param conn: a connection with its own transaction manager.
+        """
+        self._conn = conn
+
+    def root(self) -> Any:
+        """@return: the C{ApplianceRoot} as of the snapshot."""
+        return self._conn.root()["appliance"]
+
+    def release(self) -> None:
+        """Drop the objects read so far from memory (they reload if needed)."""
+        self._conn.cacheMinimize()
+
+    def close(self) -> None:
+        """End the snapshot and give the connection back (idempotent)."""
+        if self._conn is not None:
+            self._conn.transaction_manager.abort()
+            self._conn.close()
+            self._conn = None

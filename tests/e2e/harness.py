@@ -169,8 +169,9 @@ def start_node(tmp_path: Path, name: str = "node", wait: bool = True,
         merged.update(table)
         config[section] = merged
     for section in ("shell",):
-        table = config.get(section)
-        if table and table.get("enabled") and "listen" not in table:
+        # The shell runs unless told not to ([shell] enabled defaults on).
+        table = config.setdefault(section, {})
+        if table.get("enabled", True) and "listen" not in table:
             table["listen"] = "tcp:port=0:interface=127.0.0.1"
     path = write_config(base / "appliance.conf", config)
     node = Node(path, data_dir, base / "node.log", env=env)

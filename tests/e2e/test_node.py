@@ -23,10 +23,10 @@ def open_data(node):
 
 
 def test_start_ports_and_sigterm(tmp_path):
-    """With no service enabled the node starts, writes ports.json as {},
-    and on SIGTERM stops gracefully: clean exit, database closed, data on
-    disk at the newest generation."""
-    node = start_node(tmp_path)
+    """With no service enabled (the shell turned off) the node starts,
+    writes ports.json as {}, and on SIGTERM stops gracefully: clean exit,
+    database closed, data on disk at the newest generation."""
+    node = start_node(tmp_path, shell={"enabled": False})
     assert node.ports == {}
     rc = node.stop()
     assert rc in (0, -signal.SIGTERM), node.log()
@@ -112,3 +112,17 @@ def test_plugin_listed():
                          text=True, cwd="/", timeout=60,
                          env={"PATH": "/usr/bin:/bin"}).stdout
     assert "appliance" in out
+
+
+def test_shell_on_by_default(tmp_path):
+    """A configuration without a [shell] section runs the SSH shell (as
+    docs/CONFIGURATION.md says): an OpenSSH client gets its host key."""
+    node = start_node(tmp_path)
+    try:
+        port = node.port("shell")
+        out = subprocess.run(["ssh-keyscan", "-p", str(port), "-t", "ed25519",
+                              "127.0.0.1"], capture_output=True, text=True,
+                             timeout=30)
+        assert "ssh-ed25519" in out.stdout, out.stderr
+    finally:
+        node.stop()

@@ -254,3 +254,74 @@ def test_interactive_tmux(tmp_path, keys, node):
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name],
                        capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_interactive_line_editing_keys(tmp_path, keys, node):
+    """
+    Over OpenSSH with a pty (tmux): Ctrl-A/Ctrl-E move to the start and
+    end, Ctrl-W deletes a word, Ctrl-U the line before the cursor, Ctrl-K
+    the rest of it, Ctrl-C abandons a line (new prompt, nothing run), and
+    Ctrl-D on an empty line ends the session.
+    """
+    name = f"keys-{uuid.uuid4().hex[:8]}"
+    args = ssh_args(tmp_path, node, "admin", keys["admin"][0])
+    cmd = " ".join(args[:1] + ["-tt"] + args[1:])
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100",
+                    "-y", "40", cmd], check=True)
+
+    def pane():
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
+                              capture_output=True, text=True).stdout
+
+    def last():
+        return pane().rstrip().splitlines()[-1] if pane().strip() else ""
+
+    def type_(text):
+        subprocess.run(["tmux", "send-keys", "-t", name, "-l", text], check=True)
+
+    def key(*k):
+        subprocess.run(["tmux", "send-keys", "-t", name, *k], check=True)
+
+    def until(condition, what):
+        try:
+            wait_for(condition, what=what)
+        except TimeoutError:
+            raise AssertionError(f"{what}:\n{pane()}") from None
+
+    try:
+        until(lambda: last() == "node#", what="prompt")
+        type_("ersion")
+        key("C-a")
+        type_("show v")
+        until(lambda: last() == "node# show version", what="Ctrl-A")
+        key("C-a")
+        key("C-e")
+        type_(" extra words")
+        key("C-w")
+        key("C-w")
+        until(lambda: last() == "node# show version", what="Ctrl-E, Ctrl-W")
+        key("Enter")
+        until(lambda: "Twisted" in pane() and last() == "node#", what="show version ran")
+        type_("configure terminal")
+        key("C-u")
+        until(lambda: last() == "node#", what="Ctrl-U")
+        type_("show versionXYZ")
+        key("Left", "Left", "Left", "C-k")
+        until(lambda: last() == "node# show version", what="Ctrl-K")
+        key("C-u")
+        type_("configure terminal")
+        key("C-c")
+        until(lambda: "node# configure terminal^C" in pane() and last() == "node#",
+              what="Ctrl-C")
+        type_("show carriers")
+        key("Enter")
+        until(lambda: "Carrier" in pane() and last() == "node#", what="still at the top")
+        assert "(config)" not in pane()
+        key("C-d")
+        until(lambda: subprocess.run(["tmux", "has-session", "-t", name],
+                                     capture_output=True).returncode != 0,
+              what="Ctrl-D ends the session")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name],
+                       capture_output=True)

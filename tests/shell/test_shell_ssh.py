@@ -209,3 +209,78 @@ def test_service_listens_and_stops(tmp_path, storage):
     assert (tmp_path / "hk").exists()
     d = svc.stopService()
     assert d.called and not svc.ports
+
+
+def screen_line(transport, row=None) -> str:
+    """
+    The screen as a VT100 would show it after the server's output (Conch's
+    terminal emulator), as the text of the cursor's row (or C{row}).
+    """
+    from twisted.conch.insults import helper
+    buffer = helper.TerminalBuffer()
+    client = insults.ClientProtocol(lambda: buffer)
+    client.makeConnection(StringTransport())
+    client.dataReceived(transport.value())
+    y = buffer.reportCursorPosition()[1] if row is None else row
+    return bytes(buffer).split(b"\n")[y].decode("utf-8", "replace").rstrip()
+
+
+def buffer_of(sp) -> bytes:
+    return b"".join(sp.terminalProtocol.lineBuffer)
+
+
+def test_terminal_ctrl_a_e_move_to_start_and_end(storage):
+    """Ctrl-A moves to the start of the line, Ctrl-E to its end."""
+    sp, transport, ended = terminal(storage)
+    sp.dataReceived(b"ow version\x01sh\x05 x")
+    assert buffer_of(sp) == b"show version x"
+    assert screen_line(transport) == "appliance# show version x"
+
+
+def test_terminal_ctrl_u_w_k_kill(storage):
+    """
+    Ctrl-U deletes back to the start of the line, Ctrl-W the word before
+    the cursor, Ctrl-K to the end of the line; the screen shows the line
+    that is left.
+    """
+    sp, transport, ended = terminal(storage)
+    sp.dataReceived(b"show running-config  \x17")
+    assert buffer_of(sp) == b"show "
+    assert screen_line(transport) == "appliance# show"
+    sp.dataReceived(b"version\x1b[D\x1b[D\x15")
+    assert buffer_of(sp) == b"on"
+    assert sp.terminalProtocol.lineBufferIndex == 0
+    assert screen_line(transport) == "appliance# on"
+    sp.dataReceived(b"\x05\x1b[D\x0b")
+    assert buffer_of(sp) == b"o"
+    assert screen_line(transport) == "appliance# o"
+    sp.dataReceived(b"\x01\x0b\x17\x15")
+    assert buffer_of(sp) == b""
+    assert ended == []
+
+
+def test_terminal_ctrl_c_abandons_the_line(storage):
+    """
+    Ctrl-C abandons the line without running it and shows a new prompt
+    on the next line.
+    """
+    sp, transport, ended = terminal(storage)
+    sp.dataReceived(b"configure terminal\x03")
+    assert buffer_of(sp) == b""
+    assert transport.value().endswith(b"^C\r\nappliance# ")
+    sp.dataReceived(b"show version\r")
+    assert b"appliance(config)#" not in transport.value()
+    assert ended == []
+
+
+def test_terminal_ctrl_d_leaves_only_at_an_empty_line(storage):
+    """
+    Ctrl-D on a line with text deletes the character under the cursor;
+    on an empty line it ends the session with status 0.
+    """
+    sp, transport, ended = terminal(storage)
+    sp.dataReceived(b"shxow\x1b[D\x1b[D\x1b[D\x04")
+    assert buffer_of(sp) == b"show"
+    assert ended == []
+    sp.dataReceived(b"\x05\x15\x04")
+    assert ended == [0]

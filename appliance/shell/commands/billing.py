@@ -14,11 +14,12 @@ from typing import Any
 from appliance.billing.model import billing_of
 from appliance.billing.rating import format_date, parse_date
 from appliance.billing.settlement import (
-    billable_states, export_csv, settle)
+    billable_states, csv_chunks, settle)
 from appliance.model.errors import ModelError
 from appliance.shell.commands.modes import (
     ACCOUNT, CARRIER, TARIFF, command)
 from appliance.shell.grammar import ANY, NO_STR
+from appliance.shell.output import Stream
 from appliance.shell.render import table
 from appliance.shell.session import CommandError
 from appliance.shell.types import ArgumentError, ArgumentType, register_type
@@ -297,11 +298,30 @@ def show_billing_account(ctx, name, start, end):
     return show_settlement(ctx, "account", name, start, end)
 
 
-def _export(ctx, kind, name, start, end) -> str:
+def _export(ctx, kind, name, start, end) -> Stream:
+    """
+    The CSV as a L{Stream}: read from a snapshot of its own in slices,
+    each slice dropped from memory once written, so an export of millions
+    of records runs in bounded memory while messages keep flowing.
+    """
     _period(start, end)
     payer, _, _, billable, _ = _payer(ctx, kind, name)
-    records = billing_of(ctx.root).records.records(payer, start, end)
-    return export_csv(records, billable).rstrip("\n")
+    return Stream(_csv(ctx, payer, start, end, billable))
+
+
+def _csv(ctx, payer: str, start: int, end: int, billable: frozenset):
+    reader = getattr(ctx.session.storage, "reader", None)
+    snapshot = reader() if reader is not None else None
+    try:
+        root = snapshot.root() if snapshot is not None else ctx.root
+        records = billing_of(root).records.records(payer, start, end)
+        for chunk in csv_chunks(records, billable):
+            yield chunk
+            if snapshot is not None:
+                snapshot.release()
+    finally:
+        if snapshot is not None:
+            snapshot.close()
 
 
 @command(ANY, "billing export carrier CARRIER from DATE to DATE csv",
