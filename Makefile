@@ -7,7 +7,7 @@ CONFIG ?= etc/appliance.conf
 PYTEST_ARGS ?=
 DEBS := sip-tester tshark openssh-client tmux stunnel4 baresip openssl curl wrk
 
-.PHONY: venv run test unit e2e debs bench clean osmo-stp fuzz
+.PHONY: venv run test unit e2e debs bench clean osmo-stp fuzz docs
 
 venv: $(VENV)/.installed
 
@@ -60,6 +60,10 @@ fuzz: venv
 	@for f in fuzz/*.py; do n=$$(basename $$f .py); mkdir -p var/fuzz/$$n; \
 	  echo "== $$f ($(FUZZ_TIME) s)"; \
 	  $(PY) $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 var/fuzz/$$n fuzz/corpus/$$n || exit 1; done
+
+# The operators' command reference, generated from the command declarations.
+docs: venv
+	$(PY) -m appliance.shell.reference > docs/SHELL.md
 
 bench: venv
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -17,7 +17,7 @@ from appliance.shell.session import END_SESSION, CommandError
 
 @command(EXEC, "configure terminal",
          help=("Enter configuration mode", "From this terminal"),
-         action="session")
+         action="session", enters=CONFIG)
 def configure_terminal(ctx):
     ctx.session.stack[:] = [(CONFIG, None)]
 
