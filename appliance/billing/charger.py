@@ -2,52 +2,60 @@
 """
 The charger: the messaging core's billing seam (L{ICharger}).
 
-C{authorize} runs before anything is stored.  It attributes the message
-to its payer by the authorization rules (a carrier, identified by the
-SMPP bind the server resolved to it; an account, by its SIP digest
-identity; an HTTP tenant; a vendor connection), rates it with the payer's
-tariff (the carrier's; for an account, its product's), and refuses it
-(L{Refused}, with a sentence the sender's user can read) when the tariff
-has no price for the destination or a prepaid payer's balance, less what
-is held for messages authorized but not yet stored, cannot cover it.  An
-account that receives pays nothing: only the sending side is a payer.
+C{authorize} runs before anything is stored.  It decides who pays by the
+authorization rules (L{appliance.billing.rules}: the first configured
+rule that matches the message's incoming point and can charge it, else
+the built-in attribution, the origin pays), rates the message with the
+rule's tariff or the payer's own (a carrier's; an account's product's),
+and, when the receiving account's product charges for receiving
+(receiver pays), rates it a second time for that account with the
+product's receiving tariff.  Each charge is checked on its own: a
+prepaid payer whose balance, less what is held for messages authorized
+but not yet stored, cannot cover it refuses the message (L{Refused}, with
+a sentence the sender's user can read).  Protocols submit one message
+per recipient, so a recipient without funds is refused alone.
 
 C{accepted} and C{state_changed} run inside the batched transaction that
-stores the message or changes its state: the first debits a prepaid
-balance (the reservation) and writes the record, the second brings the
-record to the message's state and, when a prepaid message fails or
-expires, returns the reservation.  Both only touch the database, so a
-batch that is re-run or aborted leaves nothing behind; the in-memory hold
-is released by the transaction's after-commit hook (and expires anyway).
+stores the message or changes its state: the first debits prepaid
+balances (the reservations) and writes one record per payer, the second
+brings the records to the message's state and, when a prepaid message
+fails or expires, returns the reservations.  Both only touch the
+database, so a batch that is re-run or aborted leaves nothing behind; the
+in-memory holds are released by the transaction's after-commit hook (and
+expire anyway).  A prepaid account whose debit takes it below its
+product's threshold is marked in the same transaction and, once that
+commits, gets one balance-low message through the core.
+
+The rules, tariffs, carriers' and products' terms are an immutable
+snapshot (L{Book}) rebuilt after each configuration commit; balances are
+state and are read from the database when a payer is prepaid.
 """
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from appliance.billing.interfaces import ICharger
-from appliance.billing.model import KEY, billing_of
+from appliance.billing.model import (
+    KEY, LOW_SENDER, LOW_TEXT, billing_of)
 from appliance.billing.rating import NoPrice, Rate, RatingTariff, rate
 from appliance.billing.records import Record
+from appliance.billing.rules import Point, Rule, RuleBook, point_of
 from appliance.http.model import tenant_of
-from appliance.messaging.vocabulary import Refused
+from appliance.messaging.vocabulary import Refused, Submission
 from appliance.model.numbers import normalize_e164
 
-#: Direction and rule by origin kind.
-_ATTRIBUTION = {
-    "carrier": ("terminating", "carrier by SMPP system_id"),
-    "account": ("originating", "account by SIP digest identity"),
-    "http": ("originating", "HTTP tenant"),
-    "tenant": ("originating", "HTTP tenant"),
-    "connection": ("terminating", "vendor connection"),
-    "map": ("terminating", "MSC by global title (mo-forwardSM)"),
-}
+_CENT = Decimal("0.01")
+#: Record direction by who a rule charges.
+_DIRECTION = {"carrier": "terminating", "connection": "terminating",
+              "sender": "originating", "recipient": "receiving"}
 
 
 class NoTariff(Refused):
@@ -63,16 +71,117 @@ class NoFunds(Refused):
 
 
 @dataclass(frozen=True)
+class Low:
+    """
+    A product's balance-low notification.
+
+    @ivar threshold: below this balance, tell the account once.
+    @ivar text: the template (fields of L{appliance.billing.model.LOW_FIELDS}).
+    @ivar sender: the sender address of the notification.
+    """
+    threshold: Decimal
+    text: str = LOW_TEXT
+    sender: str = LOW_SENDER
+
+
+@dataclass(frozen=True)
+class ProductBilling:
+    """
+    A product's billing terms, snapshotted.
+
+    @ivar tariff: rates what its accounts send.
+    @ivar receiver: rates what its accounts receive (receiver pays).
+    @ivar low: its balance-low notification, if any.
+    """
+    tariff: str | None = None
+    receiver: str | None = None
+    low: Low | None = None
+
+
+@dataclass(frozen=True)
+class Book:
+    """
+    Everything C{authorize} reads that only configuration changes.
+
+    @ivar rules: the authorization rules.
+    @ivar tariffs: tariff name to L{RatingTariff}.
+    @ivar carriers: carrier name to C{(tariff, prepaid)}.
+    @ivar products: product name to L{ProductBilling}.
+    """
+    rules: RuleBook = RuleBook()
+    tariffs: dict[str, RatingTariff] = field(default_factory=dict)
+    carriers: dict[str, tuple[str | None, bool]] = field(
+        default_factory=dict)
+    products: dict[str, ProductBilling] = field(default_factory=dict)
+
+
+def rule_book(root: Any, log: Any = None) -> RuleBook:
+    """
+    Snapshot the authorization rules.
+
+    @param root: the C{ApplianceRoot}.
+    @param log: where to report a stored rule that no longer builds.
+    @return: the L{RuleBook}.
+    """
+    rules = []
+    for stored in billing_of(root).ordered_rules():
+        try:
+            rule = stored.snapshot()
+        except ValueError as e:
+            if log is not None:
+                log.warn("authorization rule {name} ignored: {why}",
+                         name=stored.name, why=str(e))
+            continue
+        if rule is not None:
+            rules.append(rule)
+    return RuleBook.of(rules)
+
+
+def build_book(root: Any, log: Any = None) -> Book:
+    """
+    Snapshot the billing configuration.
+
+    @param root: the C{ApplianceRoot}.
+    @param log: where to report a stored rule that no longer builds.
+    @return: the L{Book}.
+    """
+    billing = billing_of(root)
+    carriers = {}
+    for carrier in root.carriers.values():
+        terms = billing.terms("carriers", carrier)
+        carriers[carrier.name] = (carrier.tariff,
+                                  bool(terms is not None and terms.prepaid))
+    products = {}
+    for product in root.products.values():
+        terms = billing.terms("products", product)
+        low = None
+        if terms is not None and terms.low_threshold is not None:
+            low = Low(terms.low_threshold, terms.low_text or LOW_TEXT,
+                      terms.low_sender or LOW_SENDER)
+        products[product.name] = ProductBilling(
+            billing.product_tariff(product, root.tariffs),
+            billing.receiver_tariff(product, root.tariffs), low)
+    return Book(rule_book(root, log),
+                {t.name: billing.rating_tariff(t)
+                 for t in root.tariffs.values()},
+                carriers, products)
+
+
+@dataclass(frozen=True)
 class Charge:
     """
-    What C{authorize} decided for one message.
+    One payer's charge for one message.
 
     @ivar payer: C{kind:name}.
-    @ivar direction: C{terminating} or C{originating}.
-    @ivar rule: the authorization rule that matched.
+    @ivar direction: C{terminating}, C{originating} or C{receiving}.
+    @ivar rule: the rule that made it (recorded with it).
     @ivar rate: the rate, or C{None} when the payer has no tariff.
     @ivar prepaid: whether the amount is reserved from a balance.
     @ivar hold: the in-memory hold's serial (0: none).
+    @ivar account: the paying account's username (balance-low), if an
+        account pays.
+    @ivar low: that account's product's balance-low notification.
+    @ivar balance: the prepaid balance read when it was authorized.
     """
     payer: str
     direction: str
@@ -80,6 +189,9 @@ class Charge:
     rate: Rate | None
     prepaid: bool = False
     hold: int = 0
+    account: str | None = None
+    low: Low | None = None
+    balance: Decimal = Decimal(0)
 
     @property
     def amount(self) -> Decimal:
@@ -87,38 +199,77 @@ class Charge:
         return self.rate.amount if self.rate is not None else Decimal(0)
 
 
+@dataclass(frozen=True)
+class Authorization:
+    """
+    What C{authorize} decided for one message.
+
+    @ivar rule: the name of the authorization rule that decided.
+    @ivar payer: the charge of the payer that rule names (C{None}: the
+        rule charges nobody).
+    @ivar receiver: the receiving account's charge, when its product
+        charges for receiving (and the rule did not name it already).
+    """
+    rule: str
+    payer: Charge | None = None
+    receiver: Charge | None = None
+
+    @property
+    def charges(self) -> tuple[Charge, ...]:
+        """Every charge, the rule's payer first."""
+        return tuple(c for c in (self.payer, self.receiver) if c is not None)
+
+
+@dataclass(frozen=True)
+class _Payer:
+    key: str
+    direction: str
+    tariff: str | None
+    prepaid: bool = False
+    balance: Decimal = Decimal(0)
+    account: str | None = None
+    low: Low | None = None
+
+
 @implementer(ICharger)
 class Charger:
     """
     Rates, reserves and records (see the module docstring).
 
-    @ivar tariffs: tariff name to L{RatingTariff}, rebuilt after each
+    @ivar book: the configuration snapshot, rebuilt after each
         configuration commit.
+    @ivar submit: how balance-low messages are submitted (the core's
+        C{submit}), or C{None}: they are logged, not sent.
+    @ivar notified: balance-low messages submitted since start.
     """
 
     log = Logger()
 
     def __init__(self, storage: Any, clock: IReactorTime,
-                 hold_timeout: float = 300.0) -> None:
+                 hold_timeout: float = 300.0,
+                 submit: Callable[[Submission], Any] | None = None) -> None:
         """
         @param storage: the L{IStorage} (its C{root()} is read on the
             reactor thread).
         @param clock: the reactor's time.
         @param hold_timeout: seconds after which a hold whose transaction
             never committed is forgotten.
+        @param submit: see L{submit}.
         """
         self.storage = storage
         self.clock = clock
         self.hold_timeout = hold_timeout
-        self.tariffs: dict[str, RatingTariff] = {}
+        self.submit = submit
+        self.book = Book()
         self._holds: dict[str, dict[int, tuple[Decimal, float]]] = {}
         self._serial = itertools.count(1)
         self.refused = 0
+        self.notified = 0
 
     # -- configuration ---------------------------------------------------
 
     def start(self) -> None:
-        """Build the tariff snapshots and rebuild them after each commit."""
+        """Build the snapshot and rebuild it after each commit."""
         self.rebuild()
         self.storage.add_change_listener(self._changed)
 
@@ -133,11 +284,20 @@ class Charger:
         self.rebuild()
 
     def rebuild(self) -> None:
-        """Snapshot every tariff with its billing terms."""
-        root = self.storage.root()
-        billing = billing_of(root)
-        self.tariffs = {t.name: billing.rating_tariff(t)
-                        for t in root.tariffs.values()}
+        """Snapshot the rules, tariffs and terms."""
+        self.book = build_book(self.storage.root(), self.log)
+
+    @property
+    def tariffs(self) -> dict[str, RatingTariff]:
+        """Tariff name to L{RatingTariff} (from the snapshot)."""
+        return self.book.tariffs
+
+    def decide(self, point: Point) -> Rule:
+        """
+        @return: the authorization rule that decides who pays for a
+            message from C{point} (for C{test route} too).
+        """
+        return self.book.rules.decide(point)
 
     # -- holds ---------------------------------------------------------
 
@@ -170,75 +330,142 @@ class Charger:
     # -- the seam --------------------------------------------------------
 
     def authorize(self, submission: Any, transport: str,
-                  account: str | None, route: str, now: float) -> Charge:
+                  account: str | None, route: str, now: float
+                  ) -> Authorization:
         """
-        Attribute, rate, and check the payer can pay.
+        Decide who pays, rate, and check each payer can pay.
 
         @param submission: the L{Submission}.
         @param transport: where it goes (C{sip}, C{smpp}).
-        @param account: the receiving account, if local (it pays nothing).
+        @param account: the receiving account, if local.
         @param route: the route name.
         @param now: the acceptance time (the price in force then applies).
-        @return: the L{Charge}.
-        @raise Refused: no price for the destination, or not enough
-            balance.
+        @return: the L{Authorization}.
+        @raise Refused: a tariff has no price for the destination, or a
+            prepaid payer's balance cannot cover its charge; nothing is
+            held then.
         """
-        kind = submission.origin_kind
-        direction, rule = _ATTRIBUTION.get(kind, ("terminating", kind))
-        payer = f"{kind}:{submission.origin}"
+        book = self.book
+        point = point_of(submission, account)
+        rule = book.rules.decide(point)
         root = self.storage.root()
-        billing = billing_of(root)
-        tariff_name, prepaid, balance = None, False, Decimal(0)
-        if kind == "carrier":
-            carrier = root.carriers.get(submission.origin)
-            if carrier is not None:
-                tariff_name = carrier.tariff
-                if carrier.system_id:
-                    rule = f"carrier by SMPP system_id {carrier.system_id}"
-                terms = billing.terms("carriers", carrier)
-                if terms is not None and terms.prepaid:
-                    prepaid, balance = True, terms.balance
-        elif kind == "account":
-            sender = root.accounts.get(submission.origin)
-            if sender is not None:
-                product = root.products.get(sender.product) \
-                    if sender.product else None
-                if product is not None:
-                    tariff_name = billing.product_tariff(product,
-                                                         root.tariffs)
-                terms = billing.terms("accounts", sender)
-                if terms is not None and terms.prepaid:
-                    prepaid, balance = True, sender.balance
-        elif kind == "tenant":
-            tenant = tenant_of(root, submission.origin)
-            if tenant is not None:
-                tariff_name = tenant.tariff
-                rule = f"HTTP tenant {tenant.name}"
-                prepaid, balance = tenant.prepaid, tenant.balance
+        number = normalize_e164(submission.recipient)
+        payer = self._payer(rule, point, root, book)
+        first = None if payer is None else \
+            self._rate(payer, rule.name, submission, number, now)
+        second = None
+        if account is not None and point.origin_kind != "node" and (
+                payer is None or payer.key != f"account:{account}"):
+            receiver = self._account(account, "receiving", None, root, book)
+            if receiver.tariff is not None:
+                second = self._rate(receiver, "receiver-pays", submission,
+                                    number, now)
+        charges = [c for c in (first, second) if c is not None]
+        for charge in charges:
+            if charge.prepaid and charge.amount > 0:
+                available = charge.balance - self.held(charge.payer)
+                if charge.amount > available:
+                    self._refuse(charge.payer, submission,
+                                 self._no_funds(charge, number, available))
+        held = []
+        for charge in charges:
+            if charge.prepaid and charge.amount > 0:
+                charge = _with_hold(charge, self._hold(charge.payer,
+                                                       charge.amount))
+            held.append(charge)
+        it = iter(held)
+        return Authorization(rule.name,
+                             next(it) if first is not None else None,
+                             next(it) if second is not None else None)
+
+    @staticmethod
+    def _no_funds(charge: Charge, number: str, available: Decimal) -> NoFunds:
+        if charge.direction == "receiving":
+            # Seed 001: tell the sender the recipient cannot receive, not
+            # the recipient's balance.
+            return NoFunds(f"Recipient +{number} cannot receive messages "
+                           f"now: insufficient balance")
+        return NoFunds(
+            f"Insufficient balance: the message costs {charge.amount} "
+            f"{charge.rate.currency}, "
+            f"{max(available, Decimal(0)).quantize(_CENT)} "
+            f"{charge.rate.currency} available")
+
+    def _payer(self, rule: Rule, point: Point, root: Any, book: Book
+               ) -> _Payer | None:
+        """The payer a rule names for a message from C{point}."""
+        charge = rule.charge
+        if charge == "nobody":
+            return None
+        direction = _DIRECTION[charge]
+        if charge == "carrier" and point.origin_kind == "map":
+            # An MSC by its global title (mo-forwardSM): no terms yet.
+            return _Payer(f"map:{point.origin}", direction, rule.tariff)
+        if charge == "carrier":
+            tariff, prepaid = book.carriers.get(point.origin, (None, False))
+            balance = Decimal(0)
+            if prepaid:
+                carrier = root.carriers.get(point.origin)
+                terms = billing_of(root).terms("carriers", carrier) \
+                    if carrier is not None else None
+                balance = terms.balance if terms is not None else balance
+            return _Payer(f"carrier:{point.origin}", direction,
+                          rule.tariff or tariff, prepaid, balance)
+        if charge == "connection":
+            return _Payer(f"connection:{point.origin}", direction,
+                          rule.tariff)
+        if charge == "sender" and point.origin_kind == "tenant":
+            tenant = tenant_of(root, point.origin)
+            if tenant is None:
+                return _Payer(f"tenant:{point.origin}", direction,
+                              rule.tariff)
+            return _Payer(f"tenant:{tenant.name}", direction,
+                          rule.tariff or tenant.tariff, tenant.prepaid,
+                          tenant.balance if tenant.prepaid else Decimal(0))
+        if charge == "sender":
+            return self._account(point.origin, direction, rule.tariff, root,
+                                 book)
+        return self._account(point.recipient, direction, rule.tariff, root,
+                             book)
+
+    def _account(self, username: str, direction: str, tariff: str | None,
+                 root: Any, book: Book) -> _Payer:
+        """An account as a payer: the rule's tariff, else its product's
+        (for receiving: the product's receiving tariff)."""
+        key = f"account:{username}"
+        account = root.accounts.get(username)
+        if account is None:
+            return _Payer(key, direction, tariff)
+        product = book.products.get(account.product) \
+            if account.product else None
+        if tariff is None and product is not None:
+            tariff = product.receiver if direction == "receiving" \
+                else product.tariff
+        terms = billing_of(root).terms("accounts", account)
+        prepaid = bool(terms is not None and terms.prepaid)
+        return _Payer(key, direction, tariff, prepaid,
+                      account.balance if prepaid else Decimal(0), username,
+                      product.low if product is not None and prepaid
+                      else None)
+
+    def _rate(self, payer: _Payer, rule: str, submission: Any, number: str,
+              now: float) -> Charge:
         charged = None
-        if tariff_name is not None:
-            tariff = self.tariffs.get(tariff_name)
+        if payer.tariff is not None:
+            tariff = self.book.tariffs.get(payer.tariff)
             if tariff is None:      # created in this very turn
                 self.rebuild()
-                tariff = self.tariffs.get(tariff_name)
-            if tariff is not None:
-                try:
-                    charged = rate(tariff, normalize_e164(
-                        submission.recipient), submission.parts, now)
-                except NoPrice as e:
-                    self._refuse(payer, submission, NoTariff(str(e)))
-        if prepaid and charged is not None and charged.amount > 0:
-            available = balance - self.held(payer)
-            if charged.amount > available:
-                self._refuse(payer, submission, NoFunds(
-                    f"Insufficient balance: the message costs "
-                    f"{charged.amount} {charged.currency}, "
-                    f"{max(available, Decimal(0)).quantize(Decimal('0.01'))} "
-                    f"{charged.currency} "
-                    f"available"))
-            serial = self._hold(payer, charged.amount)
-            return Charge(payer, direction, rule, charged, True, serial)
-        return Charge(payer, direction, rule, charged, prepaid)
+                tariff = self.book.tariffs.get(payer.tariff)
+            if tariff is None:
+                self._refuse(payer.key, submission, NoTariff(
+                    f"No tariff {payer.tariff} to rate +{number}"))
+            try:
+                charged = rate(tariff, number, submission.parts, now)
+            except NoPrice as e:
+                self._refuse(payer.key, submission, NoTariff(str(e)))
+        return Charge(payer.key, payer.direction, rule, charged,
+                      payer.prepaid, 0, payer.account, payer.low,
+                      payer.balance)
 
     def _refuse(self, payer: str, submission: Any, error: Refused) -> None:
         self.refused += 1
@@ -246,71 +473,161 @@ class Charger:
                       payer=payer, to=submission.recipient, reason=str(error))
         raise error
 
-    def accepted(self, raw: Any, message: Any, charge: Charge | None
-                 ) -> None:
+    def accepted(self, raw: Any, message: Any,
+                 auth: Authorization | None) -> None:
         """
-        Inside the accept transaction: mark the message with its payer,
-        debit a prepaid balance and write the record.
+        Inside the accept transaction: mark the message with its payer
+        and rule, debit prepaid balances and write one record per payer.
 
         @param raw: the ZODB root mapping of the transaction.
         @param message: the L{Message} being stored.
-        @param charge: from L{authorize} (C{None}: nothing to do).
+        @param auth: from L{authorize} (C{None}: nothing to do).
         """
-        if charge is None:
+        if auth is None:
             return
         billing = raw[KEY]
-        r = charge.rate
-        message.payer, message.rule = charge.payer, charge.rule
-        message.charge_units = r.units if r is not None else 1
-        if charge.hold:
-            txn = raw._p_jar.transaction_manager.get()
-            txn.addAfterCommitHook(self._release,
-                                   (charge.payer, charge.hold))
-        if charge.prepaid and charge.amount > 0:
-            self._adjust(raw, charge.payer, -charge.amount)
-            message.charged = charge.amount
-        billing.records.add(Record(
-            message.id, message.created, charge.direction, charge.payer,
-            charge.rule, message.sender, message.recipient, message.parts,
-            message.charge_units, r.tariff if r else None,
-            r.prefix if r else "", r.price if r else Decimal(0),
-            r.amount if r else Decimal(0), r.currency if r else "",
-            charge.prepaid, message.state))
+        message.rule = auth.rule
+        txn = None
+        for charge in auth.charges:
+            r = charge.rate
+            if charge is auth.payer:
+                message.payer = charge.payer
+                message.charge_units = r.units if r is not None else 1
+            if charge.hold:
+                txn = txn or raw._p_jar.transaction_manager.get()
+                txn.addAfterCommitHook(self._release,
+                                       (charge.payer, charge.hold))
+            if charge.prepaid and charge.amount > 0:
+                balance = self._adjust(raw, charge.payer, -charge.amount)
+                if charge is auth.payer:
+                    message.charged = charge.amount
+                if charge.low is not None and balance is not None:
+                    txn = txn or raw._p_jar.transaction_manager.get()
+                    self._check_low(raw, txn, charge, balance)
+            billing.records.add(Record(
+                message.id, message.created, charge.direction, charge.payer,
+                charge.rule, message.sender, message.recipient,
+                message.parts, r.units if r is not None else 1,
+                r.tariff if r else None, r.prefix if r else "",
+                r.price if r else Decimal(0), r.amount if r else Decimal(0),
+                r.currency if r else "", charge.prepaid, message.state))
 
     def state_changed(self, raw: Any, message: Any, state: str) -> None:
         """
-        Inside a state change's transaction: bring the record to the
-        message's state; return a prepaid reservation on failed or
-        expired.
+        Inside a state change's transaction: bring the message's records
+        to its state; return prepaid reservations on failed or expired.
         """
-        if message.payer is None:
+        payer = message.payer
+        receiver = f"account:{message.account}" if message.account else None
+        if payer is None and receiver is None:
             return
         billing = raw[KEY]
-        billing.records.set_state(message.payer, message.created,
-                                  message.id, state)
-        if state in ("failed", "expired") and message.charged:
-            self._adjust(raw, message.payer, message.charged)
-            message.charged = Decimal(0)
+        final_loss = state in ("failed", "expired")
+        if payer is not None:
+            billing.records.set_state(payer, message.created, message.id,
+                                      state)
+            if final_loss and message.charged:
+                self._adjust(raw, payer, message.charged)
+                message.charged = Decimal(0)
+        if receiver is None or receiver == payer:
+            return
+        old = billing.records.get(receiver, message.created, message.id)
+        if old is None or old.state == state:
+            return
+        billing.records.set_state(receiver, message.created, message.id,
+                                  state)
+        if final_loss and old.prepaid and old.amount > 0 and \
+                old.state not in ("failed", "expired"):
+            self._adjust(raw, receiver, old.amount)
 
-    def _adjust(self, raw: Any, payer: str, delta: Decimal) -> None:
+    def _adjust(self, raw: Any, payer: str, delta: Decimal
+                ) -> Decimal | None:
+        """
+        Change a payer's balance (a credit may re-arm its balance-low
+        message).
+
+        @return: the new balance, or C{None} when the payer has none.
+        """
         kind, _, name = payer.partition(":")
         app = raw["appliance"]
         if kind == "account":
             account = app.accounts.get(name)
             if account is not None:
                 account.balance = account.balance + delta
-                return
+                if delta > 0:
+                    raw[KEY].rearm_low(account, app.products)
+                return account.balance
         elif kind == "carrier":
             carrier = app.carriers.get(name)
             terms = raw[KEY].terms("carriers", carrier) \
                 if carrier is not None else None
             if terms is not None:
                 terms.balance = terms.balance + delta
-                return
+                return terms.balance
         elif kind == "tenant":
             tenant = tenant_of(app, name)
             if tenant is not None:
                 tenant.balance = tenant.balance + delta
-                return
+                return tenant.balance
         self.log.warn("no balance of {payer} to adjust by {delta}",
                       payer=payer, delta=delta)
+        return None
+
+    # -- balance low -----------------------------------------------------
+
+    def _check_low(self, raw: Any, txn: Any, charge: Charge,
+                   balance: Decimal) -> None:
+        """After a debit: mark an account that fell below its threshold
+        and send it one notification once the transaction commits."""
+        low = charge.low
+        if balance >= low.threshold:
+            return
+        app = raw["appliance"]
+        account = app.accounts.get(charge.account)
+        terms = raw[KEY].terms("accounts", account) \
+            if account is not None else None
+        if terms is None or terms.low_notified:
+            return
+        terms.low_notified = True
+        currency = charge.rate.currency if charge.rate else ""
+        text = low.text.format(account=account.username,
+                               balance=balance.quantize(_CENT),
+                               currency=currency,
+                               threshold=low.threshold)
+        number = account.dids[0] if account.dids else account.username
+        txn.addAfterCommitHook(self._low_committed,
+                               (account.username, number, low.sender, text))
+
+    def _low_committed(self, status: bool, username: str, number: str,
+                       sender: str, text: str) -> None:
+        if status:
+            self.clock.callLater(0, self.notify_low, username, number,
+                                 sender, text)
+
+    def notify_low(self, username: str, number: str, sender: str,
+                   text: str) -> defer.Deferred | None:
+        """
+        Submit a balance-low message to an account through the core, as
+        the node (origin kind C{node}: no rule charges it and no product
+        charges for receiving it).
+
+        @return: the core's Deferred, or C{None} when nothing submits.
+        """
+        if self.submit is None:
+            self.log.warn("balance of account {username} is low; no core "
+                          "to tell it", username=username)
+            return None
+        self.log.info("balance of account {username} is low: telling it",
+                      username=username)
+        self.notified += 1
+        d = defer.maybeDeferred(self.submit, Submission(
+            "node", "balance-low", sender, number, text))
+        d.addErrback(lambda f: self.log.failure(
+            "balance-low message to {username} not accepted", f,
+            username=username))
+        return d
+
+
+def _with_hold(charge: Charge, serial: int) -> Charge:
+    from dataclasses import replace
+    return replace(charge, hold=serial)

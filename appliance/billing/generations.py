@@ -10,4 +10,14 @@ def evolve1(root) -> None:
         root[KEY] = BillingRoot()
 
 
-GENERATIONS = (evolve1,)
+def evolve2(root) -> None:
+    """Give C{root["billing"]} its authorization rules container, if
+    absent."""
+    from BTrees.OOBTree import OOBTree
+    from appliance.billing.model import KEY
+    billing = root[KEY]
+    if billing.rules is None:
+        billing.rules = OOBTree()
+
+
+GENERATIONS = (evolve1, evolve2)

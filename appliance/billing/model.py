@@ -29,6 +29,8 @@ KEY = "billing"
 BILLABLE = ("accepted", "delivered")
 #: The most volume-fee tiers a carrier may have.
 MAX_TIERS = 32
+#: The most authorization rules a node may have.
+MAX_RULES = 1000
 
 _amount = money("an amount")
 
@@ -151,21 +153,114 @@ class AccountTerms(Terms):
     C{Account.balance}).
 
     @ivar prepaid: whether it pays from its balance, before sending.
+    @ivar low_notified: whether it was told its balance fell below its
+        product's threshold (set with the debit that crossed it, cleared
+        when the balance is back at or above the threshold), so it is
+        told once, not once per message.
     """
 
     prepaid: bool = False
+    low_notified: bool = False
+
+
+#: The balance-low text when the product sets none; its fields are those
+#: of L{LOW_FIELDS}.
+LOW_TEXT = ("Your balance is {balance} {currency}, below {threshold} "
+            "{currency}. Please top up to keep receiving messages.")
+#: Fields a balance-low template may use.
+LOW_FIELDS = ("account", "balance", "currency", "threshold")
+#: The sender of balance-low messages when the product sets none.
+LOW_SENDER = "Balance"
+
+
+def check_template(text: str) -> str:
+    """
+    @param text: a balance-low template (C{{balance}} and the other
+        L{LOW_FIELDS} are replaced).
+    @return: it, stripped.
+    @raise ModelError: for an empty template, an unknown field or a
+        malformed brace.
+    """
+    import string
+    text = (text or "").strip()
+    if not text:
+        raise ModelError("the text is empty")
+    if len(text) > 480:
+        raise ModelError("the text is longer than 480 characters")
+    try:
+        fields = [f for _, f, spec, conv in string.Formatter().parse(text)
+                  if f is not None]
+    except ValueError as e:
+        raise ModelError(f"bad template: {e}") from None
+    for f in fields:
+        if f not in LOW_FIELDS:
+            raise ModelError(f"unknown field {{{f}}}: the template may use "
+                             + ", ".join("{" + n + "}" for n in LOW_FIELDS))
+    return text
 
 
 class ProductTerms(Terms):
     """
-    Which tariff rates the messages of a product's accounts.
+    Which tariffs rate a product's accounts: for what they send, and for
+    what they receive; and when their balance is low enough to tell them.
 
     @ivar tariff: the tariff's name, or C{None}.
     @ivar tariff_oid: that tariff's database identity.
+    @ivar receiver_tariff: the tariff charging its accounts for messages
+        they receive (receiver pays), or C{None}.
+    @ivar receiver_tariff_oid: that tariff's database identity.
+    @ivar low_threshold: a prepaid account's balance below which it gets
+        one balance-low message, or C{None}: never.
+    @ivar low_text: the balance-low template (C{None}: L{LOW_TEXT}).
+    @ivar low_sender: the balance-low sender (C{None}: L{LOW_SENDER}).
     """
 
     tariff: str | None = None
     tariff_oid: bytes | None = None
+    receiver_tariff: str | None = None
+    receiver_tariff_oid: bytes | None = None
+    low_threshold: Decimal | None = None
+    low_text: str | None = None
+    low_sender: str | None = None
+
+
+class AuthorizationRule(Persistent):
+    """
+    One authorization rule as configured (see L{appliance.billing.rules};
+    the charger snapshots them as L{appliance.billing.rules.Rule}).
+
+    @ivar name: its name.
+    @ivar origin_kind: C{carrier}, C{connection}, C{app}, C{tenant} or
+        C{None} (any).
+    @ivar origin: the origin's name, or C{None} (any).
+    @ivar source: a network in text, or C{None} (any).
+    @ivar sender: a sender pattern, or C{None} (any).
+    @ivar charge: who pays, or C{None}: the rule is not in force yet.
+    @ivar tariff: the tariff to rate with, or C{None}: the payer's own.
+    """
+
+    name: str = ""
+    origin_kind: str | None = None
+    origin: str | None = None
+    source: str | None = None
+    sender: str | None = None
+    charge: str | None = None
+    tariff: str | None = None
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def snapshot(self):
+        """
+        @return: the immutable L{appliance.billing.rules.Rule}, or
+            C{None} while it charges nobody in particular (no C{charge}).
+        """
+        from appliance.billing.rules import Rule
+        if self.charge is None:
+            return None
+        return Rule.build(self.name, self.origin_kind, self.origin,
+                          self.source, self.sender, self.charge,
+                          self.tariff)
 
 
 _KINDS = {"tariffs": TariffTerms, "carriers": CarrierTerms,
@@ -181,6 +276,8 @@ class BillingRoot(Persistent):
     @ivar accounts: username to L{AccountTerms}.
     @ivar products: product name to L{ProductTerms}.
     @ivar records: the L{RecordStore}.
+    @ivar rules: authorization rule name to L{AuthorizationRule}.
+    @ivar rule_order: the rules' names, first tried first.
     """
 
     tariffs: OOBTree | None = None
@@ -188,6 +285,8 @@ class BillingRoot(Persistent):
     accounts: OOBTree | None = None
     products: OOBTree | None = None
     records: RecordStore | None = None
+    rules: OOBTree | None = None
+    rule_order: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.tariffs = OOBTree()
@@ -195,6 +294,49 @@ class BillingRoot(Persistent):
         self.accounts = OOBTree()
         self.products = OOBTree()
         self.records = RecordStore()
+        self.rules = OOBTree()
+
+    # -- authorization rules ------------------------------------------
+
+    def add_rule(self, name: str) -> AuthorizationRule:
+        """
+        A new rule, tried after the others.
+
+        @raise ModelError: if the name is taken or too many rules exist.
+        """
+        if name in self.rules:
+            raise ModelError(f"authorization rule {name!r} exists")
+        if len(self.rule_order) >= MAX_RULES:
+            raise ModelError(f"at most {MAX_RULES} authorization rules")
+        rule = self.rules[name] = AuthorizationRule(name)
+        self.rule_order = self.rule_order + (name,)
+        return rule
+
+    def remove_rule(self, name: str) -> None:
+        """
+        @raise ModelError: if there is no such rule.
+        """
+        if name not in self.rules:
+            raise ModelError(f"no authorization rule named {name!r}")
+        del self.rules[name]
+        self.rule_order = tuple(n for n in self.rule_order if n != name)
+
+    def move_rule(self, name: str, position: int) -> None:
+        """
+        Put a rule at a place in the order (1: tried first; past the end:
+        last).
+
+        @raise ModelError: if there is no such rule.
+        """
+        if name not in self.rules:
+            raise ModelError(f"no authorization rule named {name!r}")
+        order = [n for n in self.rule_order if n != name]
+        order.insert(max(position, 1) - 1, name)
+        self.rule_order = tuple(order)
+
+    def ordered_rules(self) -> list[AuthorizationRule]:
+        """@return: the rules, first tried first."""
+        return [self.rules[n] for n in self.rule_order if n in self.rules]
 
     def _oid(self, obj: Any) -> bytes | None:
         if getattr(obj, "_p_oid", None) is None and obj._p_jar is None \
@@ -246,6 +388,51 @@ class BillingRoot(Persistent):
         terms = self.terms("products", product, create=True)
         terms.tariff = None if tariff is None else tariff.name
         terms.tariff_oid = None if tariff is None else self._oid(tariff)
+
+    def receiver_tariff(self, product: Any, tariffs: Any) -> str | None:
+        """
+        @return: the name of the tariff charging a product's accounts for
+            what they receive, if it is set and still exists.
+        """
+        terms = self.terms("products", product)
+        if terms is None or terms.receiver_tariff is None:
+            return None
+        tariff = tariffs.get(terms.receiver_tariff)
+        if tariff is None or self._oid(tariff) != terms.receiver_tariff_oid:
+            return None
+        return terms.receiver_tariff
+
+    def set_receiver_tariff(self, product: Any, tariff: Any | None) -> None:
+        """
+        Charge a product's accounts for messages they receive, with a
+        tariff (C{None}: they receive for free).
+        """
+        terms = self.terms("products", product, create=True)
+        terms.receiver_tariff = None if tariff is None else tariff.name
+        terms.receiver_tariff_oid = None if tariff is None \
+            else self._oid(tariff)
+
+    def low_threshold(self, account: Any, products: Any) -> Decimal | None:
+        """
+        @return: the balance-low threshold of an account's product, or
+            C{None}.
+        """
+        product = products.get(account.product) if account.product else None
+        terms = self.terms("products", product) if product is not None \
+            else None
+        return None if terms is None else terms.low_threshold
+
+    def rearm_low(self, account: Any, products: Any) -> None:
+        """
+        After a credit: an account whose balance is back at or above its
+        threshold will be told again the next time it falls below.
+        """
+        terms = self.terms("accounts", account)
+        if terms is None or not terms.low_notified:
+            return
+        threshold = self.low_threshold(account, products)
+        if threshold is None or account.balance >= threshold:
+            terms.low_notified = False
 
     def products_of(self, tariff: Any, products: Any) -> Iterator[str]:
         """

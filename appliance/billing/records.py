@@ -26,7 +26,7 @@ from appliance.billing.interfaces import IRecordStore
 from appliance.billing.rating import month_of, months_between
 
 #: Directions a record may have.
-DIRECTIONS = ("terminating", "originating")
+DIRECTIONS = ("terminating", "originating", "receiving")
 
 
 class Record(NamedTuple):
@@ -36,7 +36,8 @@ class Record(NamedTuple):
     @ivar id: the message id.
     @ivar time: acceptance time, epoch seconds.
     @ivar direction: C{terminating} (a carrier or vendor brings it into
-        the network) or C{originating} (an account or tenant sends it).
+        the network), C{originating} (an account or tenant sends it) or
+        C{receiving} (a local account pays to receive it).
     @ivar payer: C{kind:name}, e.g. C{carrier:TATA}, C{account:1111}.
     @ivar rule: the authorization rule that attributed it to the payer.
     @ivar origin: the sender address.

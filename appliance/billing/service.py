@@ -45,8 +45,10 @@ class BillingService(Service):
         self.charger = Charger(storage, clock, hold_timeout)
 
     def attach(self, core: Any) -> None:
-        """Make C{core} rate, charge and record with our charger."""
+        """Make C{core} rate, charge and record with our charger, and
+        submit balance-low messages through it."""
         core.set_charger(self.charger)
+        self.charger.submit = core.submit
 
     def startService(self) -> None:
         """Snapshot the tariffs and follow configuration commits."""
@@ -71,7 +73,8 @@ class BillingService(Service):
         root = self.storage.root()
         store = billing_of(root).records
         month = month_of(self.clock.seconds())
-        stats: dict[str, Any] = {"refused": self.charger.refused}
+        stats: dict[str, Any] = {"refused": self.charger.refused,
+                                 "balance-low sent": self.charger.notified}
         for name in root.carriers.keys():
             count = units = 0
             amounts: dict[str, Decimal] = {}

@@ -32,7 +32,8 @@ STATES = ("accepted", "delivering", "delivered", "failed", "expired")
 WAITING = frozenset(("accepted", "delivering"))
 #: States a message never leaves.
 FINAL = frozenset(("delivered", "failed", "expired"))
-ORIGIN_KINDS = ("carrier", "account", "connection", "http", "tenant", "map")
+ORIGIN_KINDS = ("carrier", "account", "connection", "http", "tenant", "map",
+                "node")
 ENCODINGS = ("gsm7", "ucs2", "latin1", "utf-8", "binary", "ascii")
 
 _SEQ_BITS = 32

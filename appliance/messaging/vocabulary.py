@@ -45,8 +45,9 @@ class Submission:
     """
     A message as a protocol received it, before it is accepted.
 
-    @ivar origin_kind: C{account}, C{carrier}, C{connection}, C{http} or
-        C{map} (mo-forwardSM; the origin is the MSC's global title).
+    @ivar origin_kind: C{account}, C{carrier}, C{connection}, C{http},
+        C{map} (mo-forwardSM; the origin is the MSC's global title), or
+        C{node} (the node's own, such as balance-low messages).
     @ivar origin: the origin's name (account username, carrier name...).
     @ivar sender: digits or an alphanumeric sender.
     @ivar recipient: the destination number (normalized here).
@@ -55,6 +56,8 @@ class Submission:
     @ivar hops: nodes it has passed (loop protection).
     @ivar meta: protocol data kept with the message, C{(key, value)}
         pairs (an HTTP tenant's dlr-url and client-ref).
+    @ivar source: the submitter's IP address where the protocol knows it
+        (SMPP peer, SIP source), for authorization rules by network.
     """
     origin_kind: str
     origin: str
@@ -67,6 +70,7 @@ class Submission:
     receipt: int = 0
     hops: int = 0
     meta: tuple[tuple[str, str], ...] = ()
+    source: str | None = None
 
 
 @dataclass(frozen=True)

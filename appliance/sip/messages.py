@@ -87,7 +87,8 @@ class MessageIntake:
             tx.respond(problem)
             return
         text, recipient = problem
-        submission = Submission("account", username, username, recipient, text)
+        submission = Submission("account", username, username, recipient, text,
+                                source=tx.address[0])
         d = defer.maybeDeferred(self.core.submit, submission)  # NoRoute becomes a failure
         d.addCallbacks(self._accepted, self._failed, callbackArgs=(request, tx, username),
                        errbackArgs=(request, tx, username, recipient))

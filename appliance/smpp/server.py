@@ -275,7 +275,8 @@ class SMPPServer:
         pid = R.part_id(self._next_part()) \
             if concat is not None and concat.total > 1 else None
         results = [self._one(rec, submit.source, addr, text, concat,
-                             encoding, receipt, pid, submit.hops)
+                             encoding, receipt, pid, submit.hops,
+                             session.peer or None)
                    for _, _, addr in submit.recipients]
         d = defer.gatherResults(results, consumeErrors=True)
         if h.command_id == pdus.SUBMIT_MULTI:
@@ -319,7 +320,7 @@ class SMPPServer:
 
     def _one(self, rec: CarrierBind, source: str, recipient: str, text: str,
              concat, encoding: str, receipt: int, pid: str | None,
-             hops: int = 0) -> defer.Deferred:
+             hops: int = 0, peer: str | None = None) -> defer.Deferred:
         """
         Accept a message (or part) for one recipient.
 
@@ -332,7 +333,7 @@ class SMPPServer:
             return defer.succeed((Status.ESME_RINVDSTADR, "", None))
         submission = Submission("carrier", rec.name, source, number, text,
                                 encoding=encoding, receipt=receipt,
-                                hops=hops)
+                                hops=hops, source=peer)
         try:
             if pid is None:
                 d = self.core.submit(submission)
@@ -379,7 +380,7 @@ class SMPPServer:
                            encoding=encoding, parts=len(parts) if
                            added.kind == "whole" else 1,
                            receipt=max(p.receipt for p in parts),
-                           hops=submission.hops)
+                           hops=submission.hops, source=submission.source)
         d = self.core.submit(whole)
 
         def stored(id):

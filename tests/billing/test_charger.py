@@ -68,7 +68,7 @@ class ChargerTests(SynchronousTestCase):
                          [("964", "USD")])
         message = self.node.storage.messages().get(ids[0])
         self.assertEqual(message.payer, "carrier:TATA")
-        self.assertEqual(message.rule, "carrier by SMPP system_id tata1")
+        self.assertEqual(message.rule, "built-in carrier")
         stats = self.node.billing.statistics()
         self.assertEqual(stats["TATA 2026-11 messages"], 1000)
         self.assertEqual(stats["TATA 2026-11 amount"], "10.00 USD")

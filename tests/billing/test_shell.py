@@ -38,6 +38,15 @@ SCRIPT = '''configure terminal
  tariff FREE
   zero
  exit
+ tariff RECV
+  prefix 964 0.002
+ exit
+ product "Call & Chat"
+  receiver-pays tariff RECV
+  balance-low threshold 0.50
+  balance-low sender TopUp
+  balance-low text Only {balance} {currency} left, {account}: top up soon
+ exit
  carrier TATA
   system-id tata
   tariff TATA-IN
@@ -46,6 +55,18 @@ SCRIPT = '''configure terminal
   volume-fee up-to 100000 50.00
   volume-fee up-to 1000000 300
  exit
+ authorization-rule vendors-free
+  match origin connection
+  charge nobody
+ exit
+ authorization-rule tata-lan
+  match origin carrier TATA
+  match source 10.0.0.0/8
+  match sender 44%
+  charge carrier
+  tariff FREE
+ exit
+ authorization-rule-order tata-lan 1
 end
 '''
 
@@ -92,10 +113,22 @@ def test_running_config_round_trip(storage, clock):
     first = run(open_session(storage, "admin", "admin"),
                 "show running-config")
     for line in ("  prefix 964 0.02 from 2026-12-01", "  unit part",
-                 "  zero", '  product "Call & Chat"', "  prepaid",
+                 "  zero", "  tariff APP", "  prepaid",
+                 "  receiver-pays tariff RECV", "  balance-low threshold 0.50",
+                 "  balance-low sender TopUp",
+                 "  balance-low text Only {balance} {currency} left, "
+                 "{account}: top up soon",
+                 " authorization-rule tata-lan", "  match origin carrier TATA",
+                 "  match source 10.0.0.0/8", "  match sender 44%",
+                 "  charge carrier", "  tariff FREE",
+                 " authorization-rule vendors-free",
+                 "  match origin connection", "  charge nobody",
                  "  billable delivered", "  volume-fee up-to 100000 50.00",
                  "   prepaid"):
         assert line in first.splitlines(), line
+    lines = first.splitlines()
+    assert lines.index(" authorization-rule tata-lan") < \
+        lines.index(" authorization-rule vendors-free")
     fresh = memory_storage(reactor=clock)
     try:
         assert run_script(fresh, first).ok
@@ -137,7 +170,7 @@ def test_balance_is_audited_state(storage):
     assert audit.lines[-2].endswith("account 1111] balance add 5.00")
     assert not execute(s, "balance add 0").ok
     assert not execute(s, "balance add -1").ok
-    assert "balance" not in run(s, "show running-config")
+    assert "balance " not in run(s, "show running-config")
     assert storage.root().accounts["1111"].balance == Decimal("3.75")
     shown = run(s, "show balance account 1111")
     assert "account 1111  prepaid  3.75" in shown
@@ -208,3 +241,85 @@ def test_stale_terms_not_inherited(storage):
     root = storage.root()
     assert not billing_of(root).rating_tariff(root.tariffs["FREE"]).zero
     assert "  zero" not in run(s, "show running-config").splitlines()
+
+
+def test_authorization_rules_shown_in_order(storage):
+    """show authorization-rules lists the rules in the order they are
+    tried, then the built-in ones; a rule without charge is shown out of
+    force."""
+    s = open_session(storage, "admin", "admin")
+    run(s, "configure terminal", "authorization-rule draft", "exit",
+        "authorization-rule-order vendors-free 1", "end")
+    rows = [line.split()[:2] for line in
+            run(s, "show authorization-rules").splitlines()[2:]]
+    assert rows[:3] == [["1", "vendors-free"], ["2", "tata-lan"],
+                        ["3", "draft"]]
+    assert ["-", "built-in"] in rows
+    assert "(not in force)" in run(s, "show authorization-rules")
+
+
+def test_impossible_charge_refused(storage):
+    """charge carrier in a rule matching apps fails and changes nothing;
+    so does match origin app in a rule that charges the carrier."""
+    s = open_session(storage, "admin", "admin")
+    run(s, "configure terminal", "authorization-rule apps",
+        "match origin app")
+    result = execute(s, "charge carrier")
+    assert not result.ok and "no carrier to charge" in result.text
+    run(s, "charge sender")
+    assert billing_of(storage.root()).rules["apps"].charge == "sender"
+    run(s, "exit", "authorization-rule tata-lan")
+    assert not execute(s, "match origin app").ok
+    rule = billing_of(storage.root()).rules["tata-lan"]
+    assert (rule.origin_kind, rule.origin) == ("carrier", "TATA")
+    assert not execute(s, "tariff NOPE").ok
+    assert not execute(s, "match source 10.0.0.1/8").ok
+
+
+def test_receiver_pays_needs_a_tariff(storage):
+    """receiver-pays tariff names an existing tariff; no receiver-pays
+    makes receiving free again."""
+    s = open_session(storage, "admin", "admin")
+    run(s, "configure terminal", 'product "Call & Chat"')
+    assert not execute(s, "receiver-pays tariff NOPE").ok
+    root = storage.root()
+    assert billing_of(root).receiver_tariff(
+        root.products["Call & Chat"], root.tariffs) == "RECV"
+    run(s, "no receiver-pays")
+    root = storage.root()
+    assert billing_of(root).receiver_tariff(
+        root.products["Call & Chat"], root.tariffs) is None
+    assert not execute(s, "balance-low text {oops} left").ok
+    assert not execute(s, "balance-low text {balance!r}{").ok
+
+
+def test_test_route_shows_rule(storage, clock):
+    """test route names the authorization rule that would decide who
+    pays, by origin name and source address, and the receiving charge of
+    a receiver-pays product."""
+    from appliance.messaging.core import MessagingCore
+    core = MessagingCore(storage, clock)
+    core._rebuild_routes()
+
+    class Node:
+        services = {"messaging": core}
+
+    s = open_session(storage, "alice", "view", node=Node())
+    lan = run(s, "test route from 4412345 to 9647500000001 origin carrier "
+              "TATA source 10.1.1.1")
+    assert lan.splitlines() == [
+        "local delivery to account 9647500000001 over SIP",
+        "authorization rule tata-lan: origin carrier TATA, source "
+        "10.0.0.0/8, sender 44%: charge carrier with tariff FREE",
+        "payer: carrier TATA",
+        "receiver pays: account 9647500000001 with tariff RECV (product "
+        "Call & Chat)"]
+    wan = run(s, "test route from 4412345 to 9647500000001 origin carrier "
+              "TATA source 192.0.2.1")
+    assert "authorization rule built-in carrier: origin carrier: charge " \
+        "carrier" in wan
+    vendor = run(s, "test route from 22201 to 9647500000001 origin "
+                 "connection env4")
+    assert "authorization rule vendors-free: origin connection: charge " \
+        "nobody" in vendor
+    assert "payer" not in vendor

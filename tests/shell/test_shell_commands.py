@@ -527,10 +527,10 @@ def test_test_route(storage):
         services = {"messaging": core}
 
     s = open_session(storage, "alice", "view", node=Node())
-    assert run(s, "test route from 1111 to 1111") == \
-        "local delivery to account 1111 over SIP\n"
-    assert run(s, "test route from 1111 to 2222123") == \
-        "policy to-env4: smpp over env4 (not running)\n"
+    assert run(s, "test route from 1111 to 1111").startswith(
+        "local delivery to account 1111 over SIP\n")
+    assert run(s, "test route from 1111 to 2222123").startswith(
+        "policy to-env4: smpp over env4 (not running)\n")
     assert run(s, "test route from 1111 to 3333").startswith(
         "no route: no account or service policy for 3333")
     assert sum(storage.messages().counts().values()) == 0

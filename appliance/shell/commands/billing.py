@@ -1,24 +1,32 @@
 """
-Billing: tariff terms (dated prices, unit, zero, product), carrier terms
-(prepaid, billable state, volume fees), prepaid flags and balances, and
-the settlement, CSV export and balance views.
+Billing: tariff terms (dated prices, unit, zero), product terms (the
+tariff for what its accounts send, C{receiver-pays} for what they
+receive, the balance-low message), carrier terms (prepaid, billable
+state, volume fees), prepaid flags and balances, authorization rules
+(who pays), and the settlement, CSV export and balance views.
 
 Balances are state, not configuration: C{balance add} is audited like any
 change but never written by C{show running-config}.
+
+Tariffs are written before products (see L{appliance.shell.commands}), so
+a product names its tariffs (C{tariff}, C{receiver-pays tariff}); the
+older C{product PRODUCT} of tariff mode is still accepted.
 """
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
-from appliance.billing.model import billing_of
+from appliance.billing.model import billing_of, check_template
 from appliance.billing.rating import format_date, parse_date
+from appliance.billing.rules import CHARGES, ORIGINS, check_charge
 from appliance.billing.settlement import (
     billable_states, csv_chunks, settle)
 from appliance.model.errors import ModelError
+from appliance.shell.commands.helpers import object_commands
 from appliance.shell.commands.modes import (
-    ACCOUNT, CARRIER, TARIFF, command)
-from appliance.shell.grammar import ANY, NO_STR
+    ACCOUNT, CARRIER, CONFIG, PRODUCT, TARIFF, command)
+from appliance.shell.grammar import ANY, NO_STR, Mode
 from appliance.shell.output import Stream
 from appliance.shell.render import table
 from appliance.shell.session import CommandError
@@ -107,15 +115,9 @@ def no_tariff_zero(ctx):
         del terms.zero
 
 
-def _tariff_products(tariff):
-    root = tariff._p_jar.root()["appliance"]
-    return [(name,) for name in billing_of(tariff).products_of(
-        tariff, root.products)]
-
-
 @command(TARIFF, "product PRODUCT",
          help=("Rate the messages of this product's accounts",
-               "Product name"), render=_tariff_products)
+               "Product name"))
 def tariff_product(ctx, name):
     product = ctx.root.products.get(name)
     if product is None:
@@ -133,6 +135,115 @@ def no_tariff_product(ctx, name):
         raise ModelError(f"tariff {ctx.obj.name} does not rate product "
                          f"{name!r}")
     billing.set_product_tariff(product, None)
+
+
+# -- products -------------------------------------------------------------
+
+def _tariff(ctx, name: str) -> Any:
+    tariff = ctx.root.tariffs.get(name)
+    if tariff is None:
+        raise ModelError(f"no tariff named {name!r}")
+    return tariff
+
+
+def _product_terms(fn):
+    """A render function over a product's terms (none: nothing)."""
+    return _render_terms("products", fn)
+
+
+def _product_tariff(product):
+    name = billing_of(product).product_tariff(
+        product, product._p_jar.root()["appliance"].tariffs)
+    return [] if name is None else [(name,)]
+
+
+def _receiver_tariff(product):
+    name = billing_of(product).receiver_tariff(
+        product, product._p_jar.root()["appliance"].tariffs)
+    return [] if name is None else [(name,)]
+
+
+@command(PRODUCT, "tariff TARIFF",
+         help=("Rate what this product's accounts send", "Tariff name"),
+         render=_product_tariff)
+def product_tariff(ctx, name):
+    _billing(ctx).set_product_tariff(ctx.obj, _tariff(ctx, name))
+
+
+@command(PRODUCT, "no tariff", help=(NO_STR, "Tariff for what its accounts "
+                                     "send"))
+def no_product_tariff(ctx):
+    _billing(ctx).set_product_tariff(ctx.obj, None)
+
+
+@command(PRODUCT, "receiver-pays tariff TARIFF",
+         help=("Charge this product's accounts for messages they receive "
+               "(each recipient on its own; prepaid accounts from their "
+               "balance)", "With this tariff (per message or per part, "
+               "as its unit says)", "Tariff name"),
+         render=_receiver_tariff)
+def product_receiver_pays(ctx, name):
+    _billing(ctx).set_receiver_tariff(ctx.obj, _tariff(ctx, name))
+
+
+@command(PRODUCT, "no receiver-pays",
+         help=(NO_STR, "Receiving is free again"))
+def no_product_receiver_pays(ctx):
+    _billing(ctx).set_receiver_tariff(ctx.obj, None)
+
+
+_LOW = "Tell a prepaid account once when its balance falls low"
+
+
+@command(PRODUCT, "balance-low threshold DECIMAL",
+         help=(_LOW, "Below this balance", "Amount"),
+         render=_product_terms(lambda t: [] if t.low_threshold is None
+                               else [(t.low_threshold,)]))
+def product_low_threshold(ctx, amount):
+    _terms(ctx, "products", True).low_threshold = amount
+
+
+@command(PRODUCT, "balance-low sender WORD",
+         help=(_LOW, "The message's sender", "Sender name or number"),
+         render=_product_terms(lambda t: [] if t.low_sender is None
+                               else [(t.low_sender,)]))
+def product_low_sender(ctx, sender):
+    if len(sender) > 32:
+        raise ModelError("a sender is at most 32 characters")
+    _terms(ctx, "products", True).low_sender = sender
+
+
+@command(PRODUCT, "balance-low text LINE",
+         help=(_LOW, "The message's text: {balance}, {currency}, "
+               "{threshold} and {account} are replaced", "Template"),
+         render=_product_terms(lambda t: [] if t.low_text is None
+                               else [(t.low_text,)]))
+def product_low_text(ctx, text):
+    _terms(ctx, "products", True).low_text = check_template(text)
+
+
+@command(PRODUCT, "no balance-low threshold",
+         help=(NO_STR, _LOW, "Threshold (no message)"))
+def no_product_low_threshold(ctx):
+    terms = _terms(ctx, "products")
+    if terms is not None:
+        del terms.low_threshold
+
+
+@command(PRODUCT, "no balance-low sender",
+         help=(NO_STR, _LOW, "Sender (back to Balance)"))
+def no_product_low_sender(ctx):
+    terms = _terms(ctx, "products")
+    if terms is not None:
+        del terms.low_sender
+
+
+@command(PRODUCT, "no balance-low text",
+         help=(NO_STR, _LOW, "Text (back to the default)"))
+def no_product_low_text(ctx):
+    terms = _terms(ctx, "products")
+    if terms is not None:
+        del terms.low_text
 
 
 # -- carriers -----------------------------------------------------------
@@ -225,6 +336,7 @@ _prepaid_commands(ACCOUNT, "accounts",
                "Credit it", "Amount"))
 def account_balance_add(ctx, amount):
     ctx.obj.balance = ctx.obj.balance + _positive(amount)
+    _billing(ctx).rearm_low(ctx.obj, ctx.root.products)
     return f"balance {ctx.obj.balance}"
 
 
@@ -234,6 +346,200 @@ def account_balance_add(ctx, amount):
 def account_balance_subtract(ctx, amount):
     ctx.obj.balance = ctx.obj.balance - _positive(amount)
     return f"balance {ctx.obj.balance}"
+
+
+# -- authorization rules ---------------------------------------------------
+
+def _rule(root: Any, parent: Any, key: Any) -> Any:
+    rules = billing_of(root).rules
+    return rules.get(key) if rules is not None else None
+
+
+#: C{authorization-rule NAME}.
+RULE = Mode("config-authorization-rule", CONFIG, "authorization-rule", _rule)
+
+object_commands(
+    "authorization-rule", "NAME", RULE,
+    "Who pays for messages from an incoming point (rules are tried in "
+    "order)", "Rule name",
+    add=lambda ctx, name: _billing(ctx).add_rule(name),
+    remove=lambda ctx, name: _billing(ctx).remove_rule(name),
+    children=lambda root, parent: list(billing_of(root).rule_order))
+
+
+@command(CONFIG, "authorization-rule-order NAME <1-10000>",
+         help=("Move an authorization rule to a place in the order",
+               "Rule name", "Position, 1 = tried first"))
+def rule_order(ctx, name, position):
+    _billing(ctx).move_rule(name, position)
+
+
+def _checked(fn):
+    """Run C{fn}, turning a rule's ValueError into a failed command."""
+    try:
+        return fn()
+    except ValueError as e:
+        raise ModelError(str(e)) from None
+
+
+_ORIGINS = "(" + "|".join(ORIGINS) + ")"
+_ORIGIN_HELP = ("carrier (SMPP bind), connection (our outbound SMPP "
+                "connection), app (SIP account) or tenant (HTTP API)")
+
+
+@command(RULE, f"match origin {_ORIGINS}",
+         help=("What the rule matches", "Where the message comes from",
+               _ORIGIN_HELP),
+         render=lambda r: [(r.origin_kind,)]
+         if r.origin_kind is not None and r.origin is None else [])
+def rule_origin(ctx, kind):
+    _checked(lambda: check_charge(kind, ctx.obj.charge or "nobody"))
+    ctx.obj.origin_kind, ctx.obj.origin = kind, None
+
+
+@command(RULE, f"match origin {_ORIGINS} NAME",
+         help=("What the rule matches", "Where the message comes from",
+               _ORIGIN_HELP, "Its name (carrier, connection, account "
+               "username or tenant)"),
+         render=lambda r: [(r.origin_kind, r.origin)]
+         if r.origin_kind is not None and r.origin is not None else [])
+def rule_origin_name(ctx, kind, name):
+    _checked(lambda: check_charge(kind, ctx.obj.charge or "nobody"))
+    ctx.obj.origin_kind, ctx.obj.origin = kind, name
+
+
+@command(RULE, "match source NETWORK",
+         help=("What the rule matches", "The submitter's address (SMPP "
+               "peer, SIP source)", "IP network, e.g. 10.0.0.0/8"),
+         render=lambda r: [] if r.source is None else [(r.source,)])
+def rule_source(ctx, network):
+    ctx.obj.source = str(network)
+
+
+@command(RULE, "match sender PATTERN",
+         help=("What the rule matches", "The sender number",
+               "Digits, % (any digits), _ (one digit)"),
+         render=lambda r: [] if r.sender is None else [(r.sender,)])
+def rule_sender(ctx, pattern):
+    from appliance.model.numbers import validate_pattern
+    ctx.obj.sender = validate_pattern(pattern)
+
+
+@command(RULE, "no match origin", help=(NO_STR, "What the rule matches",
+                                        "Origin (any)"))
+def no_rule_origin(ctx):
+    del ctx.obj.origin_kind
+    del ctx.obj.origin
+
+
+@command(RULE, "no match source", help=(NO_STR, "What the rule matches",
+                                        "Source network (any)"))
+def no_rule_source(ctx):
+    del ctx.obj.source
+
+
+@command(RULE, "no match sender", help=(NO_STR, "What the rule matches",
+                                        "Sender pattern (any)"))
+def no_rule_sender(ctx):
+    del ctx.obj.sender
+
+
+@command(RULE, "charge (" + "|".join(CHARGES) + ")",
+         help=("Who pays for matching messages (the rule is in force once "
+               "it says)", "carrier: the carrier it came from; "
+               "connection: the connection's vendor; sender: the sending "
+               "account or tenant; recipient: the receiving account; "
+               "nobody: free, no record"),
+         render=lambda r: [] if r.charge is None else [(r.charge,)])
+def rule_charge(ctx, who):
+    _checked(lambda: check_charge(ctx.obj.origin_kind, who))
+    ctx.obj.charge = who
+
+
+@command(RULE, "no charge", help=(NO_STR, "Who pays (the rule is out of "
+                                  "force)"))
+def no_rule_charge(ctx):
+    del ctx.obj.charge
+
+
+@command(RULE, "tariff TARIFF",
+         help=("Rate with this tariff instead of the payer's own",
+               "Tariff name"),
+         render=lambda r: [] if r.tariff is None else [(r.tariff,)])
+def rule_tariff(ctx, name):
+    ctx.obj.tariff = _tariff(ctx, name).name
+
+
+@command(RULE, "no tariff", help=(NO_STR, "Tariff (the payer's own)"))
+def no_rule_tariff(ctx):
+    del ctx.obj.tariff
+
+
+def rule_rows(root: Any) -> list[tuple]:
+    """
+    The rules in order as table rows, then the built-in ones.
+
+    @param root: the C{ApplianceRoot}.
+    """
+    from appliance.billing.rules import BUILT_IN
+    rows = []
+    for i, stored in enumerate(billing_of(root).ordered_rules(), 1):
+        cond = []
+        if stored.origin_kind:
+            cond.append(f"origin {stored.origin_kind}"
+                        + (f" {stored.origin}" if stored.origin else ""))
+        if stored.source:
+            cond.append(f"source {stored.source}")
+        if stored.sender:
+            cond.append(f"sender {stored.sender}")
+        rows.append((i, stored.name, ", ".join(cond) or "any",
+                     stored.charge or "(not in force)",
+                     stored.tariff or "payer's own"))
+    for rule in BUILT_IN:
+        rows.append(("-", rule.name, f"origin {rule.origin_kind}",
+                     rule.charge, "payer's own"))
+    return rows
+
+
+def who_pays(root: Any, submission: Any, account: str | None) -> str:
+    """
+    For C{test route}: the authorization rule that would decide who pays
+    for a message, and the receiving account's charge if its product
+    charges for receiving.
+
+    @param root: the C{ApplianceRoot}.
+    @param submission: the test L{Submission}.
+    @param account: the receiving local account, if any.
+    @return: one or two lines.
+    """
+    from appliance.billing.charger import rule_book
+    from appliance.billing.rules import point_of
+    point = point_of(submission, account)
+    rule = rule_book(root).decide(point)
+    lines = [f"authorization rule {rule.name}: {rule.describe()}"]
+    if rule.charge != "nobody":
+        payer = {"carrier": f"carrier {point.origin}",
+                 "connection": f"connection {point.origin}",
+                 "sender": f"{point.origin_kind} {point.origin}",
+                 "recipient": f"account {account}"}[rule.charge]
+        lines.append(f"payer: {payer}")
+    obj = root.accounts.get(account) if account else None
+    product = root.products.get(obj.product) \
+        if obj is not None and obj.product else None
+    receiver = billing_of(root).receiver_tariff(product, root.tariffs) \
+        if product is not None else None
+    if receiver is not None and rule.charge != "recipient":
+        lines.append(f"receiver pays: account {account} with tariff "
+                     f"{receiver} (product {product.name})")
+    return "\n".join(lines) + "\n"
+
+
+@command(ANY, "show authorization-rules",
+         help=(SHOW, "Who pays: the rules in the order they are tried"),
+         action="show")
+def show_authorization_rules(ctx):
+    return table(("#", "Rule", "Matches", "Charges", "Tariff"),
+                 rule_rows(ctx.root))
 
 
 # -- views --------------------------------------------------------------

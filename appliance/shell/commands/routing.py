@@ -95,32 +95,72 @@ def test_route(ctx, sender, recipient):
     return _decide(ctx, sender, recipient, "account")
 
 
-@command(ANY, "test route from WORD to WORD origin (app|carrier|connection)",
+_ORIGIN = ("Where the message comes from", "app (SIP), carrier (SMPP), "
+           "connection (another node or vendor) or tenant (HTTP API)")
+
+
+@command(ANY, "test route from WORD to WORD origin "
+         "(app|carrier|connection|tenant)",
          help=("Test what the node would do with a message",
                "Show the routing decision without sending", "Sender",
-               "Sender number or name", "Recipient", "Recipient number",
-               "Where the message comes from",
-               "app (SIP), carrier (SMPP) or connection (another node)"),
-         action="show")
+               "Sender number or name", "Recipient", "Recipient number")
+         + _ORIGIN, action="show")
 def test_route_origin(ctx, sender, recipient, origin):
-    kind = {"app": "account"}.get(origin, origin)
-    return _decide(ctx, sender, recipient, kind)
+    return _decide(ctx, sender, recipient, _KIND.get(origin, origin))
 
 
-def _decide(ctx, sender: str, recipient: str, origin_kind: str) -> str:
-    """The core's own routing decision, described; nothing is stored."""
+@command(ANY, "test route from WORD to WORD origin "
+         "(app|carrier|connection|tenant) NAME",
+         help=("Test what the node would do with a message",
+               "Show the routing decision without sending", "Sender",
+               "Sender number or name", "Recipient", "Recipient number")
+         + _ORIGIN + ("Its name (carrier, connection, account, tenant)",),
+         action="show")
+def test_route_origin_name(ctx, sender, recipient, origin, name):
+    return _decide(ctx, sender, recipient, _KIND.get(origin, origin), name)
+
+
+@command(ANY, "test route from WORD to WORD origin "
+         "(app|carrier|connection|tenant) NAME source WORD",
+         help=("Test what the node would do with a message",
+               "Show the routing decision without sending", "Sender",
+               "Sender number or name", "Recipient", "Recipient number")
+         + _ORIGIN + ("Its name (carrier, connection, account, tenant)",
+                      "The address it comes from", "IP address"),
+         action="show")
+def test_route_origin_source(ctx, sender, recipient, origin, name, source):
+    import ipaddress
+    try:
+        ipaddress.ip_address(source)
+    except ValueError:
+        raise ModelError(f"{source!r} is not an IP address") from None
+    return _decide(ctx, sender, recipient, _KIND.get(origin, origin), name,
+                   source)
+
+
+#: Submission origin kinds by test route's words.
+_KIND = {"app": "account"}
+
+
+def _decide(ctx, sender: str, recipient: str, origin_kind: str,
+            origin: str = "shell", source: str | None = None) -> str:
+    """The core's own routing decision and the authorization rule that
+    would decide who pays, described; nothing is stored."""
     from appliance.messaging.vocabulary import NoRoute, Submission
+    from appliance.shell.commands.billing import who_pays
     services = getattr(ctx.session.node, "services", None) or {}
     core = services.get("messaging")
     if core is None:
         raise ModelError("no messaging service runs on this node")
+    submission = Submission(origin_kind, origin, sender, recipient, None,
+                            source=source)
     try:
-        transport, account, route = core.route(
-            Submission(origin_kind, "shell", sender, recipient, None))
+        transport, account, route = core.route(submission)
     except NoRoute as e:
         return f"no route: {e}\n"
     if transport == "sip":
-        return f"local delivery to account {account} over SIP\n"
+        return (f"local delivery to account {account} over SIP\n"
+                + who_pays(ctx.root, submission, account))
     entry = core.route_table().entry(route)
     pool = services.get("smpp-client")
     states = []
@@ -128,4 +168,4 @@ def _decide(ctx, sender: str, recipient: str, origin_kind: str) -> str:
         conn = getattr(pool, "connections", {}).get(name)
         states.append(f"{name} ({conn.state if conn else 'not running'})")
     return (f"policy {route}: {transport} over " + ", then ".join(states)
-            + "\n")
+            + "\n" + who_pays(ctx.root, submission, None))
