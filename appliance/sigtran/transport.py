@@ -46,7 +46,14 @@ class M3UAStreamProtocol(Protocol):
         self._buffer = b""
 
     def connectionMade(self) -> None:
-        """Tell the association it may start."""
+        """Tell the association it may start (signalling wants no
+        Nagle delay: each message goes out at once)."""
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass        # not TCP (an adopted SCTP socket)
         self.association.connection_made(self.transport.write,
                                          self.transport.loseConnection)
 
