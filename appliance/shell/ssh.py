@@ -25,7 +25,9 @@ from twisted.conch.insults import insults
 from twisted.conch.interfaces import IConchUser, ISession
 from twisted.conch.ssh import keys, session as sshsession
 from twisted.conch.ssh.connection import SSHConnection
+from twisted.conch.ssh._kex import getDHGeneratorAndPrime
 from twisted.conch.ssh.factory import SSHFactory
+from twisted.conch.ssh.transport import DISCONNECT_BY_APPLICATION, SSHServerTransport
 from twisted.conch.ssh.userauth import SSHUserAuthServer
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import ISSHPrivateKey, IUsernamePassword
@@ -475,13 +477,39 @@ class LoggingUserAuthServer(SSHUserAuthServer):
         return super()._ebBadAuth(reason)
 
 
+class ShellServerTransport(SSHServerTransport):
+    """
+    The SSH transport, logging a client's disconnect by its kind: a normal
+    one (C{exit}, the end of C{ssh node cmd}) at info, others as warnings
+    (Conch logs every disconnect message as an error).
+    """
+
+    def receiveError(self, reasonCode: int, description: bytes) -> None:
+        """
+        @param reasonCode: the C{DISCONNECT_*} code.
+        @param description: the client's text.
+        """
+        text = description.decode("utf-8", "replace") \
+            if isinstance(description, bytes) else str(description)
+        if reasonCode == DISCONNECT_BY_APPLICATION:
+            log.info("SSH client disconnected: {reason}", reason=text)
+        else:
+            log.warn("SSH client disconnected with code {code}: {reason}",
+                     code=reasonCode, reason=text)
+
+
 class ShellSSHFactory(SSHFactory):
     """
     The SSH server factory: host key, portal with operator checkers.
+
+    The Diffie-Hellman group exchange offers the RFC 3526 2048-bit group
+    (there is no moduli file to read).
     """
 
+    protocol = ShellServerTransport
     services = {b"ssh-userauth": LoggingUserAuthServer,
                 b"ssh-connection": SSHConnection}
+    primes = {2048: [getDHGeneratorAndPrime(b"diffie-hellman-group14-sha1")]}
 
     def __init__(self, host_key: keys.Key, portal: Portal) -> None:
         """

@@ -227,8 +227,12 @@ class OutboundConnection(Service):
         if s.shutdown or self.binds:
             return
         if not s.complete:
-            self.log.warn("connection {name}: host, system-id or password "
-                          "missing; not binding", name=s.name)
+            # Normal while an operator configures it line by line: not a
+            # warning (show connections shows it unbound).
+            missing = [f for f, v in (("host", s.host), ("system-id", s.system_id),
+                                      ("password", s.password)) if not v]
+            self.log.info("connection {name}: not binding until {missing} set",
+                          name=s.name, missing=", ".join(missing))
             return
         self.binds = [Bind(self, n) for n in range(1, s.binds + 1)]
         for bind in self.binds:

@@ -325,3 +325,33 @@ def test_interactive_line_editing_keys(tmp_path, keys, node):
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name],
                        capture_output=True)
+
+
+def test_logs_carry_no_noise(tmp_path, keys):
+    """
+    Normal use logs no error and no warning: exec commands and scripts
+    ending with a normal SSH disconnect, and an outbound SMPP connection
+    configured line by line (each line a change the connection pool
+    reconciles before the next line sets the missing fields).
+    """
+    node = start_node(tmp_path, shell={"enabled": True,
+                                       "admin_keys": str(keys["admin_keys"])},
+                      smpp={"enabled": True,
+                            "listen": "tcp:port=0:interface=127.0.0.1"})
+    try:
+        admin = keys["admin"][0]
+        assert ssh(tmp_path, node, "admin", admin, "show version")[0] == 0
+        script = ("configure terminal\n connection peer\n  host 127.0.0.1\n"
+                  "  port 9\n  system-id peer\n  password peerpass\n"
+                  "  shutdown\n end\n")
+        rc, out, _ = ssh(tmp_path, node, "admin", admin, stdin=script)
+        assert rc == 0, out
+        assert "connection peer" in ssh(tmp_path, node, "admin", admin,
+                                        "show running-config")[1]
+        wait_for(lambda: node.log().count("SSH client disconnected") >= 3,
+                 what="three disconnects logged")
+    finally:
+        node.stop()
+    noisy = [line for line in node.log().splitlines()
+             if line.split(" ")[1:2] in (["error"], ["warning"], ["critical"])]
+    assert noisy == [], "\n".join(noisy)

@@ -284,3 +284,20 @@ def test_terminal_ctrl_d_leaves_only_at_an_empty_line(storage):
     assert ended == []
     sp.dataReceived(b"\x05\x15\x04")
     assert ended == [0]
+
+
+def test_normal_disconnect_is_not_an_error():
+    """
+    A client's normal disconnect (DISCONNECT_BY_APPLICATION, sent by
+    OpenSSH at the end of every session) is logged at info; another
+    reason is a warning; neither is an error.
+    """
+    from twisted.conch.ssh.transport import (
+        DISCONNECT_BY_APPLICATION, DISCONNECT_PROTOCOL_ERROR)
+    from twisted.logger import LogLevel, capturedLogs
+    from appliance.shell.ssh import ShellSSHFactory
+    transport = ShellSSHFactory.protocol()
+    with capturedLogs() as events:
+        transport.receiveError(DISCONNECT_BY_APPLICATION, b"disconnected by user")
+        transport.receiveError(DISCONNECT_PROTOCOL_ERROR, b"bad packet")
+    assert [e["log_level"] for e in events] == [LogLevel.info, LogLevel.warn]
