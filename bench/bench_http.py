@@ -42,8 +42,8 @@ counter = 0
 request = function()
   counter = counter + 1
   local path = string.format(
-    "%s?from=123456789&to=3519%08d&body=bench+message+%d%s",
-    prefix, counter %% 100000000, counter, suffix)
+    "%s?from=123456789&to=3519%08d&%s=bench+message+%d%s",
+    prefix, counter %% 100000000, field, counter, suffix)
   return wrk.format("GET", path, headers)
 end
 '''
@@ -104,9 +104,10 @@ def _ms(text: str) -> float:
 
 def run_wrk(base: str, prefix: str, suffix: str, headers: dict,
             duration: int, connections: int, threads: int,
-            work: Path) -> dict:
+            work: Path, field: str = "body") -> dict:
     script = work / "send.lua"
     lua = (f"prefix = {json.dumps(prefix)}\nsuffix = {json.dumps(suffix)}\n"
+           f"field = {json.dumps(field)}\n"
            f"headers = {{{', '.join(f'[{json.dumps(k)}] = {json.dumps(v)}' for k, v in headers.items())}}}\n"
            + LUA.replace("%%", "%"))
     script.write_text(lua)
@@ -227,11 +228,11 @@ def bench_jasmin(args, work: Path) -> dict:
         base = "http://127.0.0.1:1401"
         suffix = "&username=bench&password=benchpw"
         run_wrk(base, "/send", suffix, {}, 2, args.connections,
-                args.threads, work)
+                args.threads, work, "content")
         time.sleep(1)
         sink_reset(2777)
         result = run_wrk(base, "/send", suffix, {}, args.duration,
-                         args.connections, args.threads, work)
+                         args.connections, args.threads, work, "content")
         time.sleep(2)
         result["sink"] = sink_stats(2777)
         return result

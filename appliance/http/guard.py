@@ -81,6 +81,8 @@ class FailureLimiter:
 
     def blocked(self, source: str) -> int:
         """@return: seconds to wait (0: not blocked)."""
+        if source not in self._failures:
+            return 0
         times = self._recent(source)
         if len(times) < self.limit:
             return 0

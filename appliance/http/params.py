@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
 
-from appliance.model.errors import ModelError
-from appliance.model.numbers import normalize_e164
 from appliance.smpp.segment import encode_for_sms
 from appliance.smpp.text import gsm7_fits, ucs2_length
 
@@ -188,8 +186,8 @@ def split_recipients(values: list[str] | None,
 
 def check_sender(text: str) -> str:
     """
-    A sender: a number (normalized to E.164 digits) or an alphanumeric
-    name of 1 to 11 characters.
+    A sender: digits (read by the node's numbering plan when sent) or an
+    alphanumeric name of 1 to 11 characters.
 
     @raise APIError: for anything else.
     """
@@ -198,10 +196,9 @@ def check_sender(text: str) -> str:
         raise invalid("from", "empty")
     digits = value[1:] if value.startswith("+") else value
     if digits.isascii() and digits.isdigit():
-        try:
-            return normalize_e164(value)
-        except ModelError as e:
-            raise invalid("from", str(e)) from None
+        if len(digits) > 17:
+            raise invalid("from", "at most 15 digits")
+        return value
     if len(value) > 11 or not value.isprintable() or not value.isascii():
         raise invalid("from", "a name is 1 to 11 printable ASCII characters")
     return value

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from appliance.http.params import APIError, SendRequest
 from appliance.messaging.core import NoRoute, Refused, Submission
 from appliance.model.errors import ModelError
-from appliance.model.numbers import normalize_e164
+from appliance.model.numbering import Alphanumeric, node_plan, normalize
 
 #: Status names the API shows, by message state.
 STATES = ("accepted", "delivering", "delivered", "failed", "expired",
@@ -92,8 +92,14 @@ class Sender:
         @raise APIError: the sender is not allowed, or the queue is full
             (nothing is submitted).
         """
-        if not tenant.sender_allowed(request.sender):
-            raise APIError("sender_not_allowed", f"sender {request.sender} "
+        plan = node_plan(self.storage.root())
+        try:
+            sender = str(normalize(request.sender, plan=plan))
+        except ModelError as e:
+            raise APIError("invalid_parameter", f"from: {e}", "from") \
+                from None
+        if not tenant.sender_allowed(sender):
+            raise APIError("sender_not_allowed", f"sender {sender} "
                            "is not allowed for this tenant", "from")
         if self.queue_full():
             raise APIError("queue_full", "the node's queue is full; try "
@@ -103,13 +109,16 @@ class Sender:
         waits = []
         for to in request.recipients:
             try:
-                number = normalize_e164(to)
+                number = normalize(to, plan=plan)
+                if isinstance(number, Alphanumeric):
+                    raise ModelError(f"{to!r} is not a number")
+                number = number.digits
             except ModelError as e:
                 results.append((to, APIError("invalid_parameter",
                                              f"to: {e}", "to")))
                 continue
             submission = Submission(
-                "tenant", tenant.name, request.sender, number,
+                "tenant", tenant.name, sender, number,
                 request.body, request.encoding, request.parts,
                 request.validity, 1 if meta else 0, 0, meta)
             try:

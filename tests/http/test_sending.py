@@ -137,3 +137,22 @@ def test_status_own_messages_only(node, storage):
         with pytest.raises(APIError) as e:
             sender(node).status(tenant, text)
         assert e.value.status == status
+
+
+def test_numbers_read_by_the_numbering_plan(node, storage):
+    """Recipients and senders are read by the node's numbering plan: with
+    country code 351 and trunk prefix 0, 0912345678 and 00351912345678 are
+    both 351912345678; a name recipient is refused as not a number."""
+    from appliance.shell.script import run_script
+    assert run_script(storage, "configure terminal\n numbering-plan\n"
+                      "  country-code 351\n  national-prefix 0\n exit\n"
+                      "end\n").ok
+    d = sender(node).send(node.tenant(), request(
+        ["0912345678", "00351912345679", "alice"], sender_="0911111111"))
+    node.commit()
+    status, body = d.result
+    rows = [(r["to"], r["status"]) for r in body["recipients"]]
+    assert rows == [("351912345678", "accepted"),
+                    ("351912345679", "accepted"), ("alice", "refused")]
+    message = node.storage.messages().get(parse_id(body["id"]))
+    assert message.sender == "351911111111"
