@@ -323,3 +323,26 @@ def test_test_route_shows_rule(storage, clock):
     assert "authorization rule vendors-free: origin connection: charge " \
         "nobody" in vendor
     assert "payer" not in vendor
+
+
+def test_demo_rules_are_the_built_in_attribution(clock):
+    """The demo ships the fixed attribution as rules: each origin kind is
+    charged as the built-in rules would, by a rule an operator can see
+    and edit."""
+    from pathlib import Path
+    from appliance.billing.charger import rule_book
+    from appliance.billing.rules import BUILT_IN, Point, RuleBook
+    text = (Path(__file__).parents[2] / "shell" / "demo.cli").read_text()
+    fresh = memory_storage(reactor=clock)
+    try:
+        assert run_script(fresh, text).ok
+        book = rule_book(fresh.root())
+    finally:
+        fresh.close()
+    assert [r.name for r in book.rules] == [
+        "carriers-pay", "vendors-pay", "apps-pay", "tenants-pay"]
+    for kind in ("carrier", "connection", "app", "tenant"):
+        point = Point(kind, "x", "127.0.0.1", "1", "111222333")
+        assert book.decide(point).charge == RuleBook().decide(point).charge
+        assert not book.decide(point).name.startswith("built-in")
+    assert len(BUILT_IN) == 5
