@@ -1,0 +1,53 @@
+"""
+Fuzz the TCAP and MAP decoders and the TCAP layer that answers what
+arrives: the decoders raise only L{TCAPError} / L{MAPError}; the layer
+never raises (it answers with an Abort or a Reject, or drops).
+"""
+from __future__ import annotations
+
+import _common  # noqa: F401  (the repository on sys.path)
+import atheris
+
+from twisted.internet.task import Clock                 # not instrumented
+
+from appliance.sigtran.interfaces import SCCPAddress
+from tests.sigtran.fakes import FakeSCCP
+
+with atheris.instrument_imports():
+    from appliance.sigtran import ber  # noqa: F401
+    from appliance.sigtran import mapcodec as M
+    from appliance.sigtran import tcapcodec as T
+    from appliance.sigtran.map import MAPServer
+    from appliance.sigtran.tcap import TCAPLayer
+
+DECODERS = (M.decode_sri_sm, M.decode_routing_info, M.decode_forward_sm,
+            M.decode_report, M.decode_alert)
+sccp = FakeSCCP("447700900000")
+layer = TCAPLayer(sccp, Clock(), 8, limit=1000)
+MAPServer(layer, lambda mo: None)
+FROM = SCCPAddress(gt="19995550002", ssn=8)
+
+
+def test_one_input(data: bytes) -> None:
+    try:
+        m = T.decode(data)
+    except T.TCAPError:
+        m = None
+    if m is not None:
+        for c in m.components:
+            param = getattr(c, "param", None)
+            if param is not None:
+                for decoder in DECODERS:
+                    try:
+                        decoder(param)
+                    except M.MAPError:
+                        pass
+                M.decode_error_param(getattr(c, "code", 0) or 0, param)
+    layer.unitdata(sccp.local_address(8), FROM, data)
+    sccp.sent.clear()
+    if len(layer.dialogues) > 900:
+        layer.stop()
+
+
+if __name__ == "__main__":
+    _common.main(test_one_input, "tcap_map")
