@@ -1,10 +1,13 @@
 """
 Fuzz the ISUP decoder and the circuit layer: the decoder raises only
 L{ISUPError}; the layer answers (CFN, UCIC, RSC...) and never raises.
+
+    python fuzz/isup.py -max_total_time=60 /tmp/new fuzz/corpus/isup
 """
 from __future__ import annotations
 
-import _common  # noqa: F401
+import sys
+
 import atheris
 
 from twisted.internet.task import Clock                 # not instrumented
@@ -37,4 +40,5 @@ def test_one_input(data: bytes) -> None:
 
 
 if __name__ == "__main__":
-    _common.main(test_one_input, "isup")
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()

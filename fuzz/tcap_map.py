@@ -2,10 +2,13 @@
 Fuzz the TCAP and MAP decoders and the TCAP layer that answers what
 arrives: the decoders raise only L{TCAPError} / L{MAPError}; the layer
 never raises (it answers with an Abort or a Reject, or drops).
+
+    python fuzz/tcap_map.py -max_total_time=60 /tmp/new fuzz/corpus/tcap_map
 """
 from __future__ import annotations
 
-import _common  # noqa: F401  (the repository on sys.path)
+import sys
+
 import atheris
 
 from twisted.internet.task import Clock                 # not instrumented
@@ -50,4 +53,5 @@ def test_one_input(data: bytes) -> None:
 
 
 if __name__ == "__main__":
-    _common.main(test_one_input, "tcap_map")
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()

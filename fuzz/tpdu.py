@@ -1,9 +1,12 @@
 """
 Fuzz the TS 23.040 decoders: they raise only L{TPDUError}.
+
+    python fuzz/tpdu.py -max_total_time=60 /tmp/new fuzz/corpus/tpdu
 """
 from __future__ import annotations
 
-import _common  # noqa: F401
+import sys
+
 import atheris
 
 with atheris.instrument_imports():
@@ -19,4 +22,5 @@ def test_one_input(data: bytes) -> None:
 
 
 if __name__ == "__main__":
-    _common.main(test_one_input, "tpdu")
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()

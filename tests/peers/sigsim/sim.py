@@ -31,6 +31,7 @@ class ASP(protocol.Protocol):
         self.state = "down"
 
     def connectionMade(self):
+        self.transport.setTcpNoDelay(True)
         self.sim.asp = self
         self.send(C.aspup())
         self.state = "aspup-sent"

@@ -1,13 +1,12 @@
 """
-Write the seed corpora of the SIGTRAN upper-layer harnesses (run once;
-the files are committed): valid messages built by pycrate and by the
-node's encoders.
+Write the seed corpora of the SIGTRAN upper-layer fuzz harnesses
+(C{python -m tests.sigtran.fuzz_seeds}; the files are committed): valid
+messages built by pycrate and by the node's encoders.
 """
 from __future__ import annotations
 
 import os
-
-import _common
+from pathlib import Path
 
 from appliance.sigtran import isupcodec as I
 from appliance.sigtran import mapcodec as M
@@ -17,7 +16,7 @@ from tests.peers.sigsim import codec as C
 
 
 def write(name: str, seeds: list[bytes]) -> None:
-    d = _common.corpus(name)
+    d = Path(__file__).resolve().parents[2] / "fuzz" / "corpus" / name
     os.makedirs(d, exist_ok=True)
     for n, seed in enumerate(seeds):
         with open(os.path.join(d, f"seed-{n:02d}"), "wb") as f:
