@@ -9,20 +9,24 @@ C{Accept: text/plain}. A body larger than C{max_message_bytes} gets
 C{413}. An empty body gets C{400}: there is no text to deliver (apps send
 empty MESSAGEs only by mistake; is-composing notices are C{415}).
 The recipient is the Request-URI user (a C{tel:} number or the user part
-of a sip URI), normalized to E.164 digits; a user that is not a number is
-passed as an account username; whom nobody takes gets C{404}.
+of a sip URI), read by the node's numbering plan (C{+...}, the
+international prefix C{00...}, the trunk prefix C{0...}, bare digits as
+the plan says: L{appliance.model.numbering.normalize}) into E.164 digits;
+a user that is not a number is passed as an account username; whom
+nobody takes gets C{404}.
 """
 from __future__ import annotations
 
 import codecs
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from appliance.messaging.vocabulary import NoRoute, Refused, Submission
 from appliance.model.errors import ModelError
-from appliance.model.numbers import normalize_e164
+from appliance.model.numbering import (DEFAULT_PLAN, NPI_ISDN, TON_UNKNOWN,
+                                       Plan, normalize)
 from appliance.sip.auth import DigestGate
 from appliance.sip.message import Request, Response, make_response
 
@@ -57,12 +61,15 @@ class MessageIntake:
 
     log = Logger()
 
-    def __init__(self, section: Any, gate: DigestGate, core: Any) -> None:
+    def __init__(self, section: Any, gate: DigestGate, core: Any,
+                 plan: Callable[[], Plan] = lambda: DEFAULT_PLAN) -> None:
         """
         @param section: the L{appliance.config.SIPSection}.
         @param gate: digest authentication.
         @param core: the L{appliance.messaging.interfaces.IMessagingCore}.
+        @param plan: the node's numbering plan, as it is now.
         """
+        self.plan = plan
         self.section = section
         self.gate = gate
         self.core = core
@@ -114,7 +121,7 @@ class MessageIntake:
             text = request.body.decode(charset)
         except (UnicodeDecodeError, ValueError):
             return _with_warning(make_response(request, 400), f"body is not {charset}")
-        recipient = _recipient(request)
+        recipient = _recipient(request, self.plan())
         if recipient is None:
             return make_response(request, 484)
         return text, recipient
@@ -148,10 +155,11 @@ class MessageIntake:
             tx.respond(make_response(request, 500, to_tag=_tag()))
 
 
-def _recipient(request: Request) -> str | None:
+def _recipient(request: Request, plan: Plan = DEFAULT_PLAN) -> str | None:
     """
-    The destination: the Request-URI user, else the To user; digits when
-    it is a number, else the user as written (an account username).
+    The destination: the Request-URI user, else the To user; E.164 digits
+    when it is a number (read by C{plan}), else the user as written (an
+    account username).
     """
     users = [request.uri.user]
     try:
@@ -162,7 +170,7 @@ def _recipient(request: Request) -> str | None:
         if not user:
             continue
         try:
-            return normalize_e164(user)
+            return str(normalize(user, TON_UNKNOWN, NPI_ISDN, plan))
         except ModelError:
             return user
     return None

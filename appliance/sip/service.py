@@ -17,6 +17,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from appliance.model.numbering import node_plan
 from appliance.sip.application import DomainCheck, SIPApplication
 from appliance.sip.auth import DigestGate
 from appliance.sip.delivery import SIPDeliveryAgent
@@ -125,7 +126,9 @@ class SIPService(Service):
         self.store = BindingStore(node.storage, clock)
         self.registrar = Registrar(section, self.gate, self.store, self._account, clock,
                                    online=self._online)
-        self.intake = MessageIntake(section, self.gate, core)
+        self.intake = MessageIntake(
+            section, self.gate, core,
+            plan=lambda: node_plan(node.storage.root()))
         self.application = SIPApplication(self.domains, self.registrar.handle,
                                           self.intake.handle)
         self.layer = TransactionLayer(self.application, clock, timers)

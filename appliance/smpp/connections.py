@@ -42,6 +42,7 @@ from zope.interface import implementer
 
 from appliance.messaging.vocabulary import Outcome, normalize_remote_id
 from appliance.messaging.interfaces import IDeliveryAgent
+from appliance.model.numbering import plan_for
 from appliance.smpp.client import Timers
 from appliance.smpp.outbound import (
     Backoff, ConnectionSettings, OutboundConnection, default_endpoints,
@@ -120,8 +121,10 @@ class ConnectionPool(MultiService):
 
     def reconcile(self) -> None:
         """Bring the connections in line with the database."""
-        wanted = {name: ConnectionSettings.of(c) for name, c in
-                  self.storage.root().connections.items()}
+        root = self.storage.root()
+        wanted = {name: ConnectionSettings.of(
+                      c, plan_for(root, "connection", name))
+                  for name, c in root.connections.items()}
         for name in list(self.connections):
             if name not in wanted:
                 conn = self.connections.pop(name)

@@ -24,7 +24,8 @@ from twisted.logger import Logger
 from appliance.smpp.client import (
     BindLost, BindRefused, Credentials, ESMEFactory, ESMEProtocol,
     RequestTimeout, Timers)
-from appliance.smpp.remote import classify, status_name
+from appliance.model.numbering import DEFAULT_PLAN, Plan
+from appliance.smpp.remote import addressed, classify, status_name
 
 _RATE_WINDOW = 10.0
 
@@ -43,12 +44,16 @@ class ConnectionSettings:
     throughput: int
     tls: bool
     shutdown: bool
+    #: The numbering plan numbers are sent with (the node's plan with
+    #: this connection's overrides).
+    plan: Plan = DEFAULT_PLAN
 
     @classmethod
-    def of(cls, connection: Any) -> "ConnectionSettings":
-        """Copy a persistent Connection."""
-        return cls(**{f.name: getattr(connection, f.name)
-                      for f in fields(cls)})
+    def of(cls, connection: Any, plan: Plan = DEFAULT_PLAN
+           ) -> "ConnectionSettings":
+        """Copy a persistent Connection; C{plan} is its numbering plan."""
+        return cls(plan=plan, **{f.name: getattr(connection, f.name)
+                                 for f in fields(cls) if f.name != "plan"})
 
     @property
     def complete(self) -> bool:
@@ -360,13 +365,15 @@ class OutboundConnection(Service):
         """
         Submit every part of a message, one after another.
 
-        @param outgoing: an L{appliance.smpp.remote.Outgoing}.
+        @param outgoing: an L{appliance.smpp.remote.Outgoing}; its
+            numbers are written as this connection's plan says.
         @return: a Deferred firing with C{(kind, reason, message_id)}:
             kind C{ok} (message_id of the last part), C{transient} or
             C{permanent}.
         """
         message_id = ""
         earlier: list[str] = []
+        outgoing = addressed(outgoing, self.settings.plan)
         for part in range(outgoing.parts):
             try:
                 protocol = yield self.acquire()

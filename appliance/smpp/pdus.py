@@ -17,9 +17,11 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from smpp.pdu import operations, pdu_types
-from smpp.pdu.constants import command_id_value_map, command_status_name_map
+from smpp.pdu.constants import (addr_npi_name_map, addr_ton_name_map,
+                                command_id_value_map, command_status_name_map)
 from smpp.pdu.error import PDUParseError
 from smpp.pdu.pdu_encoding import (
     DataCodingEncoder, EsmClassEncoder, PDUEncoder, RegisteredDeliveryEncoder,
@@ -184,6 +186,8 @@ class Submit:
     @ivar sar: C{(ref, total, seq)} from the SAR TLVs, items C{None} if
         absent.
     @ivar hops: nodes the message passed (our hop-count TLV, 0 if absent).
+    @ivar source_ton: the source address's type of number.
+    @ivar source_npi: the source address's numbering plan indicator.
     """
     source: str
     recipients: tuple[tuple[int, int, str], ...]
@@ -194,10 +198,21 @@ class Submit:
     sar: tuple[int | None, int | None, int | None]
     unsuccess: tuple[tuple[int, int, str, int], ...] = ()
     hops: int = 0
+    source_ton: int = 0
+    source_npi: int = 0
 
 
 def _text(value: bytes | None) -> str:
     return (value or b"").decode("latin-1")
+
+
+def _code(value: Any, names: dict[str, int]) -> int:
+    """The wire value of a decoded TON or NPI (an enum of C{smpp.pdu3},
+    or already an int); 0 (unknown) when absent."""
+    if value is None:
+        return 0
+    name = getattr(value, "name", None)
+    return names.get(name, 0) if name is not None else int(value)
 
 
 def submit_fields(pdu: pdu_types.PDU,
@@ -219,7 +234,9 @@ def submit_fields(pdu: pdu_types.PDU,
         raise PDUError(Status.ESME_RINVPARLEN,
                        "both short_message and message_payload are set")
     if recipients is None:
-        recipients = ((0, 0, _text(p.get("destination_addr"))),)
+        recipients = ((_code(p.get("dest_addr_ton"), addr_ton_name_map),
+                       _code(p.get("dest_addr_npi"), addr_npi_name_map),
+                       _text(p.get("destination_addr"))),)
     dc = p.get("data_coding")
     esm = p.get("esm_class")
     rd = p.get("registered_delivery")
@@ -232,7 +249,9 @@ def submit_fields(pdu: pdu_types.PDU,
         body=payload if payload is not None else short,
         sar=(p.get("sar_msg_ref_num"), p.get("sar_total_segments"),
              p.get("sar_segment_seqnum")),
-        unsuccess=tuple(unsuccess))
+        unsuccess=tuple(unsuccess),
+        source_ton=_code(p.get("source_addr_ton"), addr_ton_name_map),
+        source_npi=_code(p.get("source_addr_npi"), addr_npi_name_map))
 
 
 def _cstring(frame: bytes, offset: int, limit: int, what: str

@@ -7,7 +7,8 @@ ZODB.
   - L{submit_frames}: one C{submit_sm} per part of a message (GSM 03.38
     when every character fits, else UCS-2; UDH concatenation with a
     reference per message from L{References}), TON/NPI by L{address_type},
-    the hop count in the vendor TLV L{HOPS_TAG}.
+    the hop count in the vendor TLV L{HOPS_TAG}; L{addressed} writes the
+    numbers as a connection's numbering plan says.
   - L{read_hops}: the hop count of a raw C{submit_sm} (the SMPP server reads
     it; C{smpp.pdu3} drops vendor TLVs while decoding).
   - L{classify}: a C{submit_sm_resp} status is C{ok}, C{transient} (try
@@ -25,6 +26,8 @@ from typing import NamedTuple
 from smpp.pdu import operations, pdu_types
 from smpp.pdu.constants import command_status_value_map
 
+from appliance.model.numbering import (DEFAULT_PLAN, TON_ALPHANUMERIC, Plan,
+                                       outbound_address)
 from appliance.smpp import pdus
 from appliance.smpp.segment import SMSEncoding, encode_for_sms
 
@@ -89,7 +92,7 @@ class Address(NamedTuple):
     """
     An SMPP address with its type of number and numbering plan.
 
-    @ivar ton: 1 (international) or 5 (alphanumeric).
+    @ivar ton: 1 (international), 2 (national) or 5 (alphanumeric).
     @ivar npi: 1 (ISDN/E.164) or 0 (unknown).
     @ivar addr: the address octets (no C{+}).
     """
@@ -115,6 +118,33 @@ def address_type(address: str) -> Address:
     if _DIGITS.fullmatch(text):
         return Address(1, 1, text.lstrip("+").encode("ascii"))
     return Address(5, 0, text.encode("latin-1", "replace")[:11])
+
+
+def address_in(address: str, plan: Plan) -> Address:
+    """
+    Choose TON/NPI and the digits for an address as a connection's
+    numbering plan says (L{appliance.model.numbering.outbound_address}):
+    international (1/1) or, for a national-format connection, national
+    (2/1) with the trunk prefix; names as in L{address_type}.
+
+    @raise ValueError: for an empty address.
+    """
+    ton, npi, text = outbound_address(address, plan)
+    if ton == TON_ALPHANUMERIC:
+        return address_type(address)
+    return Address(ton, npi, text.encode("ascii"))
+
+
+def addressed(outgoing: "Outgoing", plan: Plan) -> "Outgoing":
+    """
+    @return: C{outgoing} with its source and destination written as
+        C{plan} says (the same object under the default plan).
+    """
+    if plan == DEFAULT_PLAN:
+        return outgoing
+    return outgoing._replace(
+        source=address_in(outgoing.sender, plan),
+        destination=address_in(outgoing.recipient, plan))
 
 
 class References:
@@ -170,7 +200,8 @@ _DATA_CODINGS = {
 }
 
 
-_TONS = {1: pdu_types.AddrTon.INTERNATIONAL, 5: pdu_types.AddrTon.ALPHANUMERIC}
+_TONS = {1: pdu_types.AddrTon.INTERNATIONAL, 2: pdu_types.AddrTon.NATIONAL,
+         5: pdu_types.AddrTon.ALPHANUMERIC}
 _NPIS = {1: pdu_types.AddrNpi.ISDN, 0: pdu_types.AddrNpi.UNKNOWN}
 
 
@@ -199,12 +230,16 @@ class Outgoing(NamedTuple):
     @ivar destination: the destination address.
     @ivar registered_delivery: 0, 1 (receipt) or 2 (on failure only).
     @ivar hops: the hop count to send.
+    @ivar sender: the source as stored (E.164 digits or a name).
+    @ivar recipient: the destination as stored.
     """
     encoding: SMSEncoding
     source: Address
     destination: Address
     registered_delivery: int
     hops: int
+    sender: str = ""
+    recipient: str = ""
 
     @property
     def parts(self) -> int:
@@ -255,7 +290,8 @@ def submit_frames(sender: str, recipient: str, text: str, reference: int,
         raise ValueError(f"registered_delivery {registered_delivery} "
                          "is not 0, 1 or 2")
     return Outgoing(encode_for_sms(text, reference), address_type(sender),
-                    address_type(recipient), registered_delivery, hops)
+                    address_type(recipient), registered_delivery, hops,
+                    sender, recipient)
 
 
 def _skip_cstring(frame: bytes, offset: int) -> int:

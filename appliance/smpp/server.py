@@ -23,6 +23,8 @@ from twisted.logger import Logger
 from appliance.messaging.vocabulary import NoRoute, Refused, Submission
 from appliance.messaging.store import MessageIds
 from appliance.model.errors import ModelError
+from appliance.model.numbering import (Alphanumeric, NumberError, Plan,
+                                       normalize, plan_for, resolve_name)
 from appliance.model.numbers import normalize_e164
 from appliance.smpp import pdus
 from appliance.smpp import receipts as R
@@ -274,16 +276,49 @@ class SMPPServer:
         receipt = submit.registered_delivery & 0x03
         pid = R.part_id(self._next_part()) \
             if concat is not None and concat.total > 1 else None
-        results = [self._one(rec, submit.source, addr, text, concat,
-                             encoding, receipt, pid, submit.hops,
+        root = self.storage.root()
+        plan = plan_for(root, "carrier", rec.name)
+        try:
+            source = str(normalize(submit.source, submit.source_ton,
+                                   submit.source_npi, plan))
+        except NumberError as e:
+            self.count(session, "rejected")
+            self.log.debug("submit from {carrier} refused: {why}",
+                           carrier=rec.name, why=str(e))
+            return pdus.bare_response(resp, h.sequence,
+                                      Status.ESME_RINVSRCADR)
+        results = [self._one(rec, source, number, text, concat, encoding,
+                             receipt, pid, submit.hops,
                              session.peer or None)
-                   for _, _, addr in submit.recipients]
+                   if number is not None else
+                   defer.succeed((Status.ESME_RINVDSTADR, "", None))
+                   for number in (self.recipient(root, plan, ton, npi, addr)
+                                  for ton, npi, addr in submit.recipients)]
         d = defer.gatherResults(results, consumeErrors=True)
         if h.command_id == pdus.SUBMIT_MULTI:
             d.addCallback(self._multi_done, session, h, submit)
         else:
             d.addCallback(self._single_done, session, h)
         return d
+
+    def recipient(self, root: Any, plan: Plan, ton: int, npi: int,
+                  address: str) -> str | None:
+        """
+        Read a destination address by the carrier's numbering plan.
+
+        @return: its E.164 digits; for an alphanumeric or abbreviated
+            address, the account of that username (by its DID when it has
+            one); C{None} when it is no number and names no account.
+        """
+        try:
+            number = normalize(address, ton, npi, plan)
+        except NumberError as e:
+            self.log.debug("destination {addr!r} refused: {why}",
+                           addr=address, why=str(e))
+            return None
+        if isinstance(number, Alphanumeric):
+            return resolve_name(root, number)
+        return number.digits
 
     def _single_done(self, results, session, h) -> bytes:
         status, mid, _ = results[0]

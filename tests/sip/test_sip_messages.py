@@ -160,3 +160,32 @@ def test_refused_payer_gets_402_with_the_reason(bench):
     assert out[0].headers.get("warning") == \
         '399 appliance "Insufficient funds: balance 0.00 USD"'
     assert bench.core.submitted == []
+
+
+def test_user_parts_read_by_the_numbering_plan(bench):
+    """With the node's plan (country code 964, trunk prefix 0), the user
+    parts +964..., 00964..., 0... and 964... all become one E.164
+    recipient; a name stays the username."""
+    bench.core.known += ("964111222333", "alice")
+    with bench.storage.transaction(user="test") as root:
+        root.numbering.country_code = "964"
+        root.numbering.national_prefix = "0"
+    for user in ("+964111222333", "00964111222333", "0111222333",
+                 "964111222333", "0111-222-333"):
+        send_message(bench, b"hi", uri=f"sip:{user}@{DOMAIN}")
+    send_message(bench, b"hi", uri=f"sip:alice@{DOMAIN}")
+    assert [s.recipient for s, _ in bench.core.submitted] == \
+        ["964111222333"] * 5 + ["alice"]
+
+
+def test_bare_digits_as_the_plan_says(bench):
+    """Bare digits are E.164 under the default plan and a national
+    number when the plan says unknown-digits national."""
+    bench.core.known += ("111222333", "964111222333")
+    send_message(bench, b"hi", uri=f"sip:111222333@{DOMAIN}")
+    with bench.storage.transaction(user="test") as root:
+        root.numbering.country_code = "964"
+        root.numbering.unknown_digits = "national"
+    send_message(bench, b"hi", uri=f"sip:111222333@{DOMAIN}")
+    assert [s.recipient for s, _ in bench.core.submitted] == \
+        ["111222333", "964111222333"]

@@ -188,6 +188,45 @@ class PoolTests(SynchronousTestCase):
         [(h, _)] = link.frames()
         assert (h.command_id, h.sequence, h.status) == (0x80000005, 31, 0)
 
+    def test_number_form_per_connection(self):
+        """A connection whose plan says national sends numbers of the
+        plan's country with TON 2 and the trunk prefix, others stay
+        international (TON 1); the other connection, without the
+        override, sends TON 1; a plan change applies without a re-bind."""
+        with self.storage.transaction(note="plan") as root:
+            root.numbering.country_code = "964"
+            root.numbering.national_prefix = "0"
+            root.connections["env4"].plan_number_format = "national"
+            root.policies["to-env4"].recipient_pattern = "%"
+        self.settle()
+        self.bind_all()
+        self.bind_all("env5")
+        self.submit(to="9642222333", sender="9647701234567")
+        link = self.endpoints.of("env4")[0]
+        [(_, frame)] = link.answer()
+        pdu = pdus.decode(frame)
+        p = pdu.params
+        assert (p["dest_addr_ton"].name, p["destination_addr"]) == \
+            ("NATIONAL", b"02222333")
+        assert (p["source_addr_ton"].name, p["source_addr"]) == \
+            ("NATIONAL", b"07701234567")
+        self.submit(to="4420794600", sender="AsiaCell")
+        [(_, frame)] = link.answer()
+        p = pdus.decode(frame).params
+        assert (p["dest_addr_ton"].name, p["destination_addr"]) == \
+            ("INTERNATIONAL", b"4420794600")
+        assert p["source_addr_ton"].name == "ALPHANUMERIC"
+        assert len(self.endpoints.links) == 2          # no re-bind
+        with self.storage.transaction(note="plan") as root:
+            del root.connections["env4"].plan_number_format
+            root.policies["to-env4"].recipient_pattern = "%"
+        self.settle()
+        self.submit(to="9642222333", sender="9647701234567")
+        [(_, frame)] = link.answer()
+        p = pdus.decode(frame).params
+        assert (p["dest_addr_ton"].name, p["destination_addr"]) == \
+            ("INTERNATIONAL", b"9642222333")
+
     def test_receipt_before_commit(self):
         """A receipt that overtakes the commit of its forwarded outcome is
         tried again and still matches."""
