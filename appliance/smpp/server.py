@@ -91,6 +91,9 @@ class SMPPServer:
         self.courier = ReceiptCourier(storage, clock, self.receivers,
                                       section.response_timeout)
         self._expiry: task.LoopingCall | None = None
+        #: Numbering plan snapshots by carrier, dropped at each
+        #: configuration commit.
+        self._plans: dict[str, Plan] = {}
 
     # -- life cycle ----------------------------------------------------
 
@@ -108,6 +111,7 @@ class SMPPServer:
                           "{receipts} receipts pending", parts=parts,
                           receipts=waiting)
         self.core.add_outcome_listener(self.outcome)
+        self.storage.add_change_listener(self._config_changed)
         self.courier.start()
         self._expiry = task.LoopingCall(self.expire_parts)
         self._expiry.clock = self.clock
@@ -116,11 +120,26 @@ class SMPPServer:
 
     def stop(self) -> None:
         """Stop the timers and close every session."""
+        try:
+            self.storage.remove_change_listener(self._config_changed)
+        except ValueError:
+            pass
         self.courier.stop()
         if self._expiry is not None and self._expiry.running:
             self._expiry.stop()
         for session in list(self.sessions):
             session.close("service stopping")
+
+    def _config_changed(self, note: str) -> None:
+        self._plans.clear()
+
+    def plan(self, root: Any, carrier: str) -> Plan:
+        """@return: the numbering plan a carrier's addresses are read with
+        (a snapshot, rebuilt after configuration commits)."""
+        plan = self._plans.get(carrier)
+        if plan is None:
+            plan = self._plans[carrier] = plan_for(root, "carrier", carrier)
+        return plan
 
     # -- sessions --------------------------------------------------------
 
@@ -277,7 +296,7 @@ class SMPPServer:
         pid = R.part_id(self._next_part()) \
             if concat is not None and concat.total > 1 else None
         root = self.storage.root()
-        plan = plan_for(root, "carrier", rec.name)
+        plan = self.plan(root, rec.name)
         try:
             source = str(normalize(submit.source, submit.source_ton,
                                    submit.source_npi, plan))

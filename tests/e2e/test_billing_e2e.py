@@ -26,7 +26,7 @@ import smpplib.consts
 import smpplib.exceptions
 import smpplib.gsm
 
-from tests.e2e.harness import start_node
+from tests.e2e.harness import ROOT, start_node
 from tests.e2e.sip_tools import (
     DOMAIN, SIPP, parse_message_log, run_sipp, write_users)
 from tests.e2e.test_shell_ssh import keygen, ssh
@@ -196,10 +196,11 @@ def carrier(node, sid="tata", pw="tatapass") -> smpplib.client.Client:
     return c
 
 
-def submit_many(c, count: int, to: str = DID[0], window: int = 50
-                ) -> list[str]:
+def submit_many(c, count: int, to: str = DID[0], window: int = 50,
+                ton: int = 1) -> list[str]:
     """
-    Send C{count} one-part submit_sm, up to C{window} outstanding.
+    Send C{count} one-part submit_sm, up to C{window} outstanding, to
+    C{to} with type of number C{ton} (1 international, 2 national).
 
     @return: the message ids of the submit_sm_resps, in arrival order
         (the last one read is the last response).
@@ -211,7 +212,7 @@ def submit_many(c, count: int, to: str = DID[0], window: int = 50
     while len(ids) < count:
         while sent < count and sent - len(ids) < window:
             c.send_message(source_addr_ton=smpplib.consts.SMPP_TON_ALNUM,
-                           source_addr="TATA", dest_addr_ton=1,
+                           source_addr="TATA", dest_addr_ton=ton,
                            dest_addr_npi=1, destination_addr=to,
                            short_message=f"bill {sent}".encode())
             sent += 1
@@ -293,7 +294,42 @@ def stored(data_dir: Path, payer: str) -> tuple[dict, dict]:
         db.close()
 
 
+def demo_node(tmp_path: Path, admin: Path):
+    """Start the node with SMPP and the shell, provisioned with the seeds'
+    demo exactly as shipped (C{shell/demo.cli})."""
+    script = tmp_path / "demo.cli"
+    script.write_text((ROOT / "shell" / "demo.cli").read_text())
+    return start_node(
+        tmp_path, node={"provision": str(script)},
+        smpp={"enabled": True, "listen": "tcp:port=0:interface=127.0.0.1"},
+        shell={"enabled": True,
+               "admin_keys": str(admin.parent / "admin_keys")})
+
+
 # -- the tests ---------------------------------------------------------------
+
+def test_demo_settles_the_seeds_figure(tmp_path, admin):
+    """Seed 000, use case 4, from the demo data as shipped: 1000 SMS from
+    TATA to John Doe's DID 111222333, written as an Iraqi number in
+    national form (TON 2), settle at exactly 10.00 USD: the demo's plan
+    (country code 964) makes it E.164 964111222333, which TATA-IN prices
+    at 0.01 by prefix 964; every CSV row names the E.164 DID."""
+    node = demo_node(tmp_path, admin)
+    c = carrier(node)
+    ids = submit_many(c, 1000, to="111222333", ton=2)
+    assert len(set(ids)) == 1000
+    unbind(c)
+    lines = settlement(tmp_path, node, admin)
+    assert lines["964"][1:] == ["USD", "1000", "1000", "10.00"]
+    assert lines["Total"][1:] == ["USD", "1000", "1000", "10.00"]
+    rows = export(tmp_path, node, admin)
+    assert len(rows) == 1000
+    assert sum(Decimal(r["amount"]) for r in rows) == Decimal("10.00")
+    assert {(r["payer"], r["prefix"], r["price"], r["destination"])
+            for r in rows} == {("carrier:TATA", "964", "0.01",
+                                "964111222333")}
+    node.stop()
+
 
 def test_settle_1000_sms_from_tata(tmp_path, admin):
     """1000 SMS from TATA at 0.01 USD each settle to 1000 messages and

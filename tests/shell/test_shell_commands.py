@@ -447,7 +447,10 @@ def test_demo_script_provisions_seeds(storage):
     assert sorted(root.carriers.keys()) == ["Carrier1", "Carrier2",
                                             "Carrier3", "TATA"]
     assert root.carriers["TATA"].tariff == "TATA-IN"
-    assert root.account_for_did("111222333").product == "Call & Chat"
+    assert root.account_for_did("964111222333").product == "Call & Chat"
+    assert root.account_for_did("964111222333").username == "111222333"
+    assert (root.numbering.country_code, root.numbering.national_prefix) \
+        == ("964", "0")
     assert root.products["Call & Chat"].messaging
 
 
