@@ -11,11 +11,10 @@ DEBS := sip-tester tshark openssh-client tmux stunnel4 baresip openssl curl wrk
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt requirements-nodeps.txt
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 	$(PIP) install -q -c constraints.txt --config-settings editable_mode=compat -e '.[test]'
-	$(PIP) install -q --no-deps -c constraints.txt -r requirements-nodeps.txt
 	$(PY) -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 	touch $@
 

@@ -1,75 +1,58 @@
 """
-smpp.twisted3 and smpp.pdu3 (installed with --no-deps: their metadata pins
-Twisted 23.10) import and work on this Twisted: the server and the client
-bind to each other over loopback and exchange a submit_sm.
+The SMPP libraries the node depends on: smpp.pdu3, its PDU codec, and
+nothing else.  The node's SMPP sessions (server for carriers, client
+connections) are its own (L{appliance.smpp}), so smpp.twisted3's
+protocols are not a dependency: no module of the node imports them, and
+the package does not require them.
 """
-import logging
-
-import pytest
-import pytest_twisted
-import twisted
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.cred.portal import IRealm, Portal
-from twisted.internet import defer, reactor
-from zope.interface import implementer
+import ast
+import configparser
+import io
+from pathlib import Path
 
 from smpp.pdu import pdu_types
 from smpp.pdu.operations import SubmitSM
-from smpp.twisted.client import SMPPClientTransceiver
-from smpp.twisted.config import SMPPClientConfig, SMPPServerConfig
-from smpp.twisted.protocol import DataHandlerResponse
-from smpp.twisted.server import IAuthenticatedSMPP, SMPPServerFactory
+from smpp.pdu.pdu_encoding import PDUEncoder
+
+ROOT = Path(__file__).parents[1]
 
 
-# The library logs through the standard logging module at WARNING for
-# ordinary events (and once more as the reactor shuts down): keep it quiet.
-logging.getLogger("smpp").setLevel(logging.CRITICAL)
+def test_codec_round_trip():
+    """smpp.pdu3 encodes a submit_sm and decodes it back, field for field."""
+    pdu = SubmitSM(seqNum=7, source_addr="AsiaCell", destination_addr="111222333",
+                   short_message=b"hello",
+                   source_addr_ton=pdu_types.AddrTon.ALPHANUMERIC)
+    data = PDUEncoder().encode(pdu)
+    back = PDUEncoder().decode(io.BytesIO(data))
+    assert back.seqNum == 7
+    assert back.params["short_message"] == b"hello"
+    assert back.params["destination_addr"] in (b"111222333", "111222333")
+    assert back.params["source_addr_ton"] == pdu_types.AddrTon.ALPHANUMERIC
 
 
-@implementer(IRealm)
-class Realm:
-    def requestAvatar(self, avatarId, mind, *interfaces):
-        return IAuthenticatedSMPP, avatarId, lambda: None
+def imported_modules(path: Path) -> set[str]:
+    """The modules a source file imports."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
 
 
-def test_twisted_is_26():
-    """The library runs against the Twisted this project pins, not 23.10."""
-    assert twisted.__version__.startswith("26.")
-
-
-@pytest_twisted.inlineCallbacks
-def test_server_and_client_bind_and_submit():
-    """An smpp.twisted3 client binds as transceiver to an smpp.twisted3
-    server on Twisted 26 and gets a submit_sm_resp with the message id."""
-    received = []
-
-    def on_submit(system_id, *args):
-        received.append(args[-1] if args else None)
-        return DataHandlerResponse(
-            status=pdu_types.CommandStatus.ESME_ROK, message_id="42")
-
-    checker = InMemoryUsernamePasswordDatabaseDontUse()
-    checker.addUser("carrierA", "secret")
-    server_config = SMPPServerConfig(
-        msgHandler=on_submit, systems={"carrierA": {"max_bindings": 2}})
-    factory = SMPPServerFactory(server_config, Portal(Realm(), [checker]))
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    client = None
-    try:
-        config = SMPPClientConfig(host="127.0.0.1",
-                                  port=port.getHost().port,
-                                  username="carrierA", password="secret")
-        client = yield SMPPClientTransceiver(config, lambda *a: None) \
-            .connectAndBind()
-        txn = yield client.sendDataRequest(SubmitSM(
-            source_addr="AsiaCell", destination_addr="111222333",
-            short_message=b"hello"))
-        resp = txn.response
-        assert resp.status == pdu_types.CommandStatus.ESME_ROK
-        assert resp.params["message_id"] == b"42" or \
-            resp.params["message_id"] == "42"
-        assert len(received) == 1
-    finally:
-        if client is not None:
-            yield client.unbindAndDisconnect()
-        yield port.stopListening()
+def test_the_node_uses_the_codec_only():
+    """
+    The node imports smpp.pdu and never smpp.twisted; setup.cfg requires
+    smpp.pdu3 and not smpp.twisted3.
+    """
+    used = set()
+    for path in (ROOT / "appliance").rglob("*.py"):
+        used |= {m for m in imported_modules(path) if m.split(".")[0] == "smpp"}
+    assert used and all(m.startswith("smpp.pdu") for m in used), used
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    required = config["options"]["install_requires"]
+    assert "smpp.pdu3" in required and "smpp.twisted3" not in required
+    assert "smpp.twisted3" not in (ROOT / "constraints.txt").read_text()

@@ -3,4 +3,5 @@ from twisted.application.service import ServiceMaker
 
 Appliance = ServiceMaker(
     "Appliance messaging node", "appliance.tap",
-    "Carrier-grade SMS/SIP/SIGTRAN messaging node.", "appliance")
+    "Messaging node: SMPP, SIP MESSAGE, HTTP API, M3UA/MAP; SSH shell.",
+    "appliance")
