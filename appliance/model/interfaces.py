@@ -249,6 +249,9 @@ class IApplianceRoot(Interface):
     policy_order = Attribute("tuple of policy names, first match first.")
     tariffs = Attribute("OOBTree: name to ITariff.")
     operators = Attribute("OOBTree: name to IOperator.")
+    numbering = Attribute("The node's numbering plan (appliance.model."
+                          "numbering.NumberingPlan): how numbers as "
+                          "received become E.164.")
 
     def add_product(name):
         """@return: the new product."""

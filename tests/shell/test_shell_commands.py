@@ -515,7 +515,8 @@ def test_smpp_disconnect_carrier(storage, audit):
 
 
 def test_test_route(storage):
-    """test route prints the core's decision without storing anything."""
+    """test route prints the core's decision without storing anything,
+    reading the numbers by the numbering plan (0123 is 222123)."""
     from twisted.internet.testing import MemoryReactorClock
     from appliance.messaging.core import MessagingCore
     run_script(storage, "configure terminal\ncustomer C\naccount 1111\nend\n"
@@ -536,4 +537,8 @@ def test_test_route(storage):
         "policy to-env4: smpp over env4 (not running)\n")
     assert run(s, "test route from 1111 to 3333").startswith(
         "no route: no account or service policy for 3333")
+    run_script(storage, "configure terminal\nnumbering-plan\n"
+               "country-code 222\nnational-prefix 0\nend\n")
+    assert run(s, "test route from 1111 to 0123").startswith(
+        "policy to-env4: smpp over env4 (not running)\n")
     assert sum(storage.messages().counts().values()) == 0

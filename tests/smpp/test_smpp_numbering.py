@@ -120,3 +120,21 @@ def test_submit_multi_national(env):
     assert resp[16:].split(b"\0", 1)[1][0] == 0        # no unsuccess_sme
     messages = list(env.storage.messages().messages.values())
     assert [m.recipient for m in messages] == [DID, DID]
+
+
+def test_data_sm_national(env):
+    """data_sm addresses are read by their TON too: a national source and
+    destination are stored in E.164 form."""
+    from smpp.pdu import operations
+    from tests.smpp.smpp_env import with_payload
+    frame = with_payload(operations.DataSM, b"code 1234", pdu=True, **dict(
+        seq=4, source_addr="07701234567", source_addr_ton=TON[2],
+        destination_addr="0111222333", dest_addr_ton=TON[2],
+        esm_class=T.EsmClass(T.EsmClassMode.DEFAULT, T.EsmClassType.DEFAULT),
+        registered_delivery=T.RegisteredDelivery(
+            T.RegisteredDeliveryReceipt.NO_SMSC_DELIVERY_RECEIPT_REQUESTED),
+        data_coding=T.DataCoding()))
+    (h, resp), = send(env, frame)
+    assert (h.command_id, h.status) == (0x80000103, 0)
+    m = stored(env, resp)
+    assert (m.sender, m.recipient) == ("9647701234567", DID)

@@ -145,13 +145,18 @@ _KIND = {"app": "account"}
 def _decide(ctx, sender: str, recipient: str, origin_kind: str,
             origin: str = "shell", source: str | None = None) -> str:
     """The core's own routing decision and the authorization rule that
-    would decide who pays, described; nothing is stored."""
+    would decide who pays, described; nothing is stored.  The numbers are
+    read as the origin's numbering plan reads them (C{0...}, C{00...})."""
     from appliance.messaging.vocabulary import NoRoute, Submission
+    from appliance.model.numbering import normalize, plan_for
     from appliance.shell.commands.billing import who_pays
     services = getattr(ctx.session.node, "services", None) or {}
     core = services.get("messaging")
     if core is None:
         raise ModelError("no messaging service runs on this node")
+    plan = plan_for(ctx.root, origin_kind, origin)
+    sender, recipient = (str(normalize(a, plan=plan)) for a in (sender,
+                                                                recipient))
     submission = Submission(origin_kind, origin, sender, recipient, None,
                             source=source)
     try:
