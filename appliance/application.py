@@ -1,12 +1,21 @@
 # -*- test-case-name: tests.test_application -*-
 """
 The one wiring module: builds the node's service tree from a validated
-configuration.  The database comes first, then one named child per
-enabled protocol section, each made by its domain's C{make_service}.
+configuration and hands each service its collaborators.  The database
+comes first, then billing, the messaging core and the outbound SMPP
+connections (when a messaging section is enabled), then one named child
+per enabled section, each made by its factory in L{SERVICE_FACTORIES}.
+
+Every cross-service call is set up here and nowhere else: the core's
+delivery agents (C{set_agent}), its charger (constructor), the SMPP
+receipt writer (C{add_outcome_listener}), and the shell's
+L{appliance.shell.live.LiveState} (the core, balances, carrier operations
+and the sources C{show statistics} and the live tables read).  No service
+looks another up.
 """
 from __future__ import annotations
 
-import importlib
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pathlib import Path
@@ -19,7 +28,8 @@ from appliance.billing.service import BillingService
 from appliance.logs import observer
 from appliance.metrics import Metrics, watch_node
 from appliance.messaging.core import MessagingCore
-from appliance.smpp.connections import make_pool
+from appliance.shell.live import LiveState
+from appliance.smpp import connections as smpp_connections
 from appliance.node import NodeContext, NodeService, PortMap, child
 from appliance.store.database import Storage, open_database
 from appliance.billing import generations as billing_generations
@@ -32,14 +42,84 @@ from appliance.smpp import generations as smpp_generations
 
 log = Logger()
 
-#: Section name to the module whose C{make_service(section, node)} builds
-#: that service.  Later protocols add their line here.
-SERVICE_FACTORIES = {
-    "shell": "appliance.shell.service",
-    "sip": "appliance.sip.service",
-    "smpp": "appliance.smpp.service",
-    "m3ua": "appliance.sigtran.service",
-    "http": "appliance.http.service",
+@dataclass
+class Built:
+    """
+    What the section factories are handed besides their section and the
+    node context: the services built before them.
+
+    @ivar core: the messaging core (C{None} without a messaging section).
+    @ivar billing: the billing service (likewise).
+    @ivar pool: the outbound SMPP connections (likewise).
+    @ivar live: what the shell shows of the running node.
+    @ivar metrics: the node's metrics registry.
+    @ivar m3ua: the SIGTRAN service, once built (the SMSC runs on it).
+    """
+    core: Any = None
+    billing: Any = None
+    pool: Any = None
+    live: LiveState | None = None
+    metrics: Any = None
+    m3ua: Any = None
+
+
+def make_shell(section: Any, context: NodeContext, built: Built) -> Any:
+    """The C{[shell]} service, showing C{built.live}."""
+    from appliance.shell.service import make_service
+    return make_service(section, context, built.live)
+
+
+def make_sip(section: Any, context: NodeContext, built: Built) -> Any:
+    """The C{[sip]} service: MESSAGE and REGISTER go to the core, and its
+    agent delivers the core's local messages."""
+    from appliance.sip import service as sip
+    service = sip.make_service(section, context, built.core)
+    built.core.set_agent(sip.TRANSPORT, service.agent)
+    built.live.add_source("sip", service)
+    return service
+
+
+def make_smpp(section: Any, context: NodeContext, built: Built) -> Any:
+    """The C{[smpp]} service: carriers' submits go to the core, which
+    hands final states back for receipts."""
+    from appliance.smpp.service import make_service
+    service = make_service(section, context, built.core)
+    built.core.add_outcome_listener(service.server.outcome)
+    built.live.add_source("smpp", service)
+    built.live.carriers = service
+    return service
+
+
+def make_m3ua(section: Any, context: NodeContext, built: Built) -> Any:
+    """The C{[m3ua]} service (SIGTRAN associations)."""
+    from appliance.sigtran.service import make_service
+    service = make_service(section, context)
+    built.m3ua = service
+    built.live.add_source("m3ua", service)
+    return service
+
+
+def make_http(section: Any, context: NodeContext, built: Built) -> Any:
+    """The C{[http]} service: tenants' requests go to the core (prices
+    from the charger); the core's transactions queue its callbacks."""
+    from appliance.http.service import make_service, queue_hook
+    service = make_service(section, context, built.core,
+                           charger=built.billing.charger,
+                           metrics=built.metrics)
+    built.core.add_transaction_hook(queue_hook(context.reactor,
+                                               service.callbacks.kick))
+    built.live.add_source("http", service)
+    return service
+
+
+#: Section name to the factory C{make(section, context, built)} of that
+#: service.  Later protocols add their line here.
+SERVICE_FACTORIES: dict[str, Callable[[Any, NodeContext, Built], Any]] = {
+    "shell": make_shell,
+    "sip": make_sip,
+    "smpp": make_smpp,
+    "m3ua": make_m3ua,
+    "http": make_http,
 }
 
 #: Each domain's database upgrade steps, in dependency order: the store
@@ -71,7 +151,7 @@ MESSAGING_SECTIONS = frozenset({"sip", "smpp", "http", "m3ua"})
 
 def make_node(config: NodeConfig, reactor: Any,
               log_observer: Any = None,
-              factories: dict[str, str] | None = None) -> NodeService:
+              factories: dict[str, Callable] | None = None) -> NodeService:
     """
     Build the unstarted service tree.
 
@@ -79,7 +159,7 @@ def make_node(config: NodeConfig, reactor: Any,
     @param reactor: the reactor every service uses.
     @param log_observer: the observer twistd should log through (default:
         the node's own, at the configured level).
-    @param factories: section name to module path (default
+    @param factories: section name to factory (default
         L{SERVICE_FACTORIES}).
     """
     if log_observer is None:
@@ -96,46 +176,53 @@ def make_node(config: NodeConfig, reactor: Any,
     node = NodeService(context, log_observer)
     # One metrics registry for the node; [http] serves it on /metrics.
     metrics = Metrics()
-    context.services["metrics"] = metrics
     storage.batch_observer = metrics.batch_committed
     child(node, storage, "storage")
     if config.node.provision is not None:
         child(node, Provisioner(context, config.node.provision), "provision")
+    built = Built(live=LiveState(), metrics=metrics)
     if any(s.name in MESSAGING_SECTIONS for s in config.enabled()):
+        from appliance.sip.service import TRANSPORT as LOCAL_TRANSPORT
         sip = config.sip
-        core = MessagingCore(storage, reactor,
-                             retry_schedule=sip.retry_schedule,
-                             validity=sip.validity)
-        core.metrics = metrics
         # Rating, prepaid charging and records, inside the core's writes.
-        billing = BillingService(storage, reactor)
-        billing.attach(core)
-        context.services["billing"] = billing
-        child(node, billing, "billing")
-        context.services["messaging"] = core
-        child(node, core, "messaging")
+        built.billing = BillingService(storage, reactor)
+        child(node, built.billing, "billing")
+        built.core = MessagingCore(storage, reactor,
+                                   local_transport=LOCAL_TRANSPORT,
+                                   retry_schedule=sip.retry_schedule,
+                                   validity=sip.validity,
+                                   charger=built.billing.charger,
+                                   metrics=metrics)
+        # Balance-low notifications are messages like any other.
+        built.billing.charger.submit = built.core.submit
+        child(node, built.core, "messaging")
         # Outbound SMPP connections (service policies with transport smpp):
         # after the core they deliver for, before the protocol services.
-        pool = make_pool(context)
-        context.services["smpp-client"] = pool
-        child(node, pool, "smpp-client")
+        built.pool = smpp_connections.make_pool(context, built.core)
+        built.core.set_agent(smpp_connections.TRANSPORT, built.pool)
+        child(node, built.pool, "smpp-client")
+        built.live.core = built.core
+        built.live.balances = built.billing
+        for name, source in (("billing", built.billing),
+                             ("messaging", built.core),
+                             ("smpp-client", built.pool)):
+            built.live.add_source(name, source)
     factories = SERVICE_FACTORIES if factories is None else factories
     for section in config.enabled():
-        make: Callable = importlib.import_module(
-            factories[section.name]).make_service
-        service = make(section, context)
-        context.services[section.name] = service
+        service = factories[section.name](section, context, built)
         child(node, service, section.name)
-    if "m3ua" in context.services:
+    if built.m3ua is not None:
         # TCAP/MAP (SMSC) and ISUP on the SIGTRAN service; the MAP agent
         # delivers policies with transport map, mo-forwardSM is submitted.
-        from appliance.sigtran.smsc import SMSCService
-        smsc = SMSCService(context.services["m3ua"],
-                           context.services.get("messaging"), reactor,
-                           storage=storage)
-        context.services["map"] = smsc
+        from appliance.sigtran import smsc as sigtran_smsc
+        smsc = sigtran_smsc.SMSCService(built.m3ua, built.core, reactor,
+                                        storage=storage)
+        if built.core is not None and smsc.agent is not None:
+            built.core.set_agent(sigtran_smsc.TRANSPORT, smsc.agent)
+        built.live.add_source("map", smsc)
         child(node, smsc, "map")
-    watch_node(metrics, storage, context.services)
+    watch_node(metrics, storage, built.live)
+    node.live = built.live
     return node
 
 

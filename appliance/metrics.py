@@ -122,14 +122,15 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def watch_node(metrics: Metrics, storage: Any, services: dict) -> None:
+def watch_node(metrics: Metrics, storage: Any, live: Any) -> None:
     """
     Register the node-wide gauges read at scrape time: messages by state
     (queue depth), SMPP binds of carriers and of outbound connections, SIP
     registrations.  Called by C{application.py} once every service is
     built; each gauge reads what its service already shows the shell.
 
-    @param services: the node's services by name.
+    @param live: the node's L{appliance.shell.live.LiveState} (its
+        sources by name).
     """
     def queue():
         return [((state,), n) for state, n in
@@ -138,7 +139,7 @@ def watch_node(metrics: Metrics, storage: Any, services: dict) -> None:
                   ("state",), queue)
 
     def carrier_binds():
-        smpp = services.get("smpp")
+        smpp = live.source("smpp")
         server = getattr(smpp, "server", None)
         if server is None:
             return []
@@ -148,7 +149,7 @@ def watch_node(metrics: Metrics, storage: Any, services: dict) -> None:
                   ("carrier",), carrier_binds)
 
     def connection_binds():
-        pool = services.get("smpp-client")
+        pool = live.source("smpp-client")
         if pool is None or not hasattr(pool, "shell_table"):
             return []
         out = []
@@ -161,7 +162,7 @@ def watch_node(metrics: Metrics, storage: Any, services: dict) -> None:
                   ("connection",), connection_binds)
 
     def registrations():
-        sip = services.get("sip")
+        sip = live.source("sip")
         if sip is None or not hasattr(sip, "shell_table"):
             return []
         try:

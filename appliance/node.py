@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +58,14 @@ class PortMap:
 @dataclass
 class NodeContext:
     """
-    What every protocol service is handed: the reactor, the validated
-    configuration, the storage, the port map, and the live services by
-    section name (for C{show} commands of live state).
+    What every service is handed besides its own collaborators: the
+    reactor, the validated configuration, the storage and the port map.
+    Other services come through constructors (C{appliance.application}).
     """
     reactor: Any
     config: NodeConfig
     storage: Any
     ports: PortMap
-    services: dict[str, Any] = field(default_factory=dict)
 
 
 class NodeService(MultiService):
@@ -80,6 +79,8 @@ class NodeService(MultiService):
     """
 
     log = Logger()
+    #: What the shell shows of this node (set by C{appliance.application}).
+    live: Any = None
 
     def __init__(self, context: NodeContext,
                  log_observer: ILogObserver | None = None):

@@ -89,11 +89,12 @@ def traffic(reactor, n: int, window: int, billing: bool):
     storage.startService()
     with storage.transaction(note="setup") as root:
         provision(root)
-    core = MessagingCore(storage, reactor, scan_interval=3600)
+    core = MessagingCore(storage, reactor, local_transport="sip",
+                         scan_interval=3600)
     core.set_agent("sip", InstantAgent())
     service = BillingService(storage, reactor)
     if billing:
-        service.attach(core)
+        core.set_charger(service.charger)
         service.startService()
     core.startService()
     finals = {"n": 0}

@@ -39,26 +39,20 @@ def test_make_service_tree(tmp_path):
 
 def test_services_follow_storage(tmp_path):
     """Enabled sections become named children after the storage, made by
-    their domain's factory, and are listed in the context."""
+    their factory with the node context and what was built before them;
+    the context holds no services."""
     config = parse("[shell]\nenabled = true\n", base=tmp_path)
     made = []
 
-    class Factory:
-        @staticmethod
-        def make_service(section, node):
-            from twisted.application.service import Service
-            made.append((section.name, node))
-            return Service()
-    import sys
-    sys.modules["fake_shell_factory"] = Factory
-    try:
-        root = make_node(config, MemoryReactorClock(),
-                         factories={"shell": "fake_shell_factory"})
-    finally:
-        del sys.modules["fake_shell_factory"]
+    def make(section, node, built):
+        from twisted.application.service import Service
+        made.append((section.name, node, built))
+        return Service()
+    root = make_node(config, MemoryReactorClock(), factories={"shell": make})
     assert [s.name for s in root] == ["storage", "shell"]
-    assert made[0][0] == "shell"
-    assert root.context.services["shell"] is root.getServiceNamed("shell")
+    assert made[0][0] == "shell" and made[0][1] is root.context
+    assert made[0][2].live is root.live
+    assert not hasattr(root.context, "services")
 
 
 def test_log_observer_handed_to_application(tmp_path):
@@ -125,3 +119,43 @@ def test_start_and_ordered_stop(tmp_path):
     assert events[-1] == "storage closed"
     assert d.called
     assert not (tmp_path / "ports.json").exists()
+
+
+def test_one_wiring_place(tmp_path):
+    """make_node hands every service its collaborators: the core's agents
+    are the SIP service's agent and the SMPP pool, its charger is the
+    billing service's, the SMPP server gets the core, and the shell's live
+    state shows every service's counters; nothing is left for a service
+    to look up."""
+    from appliance.sip.service import SIPService
+    config = parse(f'[node]\ndata_dir = "{tmp_path}"\n'
+                   '[storage]\nuri = "memory:"\n'
+                   '[shell]\nenabled = true\n'
+                   'listen = ["tcp:port=0:interface=127.0.0.1"]\n'
+                   f'host_key = "{tmp_path}/hk"\n'
+                   '[sip]\nenabled = true\n'
+                   'listen = ["udp:port=0:interface=127.0.0.1"]\n'
+                   '[smpp]\nenabled = true\n'
+                   'listen = ["tcp:port=0:interface=127.0.0.1"]\n',
+                   base=tmp_path)
+    root = make_node(config, MemoryReactorClock())
+    core = root.getServiceNamed("messaging")
+    sip = root.getServiceNamed("sip")
+    smpp = root.getServiceNamed("smpp")
+    pool = root.getServiceNamed("smpp-client")
+    billing = root.getServiceNamed("billing")
+    shell = root.getServiceNamed("shell")
+    assert isinstance(sip, SIPService)
+    assert core._agents == {"sip": sip.agent, "smpp": pool}
+    assert core.local_transport == "sip"
+    assert core.charger is billing.charger
+    assert sip.core is core and smpp.server.core is core
+    assert pool.core is core
+    live = root.live
+    assert shell.live is live
+    assert live.core is core and live.balances is billing
+    assert live.carriers is smpp
+    assert live.names() == ["billing", "messaging", "sip", "smpp",
+                            "smpp-client"]
+    assert [s.name for s in root] == ["storage", "billing", "messaging",
+                                      "smpp-client", "shell", "smpp", "sip"]

@@ -1,10 +1,10 @@
 # -*- test-case-name: tests.billing.test_charger -*-
 """
-The billing service: owns the L{Charger}, gives it to the messaging core,
-and answers the shell (C{show statistics}, balances in flight).
+The billing service: owns the L{Charger} and answers the shell (C{show
+statistics}, balances in flight).
 
-Wiring (the lead's C{application.py}): create it after the storage,
-C{attach(core)}, and put it in C{node.services["billing"]}.
+Wiring (C{appliance.application}): create it after the storage and hand
+its C{charger} to the messaging core's constructor.
 """
 from __future__ import annotations
 
@@ -43,12 +43,6 @@ class BillingService(Service):
         self.storage = storage
         self.clock = clock
         self.charger = Charger(storage, clock, hold_timeout)
-
-    def attach(self, core: Any) -> None:
-        """Make C{core} rate, charge and record with our charger, and
-        submit balance-low messages through it."""
-        core.set_charger(self.charger)
-        self.charger.submit = core.submit
 
     def startService(self) -> None:
         """Snapshot the tariffs and follow configuration commits."""

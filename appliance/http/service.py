@@ -142,7 +142,6 @@ class HTTPService(MultiService):
                              section.queue_limit)
         self.callbacks = CallbackSender(storage, reactor, metrics=metrics)
         self.callbacks.setServiceParent(self)
-        core.add_transaction_hook(queue_hook(reactor, self.callbacks.kick))
         self.resource = APIResource(
             self.guard, self.sender, reactor, section, metrics,
             self.health, json.dumps(document(), indent=1).encode(),
@@ -248,15 +247,18 @@ class HTTPService(MultiService):
         return text
 
 
-def make_service(section: Any, node: Any) -> HTTPService:
+def make_service(section: Any, node: Any, core: Any, charger: Any = None,
+                 metrics: Any = None) -> HTTPService:
     """
-    Build the HTTP service (the application's factory for C{[http]}).
+    Build the HTTP service (the application's factory for C{[http]}, which
+    also has the core's transactions queue its callbacks: C{core.
+    add_transaction_hook(queue_hook(reactor, service.callbacks.kick))}).
 
     @param section: the L{appliance.config.HTTPSection}.
     @param node: the L{appliance.node.NodeContext}.
+    @param core: the L{IMessagingCore}.
+    @param charger: the billing charger (prices in the answers).
+    @param metrics: the node's L{appliance.metrics.Metrics}.
     """
-    billing = node.services.get("billing")
-    return HTTPService(section, node.reactor, node.storage,
-                       node.services["messaging"], node.ports,
-                       charger=getattr(billing, "charger", None),
-                       metrics=node.services.get("metrics"))
+    return HTTPService(section, node.reactor, node.storage, core,
+                       node.ports, charger=charger, metrics=metrics)

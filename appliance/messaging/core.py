@@ -7,9 +7,17 @@ The messaging core: the one path every incoming message takes.
                                   |
                                   v
     dispatch --MessageView--> IDeliveryAgent.deliver() --Outcome-->
-    delivered / failed: final state, outcome listeners (receipts)
+    delivered / failed: final state; state writers write what must be
+        durable with it (a carrier's receipt) in the same commit, and act
+        on it after; outcome listeners hear of it
     offline: waits for account_online() (a REGISTER), expires at validity
     retry: next attempt by the retry schedule, expires at validity
+
+Where a message goes is the pure L{appliance.messaging.routing.decide},
+what an outcome makes of it the pure
+L{appliance.messaging.states.next_state}; the core holds no transport
+name: the wiring tells it which transport delivers to local accounts, and
+each message records the transport it was accepted for.
 
 Decisions read the reactor thread's view of the database (BTree lookups of
 microseconds) and the route-table snapshot rebuilt after each configuration
@@ -26,28 +34,23 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from appliance.messaging.interfaces import IDeliveryAgent, IMessagingCore
+from appliance.messaging.interfaces import (IDeliveryAgent, IMessagingCore,
+                                            IStateWriter)
+from appliance.messaging.routing import (LOCAL, MAX_HOPS, Decision,
+                                         RootLookup, decide)
+from appliance.messaging.states import FINAL, next_state, retry_delay
 from appliance.messaging.vocabulary import (OUTCOMES, RECEIPT_STATES,
-                                            MessageView, NoRoute, Outcome,
-                                            Refused, Submission,
-                                            normalize_remote_id,
+                                            Authorization, MessageView,
+                                            NoRoute, Outcome, Refused,
+                                            Submission, normalize_remote_id,
                                             remote_id_forms)
 from appliance.messaging.store import IdsExhausted, Message, MessageIds
-from appliance.model.numbers import normalize_e164
 from appliance.model.routing import route_table
 
 #: The vocabulary, importable from here too for older callers.
 __all__ = ["MessagingCore", "NoCharge", "OUTCOMES", "MessageView", "NoRoute",
            "Outcome", "Refused", "Submission", "normalize_remote_id",
            "remote_id_forms", "retry_delay", "MAX_HOPS"]
-
-#: Nodes a message may pass before it is refused as looping.
-MAX_HOPS = 5
-#: Policy origins by message origin kind.
-#: (C{map}: an MSC relaying mo-forwardSM counts as a carrier.)
-_POLICY_ORIGIN = {"account": "app", "carrier": "carrier", "map": "carrier",
-                  "connection": "connection", "http": "app",
-                  "tenant": "tenant"}
 
 
 class NoCharge:
@@ -76,14 +79,6 @@ class NoCharge:
         """Inside a state change's transaction: settle or return."""
 
 
-def retry_delay(schedule: tuple[float, ...], attempts: int) -> float:
-    """
-    Seconds before the next attempt after C{attempts} failed ones: the
-    schedule in order, its last value repeating.
-    """
-    return schedule[min(max(attempts, 1), len(schedule)) - 1]
-
-
 @implementer(IMessagingCore)
 class MessagingCore(Service):
     """
@@ -91,19 +86,25 @@ class MessagingCore(Service):
 
     @ivar in_flight: ids of messages being delivered right now, with the
         time each attempt started.
+    @ivar local_transport: the transport of messages to local accounts.
     """
 
     name = "messaging"
     log = Logger()
 
-    def __init__(self, storage: Any, clock: IReactorTime,
+    def __init__(self, storage: Any, clock: IReactorTime, *,
+                 local_transport: str,
                  retry_schedule: tuple[float, ...] = (30, 120, 600, 3600),
                  validity: float = 86400.0, scan_interval: float = 1.0,
                  scan_limit: int = 500, retention: float = 7 * 86400.0,
-                 purge_interval: float = 3600.0):
+                 purge_interval: float = 3600.0, charger: Any = None,
+                 metrics: Any = None):
         """
         @param storage: the L{IStorage}.
         @param clock: the reactor's time and scheduling.
+        @param local_transport: the transport whose agent delivers to
+            local accounts (the wiring's choice; the core knows no
+            transport by name).
         @param retry_schedule: seconds between attempts (last repeats).
         @param validity: default seconds a message may wait.
         @param scan_interval: seconds between looks at due messages.
@@ -111,9 +112,13 @@ class MessagingCore(Service):
         @param retention: seconds a final message is kept (receipts,
             billing, investigation) before it is deleted.
         @param purge_interval: seconds between purges.
+        @param charger: the L{appliance.billing.interfaces.ICharger}
+            (default: L{NoCharge}).
+        @param metrics: the node's L{appliance.metrics.Metrics}, or C{None}.
         """
         self.storage = storage
         self.clock = clock
+        self.local_transport = local_transport
         self.retry_schedule = tuple(retry_schedule)
         self.validity = validity
         self.scan_interval = scan_interval
@@ -121,11 +126,12 @@ class MessagingCore(Service):
         self.in_flight: dict[int, float] = {}
         self._online: dict[str, float] = {}
         self._agents: dict[str, IDeliveryAgent] = {}
-        self.charger: Any = NoCharge()
+        self.charger: Any = charger if charger is not None else NoCharge()
         self._listeners: list[Callable[[MessageView, str], Any]] = []
+        self._writers: list[IStateWriter] = []
         self._hooks: list[Callable[[Any, Message, str], Any]] = []
         #: Counters and histograms of the node (L{appliance.metrics}).
-        self.metrics: Any = None
+        self.metrics: Any = metrics
         self._ids: MessageIds | None = None
         self._routes = None
         self._scanner: task.LoopingCall | None = None
@@ -182,6 +188,8 @@ class MessagingCore(Service):
 
     def route_table(self):
         """@return: the current L{RouteTable} snapshot."""
+        if self._routes is None:
+            self._rebuild_routes()
         return self._routes
 
     def _config_changed(self, note: str) -> None:
@@ -190,7 +198,7 @@ class MessagingCore(Service):
     def _rebuild_routes(self) -> None:
         self._routes = route_table(self.storage.root())
 
-    # -- agents and listeners -------------------------------------------
+    # -- agents, writers and listeners ----------------------------------
 
     def set_agent(self, transport: str, agent: IDeliveryAgent) -> None:
         """Deliver C{transport} routes with C{agent}."""
@@ -200,6 +208,11 @@ class MessagingCore(Service):
         """Rate, charge and record messages with C{charger} (see
         L{NoCharge} for the three calls)."""
         self.charger = charger
+
+    def add_state_writer(self, writer: IStateWriter) -> None:
+        """Have C{writer} write inside each final state's transaction, and
+        act on what it wrote once that is committed."""
+        self._writers.append(writer)
 
     def add_outcome_listener(self, listener: Callable[[MessageView, str],
                                                       Any]) -> None:
@@ -217,68 +230,72 @@ class MessagingCore(Service):
 
     # -- accepting -----------------------------------------------------
 
-    def route(self, submission: Submission) -> tuple[str, str | None, str]:
+    def route(self, submission: Submission) -> Decision:
         """
-        Decide where a message goes, without storing anything.
+        Decide where a message goes, without storing anything (see
+        L{appliance.messaging.routing.decide}).
 
-        @return: (transport, account username or None, route name).
+        @return: the L{Decision}; it unpacks as (transport, account
+            username or None, route name).
         @raise NoRoute: nobody takes it.
         @raise ModelError: the recipient is not a number.
         """
-        if submission.hops > MAX_HOPS:
-            self.log.warn("refused message from {origin} to {to}: passed "
-                          "{hops} nodes (loop?)", origin=submission.origin,
-                          to=submission.recipient, hops=submission.hops)
-            raise NoRoute(f"message passed {submission.hops} nodes: "
-                          "routing loop")
-        number = normalize_e164(submission.recipient)
-        root = self.storage.root()
-        account = root.account_for_did(number) or root.accounts.get(number)
-        if account is not None:
-            if not account.enabled:
-                raise NoRoute(f"account {account.username} is disabled")
-            product = root.products.get(account.product) \
-                if account.product else None
-            if product is not None and not product.messaging:
-                raise NoRoute(f"messaging is not enabled for account "
-                              f"{account.username}")
-            return "sip", account.username, "local"
-        origin = _POLICY_ORIGIN.get(submission.origin_kind)
-        decision = self._routes.decide(submission.sender, number, origin,
-                                       submission.origin)
-        if decision is None:
-            raise NoRoute(f"no account or service policy for {number}")
-        if decision.transport == "sip":
-            raise NoRoute(f"policy {decision.policy}: no local account "
-                          f"{number}")
-        if decision.transport not in self._agents:
-            raise NoRoute(f"policy {decision.policy}: no {decision.transport}"
-                          " connections in this node")
-        return decision.transport, None, decision.policy
+        try:
+            return decide(RootLookup(self.storage.root(), self.route_table()),
+                          submission, self.local_transport, self._agents)
+        except NoRoute as e:
+            if submission.hops > MAX_HOPS:
+                self.log.warn("refused message from {origin} to {to}: "
+                              "passed {hops} nodes (loop?)",
+                              origin=submission.origin,
+                              to=submission.recipient, hops=submission.hops)
+            raise e
 
-    def submit(self, submission: Submission) -> defer.Deferred:
+    def authorize(self, submission: Submission) -> Authorization:
+        """
+        Route and charge a message without storing it (the first part of
+        a concatenated message authorizes the whole: C{parts} is the
+        number it announces).
+
+        @return: the L{Authorization} to hand to L{submit}.
+        @raise NoRoute: nobody takes it.
+        @raise Refused: the payer cannot be charged.
+        @raise ModelError: for invalid fields.
+        """
+        decision = self.route(submission)
+        now = self.clock.seconds()
+        charge = self.charger.authorize(submission, decision.transport,
+                                        decision.account, decision.route,
+                                        now)
+        return Authorization(decision, charge, now)
+
+    def submit(self, submission: Submission,
+               authorization: Authorization | None = None) -> defer.Deferred:
         """
         Route and durably accept a message.
 
+        @param authorization: from L{authorize} for this message (its
+            first part's), or C{None} to authorize it now.
         @return: a Deferred firing with the message id after the commit.
         @raise NoRoute: before anything is stored.
         @raise Refused: the payer cannot be charged; nothing is stored.
         @raise ModelError: for invalid fields, before anything is stored.
         """
-        transport, account, route = self.route(submission)
+        if authorization is None:
+            authorization = self.authorize(submission)
+        decision, charge = authorization.decision, authorization.charge
         now = self.clock.seconds()
-        charge = self.charger.authorize(submission, transport, account,
-                                        route, now)
         validity = now + (submission.validity if submission.validity
                           is not None else self.validity)
         message = Message(
             self._next_id(), submission.origin_kind, submission.origin,
-            submission.sender, normalize_e164(submission.recipient),
+            submission.sender, decision.recipient,
             now=now, validity=validity, text=submission.text,
             encoding=submission.encoding, parts=submission.parts,
-            account=account, receipt=submission.receipt,
+            account=decision.account, receipt=submission.receipt,
             hops=submission.hops)
-        message.route = route
+        message.route = decision.route
+        message.transport = decision.transport
         if submission.meta:
             message.meta = submission.meta
 
@@ -293,24 +310,39 @@ class MessagingCore(Service):
         def accepted(view: MessageView) -> int:
             self.counters["accepted"] += 1
             if self.metrics is not None:
-                self.metrics.message_state(view, "accepted", transport)
-            self.clock.callLater(0, self.dispatch, view, transport)
+                self.metrics.message_state(view, "accepted",
+                                           decision.transport)
+            self.clock.callLater(0, self.dispatch, view)
             return view.id
         d.addCallback(accepted)
         return d
 
     # -- delivering ----------------------------------------------------
 
-    def dispatch(self, view: MessageView, transport: str = "sip"
+    def _transport_of(self, message: Any) -> str | None:
+        """The transport a message was accepted for; for a message stored
+        before messages recorded it: the local one for an account, else
+        its policy's."""
+        if message.transport is not None:
+            return message.transport
+        if message.account or message.route in (None, LOCAL):
+            return self.local_transport
+        entry = self.route_table().entry(message.route)
+        return entry.transport if entry is not None else None
+
+    def dispatch(self, view: MessageView, transport: str | None = None
                  ) -> defer.Deferred | None:
         """
         Hand one message to its agent, unless it is already in flight.
 
+        @param transport: the agent's transport (default: the message's).
         @return: a Deferred firing once its outcome is recorded, or
             C{None} if it was in flight or no agent takes it.
         """
         if view.id in self.in_flight:
             return None
+        if transport is None:
+            transport = self._transport_of(view)
         agent = self._agents.get(transport)
         if agent is None:
             self.log.warn("no {transport} agent for message {id}",
@@ -335,76 +367,67 @@ class MessagingCore(Service):
     def _record(self, outcome: Outcome, view: MessageView,
                 final: str | None = None) -> defer.Deferred:
         now = self.clock.seconds()
-        kind, reason = final or outcome.kind, outcome.reason
-        if kind in ("retry", "offline") and now >= view.validity:
-            kind, reason = "expired", reason or "validity period ended"
-        if kind == "delivered":
-            state, next_attempt = "delivered", None
-        elif kind == "failed":
-            state, next_attempt = "failed", None
-        elif kind == "expired":
-            state, next_attempt = "expired", None
-        elif kind == "offline":
-            # Wait for a REGISTER; the due index wakes it at its expiry.
-            state, next_attempt = "accepted", view.validity
-        elif kind == "forwarded":
-            # Wait for the far side's receipt until the validity ends; no
-            # receipt by then: expired (the documented rule).
-            state, next_attempt = "delivering", view.validity
-        else:
-            state = "delivering"
-            next_attempt = min(now + retry_delay(self.retry_schedule,
-                                                 view.attempts + 1),
-                               view.validity)
-            started = self.in_flight.get(view.id, now)
-            if view.account and self._online.get(view.account, -1) >= started:
-                # The app registered again while this attempt went to its
-                # old contact: try the new one now, not by the schedule.
-                next_attempt = now
+        decided = next_state(
+            final or outcome.kind, outcome.reason, view, now,
+            self.retry_schedule, started=self.in_flight.get(view.id, now),
+            online_since=self._online.get(view.account)
+            if view.account else None)
+        state, reason = decided.state, decided.reason
+        if decided.retry:
             self.counters["retries"] += 1
+        writers = tuple(self._writers) if decided.final else ()
 
         def write(raw):
             store = raw["messages"]
             message = store.get(view.id)
-            if message is None or message.state in ("delivered", "failed",
-                                                    "expired"):
+            if message is None or message.state in FINAL:
                 return None
-            if kind != "offline":
+            if decided.kind != "offline":
                 message.attempts += 1
-            store.set_state(message, state, next_attempt=next_attempt,
+            store.set_state(message, state,
+                            next_attempt=decided.next_attempt,
                             error=reason or None, now=now)
-            if kind == "forwarded":
+            if decided.kind == "forwarded":
                 store.set_remote(message, outcome.connection,
                                  normalize_remote_id(outcome.remote_id))
-            elif state in ("delivered", "failed", "expired"):
+            elif decided.final:
                 store.forget_remote(message)
             self.charger.state_changed(raw, message, state)
             for hook in self._hooks:
                 hook(raw, message, state)
-            return MessageView.of(message)
+            written = tuple((w, w.final_state(raw, message, state))
+                            for w in writers)
+            return MessageView.of(message), written
         d = self.storage.batch(write)
         d.addCallback(self._recorded, state, reason)
         d.addErrback(lambda f: self.log.failure(
             "recording the outcome of message {id} failed", f, id=view.id))
         return d
 
-    def _recorded(self, view: MessageView | None, state: str,
+    def _recorded(self, result: tuple | None, state: str,
                   reason: str) -> None:
-        if view is None:
+        if result is None:
             return
+        view, written = result
         if self.metrics is not None:
             self.metrics.message_state(view, state, None,
                                        self.clock.seconds())
-        if state in ("delivered", "failed", "expired"):
-            self.counters[state] += 1
-            self.log.info("message {id} to {recipient}: {state}{why}",
-                          id=view.id, recipient=view.recipient, state=state,
-                          why=f" ({reason})" if reason else "")
-            for listener in list(self._listeners):
-                try:
-                    listener(view, state)
-                except Exception:
-                    self.log.failure("outcome listener failed")
+        if state not in FINAL:
+            return
+        self.counters[state] += 1
+        self.log.info("message {id} to {recipient}: {state}{why}",
+                      id=view.id, recipient=view.recipient, state=state,
+                      why=f" ({reason})" if reason else "")
+        for writer, value in written:
+            try:
+                writer.committed(view, state, value)
+            except Exception:
+                self.log.failure("state writer failed after the commit")
+        for listener in list(self._listeners):
+            try:
+                listener(view, state)
+            except Exception:
+                self.log.failure("outcome listener failed")
 
     def scan(self) -> None:
         """Dispatch the messages whose next attempt is due; expire those
@@ -420,10 +443,6 @@ class MessagingCore(Service):
             elif message.state == "delivering":
                 self.dispatch(view, self._transport_of(message))
 
-    def _transport_of(self, message: Message) -> str:
-        return "sip" if message.route in (None, "local") or \
-            message.account else "smpp"
-
     def resume(self) -> None:
         """
         At start: dispatch waiting messages that have no scheduled attempt
@@ -434,9 +453,10 @@ class MessagingCore(Service):
         for id in list(store.waiting):
             message = store.get(id)
             if message is not None and message.next_attempt is None:
-                pending.append(MessageView.of(message))
-        for view in pending:
-            self.dispatch(view, "sip" if view.account else "smpp")
+                pending.append((MessageView.of(message),
+                                self._transport_of(message)))
+        for view, transport in pending:
+            self.dispatch(view, transport)
         if pending:
             self.log.info("resumed {n} waiting messages", n=len(pending))
 
@@ -461,7 +481,7 @@ class MessagingCore(Service):
                 yield self._record(Outcome("retry", "validity period ended"),
                                    view)
                 continue
-            d = self.dispatch(view, "sip")
+            d = self.dispatch(view, self._transport_of(view))
             if d is not None:
                 yield d
 
@@ -488,11 +508,9 @@ class MessagingCore(Service):
                           "{remote_id} ({state})", connection=connection,
                           remote_id=remote_id, state=state)
             return defer.succeed(False)
-        kind = {"delivered": "delivered", "failed": "failed",
-                "expired": "expired"}[state]
-        d = self._record(Outcome("failed" if kind == "expired" else kind,
+        d = self._record(Outcome("failed" if state == "expired" else state,
                                  error or f"receipt from {connection}"),
-                         MessageView.of(message), final=kind)
+                         MessageView.of(message), final=state)
         return d.addCallback(lambda _: True)
 
     def purge(self, older_than: float) -> defer.Deferred:

@@ -30,6 +30,8 @@ class IMessage(Interface):
     updated = Attribute("float: last state change.")
     receipt = Attribute("int: registered_delivery requested.")
     route = Attribute("str or None: the policy that routed it.")
+    transport = Attribute("str or None: the transport it was accepted for "
+                          "(None: stored before messages recorded it).")
     error = Attribute("str or None: the last error.")
     hops = Attribute("int: how many nodes it went through (loop guard).")
 
@@ -133,36 +135,119 @@ class IDeliveryAgent(Interface):
         """
 
 
+class IStateWriter(Interface):
+    """
+    Writes what must be durable together with a message's final state (a
+    carrier's receipt), inside the very transaction that records that
+    state, and acts on it once committed: a crash keeps both or neither.
+    """
+
+    def final_state(raw, message, state):
+        """
+        Inside the final state's batched transaction (may be re-run: only
+        write to C{raw}, change nothing else).
+
+        @param raw: the ZODB root mapping of the transaction.
+        @param message: the L{IMessage}, already in its final state.
+        @param state: C{delivered}, C{failed} or C{expired}.
+        @return: a value handed to L{committed}.
+        """
+
+    def committed(view, state, written):
+        """
+        After that transaction committed.
+
+        @param view: the L{appliance.messaging.vocabulary.MessageView}.
+        @param written: what L{final_state} returned.
+        """
+
+
 class IMessagingCore(Interface):
     """
     Accept, route, store, deliver, retry: the one path every protocol's
-    incoming message takes (SIP MESSAGE from apps now; SMPP, HTTP and MAP
-    later).
+    incoming message takes (SIP MESSAGE from apps, SMPP from carriers and
+    connections; HTTP and MAP later).  Protocols call the first group;
+    the wiring (C{appliance.application}) calls the second.
     """
 
-    def submit(submission):
+    def route(submission):
+        """
+        Where a message would go, storing nothing (C{test route}, and
+        checks before a part is kept).
+
+        @return: an L{appliance.messaging.routing.Decision} (unpacks as
+            transport, account username or None, route name).
+        @raise appliance.messaging.vocabulary.NoRoute: nobody takes it.
+        @raise appliance.model.errors.ModelError: not a number.
+        """
+
+    def authorize(submission):
+        """
+        Route and charge a message, storing nothing: the first part of a
+        concatenated message authorizes all the parts it announces.
+
+        @return: an L{appliance.messaging.vocabulary.Authorization} for
+            L{submit}.
+        @raise appliance.messaging.vocabulary.NoRoute: nobody takes it.
+        @raise appliance.messaging.vocabulary.Refused: the payer cannot
+            be charged.
+        """
+
+    def submit(submission, authorization=None):
         """
         Route and durably accept one message.
 
         @param submission: an L{appliance.messaging.vocabulary.Submission}.
+        @param authorization: from L{authorize} (C{None}: authorize now).
         @return: a Deferred firing with the new message id once the message
             is committed (acknowledge the sender only then).
         @raise appliance.messaging.vocabulary.NoRoute: synchronously, before
             anything is stored, when no local account or policy takes the
             recipient.
+        @raise appliance.messaging.vocabulary.Refused: synchronously, the
+            payer cannot be charged; nothing is stored.
         """
 
     def account_online(username):
         """
         An app of C{username} registered: deliver its waiting messages, in
         the order they were accepted.
+
+        @return: a Deferred firing when all were tried.
         """
+
+    def receipt_received(connection, remote_id, state, error=""):
+        """
+        A receipt from the node or vendor a message was forwarded to over
+        C{connection}, for the id it gave (hex or decimal).
+
+        @param state: C{delivered}, C{failed} or C{expired}.
+        @return: a Deferred firing with whether a message matched (its
+            final state is then committed).
+        """
+
+    def route_table():
+        """
+        @return: the current L{appliance.model.routing.RouteTable}
+            snapshot (service policies and their connections).
+        """
+
+    def statistics():
+        """@return: counters since start, for C{show statistics}."""
 
     def set_agent(transport, agent):
         """Use the L{IDeliveryAgent} C{agent} for C{transport}."""
 
+    def set_charger(charger):
+        """Rate, charge and record with the
+        L{appliance.billing.interfaces.ICharger} C{charger}."""
+
+    def add_state_writer(writer):
+        """Call the L{IStateWriter} C{writer} inside each final state's
+        transaction, then after its commit."""
+
     def add_outcome_listener(listener):
         """
         Call C{listener(view, state)} after each final state change
-        (C{delivered}, C{failed}, C{expired}) is committed: receipts.
+        (C{delivered}, C{failed}, C{expired}) is committed.
         """

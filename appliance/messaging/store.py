@@ -111,6 +111,10 @@ class Message(Persistent):
     updated: float = 0.0
     receipt: int = 0
     route: str | None = None
+    #: The transport it was accepted for (whose agent delivers it); None
+    #: for messages stored before messages recorded it (the core then
+    #: infers it from the account and route).
+    transport: str | None = None
     error: str | None = None
     hops: int = 0
     #: Where it was forwarded (a connection name) and the id the far side

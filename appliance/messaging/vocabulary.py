@@ -91,13 +91,32 @@ class MessageView:
     receipt: int = 0
     route: str | None = None
     hops: int = 0
+    transport: str | None = None
 
     @classmethod
     def of(cls, m: Any) -> "MessageView":
         """Copy a persistent message (an L{appliance.messaging.store.Message})."""
         return cls(m.id, m.sender, m.recipient, m.account, m.text,
                    m.encoding, m.parts, m.created, m.attempts, m.validity,
-                   m.origin_kind, m.origin, m.receipt, m.route, m.hops)
+                   m.origin_kind, m.origin, m.receipt, m.route, m.hops,
+                   m.transport)
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """
+    A message routed and charged but not stored yet (the core's
+    C{authorize}); a protocol holding one for the first part of a
+    concatenated message hands it to C{submit} with the whole.
+
+    @ivar decision: where it goes (an
+        L{appliance.messaging.routing.Decision}).
+    @ivar charge: the charger's opaque charge.
+    @ivar at: when it was authorized.
+    """
+    decision: Any
+    charge: Any
+    at: float
 
 
 @dataclass(frozen=True)

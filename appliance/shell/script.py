@@ -14,7 +14,7 @@ from appliance.shell.session import AuditLog, Result, Session, execute
 
 
 def open_session(storage: Any, operator: str, role: str, source: str = "",
-                 node: Any = None, audit: AuditLog | None = None,
+                 live: Any = None, audit: AuditLog | None = None,
                  hostname: str = "appliance",
                  realm: str = "appliance") -> Session:
     """
@@ -24,14 +24,15 @@ def open_session(storage: Any, operator: str, role: str, source: str = "",
     @param operator: who (transaction user and audit).
     @param role: C{admin} or C{view}.
     @param source: the client address.
-    @param node: the node context (for live C{show} commands).
+    @param live: the L{appliance.shell.live.LiveState} (live C{show}
+        commands).
     @param audit: where accepted changes are recorded.
     @param hostname: the prompt's node name.
     @param realm: the SIP digest realm.
     @return: the session.
     """
     return Session(storage, TREE, EXEC, operator, role, source=source,
-                   node=node, audit=audit, hostname=hostname, realm=realm)
+                   live=live, audit=audit, hostname=hostname, realm=realm)
 
 
 def run_lines(session: Session, lines: Iterable[str]) -> Result:
@@ -61,7 +62,7 @@ def run_lines(session: Session, lines: Iterable[str]) -> Result:
 
 def run_script(storage: Any, text: str, user: str = "provision",
                source: str = "startup", audit: AuditLog | None = None,
-               node: Any = None, realm: str = "appliance") -> Result:
+               live: Any = None, realm: str = "appliance") -> Result:
     """
     Run a configuration script (start-up provisioning) as an admin.
 
@@ -70,10 +71,10 @@ def run_script(storage: Any, text: str, user: str = "provision",
     @param user: the operator name recorded in transactions and audit.
     @param source: recorded as the source address.
     @param audit: where accepted changes are recorded.
-    @param node: the node context.
+    @param live: the L{appliance.shell.live.LiveState}.
     @param realm: the SIP digest realm.
     @return: see L{run_lines}.
     """
-    session = open_session(storage, user, "admin", source=source, node=node,
+    session = open_session(storage, user, "admin", source=source, live=live,
                            audit=audit, realm=realm)
     return run_lines(session, text.splitlines())

@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
+from appliance.shell.live import LiveState
 from appliance.shell.session import AuditLog
 from appliance.shell.ssh import (
     BOOTSTRAP_OPERATOR, OperatorIdentity, OperatorKeyChecker, ShellContext,
@@ -65,13 +66,16 @@ class ShellService(Service):
 
     log = Logger()
 
-    def __init__(self, section: Any, node: Any) -> None:
+    def __init__(self, section: Any, node: Any, live: Any = None) -> None:
         """
         @param section: the C{[shell]} section (C{ShellSection}).
-        @param node: the C{NodeContext}.
+        @param node: the C{NodeContext} (reactor, storage, ports, config).
+        @param live: the L{appliance.shell.live.LiveState} live commands
+            ask (default: an empty one).
         """
         self.section = section
         self.node = node
+        self.live = live if live is not None else LiveState()
         self.ready: defer.Deferred = defer.Deferred()
         self.factory: Any = None
         self.ports: list[Any] = []
@@ -89,7 +93,7 @@ class ShellService(Service):
         """Load or create the host key and listen on every endpoint."""
         super().startService()
         host_key = load_host_key(Path(self.section.host_key))
-        context = ShellContext(self.node.storage, node=self.node,
+        context = ShellContext(self.node.storage, live=self.live,
                                audit=self.audit, hostname=self.hostname,
                                realm=self._realm())
         self.factory = make_factory(context, host_key,
@@ -98,7 +102,7 @@ class ShellService(Service):
                  for d in self.section.listen]
         if getattr(self.section, "manhole", False):
             namespace = {"node": self.node, "storage": self.node.storage,
-                         "services": self.node.services}
+                         "live": self.live}
             mfactory = _manhole_factory(host_key, self.section.admin_keys,
                                         namespace)
             waits += [self._listen(_description(d), mfactory, "manhole")
@@ -126,10 +130,11 @@ class ShellService(Service):
             [defer.maybeDeferred(p.stopListening) for p in ports])
 
 
-def make_service(section: Any, node: Any) -> ShellService:
+def make_service(section: Any, node: Any, live: Any = None) -> ShellService:
     """
     @param section: the C{[shell]} section.
     @param node: the C{NodeContext}.
+    @param live: the L{appliance.shell.live.LiveState}.
     @return: the unstarted shell service.
     """
-    return ShellService(section, node)
+    return ShellService(section, node, live)

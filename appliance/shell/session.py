@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from ZODB.POSException import ConflictError
 
 from appliance.model.errors import ModelError
+from appliance.shell.live import LiveState
 from appliance.shell.output import Stream
 from appliance.shell.grammar import (
     CommandTree, GrammarError, Mode, tokenize)
@@ -156,9 +157,9 @@ class Context:
         self.entered = key
 
     @property
-    def node(self) -> Any:
-        """The node context (reactor, services...), or C{None}."""
-        return self.session.node
+    def live(self) -> Any:
+        """The running node's L{appliance.shell.live.LiveState}."""
+        return self.session.live
 
 
 class Session:
@@ -173,7 +174,7 @@ class Session:
 
     def __init__(self, storage: Any, tree: CommandTree, top: Mode,
                  operator: str, role: str, source: str = "",
-                 node: Any = None, audit: AuditLog | None = None,
+                 live: Any = None, audit: AuditLog | None = None,
                  hostname: str = "appliance", realm: str = "appliance"
                  ) -> None:
         """
@@ -183,7 +184,8 @@ class Session:
         @param operator: the operator name.
         @param role: C{admin} or C{view}.
         @param source: the client address.
-        @param node: the node context, for live-state C{show} commands.
+        @param live: the L{appliance.shell.live.LiveState} live-state
+            commands ask (default: an empty one, nothing running).
         @param audit: where accepted changes are recorded.
         @param hostname: the node name in the prompt.
         @param realm: the SIP digest realm account passwords are hashed for.
@@ -197,7 +199,7 @@ class Session:
         self.operator = operator
         self.role = role
         self.source = source
-        self.node = node
+        self.live = live if live is not None else LiveState()
         self.audit = audit
         self.hostname = hostname
         self.realm = realm

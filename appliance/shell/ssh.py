@@ -276,7 +276,7 @@ class OperatorAvatar(ConchUser):
     A logged-in operator.
 
     @ivar identity: who, with which role.
-    @ivar shell: what sessions need (storage, node, audit, names).
+    @ivar shell: what sessions need (storage, live state, audit, names).
     """
 
     def __init__(self, identity: OperatorIdentity, shell: "ShellContext"):
@@ -300,7 +300,7 @@ class ShellContext:
     What every session of the SSH server shares.
 
     @ivar storage: the storage.
-    @ivar node: the node context (or C{None}).
+    @ivar live: the L{appliance.shell.live.LiveState} (or C{None}).
     @ivar audit: the audit log.
     @ivar hostname: the prompt's node name.
     @ivar realm: the SIP digest realm for account passwords.
@@ -308,7 +308,7 @@ class ShellContext:
         C{None} without a node writes it synchronously).
     """
     storage: Any
-    node: Any = None
+    live: Any = None
     audit: AuditLog | None = None
     hostname: str = "appliance"
     realm: str = "appliance"
@@ -325,7 +325,7 @@ class ShellContext:
         @return: a new session at the top mode.
         """
         return open_session(self.storage, identity.name, identity.role,
-                            source=source, node=self.node, audit=self.audit,
+                            source=source, live=self.live, audit=self.audit,
                             hostname=self.hostname, realm=self.realm)
 
 

@@ -42,6 +42,10 @@ PERMANENT_CAUSES = frozenset({"equipmentNotSM-Equipped",
                               "unknownServiceCentre"})
 
 
+#: The transport name of service policies the MAP agent delivers.
+TRANSPORT = "map"
+
+
 @implementer(IDeliveryAgent)
 class MAPDeliveryAgent:
     """
@@ -222,7 +226,8 @@ class SMSCService(Service):
         if core is not None:
             self.agent = MAPDeliveryAgent(self.client, core, clock)
             self.intake = MOIntake(core)
-            core.set_agent("map", self.agent)
+            # appliance.application makes self.agent the core's agent for
+            # TRANSPORT (no service registers itself on the core).
         self.server = MAPServer(self.tcap, self.intake.submit
                                 if self.intake else _no_mo)
         if self.agent is not None:

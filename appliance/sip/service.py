@@ -27,7 +27,11 @@ from appliance.sip.protocol import SIPDatagramProtocol, SIPStreamProtocol
 from appliance.sip.registrar import BindingStore, Registrar
 from appliance.sip.transaction import TimerSettings, TransactionLayer
 
-__all__ = ["SIPService", "make_service"]
+__all__ = ["SIPService", "TRANSPORT", "make_service"]
+
+#: The transport name of messages this service delivers (to local
+#: accounts' apps).
+TRANSPORT = "sip"
 
 #: Listener kind to the port map key and the Via transport name.
 _KINDS = {"udp": ("sip_udp", "UDP"), "tcp": ("sip_tcp", "TCP"), "ssl": ("sip_tls", "TLS")}
@@ -92,7 +96,8 @@ class SIPService(Service):
     @ivar layer: the L{TransactionLayer}.
     @ivar registrar: the L{Registrar}; C{registrar.store} the bindings.
     @ivar intake: the L{MessageIntake}.
-    @ivar agent: the L{SIPDeliveryAgent} (set on the core at start).
+    @ivar agent: the L{SIPDeliveryAgent} (the wiring sets it on the core
+        for L{TRANSPORT}).
     @ivar flows: the L{FlowTable}.
     @ivar ports: the listening ports.
     """
@@ -105,8 +110,8 @@ class SIPService(Service):
         """
         @param section: the L{appliance.config.SIPSection}.
         @param node: the L{appliance.node.NodeContext}.
-        @param core: the messaging core; C{node.services["messaging"]}
-            when C{None}.
+        @param core: the L{IMessagingCore} MESSAGE requests and
+            registrations go to (C{None}: MESSAGE requests get 500).
         @param local_host: finds the local address towards a destination
             (for Via, when a UDP socket is bound to a wildcard address).
         @param secret: the digest nonce secret; random when C{None}.
@@ -168,17 +173,12 @@ class SIPService(Service):
 
     def startService(self) -> None:
         """
-        Load the bindings, start the expiry sweep, register the delivery
-        agent with the core and listen on every endpoint.
+        Load the bindings, start the expiry sweep and listen on every
+        endpoint.
         """
         super().startService()
         self._stopping = False
         if self.core is None:
-            self.core = self.node.services.get("messaging")
-        self.intake.core = self.core
-        if self.core is not None:
-            self.core.set_agent("sip", self.agent)
-        else:
             self.log.warn("no messaging core: MESSAGE requests will get 500")
         loaded = self.store.load()
         self.log.info("{n} SIP bindings loaded", n=loaded)
@@ -297,11 +297,12 @@ class SIPService(Service):
         }
 
 
-def make_service(section: Any, node: Any) -> SIPService:
+def make_service(section: Any, node: Any, core: Any) -> SIPService:
     """
     @param section: the C{[sip]} section.
-    @param node: the C{NodeContext}; the messaging core is taken from
-        C{node.services["messaging"]} (now or at start).
-    @return: the unstarted SIP service.
+    @param node: the C{NodeContext}.
+    @param core: the L{IMessagingCore}.
+    @return: the unstarted SIP service; C{appliance.application} makes
+        its C{agent} the core's agent for L{TRANSPORT}.
     """
-    return SIPService(section, node, core=node.services.get("messaging"))
+    return SIPService(section, node, core=core)

@@ -53,6 +53,8 @@ from appliance.smpp.remote import (
 __all__ = ["ConnectionPool", "make_pool", "Backoff", "ConnectionSettings",
            "OutboundConnection", "default_endpoints", "tls_options"]
 
+#: The transport name of service policies this pool delivers.
+TRANSPORT = "smpp"
 #: Columns of C{show connections}.
 CONNECTION_HEADERS = ("name", "state", "binds", "in-flight", "rate")
 #: deliver_sm_resp status for a deliver_sm that is not a receipt.
@@ -101,11 +103,10 @@ class ConnectionPool(MultiService):
         self.receipts = collections.Counter()
 
     def startService(self) -> None:
-        """Register as the C{smpp} agent, bind every connection, and
-        follow configuration changes."""
+        """Bind every connection, and follow configuration changes (the
+        wiring made this the core's agent for L{TRANSPORT})."""
         self.reconcile()
         super().startService()
-        self.core.set_agent("smpp", self)
         self.storage.add_change_listener(self._changed)
 
     def stopService(self) -> defer.Deferred:
@@ -296,10 +297,11 @@ def _sleep(clock: IReactorTime, delay: float) -> defer.Deferred:
     return d
 
 
-def make_pool(context: Any) -> ConnectionPool:
+def make_pool(context: Any, core: Any) -> ConnectionPool:
     """
-    Build the pool for a node (the lead wires it after the messaging
-    core, whenever C{[smpp]} or C{[sip]} is enabled).
+    Build the pool for a node (C{appliance.application} wires it after the
+    messaging core, whenever a messaging section is enabled, and makes it
+    the core's agent for L{TRANSPORT}).
 
     Timers come from C{[smpp]} (C{bind_timeout}, C{response_timeout},
     C{enquire_link_interval}) when that section exists; TLS connections
@@ -307,6 +309,7 @@ def make_pool(context: Any) -> ConnectionPool:
     configuration has it.
 
     @param context: the L{appliance.node.NodeContext}.
+    @param core: the L{appliance.messaging.interfaces.IMessagingCore}.
     """
     timers, ca_file = Timers(), None
     try:
@@ -318,7 +321,6 @@ def make_pool(context: Any) -> ConnectionPool:
                         float(section.response_timeout),
                         float(section.enquire_link_interval))
         ca_file = getattr(section, "client_ca", None)
-    return ConnectionPool(context.storage, context.services["messaging"],
-                          context.reactor,
+    return ConnectionPool(context.storage, core, context.reactor,
                           default_endpoints(context.reactor, ca_file),
                           timers=timers)

@@ -98,8 +98,8 @@ class SMPPServer:
     # -- life cycle ----------------------------------------------------
 
     def start(self) -> None:
-        """Load the durable state, take a part-id epoch, listen to the
-        core's outcomes, start the timers."""
+        """Load the durable state, take a part-id epoch, start the timers
+        (the wiring hands the core's final states to L{outcome})."""
         smpp = self.storage.domain(KEY)
         with self.storage.transaction(user="smpp", note="smpp part id epoch"):
             epoch = smpp.next_epoch()
@@ -110,7 +110,6 @@ class SMPPServer:
             self.log.info("SMPP: {parts} concatenation parts held, "
                           "{receipts} receipts pending", parts=parts,
                           receipts=waiting)
-        self.core.add_outcome_listener(self.outcome)
         self.storage.add_change_listener(self._config_changed)
         self.courier.start()
         self._expiry = task.LoopingCall(self.expire_parts)

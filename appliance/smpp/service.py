@@ -60,26 +60,27 @@ class SMPPService(Service):
 
     log = Logger()
 
-    def __init__(self, section: Any, node: Any):
+    def __init__(self, section: Any, node: Any, core: Any):
         """
         @param section: the L{appliance.config.SMPPSection}.
-        @param node: the L{appliance.node.NodeContext}.
+        @param node: the L{appliance.node.NodeContext} (reactor, storage,
+            ports, config).
+        @param core: the L{appliance.messaging.interfaces.IMessagingCore}.
         """
         self.section = section
         self.node = node
         self.reactor = node.reactor
         self.ready: defer.Deferred = defer.Deferred()
-        self.server: SMPPServer | None = None
+        config = getattr(node, "config", None)
+        name = config.node.name if config is not None else "appliance"
+        self.server = SMPPServer(node.storage, core, self.reactor, section,
+                                 system_id=name[:15])
         self._ports: list = []
         self._rates: dict[int, tuple[float, int, float]] = {}
 
     def startService(self) -> None:
         """Start the controller and listen."""
         super().startService()
-        core = self.node.services["messaging"]
-        self.server = SMPPServer(self.node.storage, core, self.reactor,
-                                 self.section,
-                                 system_id=self.node.config.node.name[:15])
         self.server.start()
         factory = SMPPFactory(self.server, self.reactor, self.section)
         waits = []
@@ -181,11 +182,12 @@ class SMPPService(Service):
         return len(sessions)
 
 
-def make_service(section: Any, node: Any) -> SMPPService:
+def make_service(section: Any, node: Any, core: Any) -> SMPPService:
     """
     Build the SMPP service (the application's factory for C{[smpp]}).
 
     @param section: the L{appliance.config.SMPPSection}.
     @param node: the L{appliance.node.NodeContext}.
+    @param core: the L{appliance.messaging.interfaces.IMessagingCore}.
     """
-    return SMPPService(section, node)
+    return SMPPService(section, node, core)

@@ -70,12 +70,14 @@ class BillingNode:
 
     def __init__(self, storage: Storage, clock: MemoryReactorClock):
         self.storage, self.clock = storage, clock
-        self.core = MessagingCore(storage, clock, retry_schedule=(30, 120),
+        self.core = MessagingCore(storage, clock, local_transport="sip",
+                                  retry_schedule=(30, 120),
                                   validity=600, scan_interval=1)
         self.agent = FakeAgent()
         self.core.set_agent("sip", self.agent)
         self.billing = BillingService(storage, clock)
-        self.billing.attach(self.core)
+        self.core.set_charger(self.billing.charger)
+        self.billing.charger.submit = self.core.submit   # as the wiring does
         self.billing.startService()
         self.core.startService()
 

@@ -1,6 +1,7 @@
 """Tests for the billing shell commands (L{appliance.shell.commands.billing})."""
 from decimal import Decimal
 
+from appliance.shell.live import LiveState
 from appliance.application import memory_storage
 import pytest
 from twisted.internet.testing import MemoryReactorClock
@@ -226,9 +227,9 @@ def test_settlement_and_csv(storage, clock):
     assert len(rows) == 1001
     assert sum(Decimal(r.split(",")[12]) for r in rows[1:]) == \
         Decimal("10.00")
-    stats = run(open_session(storage, "v", "view",
-                             node=type("N", (), {"services": {
-                                 "billing": node.billing}})()),
+    live = LiveState(balances=node.billing)
+    live.add_source("billing", node.billing)
+    stats = run(open_session(storage, "v", "view", live=live),
                 "show billing statistics")
     assert "TATA 2026-11 amount    10.00 USD" in stats
 

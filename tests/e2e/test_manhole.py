@@ -37,8 +37,8 @@ def ssh_args(tmp_path, port, key):
 
 
 def test_manhole_repl_for_admin_keys(tmp_path):
-    """An admin key gets a Python prompt that sees the node's services; the
-    manhole has its own port in ports.json."""
+    """An admin key gets a Python prompt that sees the node's live state
+    (what the shell shows); the manhole has its own port in ports.json."""
     node, keys = manhole_node(tmp_path)
     session = f"mh-{uuid.uuid4().hex[:8]}"
     args = ssh_args(tmp_path, node.port("manhole"), keys / "admin")
@@ -51,8 +51,10 @@ def test_manhole_repl_for_admin_keys(tmp_path):
                                   text=True).stdout
         wait_for(lambda: ">>>" in screen(), 20, what="the Python prompt")
         subprocess.run(["tmux", "send-keys", "-t", session,
-                        "sorted(services)", "Enter"], check=True)
-        wait_for(lambda: "['shell']" in screen(), 20, what="the answer")
+                        "type(live).__name__, storage.root().provisioned",
+                        "Enter"], check=True)
+        wait_for(lambda: "('LiveState', None)" in screen(), 20,
+                 what="the answer")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session])
 

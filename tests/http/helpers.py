@@ -46,11 +46,12 @@ class Core:
     def __init__(self, storage, clock, script: str = SCRIPT):
         assert run_script(storage, script).ok
         self.storage, self.clock = storage, clock
-        self.core = MessagingCore(storage, clock, validity=600)
+        self.core = MessagingCore(storage, clock, local_transport="sip",
+                                  validity=600)
         self.agent = FakeAgent()
         self.core.set_agent("smpp", self.agent)
         self.billing = BillingService(storage, clock)
-        self.billing.attach(self.core)
+        self.core.set_charger(self.billing.charger)
         self.billing.startService()
         self.core.startService()
         self.kicks = 0

@@ -8,7 +8,8 @@ from zope.interface.verify import verifyObject
 from appliance.application import memory_storage
 from appliance.messaging.core import MessagingCore, retry_delay
 from appliance.messaging.vocabulary import MessageView, NoRoute, Outcome, Submission
-from appliance.messaging.interfaces import IDeliveryAgent, IMessagingCore
+from appliance.messaging.interfaces import (IDeliveryAgent, IMessagingCore,
+                                            IStateWriter)
 from appliance.model.errors import ModelError
 from appliance.store.database import Storage
 
@@ -52,6 +53,7 @@ class CoreTests(SynchronousTestCase):
             root.add_account("John Doe", "4444")
             root.set_account_product("4444", "Voice only")
         self.core = MessagingCore(self.storage, self.clock,
+                                  local_transport="sip",
                                   retry_schedule=(30, 120), validity=600,
                                   scan_interval=1)
         self.agent = FakeAgent()
@@ -227,7 +229,7 @@ class CoreTests(SynchronousTestCase):
         id = self.submit()
         self.agent.calls.clear()
         self.core.in_flight.clear()
-        core = MessagingCore(self.storage, self.clock)
+        core = MessagingCore(self.storage, self.clock, local_transport="sip")
         agent = FakeAgent()
         core.set_agent("sip", agent)
         core.startService()
@@ -238,7 +240,7 @@ class CoreTests(SynchronousTestCase):
     def test_ids_unique_across_restarts(self):
         """A new core takes a new epoch: its ids never repeat."""
         first = self.submit()
-        core = MessagingCore(self.storage, self.clock)
+        core = MessagingCore(self.storage, self.clock, local_transport="sip")
         core.set_agent("sip", FakeAgent())
         core.startService()
         self.addCleanup(core.stopService)
@@ -380,6 +382,101 @@ class ChargerTests(CoreTests):
                                  ("accepted", id, "charge-1", True),
                                  ("state", id, "delivered")])
         self.assertEqual(self.storage._root()["billing-test"], id)
+
+
+    def test_message_records_its_transport(self):
+        """A message records the transport it was accepted for, and the
+        agent of that transport gets it: here one named by the wiring, not
+        by the core."""
+        core = MessagingCore(self.storage, self.clock, local_transport="apps")
+        agent = FakeAgent()
+        core.set_agent("apps", agent)
+        core.startService()
+        self.addCleanup(core.stopService)
+        d = core.submit(Submission("carrier", "c", "s", "111222333", "t"))
+        self.clock.advance(0.001)
+        id = self.successResultOf(d)
+        self.assertEqual(self.stored(id).transport, "apps")
+        self.clock.advance(0)
+        self.assertEqual([(v.id, v.transport) for v, _ in agent.calls],
+                         [(id, "apps")])
+
+    def test_message_stored_without_transport(self):
+        """A message stored before messages recorded their transport reads
+        as before: to an account, the local transport; else its policy's."""
+        from appliance.messaging.store import Message
+        with self.storage.transaction() as root:
+            root.add_connection("env4")
+            root.add_policy("out")
+            root.policies["out"].transport = "smpp"
+            root.set_policy_connections("out", ["env4"])
+        self.core._rebuild_routes()
+        old = Message(1, "carrier", "c", "s", "111222333", now=0,
+                      validity=10)
+        old.account = "111222333"
+        self.assertIsNone(old.transport)
+        self.assertEqual(self.core._transport_of(old), "sip")
+        away = Message(2, "carrier", "c", "s", "999", now=0, validity=10)
+        away.route = "out"
+        self.assertEqual(self.core._transport_of(away), "smpp")
+
+    def test_authorize_then_submit(self):
+        """authorize() routes and charges without storing; submit() with
+        that authorization stores without asking the charger again."""
+        calls = []
+
+        class Recorder:
+            def authorize(self, submission, transport, account, route, now):
+                calls.append(("authorize", submission.parts))
+                return "charge"
+
+            def accepted(self, raw, message, charge):
+                calls.append(("accepted", charge))
+
+            def state_changed(self, raw, message, state):
+                pass
+        self.core.set_charger(Recorder())
+        sub = Submission("carrier", "c", "s", "111222333", None, parts=3)
+        auth = self.core.authorize(sub)
+        self.assertEqual(tuple(auth.decision), ("sip", "111222333", "local"))
+        self.assertEqual(sum(self.storage.messages().counts().values()), 0)
+        d = self.core.submit(Submission("carrier", "c", "s", "111222333",
+                                        "whole", parts=3), auth)
+        self.clock.advance(0.001)
+        self.successResultOf(d)
+        self.assertEqual(calls, [("authorize", 3), ("accepted", "charge")])
+
+    def test_state_writer_in_the_final_commit(self):
+        """A state writer writes inside the very commit that makes a
+        message final (one commit holds both), and hears after it with
+        what it wrote; states that are not final do not call it."""
+        seen = []
+        storage = self.storage
+
+        @implementer(IStateWriter)
+        class Writer:
+            def final_state(self, raw, message, state):
+                raw["writer-test"] = (message.id, state)
+                return ("wrote", message.id)
+
+            def committed(self, view, state, written):
+                seen.append((view.id, state, written,
+                             storage._root().get("writer-test")))
+        verifyObject(IStateWriter, Writer())
+        self.core.add_state_writer(Writer())
+        id = self.submit()
+        self.clock.advance(0)
+        self.agent.answer("retry")
+        self.clock.advance(0.001)
+        self.assertEqual(seen, [])
+        self.clock.advance(30)
+        self.clock.advance(0)
+        commits = self.storage.commits
+        self.agent.answer("delivered")
+        self.clock.advance(0.001)
+        self.assertEqual(self.storage.commits, commits + 1)
+        self.assertEqual(seen, [(id, "delivered", ("wrote", id),
+                                 (id, "delivered"))])
 
 
 class ReRegisterTests(CoreTests):

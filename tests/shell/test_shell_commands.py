@@ -1,6 +1,7 @@
 """Unit tests of execute() and the declared commands, on in-memory ZODB."""
 from decimal import Decimal
 
+from appliance.shell.live import LiveState
 from appliance.application import memory_storage
 import pytest
 
@@ -413,7 +414,8 @@ def test_show_tables_fit_80_columns(admin, storage):
 
 
 def test_live_show_uses_services(storage):
-    """Live show commands ask the node's services for their tables."""
+    """Live show commands ask the shell's live sources for their tables
+    and counters."""
     class SMPP:
         def shell_table(self, topic):
             assert topic == "binds"
@@ -422,10 +424,9 @@ def test_live_show_uses_services(storage):
         def statistics(self):
             return {"submit_sm": 3}
 
-    class Node:
-        services = {"smpp": SMPP()}
-
-    s = open_session(storage, "alice", "view", node=Node())
+    live = LiveState()
+    live.add_source("smpp", SMPP())
+    s = open_session(storage, "alice", "view", live=live)
     assert "TATA     127.0.0.1:5000" in run(s, "show smpp binds")
     assert "smpp     submit_sm  3" in run(s, "show statistics")
     assert run(s, "show sip registrations").endswith("(none)")
@@ -464,10 +465,9 @@ def test_sip_registrations_of_one_account(storage):
             asked.append((topic, filters))
             return ("Account", "Contact"), [("1111", "sip:1111@192.0.2.1")]
 
-    class Node:
-        services = {"sip": SIP()}
-
-    s = open_session(storage, "alice", "view", node=Node())
+    live = LiveState()
+    live.add_source("sip", SIP())
+    s = open_session(storage, "alice", "view", live=live)
     assert "sip:1111@192.0.2.1" in run(s, "show sip registrations account 1111")
     run(s, "show sip transactions")
     assert asked == [("registrations", {"account": "1111"}),
@@ -498,18 +498,16 @@ def test_smpp_disconnect_carrier(storage, audit):
             closed.append(name)
             return 2
 
-    class Node:
-        services = {"smpp": SMPP()}
-
+    live = LiveState(carriers=SMPP())
     run_script(storage, "configure terminal\ncarrier TATA\nend\n")
-    admin = open_session(storage, "admin", "admin", node=Node(), audit=audit)
+    admin = open_session(storage, "admin", "admin", live=live, audit=audit)
     assert run(admin, "smpp disconnect carrier TATA") == \
         "2 bind(s) of carrier TATA disconnected\n"
     assert closed == ["TATA"]
     assert "smpp disconnect carrier TATA" in audit.path.read_text()
     assert execute(admin, "smpp disconnect carrier Nope").text == \
         "% no carrier 'Nope'"
-    view = open_session(storage, "alice", "view", node=Node())
+    view = open_session(storage, "alice", "view", live=live)
     assert not execute(view, "smpp disconnect carrier TATA").ok
     assert closed == ["TATA"]
 
@@ -523,14 +521,11 @@ def test_test_route(storage):
                "configure terminal\nconnection env4\nexit\n"
                "service-policy to-env4\nrecipient-pattern 222%\n"
                "transport smpp connection env4\nend\n")
-    core = MessagingCore(storage, MemoryReactorClock())
+    core = MessagingCore(storage, MemoryReactorClock(), local_transport="sip")
     core.set_agent("smpp", object())
     core._rebuild_routes()
 
-    class Node:
-        services = {"messaging": core}
-
-    s = open_session(storage, "alice", "view", node=Node())
+    s = open_session(storage, "alice", "view", live=LiveState(core=core))
     assert run(s, "test route from 1111 to 1111").startswith(
         "local delivery to account 1111 over SIP\n")
     assert run(s, "test route from 1111 to 2222123").startswith(

@@ -195,7 +195,7 @@ def test_service_listens_and_stops(tmp_path, storage):
     reactor = MemoryReactorClock()
     recorded = []
     node = SimpleNamespace(
-        reactor=reactor, storage=storage, services={}, config=None,
+        reactor=reactor, storage=storage, config=None,
         ports=SimpleNamespace(record=lambda k, p: recorded.append((k, p))))
     section = SimpleNamespace(
         listen=("tcp:port=2022:interface=127.0.0.1",), admin_keys=None,

@@ -131,11 +131,11 @@ class IntakeTests(SynchronousTestCase):
         assert out.kind == "invalidSME-Address"
 
     def test_service_wiring(self):
-        """The service registers its SSN and ISUP, sets the map agent, and leaves no timer when stopped."""
+        """The service registers its SSN and ISUP, offers its map agent (the wiring sets it on the core), and leaves no timer when stopped."""
         ss7, core, clock = FakeSS7(), FakeCore(), Clock()
         svc = SMSCService(ss7, core, clock)
         svc.startService()
         assert ss7.sccp.users == {8: svc.tcap} and ss7.mtp.users == {5: svc.isup}
-        assert core.agents == {"map": svc.agent}
+        assert core.agents == {} and svc.agent is not None
         svc.stopService()
         assert not clock.getDelayedCalls()

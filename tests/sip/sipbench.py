@@ -74,7 +74,7 @@ class FakeCore:
         self.online: list[str] = []
         self.agents: dict[str, Any] = {}
 
-    def submit(self, submission):
+    def submit(self, submission, authorization=None):
         if submission.recipient not in self.known:
             raise NoRoute(f"no route for {submission.recipient}")
         d: defer.Deferred = defer.Deferred()
@@ -85,8 +85,31 @@ class FakeCore:
         self.online.append(username)
         return defer.succeed(None)
 
+    def route(self, submission):
+        if submission.recipient not in self.known:
+            raise NoRoute(f"no route for {submission.recipient}")
+        return ("sip", submission.recipient, "local")
+
+    def authorize(self, submission):
+        return self.route(submission)
+
+    def receipt_received(self, connection, remote_id, state, error=""):
+        return defer.succeed(False)
+
+    def route_table(self):
+        return None
+
+    def statistics(self):
+        return {"submitted": len(self.submitted)}
+
     def set_agent(self, transport, agent):
         self.agents[transport] = agent
+
+    def set_charger(self, charger):
+        pass
+
+    def add_state_writer(self, writer):
+        pass
 
     def add_outcome_listener(self, listener):
         pass
@@ -156,6 +179,7 @@ class Bench:
         self.section = section(**kw)
         self.service = SIPService(self.section, self.node, core=self.core,
                                   local_host=lambda d: "192.0.2.10", secret=b"k" * 32)
+        self.core.set_agent("sip", self.service.agent)     # as the wiring does
         self.service.startService()
         self.cseq = 0
 

@@ -45,10 +45,9 @@ def results(d) -> list:
     return out
 
 
-def test_agent_provides_interface_and_is_set_on_core(bench):
-    """The agent provides IDeliveryAgent and the service hands it to the core at start."""
+def test_agent_provides_interface(bench):
+    """The agent provides IDeliveryAgent."""
     verifyObject(IDeliveryAgent, bench.service.agent)
-    assert bench.core.agents["sip"] is bench.service.agent
 
 
 def test_no_contact_is_offline(bench):

@@ -49,12 +49,17 @@ def test_bad_tls_key_fails_ready(tmp_path: Path):
     bench.stop()
 
 
-def test_make_service_takes_core_from_node(tmp_path: Path):
-    """make_service finds the messaging core in node.services and sets its agent at start."""
+def test_make_service_takes_the_core_it_is_given(tmp_path: Path):
+    """make_service hands MESSAGE requests and registrations to the core
+    it is given, and never registers on it itself (the wiring does)."""
     bench = Bench(tmp_path)
-    bench.node.services["messaging"] = bench.core
-    service = make_service(bench.section, bench.node)
+    bench.core.agents.clear()
+    service = make_service(bench.section, bench.node, bench.core)
     assert isinstance(service, SIPService) and service.core is bench.core
+    assert service.intake.core is bench.core
+    service.startService()
+    assert bench.core.agents == {}
+    service.stopService()
     bench.stop()
 
 

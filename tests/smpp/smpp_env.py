@@ -72,6 +72,7 @@ class Env:
             root.carriers["Carrier2"].max_binds = 1
             root.carriers["Closed"].enabled = False
         self.core = MessagingCore(self.storage, self.clock,
+                                  local_transport="sip",
                                   retry_schedule=(30,), validity=600)
         self.agent = FakeAgent()
         self.core.set_agent("sip", self.agent)
@@ -84,6 +85,7 @@ class Env:
         self.section = SMPPSection(**defaults)
         self.server = SMPPServer(self.storage, self.core, self.clock,
                                  self.section)
+        self.core.add_outcome_listener(self.server.outcome)   # the wiring's
         self.server.start()
 
     def close(self):

@@ -109,12 +109,14 @@ class PoolTests(SynchronousTestCase):
             root.policies["to-env4"].transport = "smpp"
             root.set_policy_connections("to-env4", ["env4", "env5"])
         self.core = MessagingCore(self.storage, self.clock,
+                                  local_transport="sip",
                                   retry_schedule=(30,), validity=600)
         self.core.startService()
         self.endpoints = Endpoints()
         self.pool = ConnectionPool(
             self.storage, self.core, self.clock, self.endpoints,
             timers=Timers(5, 10, 30), backoff=Backoff(1, 2, 60, 30))
+        self.core.set_agent("smpp", self.pool)      # as the wiring does
         self.pool.startService()
         self.finals = []
         self.core.add_outcome_listener(
@@ -154,10 +156,9 @@ class PoolTests(SynchronousTestCase):
         return self.storage.messages().get(id).state
 
     def test_agent_and_binds(self):
-        """The pool registers as the smpp agent and opens one bind per
-        configured bind on each connection."""
+        """The pool is a delivery agent and opens one bind per configured
+        bind on each connection."""
         verifyObject(IDeliveryAgent, self.pool)
-        assert self.core._agents["smpp"] is self.pool
         assert [l.name for l in self.endpoints.links] == ["env4", "env5"]
         headers, rows = self.pool.shell_table("connections")
         assert headers == ("name", "state", "binds", "in-flight", "rate")

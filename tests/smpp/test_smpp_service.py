@@ -20,9 +20,8 @@ def test_service_listens_and_reports(tmp_path):
                                        "listen": listen})
     ctx = NodeContext(reactor=reactor, config=NodeConfig(None),
                       storage=env.storage,
-                      ports=PortMap(Path(tmp_path) / "ports.json"),
-                      services={"messaging": env.core})
-    service = make_service(section, ctx)
+                      ports=PortMap(Path(tmp_path) / "ports.json"))
+    service = make_service(section, ctx, env.core)
     service.startService()
     try:
         assert service.ready.called

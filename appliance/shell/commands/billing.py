@@ -646,9 +646,8 @@ def billing_export_account(ctx, name, start, end):
 
 
 def _held(ctx, payer: str) -> Decimal | None:
-    services = getattr(ctx.session.node, "services", None) or {}
-    held = getattr(services.get("billing"), "held", None)
-    return held(payer) if held is not None else None
+    balances = ctx.live.balances
+    return balances.held(payer) if balances is not None else None
 
 
 def _show_balance(ctx, kind: str, name: str) -> str:
@@ -680,8 +679,7 @@ def show_balance_carrier(ctx, name):
          help=(SHOW, BILLING, "This month's counters per carrier"),
          action="show")
 def show_billing_statistics(ctx):
-    services = getattr(ctx.session.node, "services", None) or {}
-    stats = getattr(services.get("billing"), "statistics", None)
-    if stats is None:
+    billing = ctx.live.source("billing")
+    if billing is None:
         return table(("Counter", "Value"), [])
-    return table(("Counter", "Value"), sorted(stats().items()))
+    return table(("Counter", "Value"), sorted(billing.statistics().items()))

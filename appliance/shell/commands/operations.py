@@ -20,8 +20,7 @@ def _audit(ctx, text: str) -> None:
 def smpp_disconnect_carrier(ctx, name):
     if name not in ctx.root.carriers:
         raise ModelError(f"no carrier {name!r}")
-    services = getattr(ctx.session.node, "services", None) or {}
-    smpp = services.get("smpp")
+    smpp = ctx.live.carriers
     if smpp is None:
         raise ModelError("the SMPP service does not run on this node")
     count = smpp.disconnect_carrier(name)

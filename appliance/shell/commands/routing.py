@@ -150,8 +150,7 @@ def _decide(ctx, sender: str, recipient: str, origin_kind: str,
     from appliance.messaging.vocabulary import NoRoute, Submission
     from appliance.model.numbering import normalize, plan_for
     from appliance.shell.commands.billing import who_pays
-    services = getattr(ctx.session.node, "services", None) or {}
-    core = services.get("messaging")
+    core = ctx.live.core
     if core is None:
         raise ModelError("no messaging service runs on this node")
     plan = plan_for(ctx.root, origin_kind, origin)
@@ -163,14 +162,14 @@ def _decide(ctx, sender: str, recipient: str, origin_kind: str,
         transport, account, route = core.route(submission)
     except NoRoute as e:
         return f"no route: {e}\n"
-    if transport == "sip":
-        return (f"local delivery to account {account} over SIP\n"
+    if account is not None:
+        return (f"local delivery to account {account} over "
+                f"{transport.upper()}\n"
                 + who_pays(ctx.root, submission, account))
     entry = core.route_table().entry(route)
-    pool = services.get("smpp-client")
-    states = []
-    for name in entry.connections:
-        conn = getattr(pool, "connections", {}).get(name)
-        states.append(f"{name} ({conn.state if conn else 'not running'})")
+    got = ctx.live.table("smpp-client", "connections")
+    running = {row[0]: row[1] for row in got[1]} if got is not None else {}
+    states = [f"{name} ({running.get(name, 'not running')})"
+              for name in entry.connections]
     return (f"policy {route}: {transport} over " + ", then ".join(states)
             + "\n" + who_pays(ctx.root, submission, None))

@@ -1,12 +1,13 @@
 """
 C{show} commands: tables of the configuration, and live state asked of the
-running services (C{node.services}).
+running node through the shell's L{appliance.shell.live.LiveState}.
 
-A live service takes part by offering C{shell_table(topic)} returning
-C{(headers, rows)}: topic C{binds} for the C{smpp} service,
-C{registrations} for C{sip}; and C{statistics()} returning a mapping of
-counter name to value for C{show statistics}. An absent service, or one
-without the method, shows an empty table.
+A live source takes part by offering C{shell_table(topic)} returning
+C{(headers, rows)}: topic C{binds} for the C{smpp} source,
+C{registrations} for C{sip}, C{connections} for C{smpp-client}; and
+C{statistics()} returning a mapping of counter name to value for C{show
+statistics}. An absent source, or one without the method, shows an empty
+table.
 """
 from __future__ import annotations
 
@@ -81,10 +82,9 @@ def show_carriers(ctx):
          action="show")
 def show_connections(ctx):
     live: dict[str, tuple] = {}
-    pool = _service(ctx, "smpp-client")
-    if pool is not None:
-        _, rows = pool.shell_table("connections")
-        live = {row[0]: tuple(row[1:]) for row in rows}
+    got = ctx.live.table("smpp-client", "connections")
+    if got is not None:
+        live = {row[0]: tuple(row[1:]) for row in got[1]}
     rows = []
     for c in ctx.root.connections.values():
         state, binds, in_flight, rate = live.get(
@@ -114,20 +114,12 @@ def show_operators(ctx):
         for o in ctx.root.operators.values()])
 
 
-def _service(ctx, name: str) -> Any:
-    node = ctx.session.node
-    services = getattr(node, "services", None) or {}
-    return services.get(name)
-
-
-def _live_table(ctx, service: str, topic: str, headers: tuple[str, ...],
+def _live_table(ctx, source: str, topic: str, headers: tuple[str, ...],
                 **filters: Any):
-    svc = _service(ctx, service)
-    fn = getattr(svc, "shell_table", None)
-    if fn is None:
+    got = ctx.live.table(source, topic, **filters)
+    if got is None:
         return table(headers, [])
-    got_headers, rows = fn(topic, **filters)
-    return table(tuple(got_headers), list(rows))
+    return table(*got)
 
 
 @command(ANY, "show smpp binds", help=(SHOW, "SMPP", "Live SMPP binds"),
@@ -181,12 +173,4 @@ def show_queue(ctx):
 @command(ANY, "show statistics", help=(SHOW, "Counters of the services"),
          action="show")
 def show_statistics(ctx):
-    rows = []
-    services = getattr(ctx.session.node, "services", None) or {}
-    for name in sorted(services):
-        stats = getattr(services[name], "statistics", None)
-        if stats is None:
-            continue
-        for key, value in sorted(dict(stats()).items()):
-            rows.append((name, key, value))
-    return table(("Service", "Counter", "Value"), rows)
+    return table(("Service", "Counter", "Value"), list(ctx.live.statistics()))

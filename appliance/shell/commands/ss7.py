@@ -184,8 +184,7 @@ def no_route_peer(ctx):
                                 "SIGTRAN associations, destinations, counters"),
          action="show")
 def show_ss7(ctx):
-    services = getattr(ctx.session.node, "services", None) or {}
-    svc = services.get("m3ua")
+    svc = ctx.live.source("m3ua")
     if svc is not None:
         return svc.show()
     ss7 = ss7_of(ctx.root)

@@ -59,8 +59,7 @@ def transport_map(ctx):
                "Open dialogues by context, limit and counters"),
          action="show")
 def show_tcap_dialogues(ctx):
-    services = getattr(ctx.session.node, "services", None) or {}
-    svc = services.get("map")
+    svc = ctx.live.source("map")
     if svc is None:
         return "TCAP does not run on this node ([m3ua] enabled = false)\n"
     from appliance.shell.render import table

@@ -224,8 +224,7 @@ def show_tenants(ctx):
          help=(SHOW, "HTTP API: listeners, requests by code, callbacks"),
          action="show")
 def show_http(ctx):
-    services = getattr(ctx.session.node, "services", None) or {}
-    service = services.get("http")
+    service = ctx.live.source("http")
     if service is None or not hasattr(service, "shell_text"):
         return "the HTTP service does not run on this node\n"
     return service.shell_text()
