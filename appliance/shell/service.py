@@ -95,7 +95,8 @@ class ShellService(Service):
         host_key = load_host_key(Path(self.section.host_key))
         context = ShellContext(self.node.storage, live=self.live,
                                audit=self.audit, hostname=self.hostname,
-                               realm=self._realm())
+                               realm=self._realm(),
+                               clock=getattr(self.node, "reactor", None))
         self.factory = make_factory(context, host_key,
                                     self.section.admin_keys)
         waits = [self._listen(_description(d), self.factory, "shell")

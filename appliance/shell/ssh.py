@@ -304,8 +304,8 @@ class ShellContext:
     @ivar audit: the audit log.
     @ivar hostname: the prompt's node name.
     @ivar realm: the SIP digest realm for account passwords.
-    @ivar clock: schedules streamed output (default: the node's reactor;
-        C{None} without a node writes it synchronously).
+    @ivar clock: schedules streamed output (the shell service gives the
+        node's reactor; C{None} writes it synchronously).
     """
     storage: Any
     live: Any = None
@@ -313,10 +313,6 @@ class ShellContext:
     hostname: str = "appliance"
     realm: str = "appliance"
     clock: Any = None
-
-    def __post_init__(self) -> None:
-        if self.clock is None and self.node is not None:
-            self.clock = getattr(self.node, "reactor", None)
 
     def session(self, identity: OperatorIdentity, source: str) -> Session:
         """

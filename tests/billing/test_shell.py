@@ -299,13 +299,9 @@ def test_test_route_shows_rule(storage, clock):
     pays, by origin name and source address, and the receiving charge of
     a receiver-pays product."""
     from appliance.messaging.core import MessagingCore
-    core = MessagingCore(storage, clock)
+    core = MessagingCore(storage, clock, local_transport="sip")
     core._rebuild_routes()
-
-    class Node:
-        services = {"messaging": core}
-
-    s = open_session(storage, "alice", "view", node=Node())
+    s = open_session(storage, "alice", "view", live=LiveState(core=core))
     lan = run(s, "test route from 4412345 to 9647500000001 origin carrier "
               "TATA source 10.1.1.1")
     assert lan.splitlines() == [

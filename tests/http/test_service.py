@@ -84,7 +84,7 @@ def test_operations_endpoints_and_show_http(service, storage):
     assert status_of(answer) == 200 and b"appliance_http_requests" in answer
     exchange(service, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
     session = open_session(storage, "admin", "admin")
-    session.node = type("N", (), {"services": {"http": service}})()
+    session.live.add_source("http", service)
     result = execute(session, "show http")
     assert result.ok
     assert "/metrics" in result.text and "404" in result.text

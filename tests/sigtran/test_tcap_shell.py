@@ -53,7 +53,7 @@ def test_show_tcap_dialogues(storage):
     svc.startService()
     svc.client.sri_sm("447900123456")
     session = open_session(storage, "admin", "admin")
-    session.node = type("Node", (), {"services": {"map": svc}})()
+    session.live.add_source("map", svc)
     text = execute(session, "show tcap dialogues").text
     assert "1 dialogues open" in text and "out shortMsgGateway-v3" in text and "begin-sent" in text
     svc.stopService()
