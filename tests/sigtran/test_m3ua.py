@@ -7,15 +7,19 @@ pycrate builds decode in ours to the same values.
 import pytest
 from pycrate_mobile.M3UA import M3UA_DATA, parse_M3UA
 
-from appliance.sigtran import m3ua
-from appliance.sigtran.interfaces import ProtocolData
+from appliance.sigtran import m3ua, sccp
+from appliance.sigtran.interfaces import ProtocolData, SCCPAddress
 
-PD = ProtocolData(100, 200, 3, 2, 0, 5, b"\x09\x80\x03\x0e\x19" + b"x" * 97)
+#: A DATA's payload: a real UDT (so tshark decodes it down to SCCP).
+PD = ProtocolData(100, 200, 3, 2, 0, 5, sccp.encode(sccp.Unitdata(
+    sccp.UDT, SCCPAddress(gt="447900123456", ssn=6),
+    SCCPAddress(gt="44770090000", ssn=8), b"x" * 97, 0, True)))
 
 #: One of every message the node sends or reads, as our builders make it.
 MESSAGES = {
     "DATA": m3ua.data(PD, rc=7, correlation=9),
-    "DATA_NO_RC": m3ua.data(ProtocolData(1, 2, 5, 0, 0, 0, b"\x11\x00\x01")),
+    # An ISUP RLC on CIC 17 (SI 5).
+    "DATA_NO_RC": m3ua.data(ProtocolData(1, 2, 5, 0, 0, 0, b"\x11\x00\x10\x00")),
     "ASPUP": m3ua.aspsm(m3ua.ASPUP, asp_id=42, info="node"),
     "ASPUP_ACK": m3ua.aspsm(m3ua.ASPUP_ACK),
     "ASPDN": m3ua.aspsm(m3ua.ASPDN, info="bye"),
