@@ -33,9 +33,10 @@ state and are read from the database when a payer is prepaid.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -167,8 +168,7 @@ def build_book(root: Any, log: Any = None) -> Book:
                 carriers, products)
 
 
-@dataclass(frozen=True)
-class Charge:
+class Charge(NamedTuple):
     """
     One payer's charge for one message.
 
@@ -199,8 +199,7 @@ class Charge:
         return self.rate.amount if self.rate is not None else Decimal(0)
 
 
-@dataclass(frozen=True)
-class Authorization:
+class Authorization(NamedTuple):
     """
     What C{authorize} decided for one message.
 
@@ -220,8 +219,7 @@ class Authorization:
         return tuple(c for c in (self.payer, self.receiver) if c is not None)
 
 
-@dataclass(frozen=True)
-class _Payer:
+class _Payer(NamedTuple):
     key: str
     direction: str
     tariff: str | None
@@ -261,7 +259,7 @@ class Charger:
         self.hold_timeout = hold_timeout
         self.submit = submit
         self.book = Book()
-        self._holds: dict[str, dict[int, tuple[Decimal, float]]] = {}
+        self._holds: dict[str, _Holds] = {}
         self._serial = itertools.count(1)
         self.refused = 0
         self.notified = 0
@@ -304,27 +302,31 @@ class Charger:
     def held(self, payer: str) -> Decimal:
         """
         @param payer: C{kind:name}.
-        @return: the amount authorized for it and not yet stored.
+        @return: the amount authorized for it and not yet stored (holds
+            older than the timeout are dropped first).
         """
         holds = self._holds.get(payer)
-        if not holds:
+        if holds is None:
             return Decimal(0)
-        oldest = self.clock.seconds() - self.hold_timeout
-        for serial in [s for s, (_, t) in holds.items() if t < oldest]:
-            del holds[serial]
-        return sum((amount for amount, _ in holds.values()), Decimal(0))
+        holds.expire(self.clock.seconds() - self.hold_timeout)
+        if not holds.amounts:
+            del self._holds[payer]
+            return Decimal(0)
+        return holds.total
 
     def _hold(self, payer: str, amount: Decimal) -> int:
         serial = next(self._serial)
-        self._holds.setdefault(payer, {})[serial] = (amount,
-                                                     self.clock.seconds())
+        holds = self._holds.get(payer)
+        if holds is None:
+            holds = self._holds[payer] = _Holds()
+        holds.add(serial, amount, self.clock.seconds())
         return serial
 
     def _release(self, status: bool, payer: str, serial: int) -> None:
         holds = self._holds.get(payer)
         if holds is not None:
-            holds.pop(serial, None)
-            if not holds:
+            holds.remove(serial)
+            if not holds.amounts:
                 del self._holds[payer]
 
     # -- the seam --------------------------------------------------------
@@ -355,28 +357,36 @@ class Charger:
             self._rate(payer, rule.name, submission, number, now)
         second = None
         if account is not None and point.origin_kind != "node" and (
-                payer is None or payer.key != f"account:{account}"):
+                payer is None or payer.key != f"account:{account}") and \
+                self._receiver_pays(account, root, book):
             receiver = self._account(account, "receiving", None, root, book)
-            if receiver.tariff is not None:
-                second = self._rate(receiver, "receiver-pays", submission,
-                                    number, now)
-        charges = [c for c in (first, second) if c is not None]
-        for charge in charges:
-            if charge.prepaid and charge.amount > 0:
-                available = charge.balance - self.held(charge.payer)
-                if charge.amount > available:
-                    self._refuse(charge.payer, submission,
-                                 self._no_funds(charge, number, available))
-        held = []
-        for charge in charges:
-            if charge.prepaid and charge.amount > 0:
-                charge = _with_hold(charge, self._hold(charge.payer,
-                                                       charge.amount))
-            held.append(charge)
-        it = iter(held)
-        return Authorization(rule.name,
-                             next(it) if first is not None else None,
-                             next(it) if second is not None else None)
+            second = self._rate(receiver, "receiver-pays", submission,
+                                number, now)
+        # Check every charge before holding any, so a refusal holds nothing.
+        prepaid = [c for c in (first, second) if c is not None
+                   and c.prepaid and c.amount > 0]
+        for charge in prepaid:
+            available = charge.balance - self.held(charge.payer)
+            if charge.amount > available:
+                self._refuse(charge.payer, submission,
+                             self._no_funds(charge, number, available))
+        if prepaid:
+            first, second = (self._held_charge(c) for c in (first, second))
+        return Authorization(rule.name, first, second)
+
+    def _held_charge(self, charge: Charge | None) -> Charge | None:
+        """The charge with its hold taken, if it reserves money."""
+        if charge is None or not charge.prepaid or charge.amount <= 0:
+            return charge
+        return charge._replace(hold=self._hold(charge.payer, charge.amount))
+
+    @staticmethod
+    def _receiver_pays(username: str, root: Any, book: Book) -> bool:
+        """Whether a local recipient's product charges for receiving."""
+        account = root.accounts.get(username)
+        product = book.products.get(account.product) \
+            if account is not None and account.product else None
+        return product is not None and product.receiver is not None
 
     @staticmethod
     def _no_funds(charge: Charge, number: str, available: Decimal) -> NoFunds:
@@ -628,6 +638,42 @@ class Charger:
         return d
 
 
-def _with_hold(charge: Charge, serial: int) -> Charge:
-    from dataclasses import replace
-    return replace(charge, hold=serial)
+class _Holds:
+    """
+    One payer's holds: amounts by serial, their running total, and the
+    serials in the order they were taken (the clock only moves forward),
+    so expiring and summing cost what was added, not a scan per message.
+    """
+
+    __slots__ = ("amounts", "order", "total")
+
+    def __init__(self) -> None:
+        self.amounts: dict[int, Decimal] = {}
+        self.order: deque[tuple[int, float]] = deque()
+        self.total = Decimal(0)
+
+    def add(self, serial: int, amount: Decimal, at: float) -> None:
+        """Hold C{amount} under C{serial} from time C{at}."""
+        self.amounts[serial] = amount
+        self.order.append((serial, at))
+        self.total += amount
+
+    def remove(self, serial: int) -> None:
+        """Release a hold (again: nothing)."""
+        amount = self.amounts.pop(serial, None)
+        if amount is not None:
+            self.total -= amount
+        order = self.order
+        while order and order[0][0] not in self.amounts:
+            order.popleft()
+
+    def expire(self, before: float) -> None:
+        """Drop the holds taken before C{before}."""
+        order = self.order
+        while order and (order[0][1] < before
+                         or order[0][0] not in self.amounts):
+            serial, _ = order.popleft()
+            amount = self.amounts.pop(serial, None)
+            if amount is not None:
+                self.total -= amount
+

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from appliance.model.numbers import PatternMatcher
 
@@ -53,8 +53,7 @@ _CHARGEABLE = {"carrier": ("carrier", "map"), "connection": ("connection",),
                "sender": ("app", "tenant")}
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
     """
     Where a message came in.
 

@@ -249,3 +249,26 @@ class WhoPaysTests(SynchronousTestCase):
         id = self.submit()
         self.assertEqual(self.node.storage.messages().get(id).rule,
                          "built-in carrier")
+
+
+class HoldTests(SynchronousTestCase):
+    """The in-memory holds keep a running total per payer."""
+
+    def test_total_release_and_expiry(self):
+        """Holds add up, a release subtracts once, holds older than the
+        timeout drop out, and a payer without holds is forgotten."""
+        node = memory_node()
+        self.addCleanup(node.storage.close)
+        self.addCleanup(node.stop)
+        charger = node.billing.charger
+        first = [charger._hold("p", Decimal(1)) for _ in range(3)]
+        node.clock.advance(100)
+        last = charger._hold("p", Decimal(2))
+        charger._release(True, "p", first[0])
+        charger._release(True, "p", first[0])
+        self.assertEqual(charger.held("p"), Decimal(4))
+        node.clock.advance(250)
+        self.assertEqual(charger.held("p"), Decimal(2))
+        charger._release(True, "p", last)
+        self.assertEqual(charger.held("p"), Decimal(0))
+        self.assertNotIn("p", charger._holds)
