@@ -8,7 +8,7 @@ per enabled section, each made by its factory in L{SERVICE_FACTORIES}.
 
 Every cross-service call is set up here and nowhere else: the core's
 delivery agents (C{set_agent}), its charger (constructor), the SMPP
-receipt writer (C{add_outcome_listener}), and the shell's
+receipt writer (C{add_state_writer}), and the shell's
 L{appliance.shell.live.LiveState} (the core, balances, carrier operations
 and the sources C{show statistics} and the live tables read).  No service
 looks another up.
@@ -84,7 +84,8 @@ def make_smpp(section: Any, context: NodeContext, built: Built) -> Any:
     hands final states back for receipts."""
     from appliance.smpp.service import make_service
     service = make_service(section, context, built.core)
-    built.core.add_outcome_listener(service.server.outcome)
+    # A message's receipt commits with its final state.
+    built.core.add_state_writer(service.server.courier)
     built.live.add_source("smpp", service)
     built.live.carriers = service
     return service

@@ -2,8 +2,11 @@
 """
 Sending delivery receipts to carriers, durably.
 
-Every receipt is first written to C{root["smpp"].receipts} (a batched
-commit); then it is sent as a C{deliver_sm} to a receiver or transceiver
+A message's receipt is written to C{root["smpp"].receipts} inside the very
+transaction that makes the message final (the courier is the messaging
+core's L{IStateWriter}), so a crash keeps both or neither; other receipts
+(a concatenation that failed) through a batched commit of their own.
+Once committed it is sent as a C{deliver_sm} to a receiver or transceiver
 bind of its carrier, round robin.  It leaves the database only once the
 carrier answered C{deliver_sm_resp} with status 0.  An error status, a
 response timeout or a closed session puts it back in line: it is tried
@@ -19,11 +22,15 @@ from typing import Any, Callable, Iterable
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from zope.interface import implementer
+
+from appliance.messaging.interfaces import IStateWriter
 from appliance.smpp import receipts as R
 from appliance.smpp.session import DELIVER_SM
 from appliance.smpp.state import state
 
 
+@implementer(IStateWriter)
 class ReceiptCourier:
     """
     The pending receipts of every carrier and their sending.
@@ -98,6 +105,42 @@ class ReceiptCourier:
             return keys
         d.addCallback(stored)
         return d
+
+    # -- the core's state writer ------------------------------------------
+
+    def final_state(self, raw: Any, message: Any, final: str) -> Any:
+        """
+        Inside the transaction of a message's final state: write the
+        receipts its carrier asked for (one per id the carrier saw: the
+        parts' ids of a reassembled message, the shared id of a
+        submit_multi), and forget those aliases.
+
+        @return: C{(carrier, [(key, record), ...])}, or C{None}.
+        """
+        if message.origin_kind != "carrier" or not R.wants_receipt(
+                message.receipt, final):
+            return None
+        st = state(raw)
+        aliases = st.aliases.get(message.id)
+        ids = aliases if aliases else (R.message_id(message.id),)
+        now = self.clock.seconds()
+        records = [tuple(R.Receipt(mid, final, message.created, now,
+                                   message.text or "", message.sender,
+                                   message.recipient)) for mid in ids]
+        if aliases:
+            st.aliases.pop(message.id, None)
+        return message.origin, [(st.add_receipt(message.origin, record),
+                                 record) for record in records]
+
+    def committed(self, view: Any, final: str, written: Any) -> None:
+        """After that commit: line the receipts up and send them."""
+        if written is None:
+            return
+        carrier, rows = written
+        line = self.pending.setdefault(carrier, OrderedDict())
+        for key, record in rows:
+            line[key] = R.Receipt(*record)
+        self.flush(carrier)
 
     def flush_all(self) -> None:
         """Try every carrier's waiting receipts."""

@@ -487,23 +487,3 @@ class SMPPServer:
                               now, texts, key.sender, key.recipient)
                     for p in parts if R.wants_receipt(p.receipt,
                                                       "rejected")])
-
-    # -- receipts --------------------------------------------------------
-
-    def outcome(self, view: Any, final: str) -> None:
-        """
-        The core's outcome listener: queue a receipt if the message came
-        from a carrier and asked for one.
-        """
-        if view.origin_kind != "carrier" or not R.wants_receipt(
-                view.receipt, final):
-            return
-        aliases = self.storage.domain(KEY).aliases.get(view.id)
-        ids = aliases if aliases else (R.message_id(view.id),)
-        now = self.clock.seconds()
-        self.courier.enqueue(view.origin, [
-            R.Receipt(mid, final, view.created, now, view.text or "",
-                      view.sender, view.recipient) for mid in ids])
-        if aliases:
-            self.storage.batch(lambda raw: state(raw).aliases.pop(view.id,
-                                                                  None))

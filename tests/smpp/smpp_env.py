@@ -85,7 +85,7 @@ class Env:
         self.section = SMPPSection(**defaults)
         self.server = SMPPServer(self.storage, self.core, self.clock,
                                  self.section)
-        self.core.add_outcome_listener(self.server.outcome)   # the wiring's
+        self.core.add_state_writer(self.server.courier)   # as the wiring
         self.server.start()
 
     def close(self):

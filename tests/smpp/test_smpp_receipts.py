@@ -161,3 +161,40 @@ def test_receipts_per_part(env):
     got = sorted(decode_deliver(f)["receipted_message_id"].decode()
                  for _, f in responses(t))
     assert got == ids
+
+
+def test_receipt_commits_with_the_final_state(env):
+    """The receipt a carrier is owed is written in the very commit that
+    makes its message final: after that one commit both are on disk (a
+    crash right after it keeps both), before it neither is."""
+    tx, t, _ = env.bind("transmitter")
+    tx.dataReceived(submit_sm(2, b"code 1234", rd=1))
+    env.settle()
+    (_, frame), = responses(t)
+    mid = message_id(frame)
+    (view, d), = env.agent.calls
+    commits = env.storage.commits
+    smpp = env.storage.domain("smpp")
+    env.agent.answer("delivered")
+    assert env.storage.messages().get(view.id).state != "delivered"
+    assert len(smpp.receipts) == 0
+    env.storage.flush()
+    assert env.storage.commits == commits + 1
+    assert env.storage.messages().get(view.id).state == "delivered"
+    (record,), = [tuple(smpp.receipts.values())]
+    assert record[:2] == (mid, "delivered")
+    # A new server (the node restarted) sends it exactly once.
+    tx.connectionLost(None)
+    env.server.stop()
+    from appliance.smpp.server import SMPPServer
+    env.server = SMPPServer(env.storage, env.core, env.clock, env.section)
+    env.server.start()
+    rx, rt, _ = env.bind("receiver")
+    (h, frame), = responses(rt)
+    assert decode_deliver(frame)["receipted_message_id"] == mid.encode()
+    ack(rx, h)
+    env.settle()
+    env.clock.advance(60)
+    env.settle()
+    assert [h for h, _ in responses(rt) if h.command_id == 0x05] == []
+    assert len(smpp.receipts) == 0
