@@ -322,6 +322,51 @@ def test_kill_9_before_delivery(tmp_path):
         carrier.close()
 
 
+class Transmitter(Carrier):
+    """Carrier1 bound as a transmitter: no receipt can reach it."""
+
+    def __init__(self, node: Node, credentials: tuple[str, str] = CARRIER1):
+        self.client = smpplib.client.Client(
+            "127.0.0.1", node.port("smpp"), timeout=2,
+            allow_unknown_opt_params=True)
+        self.client.connect()
+        self.client.bind_transmitter(system_id=credentials[0],
+                                     password=credentials[1])
+        self.delivered: list = []
+
+
+def test_kill_9_after_final_state_one_receipt(tmp_path):
+    """kill -9 of the node as soon as a message's final state is committed
+    (its "delivered" line is logged after that commit), while Carrier1 has
+    no receiver bind: restarted on the same data, the node sends Carrier1
+    exactly one receipt, with the id it was given (the receipt was written
+    in the same commit as the final state)."""
+    node = usecase_node(tmp_path)
+    app = johns_app(tmp_path / "app", node, expected=1)
+    carrier = Transmitter(node)
+    [mid] = carrier.submit(VIBER_TEXT, "Viber")
+    wait_for(lambda: f"to {JOHN}: delivered" in node.log(), timeout=20,
+             what="final state committed")
+    node.kill()
+    app.stop()
+    carrier.client.disconnect()
+    again = usecase_node(tmp_path)
+    carrier = Carrier(again)
+    try:
+        [receipt] = carrier.receipts(1)
+        assert_receipt(receipt, mid, "Viber")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            carrier.client._socket.settimeout(0.5)
+            try:
+                carrier.client.read_once()
+            except Exception:
+                pass
+        assert len(carrier.delivered) == 1
+    finally:
+        carrier.close()
+
+
 @pytest.mark.skipif(TSHARK is None, reason="needs tshark")
 def test_tshark_decodes_campaign(tmp_path):
     """A capture of the SMPP port during Asia Cell's campaign (bind,
