@@ -234,6 +234,12 @@ class Reassembler:
         while len(self._finished) > self._max_groups:
             del self._finished[next(iter(self._finished))]
 
+    def discard(self, key: GroupKey) -> None:
+        """Forget a message's parts without completing or expiring it (it
+        was refused); a part of it arriving later opens a new group."""
+        self._groups.pop(key, None)
+        self._finished.pop(key, None)
+
     def next_deadline(self) -> float | None:
         """
         @return: the clock time at which the oldest incomplete message

@@ -144,6 +144,17 @@ class DurableReassembler:
         return Added("whole", info.part_id, whole,
                      tuple(parts[i] for i in sorted(parts)))
 
+    def discard(self, key: GroupKey) -> tuple[PartInfo, ...]:
+        """
+        Forget a message's held parts in memory (its stored ones go with
+        L{forget}, in a batch).
+
+        @return: the info of the parts that were held, in order.
+        """
+        self.reassembler.discard(key)
+        held = self._held.pop(key, {})
+        return tuple(held[i] for i in sorted(held))
+
     def expired(self) -> list[tuple[Incomplete, tuple[PartInfo, ...]]]:
         """
         @return: the messages whose parts did not all arrive in time, each

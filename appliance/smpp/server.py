@@ -14,7 +14,7 @@ carries the id the carrier saw.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet import defer, task
@@ -85,6 +85,10 @@ class SMPPServer:
         self._buckets: dict[str, list[float]] = {}
         self._rr: dict[str, list] = {}
         self._ids: MessageIds | None = None
+        #: Concatenated messages authorized at their first part, by group.
+        self._authorized: dict[GroupKey, Any] = {}
+        #: Refused concatenated messages: group to (status, until when).
+        self._refused: dict[GroupKey, tuple[Any, float]] = {}
         self.parts = DurableReassembler(storage, clock,
                                         section.reassembly_timeout,
                                         section.reassembly_policy)
@@ -387,37 +391,91 @@ class SMPPServer:
         submission = Submission("carrier", rec.name, source, number, text,
                                 encoding=encoding, receipt=receipt,
                                 hops=hops, source=peer)
+        if pid is not None:
+            return self._part_of(rec, source, number, text, concat,
+                                 encoding, receipt, pid, submission)
         try:
-            if pid is None:
-                d = self.core.submit(submission)
-                d.addCallback(lambda id: (Status.ESME_ROK, R.message_id(id),
-                                          id))
-                return d
-            self.core.route(submission)
-            return self._part(rec, source, number, text, concat, encoding,
-                              receipt, pid, submission)
-        except NoRoute as e:
-            self.log.debug("no route for {number}: {why}", number=number,
-                           why=str(e))
-            return defer.succeed((Status.ESME_RINVDSTADR, "", None))
-        except Refused as e:
-            self.log.info("submit from {carrier} to {number} refused: {why}",
-                          carrier=rec.name, number=number, why=str(e))
-            return defer.succeed((Status.ESME_RINVDSTADR
-                                  if e.kind == "destination"
-                                  else Status.ESME_RSUBMITFAIL, "", None))
-        except ModelError as e:
-            self.log.info("submit refused: {why}", why=str(e))
-            return defer.succeed((Status.ESME_RSUBMITFAIL, "", None))
+            d = self.core.submit(submission)
+            d.addCallback(lambda id: (Status.ESME_ROK, R.message_id(id), id))
+            return d
+        except (NoRoute, Refused, ModelError) as e:
+            return defer.succeed((self._refusal(rec, number, e), "", None))
         except ReassemblyFull:
             return defer.succeed((Status.ESME_RMSGQFUL, "", None))
         except ConcatenationError:
             return defer.succeed((Status.ESME_RINVESMCLASS, "", None))
 
-    def _part(self, rec, source, number, text, concat, encoding, receipt,
-              pid, submission) -> defer.Deferred:
+    def _refusal(self, rec: CarrierBind, number: str, e: Exception) -> Any:
+        """The status that answers a routing or charging refusal."""
+        try:
+            raise e
+        except NoRoute as e:
+            self.log.debug("no route for {number}: {why}", number=number,
+                           why=str(e))
+            return Status.ESME_RINVDSTADR
+        except Refused as e:
+            self.log.info("submit from {carrier} to {number} refused: {why}",
+                          carrier=rec.name, number=number, why=str(e))
+            return Status.ESME_RINVDSTADR if e.kind == "destination" \
+                else Status.ESME_RSUBMITFAIL
+        except ModelError as e:
+            self.log.info("submit refused: {why}", why=str(e))
+            return Status.ESME_RSUBMITFAIL
+
+    # -- concatenated messages ------------------------------------------
+
+    def _part_of(self, rec, source, number, text, concat, encoding, receipt,
+                 pid, submission) -> defer.Deferred:
+        """
+        One part of a concatenated message.  Its first part authorizes
+        the whole (route and charge for all the parts its UDH or SAR
+        announces); a refusal of any part removes the parts held, and the
+        later parts of that reference get the same refusal until the
+        group would have timed out: no partial message comes of it.
+        """
         key = GroupKey(rec.name, source, number, concat.reference,
                        concat.total)
+        now = self.clock.seconds()
+        refused = self._refused.get(key)
+        if refused is not None:
+            if now < refused[1]:
+                return defer.succeed((refused[0], "", None))
+            del self._refused[key]
+        try:
+            if key not in self._authorized:
+                self._authorized[key] = self.core.authorize(
+                    replace(submission, text=None, parts=concat.total))
+            return self._part(key, text, concat, encoding, receipt, pid,
+                              submission)
+        except (NoRoute, Refused, ModelError) as e:
+            status = self._refusal(rec, number, e)
+            self._refuse_group(key, status, now)
+            return defer.succeed((status, "", None))
+        except ReassemblyFull:
+            return defer.succeed((Status.ESME_RMSGQFUL, "", None))
+        except ConcatenationError:
+            return defer.succeed((Status.ESME_RINVESMCLASS, "", None))
+
+    def _refuse_group(self, key: GroupKey, status: Any, now: float) -> None:
+        """Drop a refused concatenated message's parts (memory and disk),
+        send REJECTD receipts for the parts that asked, and refuse its
+        later parts until the reassembly timeout."""
+        self._authorized.pop(key, None)
+        self._refused[key] = (status, now + self.section.reassembly_timeout)
+        held = self.parts.discard(key)
+        self.storage.batch(DurableReassembler.forget, key)
+        wanting = [p for p in held if R.wants_receipt(p.receipt, "rejected")]
+        if wanting:
+            self.courier.enqueue(key.origin, [
+                R.Receipt(p.part_id, "rejected", p.arrived, now, "",
+                          key.sender, key.recipient) for p in wanting])
+        self.log.info("concatenated message {ref} from {carrier} refused: "
+                      "{n} parts held dropped", ref=key.reference,
+                      carrier=key.origin, n=len(held))
+
+    def _part(self, key, text, concat, encoding, receipt, pid,
+              submission) -> defer.Deferred:
+        rec_name, source, number = key.origin, key.sender, key.recipient
         info = PartInfo(pid, receipt, encoding, self.clock.seconds())
         added = self.parts.add(key, concat.sequence, text, info)
         if added.kind == "duplicate":
@@ -429,12 +487,14 @@ class SMPPServer:
         parts = added.parts
         # Every part of a forwarded message carries the same hop count:
         # the part that completes it speaks for the whole.
-        whole = Submission("carrier", rec.name, source, number, added.text,
+        whole = Submission("carrier", rec_name, source, number, added.text,
                            encoding=encoding, parts=len(parts) if
                            added.kind == "whole" else 1,
                            receipt=max(p.receipt for p in parts),
                            hops=submission.hops, source=submission.source)
-        d = self.core.submit(whole)
+        authorization = self._authorized.pop(key, None) \
+            if added.kind == "whole" else None
+        d = self.core.submit(whole, authorization)
 
         def stored(id):
             ids = tuple(p.part_id for p in parts)
@@ -452,9 +512,14 @@ class SMPPServer:
     def expire_parts(self) -> None:
         """Apply the reassembly policy to messages whose parts did not all
         arrive in time."""
+        now = self.clock.seconds()
+        for key in [k for k, (_, until) in self._refused.items()
+                    if until <= now]:
+            del self._refused[key]
         for incomplete, parts in self.parts.expired():
             key = incomplete.key
             text = incomplete.text
+            authorization = self._authorized.pop(key, None)
             self.log.info("concatenated message {ref} from {carrier}: parts "
                           "{missing} missing after the timeout",
                           ref=key.reference, carrier=key.origin,
@@ -465,7 +530,8 @@ class SMPPServer:
                     d = self.core.submit(Submission(
                         "carrier", key.origin, key.sender, key.recipient,
                         text, encoding=parts[0].encoding, parts=len(parts),
-                        receipt=max(p.receipt for p in parts)))
+                        receipt=max(p.receipt for p in parts)),
+                        authorization)
                 except (NoRoute, Refused, ModelError) as e:
                     self.log.info("partial message not routed: {why}",
                                   why=str(e))

@@ -286,3 +286,105 @@ def test_refused_by_the_charger(env):
     assert [h.status for h, _ in got] == [status("ESME_RSUBMITFAIL"),
                                           status("ESME_RINVDSTADR")]
     assert sum(env.storage.messages().counts().values()) == 0
+
+
+class RecordingCharger:
+    """Records the charger calls; refuses while C{refuse} is set."""
+
+    def __init__(self):
+        self.calls = []
+        self.refuse = None
+
+    def authorize(self, submission, transport, account, route, now):
+        self.calls.append(("authorize", submission.parts))
+        if self.refuse is not None:
+            raise self.refuse
+        return f"charge-{len(self.calls)}"
+
+    def accepted(self, raw, message, charge):
+        self.calls.append(("accepted", charge, message.parts))
+
+    def state_changed(self, raw, message, state):
+        pass
+
+
+def test_concatenation_authorized_at_first_part(env):
+    """The first part of a concatenated message authorizes all the parts
+    its UDH announces; the whole is stored with that charge, without a
+    second authorization."""
+    charger = RecordingCharger()
+    env.core.set_charger(charger)
+    session, t, _ = env.bind()
+    session.dataReceived(udh_part(1, 8, 3, 2, b"two "))
+    env.settle()
+    assert charger.calls == [("authorize", 3)]
+    session.dataReceived(udh_part(2, 8, 3, 1, b"one ") +
+                         udh_part(3, 8, 3, 3, b"three"))
+    env.settle()
+    assert [h.status for h, _ in responses(t)] == [0, 0, 0]
+    assert charger.calls == [("authorize", 3), ("accepted", "charge-1", 3)]
+    (m,) = env.storage.messages().messages.values()
+    assert m.text == "one two three"
+
+
+def test_refused_first_part_refuses_the_rest(env):
+    """A first part the charger refuses gets the refusal, and so do the
+    later parts of that reference (no new authorization, nothing held),
+    until the group would have timed out; nothing is stored."""
+    from appliance.messaging.vocabulary import Refused
+    charger = RecordingCharger()
+    charger.refuse = Refused("Insufficient balance")
+    env.core.set_charger(charger)
+    session, t, _ = env.bind()
+    session.dataReceived(udh_part(1, 9, 3, 1, b"one "))
+    env.settle()
+    charger.refuse = None
+    session.dataReceived(udh_part(2, 9, 3, 2, b"two ") +
+                         udh_part(3, 9, 3, 3, b"three"))
+    env.settle()
+    assert [h.status for h, _ in responses(t)] == \
+        [status("ESME_RSUBMITFAIL")] * 3
+    assert charger.calls == [("authorize", 3)]
+    assert len(env.storage.domain("smpp").parts) == 0
+    assert sum(env.storage.messages().counts().values()) == 0
+    env.clock.advance(env.section.reassembly_timeout + 1)
+    env.settle()
+    session.dataReceived(udh_part(4, 9, 3, 1, b"one "))
+    env.settle()
+    assert [h.status for h, _ in responses(t)
+            if h.command_id == 0x80000004] == [0]
+    assert charger.calls[-1] == ("authorize", 3)
+
+
+def test_refused_later_part_drops_the_held_ones(env):
+    """A part refused after another was held (here: after a restart, the
+    account disabled meanwhile, the next part is authorized again and
+    refused) removes the held part from disk, answers REJECTD for it (it
+    asked for a receipt), refuses the rest, and no partial message is ever
+    delivered from it, even after the reassembly timeout."""
+    from appliance.smpp.server import SMPPServer
+    session, t, _ = env.bind()
+    session.dataReceived(udh_part(1, 10, 3, 1, b"one "))
+    env.settle()
+    assert [h.status for h, _ in responses(t)] == [0]
+    session.connectionLost(None)
+    env.server.stop()
+    with env.storage.transaction() as root:
+        root.accounts["111222333"].enabled = False
+    env.server = SMPPServer(env.storage, env.core, env.clock, env.section)
+    env.core.add_state_writer(env.server.courier)
+    env.server.start()
+    session, t, _ = env.bind()
+    session.dataReceived(udh_part(2, 10, 3, 2, b"two ") +
+                         udh_part(3, 10, 3, 3, b"three"))
+    env.settle()
+    got = responses(t)
+    statuses = sorted(h.status for h, _ in got
+                      if h.command_id == 0x80000004)
+    assert statuses == [status("ESME_RINVDSTADR")] * 2
+    assert len(env.storage.domain("smpp").parts) == 0
+    rejected = [frame for h, frame in got if h.command_id == 0x05]
+    assert len(rejected) == 1 and b"stat:REJECTD" in rejected[0]
+    env.clock.advance(env.section.reassembly_timeout + 60)
+    env.settle()
+    assert sum(env.storage.messages().counts().values()) == 0
