@@ -36,6 +36,7 @@ from appliance.billing import generations as billing_generations
 from appliance.http import generations as http_generations
 from appliance.messaging import generations as messaging_generations
 from appliance.model import generations as model_generations
+from appliance.notify import generations as notify_generations
 from appliance.sigtran import generations as sigtran_generations
 from appliance.sip import generations as sip_generations
 from appliance.smpp import generations as smpp_generations
@@ -61,6 +62,7 @@ class Built:
     live: LiveState | None = None
     metrics: Any = None
     m3ua: Any = None
+    sip: Any = None
 
 
 def make_shell(section: Any, context: NodeContext, built: Built) -> Any:
@@ -76,6 +78,7 @@ def make_sip(section: Any, context: NodeContext, built: Built) -> Any:
     service = sip.make_service(section, context, built.core)
     built.core.set_agent(sip.TRANSPORT, service.agent)
     built.live.add_source("sip", service)
+    built.sip = service
     return service
 
 
@@ -134,6 +137,7 @@ GENERATIONS = (
     ("billing", billing_generations.GENERATIONS),
     ("http", http_generations.GENERATIONS),
     ("ss7", sigtran_generations.GENERATIONS),
+    ("notify", notify_generations.GENERATIONS),
 )
 
 
@@ -222,9 +226,42 @@ def make_node(config: NodeConfig, reactor: Any,
             built.core.set_agent(sigtran_smsc.TRANSPORT, smsc.agent)
         built.live.add_source("map", smsc)
         child(node, smsc, "map")
+    if built.core is not None or built.m3ua is not None:
+        make_notification(node, context, built,
+                          smsc if built.m3ua is not None else None)
     watch_node(metrics, storage, built.live)
     node.live = built.live
     return node
+
+
+def make_notification(node: NodeService, context: NodeContext,
+                      built: Built, smsc: Any) -> Any:
+    """
+    The missed-call service (seed 003): INVITEs to its service numbers
+    (SIP), IAMs on the ISUP circuits and alertServiceCentre (MAP) are its
+    triggers; its SMS leave through the core or by MAP.
+    """
+    from appliance.notify.service import NotificationService
+    service = NotificationService(
+        context.storage, context.reactor, core=built.core,
+        map_client=smsc.client if smsc is not None else None,
+        map_agent=smsc.agent if smsc is not None else None)
+    if built.sip is not None:
+        built.sip.application.invite = service.sip_invite
+    if smsc is not None:
+        smsc.isup.add_iam_listener(service.isup_iam)
+        smsc.server.add_alert_listener(service.alert)
+    built.live.add_source("notification", service)
+
+    def counts():
+        return [((name,), n) for name, n in
+                sorted(service.statistics().items())]
+    built.metrics.gauge("appliance_notification",
+                        "Missed-call service: triggers by source and "
+                        "case, SMS by kind, pending, alerts, HLR/MSC "
+                        "errors", ("counter",), counts)
+    child(node, service, "notification")
+    return service
 
 
 class ProvisionError(Exception):

@@ -116,7 +116,8 @@ class ISUPLayer:
                                                   int | None]) -> None:
         """
         Call C{listener(call)} for each IAM accepted on a circuit; it may
-        return a release cause for that call (None: the configured one).
+        return a release cause for that call, or C{(cause, seconds)} to
+        choose the delay from ACM to REL too (None: the configured ones).
         """
         self._listeners.append(listener)
 
@@ -242,16 +243,19 @@ class ISUPLayer:
         c.state = "incoming"
         c.call = call
         c.cause = self._cause()
+        delay = self._delay()
         for listener in list(self._listeners):
             try:
                 chosen = listener(call)
             except Exception:
                 self.log.failure("IAM listener failed")
                 continue
-            if chosen:
+            if isinstance(chosen, tuple):
+                c.cause, delay = chosen
+            elif chosen:
                 c.cause = chosen
         self.send(c.pc, I.ISUPMessage(c.cic, I.ACM, fixed=[ACM_BCI]))
-        c.timer = self.clock.callLater(self._delay(), self._release, c)
+        c.timer = self.clock.callLater(delay, self._release, c)
 
     def _on_rel(self, c: Circuit, m: I.ISUPMessage) -> None:
         if c.state == "idle":

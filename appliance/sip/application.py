@@ -88,6 +88,10 @@ class SIPApplication:
         self.layer: Any = None
         self._methods = {"REGISTER": register, "MESSAGE": message}
         self.counts: dict[str, int] = {}
+        #: C{invite(request, tx) -> bool}: answers the INVITEs it takes
+        #: (the missed-call service's service numbers); the others keep
+        #: the 405.  Set by the wiring.
+        self.invite: Callable[[Request, Any], bool] | None = None
 
     def request_received(self, request: Request, server_transaction: Any) -> None:
         """
@@ -107,6 +111,12 @@ class SIPApplication:
         if request.uri.scheme != "tel" and request.uri.host not in self.domains:
             tx.respond(make_response(request, 404, "Not Our Domain", to_tag=_tag()))
             return
+        if method == "INVITE" and self.invite is not None:
+            try:
+                if self.invite(request, tx):
+                    return
+            except Exception:
+                self.log.failure("INVITE hook failed")
         handler = self._methods.get(method)
         if handler is not None:
             handler(request, tx)

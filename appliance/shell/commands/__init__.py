@@ -18,5 +18,6 @@ from appliance.shell.commands import operations  # noqa: F401
 from appliance.shell.commands import billing  # noqa: F401
 from appliance.shell.commands import ss7  # noqa: F401
 from appliance.shell.commands import tcap  # noqa: F401
+from appliance.shell.commands import notification  # noqa: F401
 
 base.declare_object_running_config()
