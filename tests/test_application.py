@@ -155,7 +155,11 @@ def test_one_wiring_place(tmp_path):
     assert shell.live is live
     assert live.core is core and live.balances is billing
     assert live.carriers is smpp
-    assert live.names() == ["billing", "messaging", "sip", "smpp",
-                            "smpp-client"]
+    assert live.names() == ["billing", "messaging", "notification", "sip",
+                            "smpp", "smpp-client"]
     assert [s.name for s in root] == ["storage", "billing", "messaging",
-                                      "smpp-client", "shell", "smpp", "sip"]
+                                      "smpp-client", "shell", "smpp", "sip",
+                                      "notification"]
+    notification = root.getServiceNamed("notification")
+    assert sip.application.invite == notification.sip_invite
+    assert notification.core is core
