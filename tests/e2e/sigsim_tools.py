@@ -47,7 +47,8 @@ end
 
 def node_for_sim(tmp_path: Path, port: int | None, accounts: dict[str, str],
                  role: str = "asp", cause: int = 34, timer: int = 1,
-                 name: str = "node", log_level: str = "debug") -> Node:
+                 name: str = "node", log_level: str = "debug",
+                 admin_keys: Path | None = None) -> Node:
     """
     Start a node with SIP (the apps), the shell and M3UA, provisioned
     with the C{ss7} configuration above and a policy that sends 4479...
@@ -55,6 +56,7 @@ def node_for_sim(tmp_path: Path, port: int | None, accounts: dict[str, str],
 
     @param port: the STP's M3UA port (role C{asp}); with role C{sg} the
         node listens and the simulator connects straight to it (None).
+    @param admin_keys: an OpenSSH authorized keys file: the shell runs.
     """
     base = tmp_path / name
     base.mkdir(parents=True, exist_ok=True)
@@ -70,7 +72,9 @@ def node_for_sim(tmp_path: Path, port: int | None, accounts: dict[str, str],
            "domain": DOMAIN, "realm": DOMAIN, "min_expires": 60,
            "max_expires": 3600, "retry_schedule": [1, 2], "validity": 120,
            "auth_failures": 100000}
-    return start_node(tmp_path, name=name, sip=sip,
+    shell = {"enabled": True, "admin_keys": str(admin_keys)} \
+        if admin_keys else {}
+    return start_node(tmp_path, name=name, sip=sip, shell=shell,
                       m3ua={"enabled": True,
                             "listen": "tcp:port=0:interface=127.0.0.1"},
                       node={"provision": str(script), "log_level": log_level})

@@ -14,6 +14,7 @@ from tests.e2e.harness import wait_for
 from tests.e2e.osmo_stp import osmo_stp  # noqa: F401  (fixture)
 from tests.e2e.sigsim_tools import MSC_GT, NODE_GT, Sim, node_active, node_for_sim
 from tests.e2e.sip_tools import SIPP, SIPp, run_sipp, write_users
+from tests.e2e.test_shell_ssh import keygen, ssh
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(SIPP is None, reason="needs sipp (Debian sip-tester)")]
@@ -32,13 +33,20 @@ REFUSE = {"234150000000004": "memory", "234150000000005": "absent"}
 
 
 @pytest.fixture
-def network(tmp_path, osmo_stp):
-    """osmo-stp, the node (ASP, dynamic routing key) and the simulator (ASP), all active."""
+def network(request, tmp_path, osmo_stp):
+    """osmo-stp, the node (ASP, dynamic routing key) and the simulator
+    (ASP; its MSC's MAP versions are the test's parameter), all active."""
     capture = tshark_m3ua.Capture(osmo_stp.port).start()
-    node = node_for_sim(tmp_path, osmo_stp.port, {APP: PASSWORD})
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "admin_keys").write_text(keygen(keys / "admin") + "\n")
+    node = node_for_sim(tmp_path, osmo_stp.port, {APP: PASSWORD},
+                        admin_keys=keys / "admin_keys")
+    node.admin_key = keys / "admin"
     wait_for(lambda: node_active(node), 20, what="node ASP-ACTIVE")
-    sim = Sim(tmp_path / "sim", osmo_stp.port,
-              hlr={"subscribers": SUBSCRIBERS}, msc={"refuse": REFUSE})
+    versions = getattr(request, "param", [2, 3])
+    sim = Sim(tmp_path / "sim", osmo_stp.port, hlr={"subscribers": SUBSCRIBERS},
+              msc={"refuse": REFUSE, "versions": versions})
     assert sim.ctl(cmd="wait-active", timeout=15) == {"active": True}, sim.log()
     yield node, sim, capture
     sim.stop()
@@ -47,6 +55,7 @@ def network(tmp_path, osmo_stp):
 def messages_from_app(tmp_path, node, recipients):
     """SIPp (the app 1111) sends one MESSAGE to each recipient; all get 202."""
     rows = [(APP, PASSWORD, to) for to in recipients]
+    tmp_path.mkdir(parents=True, exist_ok=True)
     users = write_users(tmp_path / "uac.csv", rows)
     result = run_sipp(tmp_path / "uac", "message_uac.xml", node.port("sip_udp"),
                       users=users, calls=len(rows), rate=len(rows), timeout=20)
@@ -132,4 +141,40 @@ def test_isup_through_osmo_stp(tmp_path, network):
     for name in ("IAM", "ACM", "REL", "RLC"):
         assert name in lines, (name, lines)
     assert "isup" in " ".join(out.protocols)
+    assert "Traceback" not in node.log()
+
+
+@pytest.mark.parametrize("network", [[1, 2]], indirect=True)
+def test_v2_msc_gets_forward_sm(tmp_path, network):
+    """An MSC without MAP v3 refuses shortMsgMT-RelayContext-v3 (U-Abort,
+    AARE "application context not supported", naming v2); the node tries
+    again in v2 with forwardSM (opcode 46) and the message is delivered;
+    show tcap dialogues over SSH shows the counters and nothing left
+    open; tshark sees the refusal and the v2 dialogue, 0 malformed."""
+    node, sim, capture = network
+    messages_from_app(tmp_path, node, [REACHABLE])
+    wait_for(lambda: sim.ctl(cmd="records")["mt"], 20, interval=0.3, what="MT in v2")
+    mt, = sim.ctl(cmd="records")["mt"]
+    assert (mt["opcode"], mt["ac"][-1], mt["answer"]) == (46, 2, "ok"), mt
+    rc, out, err = ssh(tmp_path, node, "admin", node.admin_key, "show tcap dialogues")
+    assert rc == 0, out + err
+    assert "0 dialogues open" in out and "refused" in out and "begin-sent" in out, out
+    lines, _ = decoded(capture)
+    assert "abort" in lines.lower() and "forwardSM" in lines, lines
+
+
+def test_stp_restart_mid_traffic(tmp_path, network, osmo_stp):
+    """osmo-stp restarted while messages flow: both ASPs reconnect
+    (ASPUP, REG REQ, ASPAC again), messages that met the outage are
+    retried, and every message reaches the MSC afterwards."""
+    node, sim, capture = network
+    messages_from_app(tmp_path / "before", node, [REACHABLE] * 3)
+    osmo_stp.restart()
+    messages_from_app(tmp_path / "during", node, [REACHABLE] * 3)
+    wait_for(lambda: node_active(node, 2), 30, what="node ASP-ACTIVE again")
+    assert sim.ctl(cmd="wait-active", timeout=20) == {"active": True}
+    messages_from_app(tmp_path / "after", node, [REACHABLE] * 3)
+    wait_for(lambda: len([m for m in sim.ctl(cmd="records")["mt"] if m["answer"] == "ok"]) >= 9,
+             60, interval=0.5, what="all nine delivered")
+    capture.stop()
     assert "Traceback" not in node.log()

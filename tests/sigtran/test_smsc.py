@@ -139,3 +139,39 @@ class IntakeTests(SynchronousTestCase):
         assert core.agents == {} and svc.agent is not None
         svc.stopService()
         assert not clock.getDelayedCalls()
+
+
+class CoreRetryTests(SynchronousTestCase):
+    """The core hands retries of a map-routed message back to the map agent."""
+
+    def test_retry_goes_to_the_policy_transport(self):
+        """A message routed by a transport-map policy is retried through the map agent, not smpp."""
+        from twisted.internet.testing import MemoryReactorClock
+        from appliance.application import memory_storage
+        from appliance.messaging.core import MessagingCore
+        from appliance.messaging.vocabulary import Outcome, Submission
+        clock = MemoryReactorClock()
+        clock.advance(1_000_000)
+        storage = memory_storage(reactor=clock, batch_delay=0.001)
+        self.addCleanup(storage.close)
+        with storage.transaction(note="setup") as root:
+            root.add_policy("mobiles")
+            root.policies["mobiles"].recipient_pattern = "4479%"
+            root.policies["mobiles"].transport = "map"
+        core = MessagingCore(storage, clock, retry_schedule=(5,), validity=600, scan_interval=1)
+        calls = []
+
+        class Agent:
+            def deliver(self, view):
+                calls.append(view.id)
+                return defer.succeed(Outcome("retry", "absent"))
+        core.set_agent("map", Agent())
+        core.startService()
+        self.addCleanup(core.stopService)
+        d = core.submit(Submission("map", "19995550002", "447900000001", "447900123456", "hi"))
+        clock.advance(0.01)
+        id = self.successResultOf(d)
+        for _ in range(8):
+            clock.advance(1)
+        assert calls == [id, id]
+        assert storage.messages().get(id).state == "delivering"
