@@ -11,7 +11,8 @@ import sys
 
 import atheris
 
-from twisted.internet.task import Clock                 # not instrumented
+from twisted.internet import defer                       # not instrumented
+from twisted.internet.task import Clock
 
 from appliance.sigtran.interfaces import SCCPAddress
 from tests.sigtran.fakes import FakeSCCP
@@ -20,14 +21,14 @@ with atheris.instrument_imports():
     from appliance.sigtran import ber  # noqa: F401
     from appliance.sigtran import mapcodec as M
     from appliance.sigtran import tcapcodec as T
-    from appliance.sigtran.map import MAPServer
+    from appliance.sigtran.map import MAPOutcome, MAPServer
     from appliance.sigtran.tcap import TCAPLayer
 
 DECODERS = (M.decode_sri_sm, M.decode_routing_info, M.decode_forward_sm,
             M.decode_report, M.decode_alert)
 sccp = FakeSCCP("447700900000")
 layer = TCAPLayer(sccp, Clock(), 8, limit=1000)
-MAPServer(layer, lambda mo: None)
+MAPServer(layer, lambda mo: defer.succeed(MAPOutcome("ok")))
 FROM = SCCPAddress(gt="19995550002", ssn=8)
 
 
