@@ -22,7 +22,7 @@ class TCAPTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.a, self.b = pair()
-        self.client = TCAPLayer(self.a, self.clock, 8, limit=1000, timeout=10)
+        self.client = TCAPLayer(self.a, self.clock, 8, limit=20000, timeout=10)
         self.server = TCAPLayer(self.b, self.clock, 6, timeout=10)
         self.a.register_ssn(8, self.client)
         self.b.register_ssn(6, self.server)
@@ -71,8 +71,8 @@ class TCAPTests(SynchronousTestCase):
     def test_thousands_of_dialogues_one_timer_and_a_limit(self):
         """Thousands of open dialogues share one delayed call; beyond the limit invokes are refused at once."""
         self.a.peer = None
-        ds = [self.client.invoke(HLR, AC3, 45, None) for _ in range(1000)]
-        assert len(self.client.dialogues) == 1000 and len(self.clock.getDelayedCalls()) == 1
+        ds = [self.client.invoke(HLR, AC3, 45, None) for _ in range(20000)]
+        assert len(self.client.dialogues) == 20000 and len(self.clock.getDelayedCalls()) == 1
         assert self.successResultOf(self.client.invoke(HLR, AC3, 45, None)).kind == "congested"
         self.clock.advance(10)
         assert all(self.successResultOf(d).kind == "timeout" for d in ds)
