@@ -158,7 +158,8 @@ class CoreRetryTests(SynchronousTestCase):
             root.add_policy("mobiles")
             root.policies["mobiles"].recipient_pattern = "4479%"
             root.policies["mobiles"].transport = "map"
-        core = MessagingCore(storage, clock, retry_schedule=(5,), validity=600, scan_interval=1)
+        core = MessagingCore(storage, clock, retry_schedule=(5,), validity=600, scan_interval=1,
+                             local_transport="sip")
         calls = []
 
         class Agent:
