@@ -298,3 +298,28 @@ def test_metrics_and_health(node):
     assert binds == {"carrier1": 1.0, "carrier2": 1.0}
     status, _, text = curl(api(node, "/healthz"))
     assert status == 200 and body_json(text)["status"] == "ok"
+
+
+def test_tls_listener_and_keep_alive(tmp_path, carriers):
+    """[http] listens on a list of endpoints, plain and TLS (ports.json
+    keys http and http_tls); curl verifies the certificate, sends two
+    requests over one kept-alive TLS connection, and both are accepted."""
+    from tests.e2e.sip_tools import make_certificate
+    key, cert = make_certificate(tmp_path / "tls")
+    c1, c2 = carriers
+    n = start_http_node(tmp_path, c1.port, c2.port, listen=[
+        "tcp:port=0:interface=127.0.0.1",
+        f"ssl:port=0:interface=127.0.0.1:privateKey={key}:certKey={cert}"])
+    port = n.port("http_tls")
+    url = (f"https://127.0.0.1:{port}/sendsms/send?from=123456789&to={PT}"
+           "&body=tls")
+    import subprocess
+    run = subprocess.run(["curl", "-sS", "-v", "--cacert", str(cert), *BASIC,
+                          url, url], capture_output=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count(b'"status": "accepted"') == 2, run.stdout
+    assert b"Re-using existing connection" in run.stderr or \
+        b"Reusing existing" in run.stderr, run.stderr[-2000:]
+    wait_for(lambda: len(c1.received) == 2, what="both TLS sends")
+    assert n.port("http") != port
+    n.stop()
