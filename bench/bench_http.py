@@ -95,6 +95,21 @@ def start_sink(python: str, port: int, ctl: int, log: Path):
     return p
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of processes (and their waited-for
+    children), from /proc."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
+        except OSError:
+            continue
+        f = fields.split()
+        total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    return total / tick
+
+
 def _ms(text: str) -> float:
     m = re.match(r"([\d.]+)(us|ms|s)", text)
     value, unit = float(m.group(1)), m.group(2)
@@ -104,17 +119,19 @@ def _ms(text: str) -> float:
 
 def run_wrk(base: str, prefix: str, suffix: str, headers: dict,
             duration: int, connections: int, threads: int,
-            work: Path, field: str = "body") -> dict:
+            work: Path, field: str = "body", pids: list[int] = ()) -> dict:
     script = work / "send.lua"
     lua = (f"prefix = {json.dumps(prefix)}\nsuffix = {json.dumps(suffix)}\n"
            f"field = {json.dumps(field)}\n"
            f"headers = {{{', '.join(f'[{json.dumps(k)}] = {json.dumps(v)}' for k, v in headers.items())}}}\n"
            + LUA.replace("%%", "%"))
     script.write_text(lua)
+    cpu0 = cpu_seconds(list(pids))
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d",
          f"{duration}s", "--latency", "-s", str(script), base],
         capture_output=True, text=True, timeout=duration + 60).stdout
+    cpu = cpu_seconds(list(pids)) - cpu0
     total = int(re.search(r"(\d+) requests in", out).group(1))
     seconds = float(re.search(r"requests in ([\d.]+)s", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -127,6 +144,8 @@ def run_wrk(base: str, prefix: str, suffix: str, headers: dict,
             "accepted_per_s": (total - bad) / seconds,
             "p50_ms": _ms(dist["50"]), "p99_ms": _ms(dist["99"]),
             "socket_errors": errors.group(0) if errors else "none",
+            "cpu_s": cpu,
+            "accepted_per_cpu_s": (total - bad) / cpu if cpu else 0.0,
             "raw": out}
 
 
@@ -191,7 +210,8 @@ def bench_node(args, work: Path) -> dict:
         time.sleep(1)
         sink_reset(ctl)
         result = run_wrk(base, "/sendsms/send", "", auth, args.duration,
-                         args.connections, args.threads, work)
+                         args.connections, args.threads, work,
+                         pids=[node.pid])
         time.sleep(2)
         result["sink"] = sink_stats(ctl)
         check = subprocess.run(
@@ -231,8 +251,14 @@ def bench_jasmin(args, work: Path) -> dict:
                 args.threads, work, "content")
         time.sleep(1)
         sink_reset(2777)
+        pids = []
+        for name in ("jasmind", "rabbitmq-beam", "redis"):
+            f = run / "pids" / f"{name}.pid"
+            if f.exists():
+                pids.append(int(f.read_text().strip()))
         result = run_wrk(base, "/send", suffix, {}, args.duration,
-                         args.connections, args.threads, work, "content")
+                         args.connections, args.threads, work, "content",
+                         pids=pids)
         time.sleep(2)
         result["sink"] = sink_stats(2777)
         return result
@@ -276,14 +302,21 @@ def main() -> None:
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s "
           "(keep-alive), one message per request")
     print()
-    print("| system | accepted/s | p50 ms | p99 ms | non-2xx | sink received |")
-    print("|---|---|---|---|---|---|")
+    print("| system | accepted/s | p50 ms | p99 ms | non-2xx | sink received"
+          " in the window | CPU s used | accepted per CPU s |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in rows:
         print(f"| {name} | {r['accepted_per_s']:.0f} | {r['p50_ms']:.2f} | "
               f"{r['p99_ms']:.2f} | {r['non_2xx']} | "
-              f"{r['sink'].get('count')} |")
+              f"{r['sink'].get('count')} | {r['cpu_s']:.1f} | "
+              f"{r['accepted_per_cpu_s']:.0f} |")
     if len(rows) == 2:
-        print(f"\nratio node/Jasmin: {rows[0][1]['accepted_per_s'] / max(rows[1][1]['accepted_per_s'], 1e-9):.1f}x")
+        a, b = rows[0][1], rows[1][1]
+        print(f"\nratio node/Jasmin: accepted/s "
+              f"{a['accepted_per_s'] / max(b['accepted_per_s'], 1e-9):.1f}x,"
+              f" accepted per CPU second "
+              f"{a['accepted_per_cpu_s'] / max(b['accepted_per_cpu_s'], 1e-9):.1f}x")
+    print(f"\nload average at the end: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
 if __name__ == "__main__":
