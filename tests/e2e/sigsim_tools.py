@@ -48,7 +48,8 @@ end
 def node_for_sim(tmp_path: Path, port: int | None, accounts: dict[str, str],
                  role: str = "asp", cause: int = 34, timer: int = 1,
                  name: str = "node", log_level: str = "debug",
-                 admin_keys: Path | None = None) -> Node:
+                 admin_keys: Path | None = None,
+                 extra: str = "") -> Node:
     """
     Start a node with SIP (the apps), the shell and M3UA, provisioned
     with the C{ss7} configuration above and a policy that sends 4479...
@@ -57,6 +58,7 @@ def node_for_sim(tmp_path: Path, port: int | None, accounts: dict[str, str],
     @param port: the STP's M3UA port (role C{asp}); with role C{sg} the
         node listens and the simulator connects straight to it (None).
     @param admin_keys: an OpenSSH authorized keys file: the shell runs.
+    @param extra: more provisioning commands, after the C{ss7} ones.
     """
     base = tmp_path / name
     base.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,7 @@ def node_for_sim(tmp_path: Path, port: int | None, accounts: dict[str, str],
     if role == "sg":
         ss7 = ss7.replace("  address 127.0.0.1\n  port 2905\n",
                           "  address 127.0.0.1\n")
-    script.write_text(provision_script(accounts) + ss7)
+    script.write_text(provision_script(accounts) + ss7 + extra)
     sip = {"enabled": True, "listen": ["udp:port=0:interface=127.0.0.1"],
            "domain": DOMAIN, "realm": DOMAIN, "min_expires": 60,
            "max_expires": 3600, "retry_schedule": [1, 2], "validity": 120,
