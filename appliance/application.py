@@ -246,6 +246,11 @@ def make_notification(node: NodeService, context: NodeContext,
         context.storage, context.reactor, core=built.core,
         map_client=smsc.client if smsc is not None else None,
         map_agent=smsc.agent if smsc is not None else None)
+    if built.core is not None:
+        # SMS to the service numbers (a policy with transport
+        # notification): the opt-out keyword.
+        from appliance.notify.service import TRANSPORT
+        built.core.set_agent(TRANSPORT, service.agent)
     if built.sip is not None:
         built.sip.application.invite = service.sip_invite
     if smsc is not None:

@@ -146,7 +146,9 @@ def test_one_wiring_place(tmp_path):
     billing = root.getServiceNamed("billing")
     shell = root.getServiceNamed("shell")
     assert isinstance(sip, SIPService)
-    assert core._agents == {"sip": sip.agent, "smpp": pool}
+    notification = root.getServiceNamed("notification")
+    assert core._agents == {"sip": sip.agent, "smpp": pool,
+                            "notification": notification.agent}
     assert core.local_transport == "sip"
     assert core.charger is billing.charger
     assert sip.core is core and smpp.server.core is core
@@ -160,6 +162,5 @@ def test_one_wiring_place(tmp_path):
     assert [s.name for s in root] == ["storage", "billing", "messaging",
                                       "smpp-client", "shell", "smpp", "sip",
                                       "notification"]
-    notification = root.getServiceNamed("notification")
     assert sip.application.invite == notification.sip_invite
     assert notification.core is core

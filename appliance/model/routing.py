@@ -19,7 +19,7 @@ from appliance.model.numbers import PatternMatcher, compile_pattern, validate_pa
 ORIGINS = ("app", "carrier", "connection")
 #: How a policy delivers: C{sip} (local accounts), C{smpp} (connections)
 #: or C{map} (to mobile subscribers: SRI-SM then MT-ForwardSM).
-TRANSPORTS = ("sip", "smpp", "map")
+TRANSPORTS = ("sip", "smpp", "map", "notification")
 
 
 def _optional_pattern(value: Any) -> str | None:
@@ -43,7 +43,7 @@ class ServicePolicy(Configurable):
                              doc="Sender number pattern; None = any sender.")
     origin = Setting(None, choice("origin", ORIGINS, optional=True),
                      doc="app, carrier or connection; None = any.")
-    transport = Setting("sip", choice("transport", TRANSPORTS), doc="sip, smpp or map.")
+    transport = Setting("sip", choice("transport", TRANSPORTS), doc="sip, smpp, map or notification.")
     origin_tenant = Setting(None, lambda v: None if v is None else validate_name(v),
                             doc="Only messages of this HTTP tenant; None = any.")
     connections = Setting((), tuple, readonly="use the root's set_policy_connections",

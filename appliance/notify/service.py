@@ -21,11 +21,17 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import implementer
+
+from appliance.messaging.interfaces import IDeliveryAgent
 
 from appliance.notify import decide as D
 from appliance.notify import texts
 from appliance.notify.model import KEY, RESPONSES, notify_of
 
+#: The transport of service policies whose messages the service reads
+#: (SMS to a service number: the opt-out keyword).
+TRANSPORT = "notification"
 #: The origin of the SMS the service submits to the core.
 ORIGIN_KIND, ORIGIN = "node", "notification"
 #: Presentation restricted / address not available (Q.763 3.10 e).
@@ -116,6 +122,7 @@ class NotificationService(Service):
         self.settings = Settings()
         self.counters = {k: 0 for k in COUNTERS}
         self._sweep = None
+        self.agent = OptOutAgent(self)
         #: (B, A) probes under way, with the calls that came meanwhile.
         self._probing: dict[tuple[str, str], list[D.Trigger]] = {}
 
@@ -469,3 +476,36 @@ class NotificationService(Service):
             e = D.Pending.from_tuple(v)
             out.append((b, a, fmt(e.first), fmt(e.last), e.count, e.reason))
         return out
+
+
+@implementer(IDeliveryAgent)
+class OptOutAgent:
+    """
+    The delivery agent of transport C{notification}: an SMS routed to the
+    service (a service policy for the service numbers with C{transport
+    notification}) whose text is the opt-out keyword puts its sender on
+    the blacklist; any other text is refused (C{failed}).
+    """
+
+    log = Logger()
+
+    def __init__(self, service: NotificationService):
+        """@param service: the missed-call service."""
+        self.service = service
+
+    def deliver(self, message: Any) -> defer.Deferred:
+        """See L{IDeliveryAgent.deliver}."""
+        from appliance.messaging.vocabulary import Outcome
+        s = self.service.settings
+        word = (message.text or "").strip()
+        sender = _digits(message.sender)
+        if not sender or word.upper() != s.keyword.upper():
+            return defer.succeed(Outcome("failed", "not the opt-out keyword"))
+
+        def write(raw):
+            raw[KEY].blacklist.add(sender)
+        self.service._count("opt-outs")
+        self.log.info("{sender} opted out of notifications", sender=sender)
+        d = self.service.storage.batch(write)
+        d.addCallback(lambda _: self.service._configured())
+        return d.addCallback(lambda _: Outcome("delivered"))

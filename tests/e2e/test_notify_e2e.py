@@ -39,6 +39,11 @@ notification
  template notify-me {{called}} can be reached again
  delivery map
 exit
+service-policy optout
+ recipient-pattern {SERVICE}
+ transport notification
+exit
+service-policy-order optout 1
 end
 """
 
@@ -91,7 +96,8 @@ def test_isup_busy_no_reply_and_clir(tmp_path, network):
     """ISUP case A: ACM, REL cause 17 after the 1 s channel-seized timer,
     and Who Called to B at once with A as sender; case B (no reply): REL
     with the configured cause 34 and no SMS; presentation restricted:
-    REL 17 and nothing to anyone."""
+    REL 17 and nothing to anyone; after B sends the opt-out keyword to the
+    service number (MO-ForwardSM), B's busy calls send nothing."""
     node, sim = network
     busy = call(sim, BUSY, 1)
     assert busy["acm"] is not None and busy["acm"] < 0.9, busy
@@ -105,6 +111,15 @@ def test_isup_busy_no_reply_and_clir(tmp_path, network):
         assert r["cause"] in (17, 34) and r["rel"] is not None
     sri = [s["msisdn"] for s in sim.ctl(cmd="records")["sri"]]
     assert len(shown(sim)) == 1 and sri == [BUSY]
+    # B opts out by SMS to the service number: no Who Called any more.
+    mo = sim.ctl(cmd="mo", **{"from": BUSY, "to": SERVICE, "text": "stop"})
+    assert mo["result"] == "ok", mo
+    wait_for(lambda: "opted out" in node.log(), 15, what="opt-out")
+    call(sim, BUSY, 1)
+    # A later busy call to another B is shown alone: B got nothing.
+    call(sim, BACK, 1)
+    wait_for(lambda: len(shown(sim)) == 2, 15, interval=0.3, what="next SMS")
+    assert shown(sim)[1][0] == IMSI[BACK]
     assert "Traceback" not in node.log()
 
 
@@ -196,3 +211,54 @@ def test_sip_cases(tmp_path, network):
     assert (IMSI[SIP_B], A, f"Missed call from {A} (1 calls)") in shown(sim)
     assert (IMSI[A], SIP_B, f"{SIP_B} can be reached again") in shown(sim)
     assert "Traceback" not in node.log()
+
+
+def test_delivery_smpp_through_the_core(tmp_path):
+    """With C{delivery smpp}, the Who Called of a SIP busy call is a message
+    of the core: a service policy sends it over an SMPP connection to the
+    operator's SMSC, with A as source, B as destination and the template's
+    text in UCS-2 when it needs it."""
+    from tests.e2e.harness import start_node
+    from tests.e2e.smsc import SMSC
+    from tests.e2e.sip_tools import DOMAIN, provision_script
+    smsc = SMSC("operator")
+    base = tmp_path / "node"
+    base.mkdir(parents=True)
+    script = base / "provision.cli"
+    script.write_text(provision_script({}) + f"""configure terminal
+connection operator
+ host 127.0.0.1
+ port {smsc.port}
+ system-id node
+ password pw
+exit
+service-policy mobiles
+ recipient-pattern 4479%
+ transport smpp connection operator
+exit
+notification
+ service-number {SERVICE}
+ template who-called Пропущенный звонок: {{caller}}
+exit
+end
+""")
+    node = start_node(tmp_path, sip={
+        "enabled": True, "listen": ["udp:port=0:interface=127.0.0.1"],
+        "domain": DOMAIN, "realm": DOMAIN}, node={"provision": str(script)})
+    try:
+        wait_for(lambda: smsc.binds, 20, what="SMSC bound")
+        assert invite(tmp_path, node, "busy", "user-busy", BUSY) == 486
+        wait_for(lambda: smsc.received, 20, interval=0.3, what="submit_sm")
+        (got,) = smsc.received
+        assert (got.source, got.destination) == (A, BUSY)
+        assert got.text.decode("utf-16-be") == f"Пропущенный звонок: {A}"
+        assert invite(tmp_path, node, "clir", "user-busy", BUSY, "id") == 486
+        # A later call's SMS arrives alone: the CLIR call sent nothing.
+        assert invite(tmp_path, node, "next", "user-busy", BACK) == 486
+        wait_for(lambda: len(smsc.received) == 2, 20, interval=0.3,
+                 what="the next submit_sm")
+        assert [r.destination for r in smsc.received] == [BUSY, BACK]
+        assert "Traceback" not in node.log()
+    finally:
+        node.stop()
+        smsc.stop()

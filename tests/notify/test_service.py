@@ -255,3 +255,43 @@ def test_sip_other_number_not_ours():
     r.headers.set("To", "<sip:4930999@example.com>")
     assert not svc.sip_invite(r, FakeTx())
     svc.stopService()
+
+
+def test_opt_out_keyword():
+    """An SMS to the service with the keyword (any case) puts its sender on
+    the blacklist; any other text is refused; the agent is an
+    IDeliveryAgent."""
+    from zope.interface.verify import verifyObject
+    from appliance.messaging.interfaces import IDeliveryAgent
+    from appliance.messaging.vocabulary import MessageView
+    svc, clock, storage, mapc, core = build(opt_out_keyword="STOP")
+    assert verifyObject(IDeliveryAgent, svc.agent)
+    view = lambda text: MessageView(1, "+491777", SERVICE, None, text,
+                                    "gsm7", 1, 0.0, 0, 100.0)
+    d = svc.agent.deliver(view("hello"))
+    assert d.result.kind == "failed"
+    d = svc.agent.deliver(view(" stop "))
+    flush(clock, storage)
+    assert d.result.kind == "delivered"
+    assert "491777" in storage.domain(KEY).blacklist
+    assert "491777" in svc.settings.blacklist
+    svc.stopService()
+
+
+def test_cancel_after_answer_and_unknown_invite():
+    """The SIP application answers INVITEs the hook takes, keeps 405 for
+    the others."""
+    from appliance.sip.application import DomainCheck, SIPApplication
+    svc, clock, storage, mapc, core = build()
+    app = SIPApplication(DomainCheck("example.com"), None, None)
+    app.invite = svc.sip_invite
+    tx = FakeTx()
+    app.request_received(invite("user-busy"), tx)
+    assert tx.responses[0].status == 486
+    r = invite("user-busy")
+    r.uri = r.uri.__class__.parse("sip:4930999@example.com")
+    r.headers.set("To", "<sip:4930999@example.com>")
+    tx = FakeTx()
+    app.request_received(r, tx)
+    assert tx.responses[0].status == 405
+    svc.stopService()

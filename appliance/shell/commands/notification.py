@@ -10,7 +10,7 @@ import re
 
 from appliance.notify import texts
 from appliance.notify.model import KEY, RESPONSES, NotifyRoot
-from appliance.shell.commands.modes import CONFIG, command
+from appliance.shell.commands.modes import CONFIG, POLICY, command
 from appliance.shell.grammar import ANY, NO_STR, Mode
 from appliance.shell.types import ArgumentError
 
@@ -236,3 +236,12 @@ def show_statistics(ctx):
         return "the missed-call service does not run on this node\n"
     return table(("Counter", "Count"),
                  sorted(svc.statistics().items())) + "\n"
+
+
+@command(POLICY, "transport notification",
+         help=("How matching messages are delivered",
+               "To the missed-call service (the opt-out keyword)"),
+         render=lambda p: [()] if p.transport == "notification" else [])
+def transport_notification(ctx):
+    ctx.obj.transport = "notification"
+    ctx.root.set_policy_connections(ctx.obj.name, ())
