@@ -37,12 +37,16 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from appliance.smpp.text import repair_surrogates
-from appliance.smpp.udh import ConcatenationError
+from appliance.smpp import pdus
+from appliance.smpp.pdus import Status
+from appliance.smpp.text import (Alphabet, TextCodingError, alphabet_for,
+                                 decode_short_message, repair_surrogates)
+from appliance.smpp.udh import (ConcatenationError, concatenation_from_sar,
+                                concatenation_from_udh, split_user_data)
 
 __all__ = [
     "DELIVER_PARTIAL", "FAIL", "GroupKey", "Incomplete", "ReassemblyFull",
-    "Reassembler",
+    "Reassembler", "text_of",
 ]
 
 #: Policy: deliver what arrived, with a marker for each missing part.
@@ -351,3 +355,41 @@ def _row(row: tuple[Any, ...]) -> tuple[GroupKey, float, Any]:
     if not isinstance(when, (int, float)):
         raise ValueError(f"row {row!r}: bad time")
     return GroupKey(origin, sender, recipient, reference, total), float(when), data
+
+
+#: Stored message encoding by alphabet.
+ENCODINGS = {Alphabet.GSM7: "gsm7", Alphabet.UCS2: "ucs2",
+             Alphabet.LATIN1: "latin1", Alphabet.ASCII: "ascii"}
+
+
+def text_of(submit: pdus.Submit):
+    """
+    Decode a submit's text.
+
+    @return: C{(text, concatenation or None, encoding)}.
+    @raise pdus.PDUError: C{ESME_RINVDCS} for binary or undecodable
+        text, C{ESME_RINVESMCLASS} for a bad UDH, C{ESME_RINVOPTPARAMVAL}
+        for bad SAR TLVs.
+    """
+    try:
+        alphabet = alphabet_for(submit.data_coding)
+        elements, body, udh_len = split_user_data(submit.body,
+                                                  submit.esm_class)
+        concat = concatenation_from_udh(elements)
+    except TextCodingError as e:
+        raise pdus.PDUError(Status.ESME_RINVDCS, str(e)) from None
+    except ConcatenationError as e:
+        raise pdus.PDUError(Status.ESME_RINVESMCLASS, str(e)) from None
+    if concat is None:
+        try:
+            concat = concatenation_from_sar(*submit.sar)
+        except ConcatenationError as e:
+            raise pdus.PDUError(Status.ESME_RINVOPTPARAMVAL,
+                                str(e)) from None
+    try:
+        text = decode_short_message(
+            submit.data_coding, body, udh_length=udh_len,
+            partial=concat is not None and concat.total > 1)
+    except TextCodingError as e:
+        raise pdus.PDUError(Status.ESME_RINVDCS, str(e)) from None
+    return text, concat, ENCODINGS.get(alphabet, "utf-8")

@@ -31,6 +31,7 @@ delivery agent for transport C{smpp}.
 from __future__ import annotations
 
 import collections
+from dataclasses import replace
 from typing import Any, Callable
 
 from smpp.pdu.pdu_encoding import EsmClassEncoder
@@ -40,7 +41,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from appliance.messaging.vocabulary import Outcome, normalize_remote_id
+from appliance.messaging.vocabulary import (NoRoute, Outcome, Refused,
+                                            Submission, normalize_remote_id)
+from appliance.model.errors import ModelError
+from appliance.smpp import pdus
+from appliance.model.numbers import normalize_e164
+from appliance.smpp.concat import GroupKey, ReassemblyFull, text_of
+from appliance.smpp.reassembly import DurableReassembler, PartInfo
+from appliance.smpp.udh import ConcatenationError
 from appliance.messaging.interfaces import IDeliveryAgent
 from appliance.model.numbering import plan_for
 from appliance.smpp.client import Timers
@@ -79,7 +87,9 @@ class ConnectionPool(MultiService):
     def __init__(self, storage: Any, core: Any, clock: IReactorTime,
                  endpoint_for: Callable[[ConnectionSettings], Any],
                  timers: Timers = Timers(), backoff: Backoff | None = None,
-                 registered_delivery: int = 1):
+                 registered_delivery: int = 1,
+                 reassembly_timeout: float = 300.0,
+                 reassembly_policy: str = "deliver_partial"):
         """
         @param storage: the L{IStorage} (configuration and change events).
         @param core: the messaging core.
@@ -88,6 +98,10 @@ class ConnectionPool(MultiService):
         @param timers: the client timers.
         @param backoff: reconnection delays.
         @param registered_delivery: what submit_sm asks for (1: a receipt).
+        @param reassembly_timeout: seconds the parts of a vendor's
+            concatenated message may take (C{[smpp]}'s).
+        @param reassembly_policy: what becomes of one whose parts did not
+            all arrive (C{[smpp]}'s).
         """
         super().__init__()
         self.storage = storage
@@ -101,16 +115,32 @@ class ConnectionPool(MultiService):
         self.connections: dict[str, OutboundConnection] = {}
         self._parts: collections.OrderedDict = collections.OrderedDict()
         self.receipts = collections.Counter()
+        self.messages = collections.Counter()
+        self.parts = DurableReassembler(storage, clock, reassembly_timeout,
+                                        reassembly_policy,
+                                        container="connection_parts")
+        self.reassembly_timeout = reassembly_timeout
+        self._authorized: dict[GroupKey, Any] = {}
+        self._refused: dict[GroupKey, tuple[int, float]] = {}
+        self._expiry: Any = None
 
     def startService(self) -> None:
         """Bind every connection, and follow configuration changes (the
         wiring made this the core's agent for L{TRANSPORT})."""
+        self.parts.load(self.storage.domain("smpp"))
         self.reconcile()
         super().startService()
         self.storage.add_change_listener(self._changed)
+        from twisted.internet import task
+        self._expiry = task.LoopingCall(self.expire_parts)
+        self._expiry.clock = self.clock
+        self._expiry.start(max(1.0, min(10.0, self.reassembly_timeout / 4)),
+                           now=False)
 
     def stopService(self) -> defer.Deferred:
         """Stop following changes; unbind everything."""
+        if self._expiry is not None and self._expiry.running:
+            self._expiry.stop()
         try:
             self.storage.remove_change_listener(self._changed)
         except ValueError:
@@ -215,10 +245,7 @@ class ConnectionPool(MultiService):
         esm = params.get("esm_class")
         esm_value = _esm.encode(esm)[0] if esm is not None else 0
         if not is_receipt(esm_value):
-            self.log.warn("connection {name}: deliver_sm that is not a "
-                          "receipt refused (messages from connections are "
-                          "not taken)", name=connection)
-            return defer.succeed(ESME_RX_R_APPN)
+            return self.message(connection, pdu)
         info = parse_receipt(params)
         if info is None:
             self.log.warn("connection {name}: receipt without a message id",
@@ -260,6 +287,113 @@ class ConnectionPool(MultiService):
         await _sleep(self.clock, delay)
         return await self._match(connection, info, attempt)
 
+    # -- messages from vendors (MO) --------------------------------------
+
+    def message(self, connection: str, pdu: Any) -> defer.Deferred:
+        """
+        A deliver_sm that is not a receipt: a vendor's message to us.  It
+        is accepted with origin kind C{connection} (origin: the connection's
+        name) and routed like any other; the Deferred fires with the
+        deliver_sm_resp status only once the message (or, for a part of a
+        concatenated one, the part) is on disk.  No route is
+        C{ESME_RINVDSTADR}; a charging refusal its status.
+        """
+        try:
+            fields = pdus.submit_fields(pdu)
+            text, concat, encoding = text_of(fields)
+        except pdus.PDUError as e:
+            self.log.info("connection {name}: deliver_sm refused: {why}",
+                          name=connection, why=str(e))
+            return defer.succeed(pdus.status_value(e.status))
+        submission = Submission("connection", connection, fields.source,
+                                fields.recipients[0][2], text,
+                                encoding=encoding, hops=fields.hops)
+        if concat is not None and concat.total > 1:
+            return self._part(connection, submission, concat)
+        try:
+            d = self.core.submit(submission)
+        except (NoRoute, Refused, ModelError) as e:
+            return defer.succeed(self._refusal(connection, e))
+        self.messages[connection] += 1
+        return d.addCallback(lambda _: 0)
+
+    def _refusal(self, connection: str, e: Exception) -> int:
+        self.log.info("connection {name}: message refused: {why}",
+                      name=connection, why=str(e))
+        if isinstance(e, NoRoute) or (isinstance(e, Refused)
+                                      and e.kind == "destination"):
+            return pdus.status_value(pdus.Status.ESME_RINVDSTADR)
+        return pdus.status_value(pdus.Status.ESME_RSUBMITFAIL)
+
+    def _part(self, connection: str, submission: Submission, concat: Any
+              ) -> defer.Deferred:
+        """One part: authorized at the first, held on disk, submitted
+        whole at the last (the server's rules for carriers' parts)."""
+        try:
+            number = normalize_e164(submission.recipient)
+        except ModelError as e:
+            return defer.succeed(self._refusal(connection, e))
+        key = GroupKey(connection, submission.sender, number,
+                       concat.reference, concat.total)
+        now = self.clock.seconds()
+        refused = self._refused.get(key)
+        if refused is not None and now < refused[1]:
+            return defer.succeed(refused[0])
+        self._refused.pop(key, None)
+        try:
+            if key not in self._authorized:
+                self._authorized[key] = self.core.authorize(
+                    replace(submission, text=None, parts=concat.total))
+            added = self.parts.add(key, concat.sequence, submission.text,
+                                   PartInfo("", 0, submission.encoding, now))
+            if added.kind == "duplicate":
+                return defer.succeed(0)
+            if added.kind == "held":
+                return added.written.addCallback(lambda _: 0)
+            whole = replace(submission, text=added.text,
+                            parts=len(added.parts)
+                            if added.kind == "whole" else 1)
+            d = self.core.submit(whole, self._authorized.pop(key, None)
+                                 if added.kind == "whole" else None)
+        except (NoRoute, Refused, ModelError) as e:
+            status = self._refusal(connection, e)
+            self._authorized.pop(key, None)
+            self._refused[key] = (status, now + self.reassembly_timeout)
+            self.parts.discard(key)
+            self.storage.batch(DurableReassembler.forget, key,
+                               "connection_parts")
+            return defer.succeed(status)
+        except ReassemblyFull:
+            return defer.succeed(pdus.status_value(pdus.Status.ESME_RMSGQFUL))
+        except ConcatenationError:
+            return defer.succeed(pdus.status_value(
+                pdus.Status.ESME_RINVESMCLASS))
+        self.messages[connection] += 1
+        return d.addCallback(lambda _: self.storage.batch(
+            DurableReassembler.forget, key, "connection_parts")).addCallback(
+            lambda _: 0)
+
+    def expire_parts(self) -> None:
+        """Vendors' concatenated messages whose parts did not all arrive:
+        deliver what arrived (policy C{deliver_partial}) or drop it."""
+        now = self.clock.seconds()
+        for key in [k for k, (_, t) in self._refused.items() if t <= now]:
+            del self._refused[key]
+        for incomplete, parts in self.parts.expired():
+            key = incomplete.key
+            authorization = self._authorized.pop(key, None)
+            if incomplete.text is not None and parts:
+                try:
+                    self.core.submit(Submission(
+                        "connection", key.origin, key.sender, key.recipient,
+                        incomplete.text, encoding=parts[0].encoding,
+                        parts=len(parts)), authorization)
+                except (NoRoute, Refused, ModelError) as e:
+                    self.log.info("partial message not routed: {why}",
+                                  why=str(e))
+            self.storage.batch(DurableReassembler.forget, key,
+                               "connection_parts")
+
     # -- shell -----------------------------------------------------------
 
     def shell_table(self, topic: str) -> tuple[tuple[str, ...], list]:
@@ -288,6 +422,7 @@ class ConnectionPool(MultiService):
             for key in ("submitted", "accepted", "transient", "permanent"):
                 out[f"{name}.{key}"] = c.counters[key]
             out[f"{name}.receipts"] = self.receipts[name]
+            out[f"{name}.messages_in"] = self.messages[name]
         return out
 
 
@@ -311,7 +446,7 @@ def make_pool(context: Any, core: Any) -> ConnectionPool:
     @param context: the L{appliance.node.NodeContext}.
     @param core: the L{appliance.messaging.interfaces.IMessagingCore}.
     """
-    timers, ca_file = Timers(), None
+    timers, ca_file, reassembly = Timers(), None, {}
     try:
         section = context.config.smpp
     except KeyError:
@@ -321,6 +456,9 @@ def make_pool(context: Any, core: Any) -> ConnectionPool:
                         float(section.response_timeout),
                         float(section.enquire_link_interval))
         ca_file = getattr(section, "client_ca", None)
+        reassembly = dict(
+            reassembly_timeout=float(section.reassembly_timeout),
+            reassembly_policy=section.reassembly_policy)
     return ConnectionPool(context.storage, core, context.reactor,
                           default_endpoints(context.reactor, ca_file),
-                          timers=timers)
+                          timers=timers, **reassembly)

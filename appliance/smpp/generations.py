@@ -10,4 +10,15 @@ def evolve1(root) -> None:
         root[KEY] = SMPPState()
 
 
-GENERATIONS = (evolve1,)
+def evolve2(root) -> None:
+    """Give the L{appliance.smpp.state.SMPPState} C{connection_parts}:
+    parts of concatenated messages that vendors send over our outbound
+    connections (kept apart from carriers' parts)."""
+    from BTrees.OOBTree import OOBTree
+    from appliance.smpp.state import KEY
+    smpp = root[KEY]
+    if smpp.connection_parts is None:
+        smpp.connection_parts = OOBTree()
+
+
+GENERATIONS = (evolve1, evolve2)

@@ -71,13 +71,17 @@ class DurableReassembler:
     """
 
     def __init__(self, storage: Any, clock: Any, timeout: float,
-                 policy: str, max_groups: int = 100_000):
+                 policy: str, max_groups: int = 100_000,
+                 container: str = "parts"):
         """
         @param storage: the L{IStorage}.
         @param clock: gives C{seconds()}.
         @param timeout: see L{Reassembler}.
         @param policy: see L{Reassembler}.
+        @param container: the L{SMPPState} attribute holding the parts
+            (C{parts}: carriers'; C{connection_parts}: vendors').
         """
+        self.container = container
         self.storage = storage
         self.reassembler = Reassembler(clock.seconds, timeout, policy=policy,
                                        max_groups=max_groups)
@@ -92,7 +96,7 @@ class DurableReassembler:
         """
         groups: dict[GroupKey, dict[int, tuple]] = {}
         for (origin, sender, recipient, ref, total, seq), record in \
-                smpp.parts.items():
+                getattr(smpp, self.container).items():
             key = GroupKey(origin, sender, recipient, ref, total)
             groups.setdefault(key, {})[seq] = record
         rows = []
@@ -136,7 +140,8 @@ class DurableReassembler:
                       info.encoding)
 
             def store(raw):
-                state(raw).parts[tuple(key) + (sequence,)] = record
+                getattr(state(raw), self.container)[
+                    tuple(key) + (sequence,)] = record
             return Added("held", info.part_id,
                          written=self.storage.batch(store))
         parts = dict(self._held.pop(key, {}))
@@ -168,8 +173,8 @@ class DurableReassembler:
         return out
 
     @staticmethod
-    def forget(raw: Any, key: GroupKey) -> None:
+    def forget(raw: Any, key: GroupKey, container: str = "parts") -> None:
         """Remove a message's stored parts (inside a batch)."""
-        parts = state(raw).parts
+        parts = getattr(state(raw), container)
         for seq in range(1, key.total + 1):
             parts.pop(tuple(key) + (seq,), None)

@@ -28,7 +28,7 @@ from appliance.model.numbering import (Alphanumeric, NumberError, Plan,
 from appliance.model.numbers import normalize_e164
 from appliance.smpp import pdus
 from appliance.smpp import receipts as R
-from appliance.smpp.concat import GroupKey, ReassemblyFull
+from appliance.smpp.concat import GroupKey, ReassemblyFull, text_of
 from appliance.smpp.courier import ReceiptCourier
 from appliance.smpp.pdus import Status
 from appliance.smpp.reassembly import DurableReassembler, PartInfo
@@ -235,38 +235,8 @@ class SMPPServer:
         return counts["accepted"] + counts["delivering"] \
             >= self.section.queue_limit
 
-    @staticmethod
-    def text_of(submit: pdus.Submit):
-        """
-        Decode a submit's text.
-
-        @return: C{(text, concatenation or None, encoding)}.
-        @raise pdus.PDUError: C{ESME_RINVDCS} for binary or undecodable
-            text, C{ESME_RINVESMCLASS} for a bad UDH, C{ESME_RINVOPTPARAMVAL}
-            for bad SAR TLVs.
-        """
-        try:
-            alphabet = alphabet_for(submit.data_coding)
-            elements, body, udh_len = split_user_data(submit.body,
-                                                      submit.esm_class)
-            concat = concatenation_from_udh(elements)
-        except TextCodingError as e:
-            raise pdus.PDUError(Status.ESME_RINVDCS, str(e)) from None
-        except ConcatenationError as e:
-            raise pdus.PDUError(Status.ESME_RINVESMCLASS, str(e)) from None
-        if concat is None:
-            try:
-                concat = concatenation_from_sar(*submit.sar)
-            except ConcatenationError as e:
-                raise pdus.PDUError(Status.ESME_RINVOPTPARAMVAL,
-                                    str(e)) from None
-        try:
-            text = decode_short_message(
-                submit.data_coding, body, udh_length=udh_len,
-                partial=concat is not None and concat.total > 1)
-        except TextCodingError as e:
-            raise pdus.PDUError(Status.ESME_RINVDCS, str(e)) from None
-        return text, concat, ENCODINGS.get(alphabet, "utf-8")
+    #: Decoding a submit's text and concatenation (L{concat.text_of}).
+    text_of = staticmethod(text_of)
 
     def submit(self, session: Any, h: pdus.Header, submit: pdus.Submit):
         """

@@ -41,6 +41,9 @@ class SMPPState(Persistent):
     """
 
     parts: OOBTree | None = None
+    #: Parts of concatenated messages from vendors over outbound
+    #: connections, in the same form (generation 2).
+    connection_parts: OOBTree | None = None
     receipts: OOBTree | None = None
     aliases: LOBTree | None = None
     epoch: int = 0

@@ -2,6 +2,8 @@
 the C{smpp} delivery agent, with the real messaging core on an in-memory
 database, fake endpoints on C{StringTransport}s and a fake clock."""
 from smpp.pdu import operations
+from smpp.pdu.pdu_types import (EsmClass, EsmClassGsmFeatures, EsmClassMode,
+                                EsmClassType)
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -410,15 +412,69 @@ class PoolTests(SynchronousTestCase):
         [(h, frame)] = new.frames()
         assert pdus.decode(frame).params["password"] == b"other"
 
-    def test_deliver_sm_not_receipt_refused(self):
-        """A deliver_sm that is not a receipt gets ESME_RX_R_APPN."""
-        self.bind_all()
+    def vendor_message(self, seq, text, to=b"111222333", esm=0):
+        """A vendor's deliver_sm (MO) on env4's bind; @return: the link."""
+        with self.storage.transaction(note="account") as root:
+            if "111222333" not in root.accounts:
+                root.add_customer("John Doe")
+                root.add_account("John Doe", "111222333")
         link = self.endpoints.of("env4")[0]
         link.protocol.dataReceived(pdus.encode(operations.DeliverSM(
-            3, source_addr=b"1", destination_addr=b"2",
-            short_message=b"hi")))
+            seq, source_addr=b"4479001", destination_addr=to,
+            esm_class=EsmClass(EsmClassMode.DEFAULT, EsmClassType.DEFAULT,
+                               [EsmClassGsmFeatures.UDHI_INDICATOR_SET])
+            if esm else EsmClass(EsmClassMode.DEFAULT, EsmClassType.DEFAULT),
+            short_message=text)))
+        return link
+
+    def test_vendor_message_accepted_after_commit(self):
+        """A deliver_sm that is not a receipt is a vendor's message: it is
+        stored with origin kind connection and the connection's name, and
+        its deliver_sm_resp (status 0) is written only after the commit."""
+        self.bind_all()
+        link = self.vendor_message(3, b"hello from a vendor")
+        assert link.frames() == []
+        self.settle()
         [(h, _)] = link.frames()
-        assert (h.sequence, h.status) == (3, 0x65)
+        assert (h.sequence, h.status) == (3, 0)
+        (m,) = self.storage.messages().messages.values()
+        assert (m.origin_kind, m.origin, m.sender, m.recipient, m.text,
+                m.account) == ("connection", "env4", "4479001", "111222333",
+                               "hello from a vendor", "111222333")
+        assert self.pool.statistics()["env4.messages_in"] == 1
+
+    def test_vendor_message_without_route(self):
+        """A vendor's message nobody takes gets ESME_RINVDSTADR and nothing
+        is stored."""
+        self.bind_all()
+        link = self.vendor_message(4, b"hi", to=b"999")
+        self.settle()
+        [(h, _)] = link.frames()
+        assert (h.sequence, h.status) == (4, 0x0B)
+        assert sum(self.storage.messages().counts().values()) == 0
+
+    def test_vendor_concatenated_message(self):
+        """A vendor's concatenated message (UDH) is reassembled: the first
+        part is on disk before its deliver_sm_resp, the last completes one
+        message with the whole text, and no part is left stored."""
+        from appliance.smpp.udh import concatenation_udh
+        self.bind_all()
+        link = self.vendor_message(5, concatenation_udh(7, 2, 1) + b"one ",
+                                   esm=1)
+        assert link.frames() == []
+        self.settle()
+        [(h, _)] = link.frames()
+        assert (h.sequence, h.status) == (5, 0)
+        assert len(self.storage.domain("smpp").connection_parts) == 1
+        assert sum(self.storage.messages().counts().values()) == 0
+        self.vendor_message(6, concatenation_udh(7, 2, 2) + b"two", esm=1)
+        self.settle()
+        [(h, _)] = link.frames()
+        assert (h.sequence, h.status) == (6, 0)
+        (m,) = self.storage.messages().messages.values()
+        assert (m.text, m.parts, m.origin_kind) == ("one two", 2,
+                                                    "connection")
+        assert len(self.storage.domain("smpp").connection_parts) == 0
 
     def test_removed_policy_fails(self):
         """A message whose policy was removed fails with a clear reason."""
