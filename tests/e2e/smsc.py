@@ -81,7 +81,9 @@ class Session(threading.Thread):
             self.send(pdus.HEADER.pack(16, UNBIND | pdus.RESPONSE_BIT, 0,
                                        head.sequence))
         elif head.command_id & pdus.RESPONSE_BIT:
-            pass
+            with self.smsc.lock:
+                self.smsc.responses.append((head.command_id, head.status,
+                                            head.sequence))
         else:
             self.send(pdus.HEADER.pack(16, pdus.GENERIC_NACK, 3,
                                        head.sequence))
@@ -97,6 +99,16 @@ class Session(threading.Thread):
             destination_addr=received.source,
             esm_class=_receipt_esm(), short_message=text)
         self.send(pdus.encode(pdu))
+
+    def deliver(self, source: str, destination: str, text: bytes) -> int:
+        """Send a vendor's message (a deliver_sm that is not a receipt);
+        @return: its sequence number."""
+        self.sequence += 1
+        pdu = operations.DeliverSM(
+            self.sequence, source_addr=source.encode(),
+            destination_addr=destination.encode(), short_message=text)
+        self.send(pdus.encode(pdu))
+        return self.sequence
 
 
 def _receipt_esm():
@@ -121,6 +133,8 @@ class SMSC:
         self.name = name
         self.lock = threading.Lock()
         self.received: list[Received] = []
+        #: Responses the ESMEs sent us: (command_id, status, sequence).
+        self.responses: list[tuple[int, int, int]] = []
         self.sessions: set[Session] = set()
         self.counter = 0
         self.binds = 0
