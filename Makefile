@@ -7,7 +7,14 @@ CONFIG ?= etc/appliance.conf
 PYTEST_ARGS ?=
 DEBS := sip-tester tshark openssh-client tmux stunnel4 baresip openssl curl wrk
 
+# The Debian package: what `make deb`, `make repo` and `make test-deb` need.
+PKG_DEBS := debhelper dh-virtualenv python3-dev python3-venv lintian \
+	apt-utils gnupg mmdebstrap zstd systemd openssh-client sip-tester
+PKG_OUT ?= build/deb
+PKG_REPO ?= build/repo
+
 .PHONY: venv run test unit e2e debs bench clean osmo-stp fuzz docs
+.PHONY: deb repo test-deb pkg-debs
 
 venv: $(VENV)/.installed
 
@@ -43,8 +50,11 @@ osmo-stp: $(OSMO_STP_DIR)/root/usr/bin/osmo-stp
 $(OSMO_STP_DIR)/root/usr/bin/osmo-stp:
 	tests/e2e/osmo-stp.sh fetch $(OSMO_STP_DIR)
 
+# As root (CI is root) the package test runs too, after the suite.
 test: venv debs osmo-stp
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-deb; \
+	else echo "not root: skipping make test-deb"; fi
 
 unit: venv
 	$(VENV)/bin/pytest -q -m 'not e2e' $(PYTEST_ARGS)
@@ -66,6 +76,29 @@ docs: venv
 
 bench: venv
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Debian packages building and testing the .deb need (root only).
+pkg-debs:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(PKG_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	else echo "not root: skipping apt-get of $(PKG_DEBS)"; fi
+
+# appliance_<version>_<arch>.deb in $(PKG_OUT), from the checkout's files
+# (dh-virtualenv, Debian's python3.11, the pinned constraints.txt).
+deb: pkg-debs
+	bash tests/package/build_deb.sh . $(PKG_OUT)
+
+# A signed apt repository in $(PKG_REPO) with the package; its key is made
+# once in build/repo-key.  Prints the sources line for it.
+repo: deb
+	bash tests/package/make_repo.sh $(PKG_REPO) build/repo-key $(PKG_OUT)/appliance_*.deb
+
+# Build, lintian, then install from a signed repository into a throwaway
+# Debian 12 root (mmdebstrap; its base is cached in ~/.cache), run it,
+# upgrade it, purge it: tests/package/check_deb.py.
+test-deb: venv pkg-debs deb
+	$(PY) tests/package/check_deb.py --deb $(PKG_OUT)/appliance_*.deb
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
