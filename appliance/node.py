@@ -23,6 +23,12 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
 from appliance.config import NodeConfig
+from appliance.store.generations import GenerationError
+
+#: Exit status of a node that refuses its database as newer than its code:
+#: EX_CONFIG, which appliance.service names in RestartPreventExitStatus=,
+#: since restarting the same software cannot help.
+EXIT_DATABASE_NEWER = 78
 
 
 class PortMap:
@@ -111,6 +117,12 @@ class NodeService(MultiService):
         """
         try:
             super().startService()
+        except GenerationError as e:
+            self.log.error(
+                "refusing to start: {reason}. The database was not changed.",
+                reason=str(e).rstrip("."))
+            self._abort(EXIT_DATABASE_NEWER)
+            return
         except Exception:
             self.log.failure("start-up failed; stopping")
             self._abort(1)

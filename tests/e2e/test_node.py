@@ -93,16 +93,28 @@ def test_locked_database_exits_nonzero(tmp_path):
 
 
 def test_newer_database_refused(tmp_path):
-    """A database written by newer code is refused at start-up."""
+    """A database written by newer code is refused at start-up: one error
+    line that names the domain and says the database was not changed (no
+    traceback), exit status 78 (which appliance.service does not restart),
+    and the database file byte for byte as it was."""
     node = start_node(tmp_path)
     node.stop()
     db = open_data(node)
     with db.transaction() as conn:
         conn.root()["appliance.generations"]["model"] = 999
     db.close()
+    data = node.data_dir / "Data.fs"
+    before = data.read_bytes()
     again = start_node(tmp_path, wait=False)
-    assert again.process.wait(30) == 1
-    assert "newer than this code" in again.log()
+    assert again.process.wait(30) == 78, again.log()
+    refusals = [line for line in again.log().splitlines()
+                if "refusing to start" in line]
+    assert len(refusals) == 1, again.log()
+    assert " error [appliance.node.NodeService] refusing to start: database generation " \
+        "999 of domain 'model' is newer than this code (1): upgrade the " \
+        "software. The database was not changed" in refusals[0]
+    assert "Traceback" not in again.log()
+    assert data.read_bytes() == before
 
 
 def test_plugin_listed():
