@@ -12,6 +12,7 @@ import transaction
 import ZODB
 from ZODB.FileStorage import FileStorage
 
+from appliance.application import GENERATIONS
 from tests.e2e.harness import TWISTD, start_node, wait_for, write_config
 
 pytestmark = pytest.mark.e2e
@@ -110,9 +111,10 @@ def test_newer_database_refused(tmp_path):
     refusals = [line for line in again.log().splitlines()
                 if "refusing to start" in line]
     assert len(refusals) == 1, again.log()
-    assert " error [appliance.node.NodeService] refusing to start: database generation " \
-        "999 of domain 'model' is newer than this code (1): upgrade the " \
-        "software. The database was not changed" in refusals[0]
+    steps = len(dict(GENERATIONS)["model"])
+    assert " error [appliance.node.NodeService] refusing to start: database " \
+        f"generation 999 of domain 'model' is newer than this code ({steps}): " \
+        "upgrade the software. The database was not changed." in refusals[0]
     assert "Traceback" not in again.log()
     assert data.read_bytes() == before
 

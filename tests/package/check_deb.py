@@ -148,6 +148,14 @@ def build_upgrade(work: Path, version: str) -> Path:
     return Path(out[-1])
 
 
+def model_steps() -> int:
+    """The generations of the model domain in this tree (the upgrade
+    package has one more)."""
+    sys.path.insert(0, str(ROOT))
+    from appliance.model.generations import GENERATIONS
+    return len(GENERATIONS)
+
+
 def dependencies(deb: Path) -> list[str]:
     """The package names a .deb depends on (first of each alternative)."""
     names = set()
@@ -594,7 +602,9 @@ def inside(args: argparse.Namespace, c: Checks) -> None:
         node.wait_ready()
     except RuntimeError as e:
         c.check(False, "the upgraded node starts", str(e), fatal=True)
-    c.check("model upgraded from generation 1 to 2" in node.log(),
+    steps = model_steps()
+    c.check(f"model upgraded from generation {steps} to {steps + 1}"
+            in node.log(),
             "the upgraded node ran the new generation on start",
             node.log()[-2000:])
     shown = root.run("appliance-shell", "show running-config")
@@ -621,8 +631,8 @@ def inside(args: argparse.Namespace, c: Checks) -> None:
     refusal = [line for line in node.log().splitlines()
                if "refusing to start" in line]
     c.check(rc == 78 and len(refusal) == 1 and refusal[0].startswith("<3>")
-            and "generation 2 of domain 'model' is newer than this code (1)"
-            in refusal[0] and "The database was not changed" in refusal[0],
+            and f"generation {steps + 1} of domain 'model' is newer than "
+            f"this code ({steps})" in refusal[0] and "The database was not changed" in refusal[0],
             "the older node refuses the newer database: one error line in "
             "the journal, exit 78 (RestartPreventExitStatus)",
             f"exit {rc}\n{node.log()[-2000:]}")
