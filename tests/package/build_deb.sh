@@ -27,7 +27,9 @@ fi
 start=$(date +%s)
 (cd "$SRC" && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="${HOME:-/root}" \
     LANG=C.UTF-8 DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-}" \
-    dpkg-buildpackage -b -us -uc) > "$OUT/build.log" 2>&1 || {
+    dpkg-buildpackage -b -us -uc) 2>&1 \
+    | while IFS= read -r line; do printf '%4d %s\n' $(( $(date +%s) - start )) "$line"; done \
+    > "$OUT/build.log" || {
     tail -50 "$OUT/build.log" >&2
     echo "build_deb.sh: dpkg-buildpackage failed; the whole log is $OUT/build.log" >&2
     exit 1
