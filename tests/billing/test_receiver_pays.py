@@ -272,3 +272,21 @@ class HoldTests(SynchronousTestCase):
         charger._release(True, "p", last)
         self.assertEqual(charger.held("p"), Decimal(0))
         self.assertNotIn("p", charger._holds)
+
+
+def test_generation_2_adds_rules_to_an_older_billing_root():
+    """A billing root from before authorization rules gets an empty rules
+    container from evolve2, once (running it again changes nothing)."""
+    from appliance.billing.generations import evolve1, evolve2
+    from appliance.billing.model import BillingRoot
+    root = {}
+    evolve1(root)
+    del root["billing"].rules           # back to the class default: None
+    assert root["billing"].rules is None
+    evolve2(root)
+    rules = root["billing"].rules
+    assert rules is not None and len(rules) == 0
+    rules["x"] = "kept"
+    evolve2(root)
+    assert root["billing"].rules["x"] == "kept"
+    assert BillingRoot.rule_order == ()

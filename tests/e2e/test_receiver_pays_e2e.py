@@ -18,7 +18,7 @@ from tests.e2e.sip_tools import (
     DOMAIN, SIPP, SIPp, parse_message_log, received_requests, run_sipp,
     write_users)
 from tests.e2e.test_billing_e2e import (
-    admin, carrier, queue, run, send_multi, stored, submit_many,
+    admin, carrier, queue, read_raw, run, send_multi, stored, submit_many,
     unbind)  # noqa: F401  (admin is a fixture)
 
 pytestmark = pytest.mark.e2e
@@ -139,14 +139,24 @@ def test_submit_multi_refuses_only_the_recipient_without_funds(tmp_path,
     receiver-pays product: the one with 1.00 USD gets the message on its
     app and pays 0.01, then its balance-low message (below 0.995); the
     one without funds is reported in unsuccess_sme with
-    ESME_RSUBMITFAIL, is never stored, and nothing waits in the queue
-    afterwards; PRE pays its own charge for the delivered one only."""
+    ESME_RSUBMITFAIL (and a submit_sm to it alone gets that status), is
+    never stored, and nothing waits in the queue afterwards; PRE pays
+    its own charge for the delivered one only."""
     node = node_for(tmp_path, admin)
     rich = app(tmp_path / "rich", node, RICH, RICH_PW, expected=2)
     c = carrier(node, "pre", "prepass")
     mid, unsuccess = send_multi(c, [RICH, POOR])
     assert mid
     assert unsuccess == [(POOR, ESME_RSUBMITFAIL)]
+    # a single-recipient submit_sm to the same account: the refusal status
+    c.send_message(source_addr_ton=1, source_addr="4412345",
+                   dest_addr_ton=1, dest_addr_npi=1, destination_addr=POOR,
+                   short_message=b"single")
+    while True:
+        command, status, _, _ = read_raw(c)
+        if command == 0x80000004:
+            break
+    assert status == ESME_RSUBMITFAIL
     unbind(c)
     try:
         result = rich.wait()

@@ -46,6 +46,8 @@ def test_message_accepted_only_after_commit(bench):
     ((submission, d),) = bench.core.submitted
     assert (submission.origin_kind, submission.origin, submission.sender,
             submission.recipient, submission.text) == ("account", "1111", "1111", "2222", TEXT)
+    # the source address, for authorization rules by network
+    assert submission.source == "198.51.100.7"
     sent = len(bench.udp_transport.written)
     d.callback(17)
     assert len(bench.udp_transport.written) == sent + 1

@@ -230,6 +230,18 @@ def test_submit_multi(env):
     assert rest.count(b"\x00\x00\x00\x0b") == 2
 
 
+def test_submission_carries_peer_address(env):
+    """Each recipient's Submission carries the carrier's peer address, so
+    authorization rules can match its network."""
+    seen = []
+    real = env.server.core.submit
+    env.server.core.submit = lambda s: (seen.append(s), real(s))[1]
+    session, t, _ = env.bind(ip="127.0.0.9")
+    session.dataReceived(submit_multi(7, ["111222333"]))
+    env.settle()
+    assert [s.source for s in seen] == ["127.0.0.9"]
+
+
 def test_data_sm(env):
     """data_sm with message_payload is accepted and answered with
     data_sm_resp carrying the id."""
