@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONFIG ?= etc/appliance.conf
 PYTEST_ARGS ?=
-DEBS := sip-tester tshark openssh-client tmux stunnel4 baresip openssl curl wrk
+DEBS := sip-tester tshark openssh-client tmux stunnel4 baresip openssl curl wrk snmptrapd smitools
 
 # The Debian package: what `make deb`, `make repo` and `make test-deb` need.
 PKG_DEBS := debhelper dh-virtualenv python3-dev python3-venv lintian \

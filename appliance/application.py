@@ -32,6 +32,7 @@ from appliance.shell.live import LiveState
 from appliance.smpp import connections as smpp_connections
 from appliance.node import NodeContext, NodeService, PortMap, child
 from appliance.store.database import Storage, open_database
+from appliance.alarms import generations as alarms_generations
 from appliance.billing import generations as billing_generations
 from appliance.http import generations as http_generations
 from appliance.messaging import generations as messaging_generations
@@ -63,6 +64,7 @@ class Built:
     metrics: Any = None
     m3ua: Any = None
     sip: Any = None
+    notification: Any = None
 
 
 def make_shell(section: Any, context: NodeContext, built: Built) -> Any:
@@ -138,6 +140,7 @@ GENERATIONS = (
     ("http", http_generations.GENERATIONS),
     ("ss7", sigtran_generations.GENERATIONS),
     ("notify", notify_generations.GENERATIONS),
+    ("alarms", alarms_generations.GENERATIONS),
 )
 
 
@@ -212,6 +215,8 @@ def make_node(config: NodeConfig, reactor: Any,
                              ("messaging", built.core),
                              ("smpp-client", built.pool)):
             built.live.add_source(name, source)
+    # Before the sections (the shell stays last); it reads them at checks.
+    make_alarms(node, context, built, log_observer)
     factories = SERVICE_FACTORIES if factories is None else factories
     for section in config.enabled():
         service = factories[section.name](section, context, built)
@@ -227,8 +232,8 @@ def make_node(config: NodeConfig, reactor: Any,
         built.live.add_source("map", smsc)
         child(node, smsc, "map")
     if built.core is not None or built.m3ua is not None:
-        make_notification(node, context, built,
-                          smsc if built.m3ua is not None else None)
+        built.notification = make_notification(
+            node, context, built, smsc if built.m3ua is not None else None)
     watch_node(metrics, storage, built.live)
     node.live = built.live
     return node
@@ -266,6 +271,58 @@ def make_notification(node: NodeService, context: NodeContext,
                         "case, SMS by kind, pending, alerts, HLR/MSC "
                         "errors", ("counter",), counts)
     child(node, service, "notification")
+    return service
+
+
+def make_alarms(node: NodeService, context: NodeContext, built: Built,
+                log_observer: Any) -> Any:
+    """
+    The node's alarms (every service's): conditions read, at each check,
+    from the M3UA associations, the outbound SMPP connections, the message
+    store, the missed-call service's HLR/MSC timeouts (whichever of them
+    C{built} holds by then) and the storage's commit times; traps to the
+    SNMP managers; the shell's log levels applied to the node's log
+    observer.
+    """
+    from appliance.alarms.service import AlarmService, Readers
+    storage = context.storage
+
+    def associations():
+        if built.m3ua is None:
+            return None
+        return [(a.name, a.state) for a in built.m3ua.associations.values()]
+
+    def connections():
+        if built.pool is None:
+            return None
+        return [(name, sum(b.up for b in c.binds))
+                for name, c in sorted(built.pool.connections.items())]
+
+    def waiting():
+        if built.core is None:
+            return None
+        return sum(n for state, n in storage.messages().counts().items()
+                   if state in ("accepted", "delivering"))
+
+    def timeouts():
+        if built.notification is None:
+            return 0
+        return sum(n for name, n in built.notification.statistics().items()
+                   if name.endswith("-timeouts"))
+    service = AlarmService(
+        storage, context.reactor,
+        Readers(associations, connections, waiting, timeouts),
+        log_filter=log_observer if hasattr(log_observer, "set_levels")
+        else None)
+    observe = storage.batch_observer
+
+    def batch_committed(size: int, seconds: float) -> None:
+        if observe is not None:
+            observe(size, seconds)
+        service.observe_commit(size, seconds)
+    storage.batch_observer = batch_committed
+    built.live.add_source("alarms", service)
+    child(node, service, "alarms")
     return service
 
 

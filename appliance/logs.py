@@ -16,8 +16,7 @@ import sys
 import time
 from typing import IO, Callable
 
-from twisted.logger import (FilteringLogObserver, ILogObserver, LogLevel,
-                            LogLevelFilterPredicate, formatEvent)
+from twisted.logger import ILogObserver, LogLevel, formatEvent
 from zope.interface import implementer
 
 #: Our four levels to Twisted's; Twisted's critical is shown as error.
@@ -67,8 +66,84 @@ class LineObserver:
             self._out.flush()
 
 
+#: The components C{logging level COMPONENT LEVEL} names, to the
+#: namespaces (prefixes of C{log_namespace}) whose events they cover.
+COMPONENTS = {
+    "smpp": ("appliance.smpp",),
+    "sip": ("appliance.sip",),
+    "http": ("appliance.http",),
+    "m3ua": ("appliance.sigtran.m3ua", "appliance.sigtran.asp",
+             "appliance.sigtran.mtp", "appliance.sigtran.transport",
+             "appliance.sigtran.service"),
+    "sccp": ("appliance.sigtran.sccp",),
+    "tcap": ("appliance.sigtran.tcap",),
+    "map": ("appliance.sigtran.map", "appliance.sigtran.smsc"),
+    "isup": ("appliance.sigtran.isup",),
+    "notification": ("appliance.notify",),
+    "messaging": ("appliance.messaging",),
+    "billing": ("appliance.billing",),
+    "storage": ("appliance.store",),
+    "shell": ("appliance.shell",),
+    "alarms": ("appliance.alarms",),
+    "all": (),
+}
+
+
+@implementer(ILogObserver)
+class LevelFilter:
+    """
+    Passes an event on when its level is at least the level set for its
+    namespace: the longest configured prefix of C{log_namespace} wins,
+    else the default.  The shell changes the levels while the node runs
+    (L{set_levels}); nothing is restarted.
+
+    @ivar default: the level of namespaces no component covers.
+    """
+
+    def __init__(self, sink: ILogObserver, default: str = "info"):
+        self._sink = sink
+        self.default = LEVELS[default]
+        self._start = self.default
+        self._prefixes: list[tuple[str, LogLevel]] = []
+
+    def set_levels(self, levels: dict[str, str]) -> None:
+        """
+        Replace the per-component levels.
+
+        @param levels: component (a key of L{COMPONENTS}) to level name;
+            C{all} sets the default, components absent keep the level the
+            node started with.
+        @raise KeyError: an unknown component or level.
+        """
+        prefixes = []
+        default = self._start
+        for component, level in levels.items():
+            value = LEVELS[level]
+            if component == "all":
+                default = value
+                continue
+            for prefix in COMPONENTS[component]:
+                prefixes.append((prefix, value))
+        prefixes.sort(key=lambda p: len(p[0]), reverse=True)
+        self._prefixes = prefixes
+        self.default = default
+
+    def level_of(self, namespace: str) -> LogLevel:
+        """@return: the least severe level shown for C{namespace}."""
+        for prefix, level in self._prefixes:
+            if namespace == prefix or namespace.startswith(prefix + "."):
+                return level
+        return self.default
+
+    def __call__(self, event: dict) -> None:
+        level = event.get("log_level", LogLevel.info)
+        namespace = event.get("log_namespace", "")
+        if level >= self.level_of(namespace):
+            self._sink(event)
+
+
 def observer(level: str = "info", out: IO[str] | None = None,
-             environ: dict | None = None) -> ILogObserver:
+             environ: dict | None = None) -> LevelFilter:
     """
     The node's log observer.
 
@@ -80,5 +155,4 @@ def observer(level: str = "info", out: IO[str] | None = None,
     environ = os.environ if environ is None else environ
     sink = LineObserver(out or sys.stdout,
                         journald="JOURNAL_STREAM" in environ)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
-    return FilteringLogObserver(sink, [predicate])
+    return LevelFilter(sink, level)

@@ -32,7 +32,7 @@ def test_make_service_tree(tmp_path):
     options.parseOptions(["--config", str(conf)])
     root = makeService(options)
     assert isinstance(root, NodeService)
-    assert [s.name for s in root] == ["storage", "shell"]
+    assert [s.name for s in root] == ["storage", "alarms", "shell"]
     assert not root.running
     assert root.context.storage.db is None
 
@@ -49,7 +49,7 @@ def test_services_follow_storage(tmp_path):
         made.append((section.name, node, built))
         return Service()
     root = make_node(config, MemoryReactorClock(), factories={"shell": make})
-    assert [s.name for s in root] == ["storage", "shell"]
+    assert [s.name for s in root] == ["storage", "alarms", "shell"]
     assert made[0][0] == "shell" and made[0][1] is root.context
     assert made[0][2].live is root.live
     assert not hasattr(root.context, "services")
@@ -157,10 +157,10 @@ def test_one_wiring_place(tmp_path):
     assert shell.live is live
     assert live.core is core and live.balances is billing
     assert live.carriers is smpp
-    assert live.names() == ["billing", "messaging", "notification", "sip",
-                            "smpp", "smpp-client"]
+    assert live.names() == ["alarms", "billing", "messaging",
+                            "notification", "sip", "smpp", "smpp-client"]
     assert [s.name for s in root] == ["storage", "billing", "messaging",
-                                      "smpp-client", "shell", "smpp", "sip",
-                                      "notification"]
+                                      "smpp-client", "alarms", "shell",
+                                      "smpp", "sip", "notification"]
     assert sip.application.invite == notification.sip_invite
     assert notification.core is core

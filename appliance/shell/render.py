@@ -20,8 +20,9 @@ def _write(tree: CommandTree, mode: Mode, root: Any, obj: Any, depth: int,
     for command in tree.commands:
         if command.mode is not mode:
             continue
-        if command.render is not None and obj is not None:
-            for values in command.render(obj):
+        if command.render is not None:
+            # The config mode's own settings render from the root.
+            for values in command.render(root if obj is None else obj):
                 lines.append(pad + command.format(values))
         if command.enters is not None and command.children is not None:
             for key in command.children(root, obj):

@@ -19,5 +19,6 @@ from appliance.shell.commands import billing  # noqa: F401
 from appliance.shell.commands import ss7  # noqa: F401
 from appliance.shell.commands import tcap  # noqa: F401
 from appliance.shell.commands import notification  # noqa: F401
+from appliance.shell.commands import alarms  # noqa: F401
 
 base.declare_object_running_config()
