@@ -118,6 +118,9 @@ def _cell(value) -> str:
 @command(ANY, "show numbering-plan",
          help=("Show running system information", _PLAN), action="show")
 def show_numbering_plan(ctx):
+    """The node's plan, then each carrier and connection with overrides:
+    its effective values, C{*} on those it sets (carriers send nothing,
+    so they have no number format)."""
     root = ctx.root
     plan = node_plan(root)
     lines = ["Node"]
@@ -132,7 +135,8 @@ def show_numbering_plan(ctx):
                 continue
             effective = plan_for(root, kind, name)
             rows.append((f"{kind} {name}",) + tuple(
-                _cell(getattr(effective, attr))
+                "-" if kind == "carrier" and attr == "number_format"
+                else _cell(getattr(effective, attr))
                 + ("*" if own[attr] is not None else "")
                 for _, _, attr, _, _ in FIELDS))
     lines.append("")
