@@ -295,3 +295,27 @@ def test_cancel_after_answer_and_unknown_invite():
     app.request_received(r, tx)
     assert tx.responses[0].status == 405
     svc.stopService()
+
+
+def test_pending_rows_and_statistics():
+    """show notification pending lists who waits for whom since when;
+    the statistics count triggers by source and case, probes and the
+    pending entries."""
+    svc, clock, storage, mapc, core = build()
+    clock.advance(1_800_000_000)
+    mapc.sri[B] = MAPOutcome("absent")
+    svc.isup_iam(iam(3))
+    flush(clock, storage)
+    clock.advance(60)
+    svc.isup_iam(iam(3))
+    flush(clock, storage)
+    assert svc.pending_rows() == [(B, A, "2027-01-15 08:00:00",
+                                   "2027-01-15 08:01:01", 2, "unreachable")]
+    stats = svc.statistics()
+    assert stats["triggers-isup-unreachable"] == 2
+    assert stats["probes"] == 1 and stats["probe-absent"] == 1
+    assert stats["pending"] == 1 and stats["hlr-errors"] == 0
+    mapc.sri["491999"] = MAPOutcome("timeout")
+    svc.isup_iam(iam(3, b="491999"))
+    assert svc.statistics()["hlr-timeouts"] == 1
+    svc.stopService()
