@@ -123,6 +123,8 @@ class NotificationService(Service):
         self.counters = {k: 0 for k in COUNTERS}
         self._sweep = None
         self.agent = OptOutAgent(self)
+        #: Where the next expiry sweep starts (None: at the beginning).
+        self._cursor: str | None = None
         #: (B, A) probes under way, with the calls that came meanwhile.
         self._probing: dict[tuple[str, str], list[D.Trigger]] = {}
 
@@ -433,21 +435,29 @@ class NotificationService(Service):
 
     # -- expiry ------------------------------------------------------------
 
-    def sweep(self, limit: int = 10_000) -> defer.Deferred | None:
-        """Forget pending entries older than the expiry (at most C{limit}
-        a run); reschedules itself."""
+    def sweep(self, limit: int = 20_000) -> defer.Deferred | None:
+        """
+        Forget pending entries whose last call is older than the expiry.
+        Each run reads at most C{limit} entries from where the last one
+        stopped (a million pending are walked in 50 runs, never all on one
+        reactor turn); reschedules itself.
+        """
         self._sweep = self.clock.callLater(self.sweep_interval, self.sweep)
         root = self._root()
         expiry = self.settings.expiry
         if root is None or expiry <= 0:
             return None
         now = self.clock.seconds()
-        old = []
-        for k, v in root.pending.items():
+        old, seen, last = [], 0, None
+        for k, v in root.pending.items(min=self._cursor,
+                                       excludemin=self._cursor is not None):
+            seen += 1
+            last = k
             if now - v[1] > expiry:
                 old.append(k)
-                if len(old) >= limit:
-                    break
+            if seen >= limit:
+                break
+        self._cursor = last if seen >= limit else None
         if not old:
             return None
 

@@ -319,3 +319,26 @@ def test_pending_rows_and_statistics():
     svc.isup_iam(iam(3, b="491999"))
     assert svc.statistics()["hlr-timeouts"] == 1
     svc.stopService()
+
+
+def test_sweep_walks_in_slices():
+    """The expiry sweep reads a bounded slice per run and resumes where it
+    stopped: three old entries with a slice of two are gone after two
+    runs, and a fresh one stays."""
+    svc, clock, storage, mapc, core = build(pending_expiry=100)
+    with storage.transaction() as root:
+        n = root._p_jar.root()[KEY]
+        from appliance.notify.decide import Pending
+        for b in ("4911", "4912", "4913"):
+            n.remember(b, A, Pending(0.0, 0.0, 1, "unreachable", "isup"))
+        n.remember("4914", A, Pending(500.0, 500.0, 1, "unreachable", "isup"))
+    svc._sweep.cancel()             # the runs below are the test's own
+    clock.advance(550)
+    svc.sweep(limit=2)
+    flush(clock, storage)
+    assert storage.domain(KEY).pending_count() == 2
+    svc.sweep(limit=2)
+    flush(clock, storage)
+    assert storage.domain(KEY).pending_count() == 1
+    assert storage.domain(KEY).get("4914", A) is not None
+    svc.stopService()
