@@ -69,6 +69,8 @@ class AlarmsRoot(Persistent):
     """
     log_levels: tuple = ()
     thresholds: tuple = ()
+    #: Seconds between checks of the conditions.
+    check_interval = 5
     #: Our SNMP engine id (hex), set once at install.
     engine_id = ""
 

@@ -69,7 +69,7 @@ class AlarmService(Service):
 
     def __init__(self, storage: Any, reactor: Any,
                  readers: Readers | None = None, log_filter: Any = None,
-                 interval: float = CHECK_INTERVAL, history: int = 1000,
+                 interval: float | None = None, history: int = 1000,
                  udp_interface: str = ""):
         """
         @param storage: the node's storage (C{root["alarms"]}).
@@ -77,12 +77,16 @@ class AlarmService(Service):
         @param readers: the services' readings.
         @param log_filter: the node's L{appliance.logs.LevelFilter}, or
             C{None}.
+        @param interval: seconds between checks (default: the database's
+            C{alarm check-interval}).
         """
         self.storage = storage
         self.reactor = reactor
+        #: Whether C{alarm check-interval} decides (not C{interval}).
+        self.use_settings_interval = interval is None
         self.readers = readers or Readers()
         self.log_filter = log_filter
-        self.interval = interval
+        self.interval = CHECK_INTERVAL if interval is None else interval
         self.table = AlarmTable(history)
         self.conditions = Conditions()
         self.listeners: list[Callable[[AlarmEvent], Any]] = []
@@ -108,6 +112,11 @@ class AlarmService(Service):
             return
         self.thresholds = {name: obj.threshold(name) for name in THRESHOLDS}
         self.sender.engine_id = bytes.fromhex(obj.engine_id)
+        if self.use_settings_interval and obj.check_interval != self.interval:
+            self.interval = obj.check_interval
+            if self._loop is not None and self._loop.running:
+                self._loop.stop()
+                self._loop.start(self.interval, now=False)
         self._managers = [ManagerSettings.of(m)
                           for m in obj.managers.values() if m.address]
         if self.log_filter is not None:

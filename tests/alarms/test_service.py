@@ -172,3 +172,19 @@ def test_logging_level_applies_at_once():
     # sip at debug still outranks all at error
     assert "sip three" in text
     service.stopService()
+
+
+def test_check_interval_from_the_shell():
+    """alarm check-interval changes the period of the running checks."""
+    clock = Clock()
+    storage = memory_storage(reactor=clock)
+    service = AlarmService(storage, clock, Readers(
+        connections=lambda: [("c", 0)]))
+    service.sender.transport = Wire()
+    service.startService()
+    configure(storage, "alarm check-interval 1")
+    clock.advance(1)
+    assert [a.alarm for a in service.table.active()] == [
+        "smpp-connection-down"]
+    service.stopService()
+    assert clock.getDelayedCalls() == []

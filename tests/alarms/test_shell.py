@@ -11,6 +11,7 @@ logging level sip debug
 logging level all warning
 alarm threshold queue 500
 alarm threshold commit-latency 200
+alarm check-interval 2
 snmp engine-id 8001869f050102030405060708
 snmp-manager noc
  address 192.0.2.10
@@ -42,6 +43,7 @@ def test_round_trip():
     text = running(one)
     for line in ("logging level sip debug", "logging level all warning",
                  "alarm threshold queue 500", "snmp-manager noc3",
+                 "alarm check-interval 2",
                  " address 192.0.2.10", " port 1162", " community public",
                  " user ops"):
         assert line in text

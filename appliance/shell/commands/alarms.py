@@ -77,6 +77,29 @@ def no_alarm_threshold(ctx, name):
     obj.thresholds = tuple(p for p in obj.thresholds if p[0] != name)
 
 
+def _render_interval(root):
+    obj = alarms_root(root)
+    if obj is None or obj.check_interval == AlarmsRoot.check_interval:
+        return []
+    return [(obj.check_interval,)]
+
+
+@command(CONFIG, "alarm check-interval <1-3600>",
+         help=("Alarms", "Seconds between checks of the conditions "
+               "(5 by default)", "Seconds"),
+         render=_render_interval)
+def alarm_check_interval(ctx, seconds):
+    alarms_root(ctx.root, create=True).check_interval = seconds
+
+
+@command(CONFIG, "no alarm check-interval",
+         help=(NO_STR, "Alarms", "Seconds between checks"))
+def no_alarm_check_interval(ctx):
+    obj = alarms_root(ctx.root, create=True)
+    obj.__dict__.pop("check_interval", None)
+    obj._p_changed = True
+
+
 def _render_engine(root):
     obj = alarms_root(root)
     return [(obj.engine_id,)] if obj is not None and obj.engine_id else []
