@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONFIG ?= etc/appliance.conf
 PYTEST_ARGS ?=
-DEBS := sip-tester tshark openssh-client tmux stunnel4 baresip openssl curl wrk snmptrapd smitools
+DEBS := sip-tester tshark openssh-client tmux stunnel4 baresip openssl curl wrk snmptrapd smitools postgresql
 
 # The Debian package: what `make deb`, `make repo` and `make test-deb` need.
 PKG_DEBS := debhelper dh-virtualenv python3-dev python3-venv lintian \
@@ -21,7 +21,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
-	$(PIP) install -q -c constraints.txt --config-settings editable_mode=compat -e '.[test]'
+	$(PIP) install -q -c constraints.txt --config-settings editable_mode=compat -e '.[test,postgresql]'
 	$(PY) -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 	touch $@
 

@@ -31,7 +31,7 @@ from appliance.messaging.core import MessagingCore
 from appliance.shell.live import LiveState
 from appliance.smpp import connections as smpp_connections
 from appliance.node import NodeContext, NodeService, PortMap, child
-from appliance.store.database import Storage, open_database
+from appliance.store.database import Storage, open_database, shared_uri
 from appliance.alarms import generations as alarms_generations
 from appliance.billing import generations as billing_generations
 from appliance.http import generations as http_generations
@@ -178,7 +178,8 @@ def make_node(config: NodeConfig, reactor: Any,
         reactor=reactor, batch_max=config.storage.batch_max,
         batch_delay=config.storage.batch_delay,
         pack_interval=config.storage.pack_interval,
-        pack_days=config.storage.pack_days, generations=GENERATIONS)
+        pack_days=config.storage.pack_days, generations=GENERATIONS,
+        poll_interval=0.5 if shared_uri(config.storage.uri) else 0.0)
     context = NodeContext(reactor=reactor, config=config, storage=storage,
                           ports=PortMap(config.ports_file))
     node = NodeService(context, log_observer)

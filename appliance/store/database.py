@@ -18,7 +18,7 @@ import contextlib
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 import transaction
 import ZODB
@@ -81,10 +81,62 @@ def open_database(uri: str, data_dir: Path,
             raise ValueError("postgresql:// needs the 'postgresql' extra "
                              "(RelStorage and psycopg2)") from None
         options = Options(keep_history=False)
-        adapter = PostgreSQLAdapter(dsn=uri, options=options)
+        adapter = PostgreSQLAdapter(dsn=libpq_dsn(uri), options=options)
         return ZODB.DB(RelStorage(adapter, options=options),
                        cache_size=cache_size)
     raise ValueError(f"unknown storage scheme {parts.scheme!r}")
+
+
+def shared_uri(uri: str) -> bool:
+    """@return: whether other nodes may write the database C{uri} names
+    (ZEO, PostgreSQL), so a node must poll it for their changes."""
+    return urlsplit(uri).scheme in ("zeo", "postgresql", "postgres")
+
+
+def libpq_dsn(uri: str) -> str:
+    """
+    The libpq keyword DSN (C{host='h' port='5432' dbname='db' ...}) that a
+    C{postgresql://user:password@host:port/db?sslmode=require} URI names.
+
+    RelStorage appends C{ application_name='...'} to the DSN it is given,
+    which only a keyword DSN survives: appended to a URI it becomes part
+    of the database name.  User, password, host and database name are
+    percent-decoded; a host that is a folder (C{%2Frun%2Fpostgresql}, or
+    C{?host=/run/postgresql}) is a Unix socket.  Query parameters pass
+    through as keywords.
+
+    @raise ValueError: not a postgresql:// URI, or a bad port.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"not a postgresql:// URI: {uri!r}")
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, has_password, password = userinfo.partition(":")
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = hostport.partition(":")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"bad port {port!r} in {uri!r}")
+    fields: list[tuple[str, str]] = []
+    for key, value in (("host", unquote(host)), ("port", port),
+                       ("dbname", unquote(parts.path.lstrip("/"))),
+                       ("user", unquote(user))):
+        if value:
+            fields.append((key, value))
+    if has_password:
+        fields.append(("password", unquote(password)))
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        fields = [f for f in fields if f[0] != key]
+        fields.append((key, value))
+    return " ".join(f"{key}={_libpq_quote(value)}" for key, value in fields)
+
+
+def _libpq_quote(value: str) -> str:
+    """A libpq keyword value: single-quoted, backslash and quote escaped."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
 
 
 @implementer(IStorage)
@@ -109,7 +161,7 @@ class Storage(MultiService):
                  reactor: IReactorTime | None = None,
                  batch_max: int = 2000, batch_delay: float = 0.002,
                  pack_interval: float = 0.0, pack_days: float = 0.0,
-                 generations: Domains = ()):
+                 generations: Domains = (), poll_interval: float = 0.0):
         """
         @param opener: returns the C{ZODB.DB} to use (see L{open_database}).
         @param generations: the domains' upgrade steps, C{(domain, steps)}
@@ -120,6 +172,12 @@ class Storage(MultiService):
             0 commits on the next reactor turn.
         @param pack_interval: seconds between packs, 0 for never.
         @param pack_days: history a pack keeps.
+        @param poll_interval: seconds between polls of a database other
+            nodes write too (ZEO, RelStorage; L{shared_uri}): each poll
+            syncs the reactor thread's connection and, when the database
+            moved on, calls the change listeners (note C{"sync"}) so the
+            snapshots built from the configuration are rebuilt.  0 for
+            never (a database of this node alone).
         """
         super().__init__()
         if reactor is None:
@@ -142,6 +200,9 @@ class Storage(MultiService):
         self._in_transaction = False
         self.pack_interval = pack_interval
         self._packer: task.LoopingCall | None = None
+        self.poll_interval = poll_interval
+        self._poller: task.LoopingCall | None = None
+        self._seen_tid: bytes | None = None
 
     @classmethod
     def open_memory(cls, reactor: IReactorTime | None = None,
@@ -192,6 +253,11 @@ class Storage(MultiService):
             self._packer = task.LoopingCall(self.pack)
             self._packer.clock = self._reactor
             self._packer.start(self.pack_interval, now=False)
+        if self.poll_interval > 0:
+            self._seen_tid = self._last_tid()
+            self._poller = task.LoopingCall(self.poll)
+            self._poller.clock = self._reactor
+            self._poller.start(self.poll_interval, now=False)
 
     @defer.inlineCallbacks
     def stopService(self):
@@ -200,6 +266,8 @@ class Storage(MultiService):
         """
         if self._packer is not None and self._packer.running:
             self._packer.stop()
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
         yield super().stopService()
         yield self.flush()
         self.close()
@@ -267,6 +335,35 @@ class Storage(MultiService):
         """
         if not self._in_transaction:
             self._tm.abort()
+
+    def _last_tid(self) -> bytes:
+        """The newest transaction the reactor thread's connection can see
+        (RelStorage's instance knows it only once it polled)."""
+        return self._conn._storage.lastTransaction()
+
+    def poll(self) -> bool:
+        """
+        See what other nodes committed: sync the connection and, if the
+        database moved on since the last poll, call the change listeners.
+        Skipped while a transaction is open; writes queued for a batch
+        are not applied yet, so the sync loses nothing.  Commits of this
+        node count too: a listener rebuilds at most once a poll for them.
+
+        @return: whether the listeners were called.
+        """
+        if self._conn is None or self._in_transaction:
+            return False
+        try:
+            self.sync()
+            tid = self._last_tid()
+        except Exception:
+            self.log.failure("database poll failed")
+            return False
+        if tid == self._seen_tid:
+            return False
+        self._seen_tid = tid
+        self._changed("sync")
+        return True
 
     # -- configuration transactions ------------------------------------
 
