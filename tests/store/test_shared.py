@@ -22,9 +22,9 @@ def test_dsn_host_port_user_db():
 def test_dsn_survives_relstorage_suffix():
     """RelStorage appends application_name to the DSN: as keywords the
     database name stays what the URI said."""
-    import psycopg2.extensions
+    psycopg2 = pytest.importorskip("psycopg2.extensions")
     dsn = libpq_dsn("postgres://app@h:5432/db") + " application_name='RS'"
-    parsed = psycopg2.extensions.parse_dsn(dsn)
+    parsed = psycopg2.parse_dsn(dsn)
     assert parsed["dbname"] == "db"
     assert parsed["application_name"] == "RS"
 
@@ -32,10 +32,10 @@ def test_dsn_survives_relstorage_suffix():
 def test_dsn_percent_encoded_password():
     """User and password are percent-decoded, and quotes and backslashes
     in them are escaped so libpq reads them back exactly."""
-    import psycopg2.extensions
+    psycopg2 = pytest.importorskip("psycopg2.extensions")
     uri = "postgresql://us%40er:p%40ss%3Aw%2Frd%27%5C%25@127.0.0.1:5432/db"
     dsn = libpq_dsn(uri)
-    parsed = psycopg2.extensions.parse_dsn(dsn)
+    parsed = psycopg2.parse_dsn(dsn)
     assert parsed["user"] == "us@er"
     assert parsed["password"] == "p@ss:w/rd'\\%"
     assert parsed["host"] == "127.0.0.1"
