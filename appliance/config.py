@@ -232,6 +232,9 @@ class SMPPSection(ServiceSection):
         never all arrive.
     @ivar client_ca: PEM file of the CAs that outbound TLS connections
         trust (default: the system's trust store).
+    @ivar bind_failures: failed binds from one address within
+        C{bind_lockout} seconds that lock the address out.
+    @ivar bind_lockout: seconds (see C{bind_failures}).
     """
     bind_timeout: int = 30
     idle_timeout: int = 300
@@ -242,6 +245,8 @@ class SMPPSection(ServiceSection):
     reassembly_timeout: int = 300
     reassembly_policy: str = "deliver_partial"
     client_ca: Path | None = None
+    bind_failures: int = 5
+    bind_lockout: int = 60
 
 
 @dataclass(frozen=True)
@@ -616,7 +621,8 @@ def _smpp_section(c: _Collector, t: dict, base: Path) -> SMPPSection:
             "enquire_link_interval": (30, 1, 3600),
             "response_timeout": (30, 1, 3600), "window": (100, 1, 10000),
             "queue_limit": (100000, 1, 100_000_000),
-            "reassembly_timeout": (300, 1, 86400)}
+            "reassembly_timeout": (300, 1, 86400),
+            "bind_failures": (5, 1, 1000), "bind_lockout": (60, 1, 86400)}
     _unknown(c, "smpp", t, {"enabled", "listen", "reassembly_policy",
                             "client_ca", *ints})
     common = _service(c, "smpp", t, base)

@@ -33,11 +33,12 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import ISSHPrivateKey, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python import components
 from zope.interface import implementer
 
+from appliance.model.passwords import verify_secret
 from appliance.shell.output import Stream, StreamWriter
 from appliance.shell.script import open_session
 from appliance.shell.session import AuditLog, Session, execute
@@ -184,11 +185,15 @@ class OperatorPasswordChecker:
 
     credentialInterfaces = (IUsernamePassword,)
 
-    def __init__(self, storage: Any) -> None:
+    def __init__(self, storage: Any, reactor: Any = None) -> None:
         """
         @param storage: the storage holding the operators.
+        @param reactor: whose thread pool checks the password (scrypt,
+            some 40 ms: never on the reactor thread in the node); C{None}
+            checks it on the calling thread (unit tests).
         """
         self.storage = storage
+        self.reactor = reactor
 
     def requestAvatarId(self, credentials) -> defer.Deferred:
         """
@@ -199,9 +204,21 @@ class OperatorPasswordChecker:
         name = credentials.username.decode("utf-8", "replace")
         operator = _operator(self.storage, name)
         password = credentials.password.decode("utf-8", "replace")
-        if operator is None or not operator.check_password(password):
+        if operator is None or operator.password_hash is None:
             return defer.fail(UnauthorizedLogin("bad password"))
-        return defer.succeed(OperatorIdentity(name, operator.role))
+        role, stored = operator.role, operator.password_hash
+        if self.reactor is None:
+            d = defer.maybeDeferred(verify_secret, stored, password)
+        else:
+            d = threads.deferToThreadPool(self.reactor,
+                                          self.reactor.getThreadPool(),
+                                          verify_secret, stored, password)
+
+        def checked(ok: bool) -> OperatorIdentity:
+            if not ok:
+                raise UnauthorizedLogin("bad password")
+            return OperatorIdentity(name, role)
+        return d.addCallback(checked)
 
 
 class ShellChannel(sshsession.SSHSession):
@@ -527,5 +544,7 @@ def make_factory(shell: ShellContext, host_key: keys.Key,
     """
     portal = Portal(ShellRealm(shell), [
         OperatorKeyChecker(shell.storage, admin_keys),
-        OperatorPasswordChecker(shell.storage)])
+        OperatorPasswordChecker(
+            shell.storage, shell.clock if hasattr(shell.clock, "getThreadPool")
+            else None)])
     return ShellSSHFactory(host_key, portal)

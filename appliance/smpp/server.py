@@ -28,6 +28,7 @@ from appliance.model.numbering import (Alphanumeric, NumberError, Plan,
 from appliance.model.numbers import normalize_e164
 from appliance.smpp import pdus
 from appliance.smpp import receipts as R
+from appliance.smpp.bindguard import BindGuard, Verify, inline_verify
 from appliance.smpp.concat import GroupKey, ReassemblyFull, text_of
 from appliance.smpp.courier import ReceiptCourier
 from appliance.smpp.pdus import Status
@@ -66,13 +67,16 @@ class SMPPServer:
     log = Logger()
 
     def __init__(self, storage: Any, core: Any, clock: Any, section: Any,
-                 system_id: str = "appliance"):
+                 system_id: str = "appliance",
+                 verify: Verify = inline_verify):
         """
         @param storage: the L{IStorage}.
         @param core: the L{IMessagingCore}.
         @param clock: the reactor's time and scheduling.
         @param section: the L{appliance.config.SMPPSection}.
         @param system_id: ours, sent in bind responses.
+        @param verify: C{verify(hash, password)} returns a Deferred firing
+            with whether it matches: L{thread_verify} in the node.
         """
         self.storage = storage
         self.core = core
@@ -80,6 +84,9 @@ class SMPPServer:
         self.section = section
         self.system_id = system_id
         self.binds: dict[str, list] = {}
+        self.bind_guard = BindGuard(clock, verify,
+                                    limit=section.bind_failures,
+                                    window=section.bind_lockout)
         self.sessions: set = set()
         self.counters: dict[str, dict[str, int]] = {}
         self._buckets: dict[str, list[float]] = {}
@@ -162,29 +169,55 @@ class SMPPServer:
                 rr.remove(session)
 
     def authenticate(self, session: Any, bind_type: str, system_id: str,
-                     password: str) -> tuple[Any, CarrierBind | None]:
+                     password: str) -> defer.Deferred:
         """
-        Check a bind against the Carrier objects.
+        Check a bind against the Carrier objects.  The password is checked
+        by the L{BindGuard} (off the reactor thread in the node); a source
+        with too many recent failures is refused without a check.
 
-        @return: C{(ESME_ROK, record)} or C{(error status, None)}:
-            C{ESME_RINVSYSID} unknown system_id, C{ESME_RINVPASWD} wrong
-            password, C{ESME_RBINDFAIL} carrier disabled or source address
-            not allowed, C{ESME_RALYBND} the carrier has C{max_binds}
-            binds already.
+        @return: a Deferred firing with C{(ESME_ROK, record)} or C{(error
+            status, None)}: C{ESME_RINVSYSID} unknown system_id,
+            C{ESME_RINVPASWD} wrong password, C{ESME_RBINDFAIL} carrier
+            disabled, source address not allowed, source locked out or a
+            check from it already in progress, C{ESME_RALYBND} the carrier
+            has C{max_binds} binds already.
         """
+        source = session.peer
+        guard = self.bind_guard
+        wait = guard.locked(source)
+        if wait:
+            self.log.info("SMPP bind of {system_id!r} from {source} refused: "
+                          "locked out for {wait} s more",
+                          system_id=system_id, source=source, wait=wait)
+            return defer.succeed((Status.ESME_RBINDFAIL, None))
+        busy = guard.busy(source)
+        if busy:
+            guard.failed(source, system_id, busy)
+            return defer.succeed((Status.ESME_RBINDFAIL, None))
         carrier = self.storage.root().carrier_by_system_id(system_id) \
             if system_id else None
         if carrier is None:
-            return Status.ESME_RINVSYSID, None
-        if not carrier.check_password(password):
-            return Status.ESME_RINVPASWD, None
-        if not carrier.enabled or not carrier.source_allowed(session.peer):
-            return Status.ESME_RBINDFAIL, None
-        if len(self.binds.get(carrier.name, ())) >= carrier.max_binds:
-            return Status.ESME_RALYBND, None
-        return Status.ESME_ROK, CarrierBind(carrier.name, system_id,
-                                            carrier.throughput,
-                                            carrier.max_binds)
+            guard.failed(source, system_id, "unknown system_id")
+            return defer.succeed((Status.ESME_RINVSYSID, None))
+        if not carrier.source_allowed(source):
+            guard.failed(source, system_id, "address not allowed")
+            return defer.succeed((Status.ESME_RBINDFAIL, None))
+        name, stored = carrier.name, carrier.password_hash
+
+        def checked(ok: bool):
+            carrier = self.storage.root().carriers.get(name)
+            if not ok:
+                guard.failed(source, system_id, "wrong password")
+                return Status.ESME_RINVPASWD, None
+            if carrier is None or not carrier.enabled:
+                return Status.ESME_RBINDFAIL, None
+            guard.succeeded(source)
+            if len(self.binds.get(carrier.name, ())) >= carrier.max_binds:
+                return Status.ESME_RALYBND, None
+            return Status.ESME_ROK, CarrierBind(carrier.name, system_id,
+                                                carrier.throughput,
+                                                carrier.max_binds)
+        return guard.verify(source, stored, password).addCallback(checked)
 
     def bound(self, session: Any) -> None:
         """A session bound: count it, and send it waiting receipts."""

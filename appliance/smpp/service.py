@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from appliance.config import port_key
+from appliance.smpp.bindguard import inline_verify, thread_verify
 from appliance.smpp.server import COUNTERS, SMPPServer
 from appliance.smpp.session import SMPPSession
 
@@ -74,7 +75,10 @@ class SMPPService(Service):
         config = getattr(node, "config", None)
         name = config.node.name if config is not None else "appliance"
         self.server = SMPPServer(node.storage, core, self.reactor, section,
-                                 system_id=name[:15])
+                                 system_id=name[:15],
+                                 verify=thread_verify(self.reactor)
+                                 if hasattr(self.reactor, "getThreadPool")
+                                 else inline_verify)
         self._ports: list = []
         self._rates: dict[int, tuple[float, int, float]] = {}
 

@@ -4,7 +4,8 @@ One carrier's SMPP 3.4 session: framing, the session state machine and
 its timers.  Decisions (who may bind, what becomes of a submit) belong to
 the L{appliance.smpp.server.SMPPServer} controller.
 
-States: C{open} (connected, not bound) -> C{bound} (as transmitter,
+States: C{open} (connected, not bound) -> C{binding} (the password is
+being checked, off the reactor thread) -> C{bound} (as transmitter,
 receiver or transceiver) -> C{unbinding} (the peer sent unbind; waiting
 for our outstanding responses) -> C{closed}.
 
@@ -147,7 +148,7 @@ class SMPPSession(Protocol):
             call.cancel()
 
     def _bind_expired(self) -> None:
-        if self.state == "open":
+        if self.state in ("open", "binding"):
             self.close("no bind within the bind timeout")
 
     def _idle_expired(self) -> None:
@@ -249,7 +250,8 @@ class SMPPSession(Protocol):
 
     def _bind(self, h: pdus.Header, frame: bytes) -> None:
         if self.state != "open":
-            self.reply_error(h, Status.ESME_RALYBND, "already bound")
+            self.reply_error(h, Status.ESME_RALYBND, "already bound or "
+                             "binding")
             return
         try:
             pdu = pdus.decode(frame)
@@ -260,8 +262,26 @@ class SMPPSession(Protocol):
         bind_type = BIND_TYPES[h.command_id]
         system_id = (pdu.params.get("system_id") or b"").decode("latin-1")
         password = (pdu.params.get("password") or b"").decode("latin-1")
-        status, record = self.server.authenticate(
-            self, bind_type, system_id, password)
+        # No other request is served until the check has answered.
+        self.state = "binding"
+        d = self.server.authenticate(self, bind_type, system_id, password)
+        d.addCallback(self._bind_checked, h, bind_type, system_id)
+        d.addErrback(self._bind_error, h)
+
+    def _bind_error(self, failure: Failure, h: pdus.Header) -> None:
+        self.log.failure("SMPP bind from {peer} could not be checked",
+                         failure, peer=self.peer)
+        if self.state == "binding":
+            self.state = "open"
+            self.reply_error(h, Status.ESME_RSYSERR, "bind check failed")
+            self.close("bind check failed")
+
+    def _bind_checked(self, result: tuple, h: pdus.Header, bind_type: str,
+                      system_id: str) -> None:
+        if self.state != "binding":     # the connection was lost meanwhile
+            return
+        self.state = "open"
+        status, record = result
         if status != Status.ESME_ROK:
             self.log.info("bind {type} of {system_id!r} from {peer} "
                           "refused: {status}", type=bind_type,
