@@ -13,7 +13,7 @@ PKG_DEBS := debhelper dh-virtualenv python3-dev python3-venv lintian \
 PKG_OUT ?= build/deb
 PKG_REPO ?= build/repo
 
-.PHONY: venv run test unit e2e debs bench clean osmo-stp fuzz docs
+.PHONY: venv run test unit e2e debs bench bench-peers clean osmo-stp fuzz docs
 .PHONY: deb repo test-deb pkg-debs
 
 venv: $(VENV)/.installed
@@ -75,7 +75,14 @@ docs: venv
 	$(PY) -m appliance.shell.reference > docs/SHELL.md
 
 bench: venv
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(filter-out bench/bench_peers.py,$(wildcard bench/bench_*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Jasmin and Kamailio (../shared/anchors) and the node with the same load
+# tools, one after the other; appends the table to bench/RESULTS.md.
+# QUICK=1: a couple of minutes in all.
+bench-peers: venv
+	$(PIP) install -q -c constraints.txt 'py-spy>=0.4'
+	$(PY) bench/bench_peers.py --write $(if $(QUICK),--quick)
 
 # Debian packages building and testing the .deb need (root only).
 pkg-debs:
