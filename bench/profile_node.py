@@ -86,6 +86,9 @@ def summarise(raw: Path, title: str, top: int = 30) -> str:
     lines += [f"{pct(n)}  {f}" for f, n in self_t.most_common(top)]
     lines += ["", "## top by total time (inclusive)"]
     lines += [f"{pct(n)}  {f}" for f, n in total_t.most_common(top)]
+    ours = [(f, n) for f, n in total_t.most_common() if "(appliance/" in f]
+    lines += ["", "## the node's own functions by total time (inclusive)"]
+    lines += [f"{pct(n)}  {f}" for f, n in ours[:top]]
     lines += ["", f"## top {top} collapsed stacks (innermost 8 frames)"]
     lines += [f"{pct(n)}  {s}" for s, n in stacks.most_common(top)]
     return "\n".join(lines) + "\n"
@@ -98,9 +101,12 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=3)
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--title", default="")
-    ap.add_argument("command", nargs=argparse.REMAINDER)
-    a = ap.parse_args()
-    cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        ap.error("the bench's command line goes after --")
+    cut = argv.index("--")
+    a = ap.parse_args(argv[:cut])
+    cmd = argv[cut + 1:]
     out = ROOT / "bench" / "profiles"
     out.mkdir(exist_ok=True)
     raw = Path(f"/tmp/profile-{a.name}-{os.getpid()}.raw")
@@ -127,6 +133,8 @@ def main() -> None:
         if bench.poll() is None:
             bench.terminate()
             bench.wait(30)
+    keep = out / "raw"
+    keep.mkdir(exist_ok=True)
     text = summarise(raw, a.title or a.name)
     (out / f"{a.name}.txt").write_text(text)
     print(text[:3000])

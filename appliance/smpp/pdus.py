@@ -15,6 +15,7 @@ Pure: no Twisted, no ZODB.
 from __future__ import annotations
 
 import io
+import os
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -341,6 +342,8 @@ def ok_response(request: Header, message_id: str) -> bytes:
     @param request: the request's header.
     @param message_id: the id to report.
     """
+    if request.command_id == SUBMIT_SM:
+        return fast_submit_sm_resp(request.sequence, message_id)
     if request.command_id == 0x00000103:
         pdu = operations.DataSMResp(request.sequence, message_id=message_id)
     else:
@@ -361,3 +364,126 @@ def bind_response(request: Header, system_id: str) -> bytes:
 def request(command_id: int, sequence: int) -> bytes:
     """A request with no body (enquire_link, unbind)."""
     return HEADER.pack(HEADER.size, command_id, 0, sequence)
+
+
+# -- the hot path: submit_sm in, submit_sm_resp out, on struct -------------
+#
+# The generic codec builds a PDU object, enum members and a dict per PDU;
+# a submit_sm of the common shape (no TLVs, no schedule or validity time,
+# no padding) is read here straight from the octets into a Submit.  Every
+# one-octet field is judged by the library itself, once per value (cached),
+# and anything of another shape or any value it refuses goes to L{decode},
+# so the two always agree (tests/smpp/test_smpp_fastpath.py runs both).
+
+#: Off (C{APPLIANCE_SMPP_FAST_PDUS=0} in the environment) only to bench or
+#: profile the generic codec against this one in the same run.
+FAST_PDUS = os.environ.get("APPLIANCE_SMPP_FAST_PDUS", "1") != "0"
+_MANDATORY = PDUEncoder.DefaultRequiredParamEncoders
+_ONE_OCTET: dict[str, dict[int, int | None]] = {}
+
+
+def _octet(field: str, value: int) -> int | None:
+    """
+    The value the node reads for a one-octet field, as C{submit_fields}
+    would after the library decoded it; C{None} if the library refuses it.
+    """
+    cache = _ONE_OCTET.setdefault(field, {})
+    try:
+        return cache[value]
+    except KeyError:
+        pass
+    try:
+        decoded = _MANDATORY[field].decode(io.BytesIO(bytes((value,))))
+    except Exception:
+        cache[value] = None
+        return None
+    if field in ("esm_class", "data_coding", "registered_delivery"):
+        result = _MANDATORY[field].encode(decoded)[0] \
+            if decoded is not None else 0
+    elif field.endswith(("_ton", "_npi")):
+        result = _code(decoded, addr_ton_name_map if field.endswith("_ton")
+                       else addr_npi_name_map)
+    else:
+        result = value
+    cache[value] = result
+    return result
+
+
+def _fast_cstring(frame: bytes, offset: int, size: int
+                  ) -> tuple[bytes, int] | None:
+    """A C-octet-string of at most C{size} octets with its NUL."""
+    end = frame.find(b"\0", offset, offset + size)
+    if end < 0:
+        return None
+    return frame[offset:end], end + 1
+
+
+def fast_submit_sm(frame: bytes) -> Submit | None:
+    """
+    Read a submit_sm of the common shape without the generic codec.
+
+    @param frame: a whole submit_sm from L{split_frames}.
+    @return: what C{submit_fields(decode(frame))} returns, or C{None} when
+        the PDU is not of the common shape (the caller then decodes it
+        with the library, which also chooses the error status).
+    """
+    if not FAST_PDUS:
+        return None
+    length, command_id, status, _ = HEADER.unpack_from(frame)
+    if command_id != SUBMIT_SM or status != 0 or length != len(frame):
+        return None
+    try:
+        got = _fast_cstring(frame, 16, 6)                   # service_type
+        if got is None:
+            return None
+        o = got[1]
+        src_ton = _octet("source_addr_ton", frame[o])
+        src_npi = _octet("source_addr_npi", frame[o + 1])
+        got = _fast_cstring(frame, o + 2, 21)
+        if got is None or src_ton is None or src_npi is None:
+            return None
+        source, o = got
+        dst_ton = _octet("dest_addr_ton", frame[o])
+        dst_npi = _octet("dest_addr_npi", frame[o + 1])
+        got = _fast_cstring(frame, o + 2, 21)
+        if got is None or dst_ton is None or dst_npi is None:
+            return None
+        dest, o = got
+        esm = _octet("esm_class", frame[o])
+        pid = _octet("protocol_id", frame[o + 1])
+        prio = _octet("priority_flag", frame[o + 2])
+        # schedule_delivery_time and validity_period empty: two NULs
+        if frame[o + 3] or frame[o + 4]:
+            return None
+        rd = _octet("registered_delivery", frame[o + 5])
+        rip = _octet("replace_if_present_flag", frame[o + 6])
+        dc = _octet("data_coding", frame[o + 7])
+        dmi = _octet("sm_default_msg_id", frame[o + 8])
+        sm_length = frame[o + 9]
+    except IndexError:
+        return None
+    o += 10
+    if None in (esm, pid, prio, rd, rip, dc, dmi) or sm_length > 254 \
+            or o + sm_length != length:
+        return None                  # TLVs, padding or a refused value
+    return Submit(
+        source=source.decode("latin-1"),
+        recipients=((dst_ton, dst_npi, dest.decode("latin-1")),),
+        esm_class=esm, data_coding=dc, registered_delivery=rd,
+        body=frame[o:], sar=(None, None, None),
+        source_ton=src_ton, source_npi=src_npi)
+
+
+_SUBMIT_SM_RESP = 0x80000004
+
+
+def fast_submit_sm_resp(sequence: int, message_id: str) -> bytes:
+    """
+    A successful submit_sm_resp, octet for octet what L{ok_response}
+    encodes with the library for an ASCII id of at most 64 characters.
+    """
+    if not FAST_PDUS or len(message_id) > 64 or not message_id.isascii():
+        return encode(operations.SubmitSMResp(sequence,
+                                              message_id=message_id))
+    body = message_id.encode("ascii") + b"\0"
+    return HEADER.pack(16 + len(body), _SUBMIT_SM_RESP, 0, sequence) + body

@@ -332,7 +332,7 @@ class SMPPSession(Protocol):
         try:
             if h.command_id == pdus.SUBMIT_MULTI:
                 submit = pdus.decode_submit_multi(frame)
-            else:
+            elif (submit := pdus.fast_submit_sm(frame)) is None:
                 submit = pdus.submit_fields(pdus.decode(frame))
                 if h.command_id == pdus.SUBMIT_SM:
                     # smpp.pdu3 drops vendor TLVs: read the hop count raw.
