@@ -133,8 +133,6 @@ def main() -> None:
         if bench.poll() is None:
             bench.terminate()
             bench.wait(30)
-    keep = out / "raw"
-    keep.mkdir(exist_ok=True)
     text = summarise(raw, a.title or a.name)
     (out / f"{a.name}.txt").write_text(text)
     print(text[:3000])
