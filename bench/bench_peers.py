@@ -167,6 +167,9 @@ provision = "{script}"
 [smpp]
 enabled = true
 listen = "tcp:port=0:interface=127.0.0.1"
+
+[shell]
+enabled = false
 ''')
     return config
 
@@ -351,6 +354,9 @@ realm = "{SIP_DOMAIN}"
 min_expires = 60
 max_expires = 7200
 auth_failures = 100000
+
+[shell]
+enabled = false
 ''')
     first = start_twistd(config, node_dir)
     try:
