@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
 
-from appliance.smpp.segment import encode_for_sms
-from appliance.smpp.text import gsm7_fits, ucs2_length
+from appliance.sms.segment import encode_for_sms
+from appliance.sms.text import gsm7_fits, ucs2_length
 
 #: The most recipients one request may name.
 MAX_RECIPIENTS = 100

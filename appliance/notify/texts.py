@@ -10,7 +10,7 @@ from __future__ import annotations
 import time as _time
 from string import Formatter
 
-from appliance.smpp.text import TextCodingError, gsm7_encode
+from appliance.sms.text import TextCodingError, gsm7_encode
 
 KINDS = ("who-called", "notify-me")
 FIELDS = ("caller", "called", "time", "count", "reason")

@@ -3,7 +3,7 @@
 SMS transfer-layer PDUs (3GPP TS 23.040 section 9.2.2): SMS-DELIVER,
 which the node sends inside MT-ForwardSM, and SMS-SUBMIT, which an MSC
 brings inside MO-ForwardSM.  Text is GSM 7-bit packed or UCS-2 (the
-codecs of L{appliance.smpp.text}), long text is split with the
+codecs of L{appliance.sms.text}), long text is split with the
 concatenation user data header, and the invisible "type 0" message is
 TP-PID 0x40.  pycrate's C{TS23040_SMS} is the oracle of the tests.
 
@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from appliance.smpp.segment import encode_for_sms
-from appliance.smpp.text import (
+from appliance.sms.segment import encode_for_sms
+from appliance.sms.text import (
     TextCodingError, gsm7_decode, gsm7_encode, gsm7_fill_bits, gsm7_pack,
     gsm7_unpack, ucs2_decode)
-from appliance.smpp.udh import (
+from appliance.sms.udh import (
     ConcatenationError, concatenation_from_udh, parse_udh)
 
 MTI_DELIVER, MTI_SUBMIT = 0, 1

@@ -39,9 +39,9 @@ from typing import Any, Callable, NamedTuple
 
 from appliance.smpp import pdus
 from appliance.smpp.pdus import Status
-from appliance.smpp.text import (Alphabet, TextCodingError, alphabet_for,
+from appliance.sms.text import (Alphabet, TextCodingError, alphabet_for,
                                  decode_short_message, repair_surrogates)
-from appliance.smpp.udh import (ConcatenationError, concatenation_from_sar,
+from appliance.sms.udh import (ConcatenationError, concatenation_from_sar,
                                 concatenation_from_udh, split_user_data)
 
 __all__ = [

@@ -48,7 +48,7 @@ from appliance.smpp import pdus
 from appliance.model.numbers import normalize_e164
 from appliance.smpp.concat import GroupKey, ReassemblyFull, text_of
 from appliance.smpp.reassembly import DurableReassembler, PartInfo
-from appliance.smpp.udh import ConcatenationError
+from appliance.sms.udh import ConcatenationError
 from appliance.messaging.interfaces import IDeliveryAgent
 from appliance.model.numbering import plan_for
 from appliance.smpp.client import Timers

@@ -119,7 +119,7 @@ class DurableReassembler:
         """
         Take one part.
 
-        @raise appliance.smpp.udh.ConcatenationError: bad numbering.
+        @raise appliance.sms.udh.ConcatenationError: bad numbering.
         @raise appliance.smpp.concat.ReassemblyFull: too many messages
             waiting for parts.
         """

@@ -29,7 +29,7 @@ from smpp.pdu.constants import command_status_value_map
 from appliance.model.numbering import (DEFAULT_PLAN, TON_ALPHANUMERIC, Plan,
                                        outbound_address)
 from appliance.smpp import pdus
-from appliance.smpp.segment import SMSEncoding, encode_for_sms
+from appliance.sms.segment import SMSEncoding, encode_for_sms
 
 #: The vendor-specific TLV (SMPP 3.4 section 5.3.2: 0x1400-0x3FFF) that
 #: carries the number of nodes a message has passed, as one octet.
@@ -283,7 +283,7 @@ def submit_frames(sender: str, recipient: str, text: str, reference: int,
     @param registered_delivery: 1 asks for a receipt.
     @return: the L{Outgoing} message.
     @raise ValueError: an empty address, or text that cannot be sent
-        (L{appliance.smpp.segment.TextTooLong} and the text codec errors
+        (L{appliance.sms.segment.TextTooLong} and the text codec errors
         are C{ValueError}s).
     """
     if registered_delivery not in (0, 1, 2):

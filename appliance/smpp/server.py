@@ -34,9 +34,9 @@ from appliance.smpp.courier import ReceiptCourier
 from appliance.smpp.pdus import Status
 from appliance.smpp.reassembly import DurableReassembler, PartInfo
 from appliance.smpp.state import KEY, state
-from appliance.smpp.text import Alphabet, TextCodingError, alphabet_for, \
+from appliance.sms.text import Alphabet, TextCodingError, alphabet_for, \
     decode_short_message
-from appliance.smpp.udh import ConcatenationError, concatenation_from_sar, \
+from appliance.sms.udh import ConcatenationError, concatenation_from_sar, \
     concatenation_from_udh, split_user_data
 
 #: Stored message encoding by alphabet.

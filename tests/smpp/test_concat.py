@@ -7,9 +7,9 @@ from hypothesis import given, settings, strategies as st
 from appliance.smpp import concat as concat_module
 from appliance.smpp.concat import (
     DELIVER_PARTIAL, FAIL, GroupKey, Incomplete, ReassemblyFull, Reassembler)
-from appliance.smpp.segment import encode_for_sms
-from appliance.smpp.text import decode_short_message
-from appliance.smpp.udh import ConcatenationError, concatenation_from_udh, split_user_data
+from appliance.sms.segment import encode_for_sms
+from appliance.sms.text import decode_short_message
+from appliance.sms.udh import ConcatenationError, concatenation_from_udh, split_user_data
 
 KEY = ("Carrier1", "AsiaCell", "111222333", 42)
 

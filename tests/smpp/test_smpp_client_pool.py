@@ -457,7 +457,7 @@ class PoolTests(SynchronousTestCase):
         """A vendor's concatenated message (UDH) is reassembled: the first
         part is on disk before its deliver_sm_resp, the last completes one
         message with the whole text, and no part is left stored."""
-        from appliance.smpp.udh import concatenation_udh
+        from appliance.sms.udh import concatenation_udh
         self.bind_all()
         link = self.vendor_message(5, concatenation_udh(7, 2, 1) + b"one ",
                                    esm=1)

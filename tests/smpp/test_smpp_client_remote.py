@@ -11,7 +11,7 @@ from appliance.smpp import receipts as R
 from appliance.smpp.remote import (
     HOPS_TAG, Address, References, address_type, classify, hops_tlv,
     is_receipt, parse_receipt, read_hops, status_name, submit_frames)
-from appliance.smpp.segment import TextTooLong
+from appliance.sms.segment import TextTooLong
 
 
 def test_address_types():

@@ -5,7 +5,7 @@ import pytest
 
 from appliance.smpp import pdus
 from appliance.smpp import receipts as R
-from appliance.smpp.udh import concatenation_udh
+from appliance.sms.udh import concatenation_udh
 from tests.smpp.smpp_env import Env, message_id, responses, submit_sm
 
 

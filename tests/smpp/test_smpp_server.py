@@ -3,8 +3,8 @@ concatenation and submit_multi."""
 import pytest
 from smpp.pdu import pdu_types as T
 
-from appliance.smpp.text import gsm7_encode
-from appliance.smpp.udh import concatenation_udh
+from appliance.sms.text import gsm7_encode
+from appliance.sms.udh import concatenation_udh
 from tests.smpp.smpp_env import (
     Env, message_id, with_payload, responses, status, submit_multi, submit_sm,
 )

@@ -1,10 +1,10 @@
 """
-Tests for L{appliance.smpp.udh}: user data headers and SAR TLVs.
+Tests for L{appliance.sms.udh}: user data headers and SAR TLVs.
 """
 import pytest
 
 from appliance.smpp import udh as udh_module
-from appliance.smpp.udh import (
+from appliance.sms.udh import (
     UDHI, Concatenation, ConcatenationError, InformationElement, MalformedUDH,
     build_udh, concatenation_from_sar, concatenation_from_udh, concatenation_udh,
     parse_udh, split_user_data)

@@ -1,20 +1,20 @@
 """
-Tests for L{appliance.smpp.text} (codecs) and L{appliance.smpp.segment}
+Tests for L{appliance.sms.text} (codecs) and L{appliance.sms.segment}
 (alphabet choice and splitting for SIP to SMS).
 """
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from appliance.smpp import segment, text
-from appliance.smpp.segment import (
+from appliance.sms.segment import (
     SMSEncoding, TextTooLong, encode_for_sms, gsm7_part_septets, split_septets,
     split_utf16, ucs2_part_units)
-from appliance.smpp.text import (
+from appliance.sms.text import (
     Alphabet, TextCodingError, UnencodableCharacter, UnsupportedCoding,
     alphabet_for, decode_short_message, encode_short_message, gsm7_decode,
     gsm7_ambiguous, gsm7_encode, gsm7_fill_bits, gsm7_fits, gsm7_length, gsm7_pack, gsm7_unpack,
     latin1_encode, repair_surrogates, ucs2_decode, ucs2_encode, ucs2_length)
-from appliance.smpp.udh import UDHI, ConcatenationError, parse_udh, concatenation_from_udh
+from appliance.sms.udh import UDHI, ConcatenationError, parse_udh, concatenation_from_udh
 
 # GSM 03.38 default alphabet as Unicode code points, septet order, written
 # out independently of the module's string literal (0x1B is the escape).
@@ -271,7 +271,7 @@ def test_encode_short_message_is_inverse():
         encode_short_message(2, "x")
 
 
-# -- segmentation (appliance.smpp.segment) ---------------------------------
+# -- segmentation (appliance.sms.segment) ---------------------------------
 
 def _reassemble(enc: SMSEncoding) -> str:
     """Decode and join the segments of an encoding, checking each header."""
