@@ -20,6 +20,7 @@ from ZODB.POSException import ConflictError
 from appliance.model.errors import ModelError
 from appliance.shell.live import LiveState
 from appliance.shell.output import Stream
+from appliance.shell.types import ArgumentError
 from appliance.shell.grammar import (
     CommandTree, GrammarError, Mode, tokenize)
 
@@ -295,7 +296,9 @@ def execute(session: Session, line: str) -> Result:
     """
     try:
         return _execute(session, line)
-    except (GrammarError, CommandError, ModelError) as e:
+    except (GrammarError, CommandError, ModelError, ArgumentError) as e:
+        # ArgumentError: a handler refusing an argument's value, as the
+        # grammar's own types do.
         return Result(f"% {e}", False)
     except ConflictError:
         return Result("% the change conflicted with another, try again",

@@ -537,3 +537,14 @@ def test_test_route(storage):
     assert run(s, "test route from 1111 to 0123").startswith(
         "policy to-env4: smpp over env4 (not running)\n")
     assert sum(storage.messages().counts().values()) == 0
+
+
+def test_handler_argument_refusal_is_a_percent_answer(admin):
+    """A command handler that refuses an argument's value (ArgumentError,
+    as C{no snmp-manager NAME} does for an unknown manager) answers
+    C{% reason} and changes nothing, instead of an internal error."""
+    run(admin, "configure terminal")
+    result = execute(admin, "no snmp-manager 0")
+    assert not result.ok
+    assert "internal error" not in result.read()
+    assert "no snmp-manager named '0'" in result.read()
