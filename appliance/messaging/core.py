@@ -44,7 +44,8 @@ from appliance.messaging.vocabulary import (OUTCOMES, RECEIPT_STATES,
                                             NoRoute, Outcome, Refused,
                                             Submission, normalize_remote_id,
                                             remote_id_forms)
-from appliance.messaging.store import IdsExhausted, Message, MessageIds
+from appliance.messaging.store import Message
+from appliance.messaging.vocabulary import IdsExhausted, MessageIds
 from appliance.model.routing import route_table
 
 #: The vocabulary, importable from here too for older callers.

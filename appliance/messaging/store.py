@@ -23,7 +23,11 @@ from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 from zope.interface import implementer
 
-from appliance.messaging.interfaces import IMessage, IMessageIds, IMessageStore
+from appliance.messaging.interfaces import IMessage, IMessageStore
+# The id allocator is shared vocabulary (SMPP allocates part ids with it);
+# re-exported here for the store's callers.
+from appliance.messaging.vocabulary import (  # noqa: F401
+    MAX_EPOCH, IdsExhausted, MessageIds)
 from appliance.model.errors import ModelError
 
 #: All states, in lifecycle order.
@@ -36,48 +40,8 @@ ORIGIN_KINDS = ("carrier", "account", "connection", "http", "tenant", "map",
                 "node")
 ENCODINGS = ("gsm7", "ucs2", "latin1", "utf-8", "binary", "ascii")
 
-_SEQ_BITS = 32
-_MAX_SEQ = (1 << _SEQ_BITS) - 1
 #: Ids must fit a signed 64-bit LOBTree key.
-MAX_EPOCH = (1 << 31) - 1
 _MAX_ID = (1 << 63) - 1
-
-
-class IdsExhausted(Exception):
-    """
-    A L{MessageIds} gave out all 2**32 - 1 ids of its epoch. The caller
-    commits a new L{MessageStore.next_epoch} and makes a new allocator.
-    """
-
-
-@implementer(IMessageIds)
-class MessageIds:
-    """
-    Transient id allocator for one epoch (not stored in the database).
-
-    @ivar epoch: the epoch.
-    """
-
-    def __init__(self, epoch: int) -> None:
-        """
-        @param epoch: from L{MessageStore.next_epoch}, 1 to 2**31 - 1.
-        @raise ModelError: for an epoch out of range.
-        """
-        if isinstance(epoch, bool) or not isinstance(epoch, int) \
-                or not 1 <= epoch <= MAX_EPOCH:
-            raise ModelError(f"an epoch is between 1 and {MAX_EPOCH}")
-        self.epoch = epoch
-        self._seq = 0
-
-    def next(self) -> int:
-        """
-        @return: the next id, C{epoch << 32 | seq} with seq from 1.
-        @raise IdsExhausted: when seq would pass 2**32 - 1.
-        """
-        if self._seq >= _MAX_SEQ:
-            raise IdsExhausted(f"epoch {self.epoch} has no ids left")
-        self._seq += 1
-        return self.epoch << _SEQ_BITS | self._seq
 
 
 def _text_or_none(label: str, value: object) -> str | None:

@@ -4,7 +4,8 @@ The vocabulary every protocol shares with the messaging core: what a
 protocol hands in (L{Submission}), what a delivery agent is handed
 (L{MessageView}) and answers (L{Outcome}), the refusals raised before
 anything is stored (L{NoRoute}, L{Refused}), and how another SMSC's
-message ids are matched when its receipts come back.
+message ids are matched when its receipts come back, and the in-memory
+allocator of our own message ids (L{MessageIds}).
 
 Pure: no Twisted, no ZODB.
 """
@@ -12,6 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from zope.interface import implementer
+
+from appliance.messaging.interfaces import IMessageIds
+from appliance.model.errors import ModelError
 
 #: Outcome kinds an agent reports.
 OUTCOMES = ("delivered", "offline", "retry", "failed", "forwarded")
@@ -172,3 +178,46 @@ def remote_id_forms(remote_id: str) -> list[str]:
     if text.isdigit():
         forms.append(format(int(text), "x"))
     return list(dict.fromkeys(forms))
+
+
+_SEQ_BITS = 32
+_MAX_SEQ = (1 << _SEQ_BITS) - 1
+#: Epochs keep ids within a signed 64-bit LOBTree key.
+MAX_EPOCH = (1 << 31) - 1
+
+
+class IdsExhausted(Exception):
+    """
+    A L{MessageIds} gave out all 2**32 - 1 ids of its epoch. The caller
+    commits a new C{IMessageStore.next_epoch} and makes a new allocator.
+    """
+
+
+@implementer(IMessageIds)
+class MessageIds:
+    """
+    Transient id allocator for one epoch (not stored in the database).
+
+    @ivar epoch: the epoch.
+    """
+
+    def __init__(self, epoch: int) -> None:
+        """
+        @param epoch: from C{IMessageStore.next_epoch}, 1 to 2**31 - 1.
+        @raise ModelError: for an epoch out of range.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, int) \
+                or not 1 <= epoch <= MAX_EPOCH:
+            raise ModelError(f"an epoch is between 1 and {MAX_EPOCH}")
+        self.epoch = epoch
+        self._seq = 0
+
+    def next(self) -> int:
+        """
+        @return: the next id, C{epoch << 32 | seq} with seq from 1.
+        @raise IdsExhausted: when seq would pass 2**32 - 1.
+        """
+        if self._seq >= _MAX_SEQ:
+            raise IdsExhausted(f"epoch {self.epoch} has no ids left")
+        self._seq += 1
+        return self.epoch << _SEQ_BITS | self._seq

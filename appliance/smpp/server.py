@@ -21,7 +21,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from appliance.messaging.vocabulary import NoRoute, Refused, Submission
-from appliance.messaging.store import MessageIds
+from appliance.messaging.vocabulary import MessageIds
 from appliance.model.errors import ModelError
 from appliance.model.numbering import (Alphanumeric, NumberError, Plan,
                                        normalize, plan_for, resolve_name)
