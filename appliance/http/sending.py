@@ -15,7 +15,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from appliance.http.params import APIError, SendRequest
-from appliance.messaging.core import NoRoute, Refused, Submission
+from appliance.messaging.vocabulary import NoRoute, Refused, Submission
 from appliance.model.errors import ModelError
 from appliance.model.numbering import Alphanumeric, node_plan, normalize
 

@@ -22,7 +22,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from appliance.messaging.core import NoRoute, Outcome, Refused, Submission
+from appliance.messaging.vocabulary import NoRoute, Outcome, Refused, Submission
 from appliance.messaging.interfaces import IDeliveryAgent
 from appliance.model.errors import ModelError
 from appliance.sigtran import mapcodec as M
