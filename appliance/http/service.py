@@ -22,7 +22,7 @@ from appliance.http.openapi import document
 from appliance.http.resources import APIResource
 from appliance.http.sending import Sender
 from appliance.model.passwords import verify_secret
-from appliance.shell.render import table
+from appliance.text_table import table
 
 
 class LimitedRequest(server.Request):

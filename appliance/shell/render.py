@@ -9,9 +9,12 @@ written parses back through the same declarations.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from appliance.shell.grammar import Command, CommandTree, Mode
+# The table formatter is neutral (services format their own status with it);
+# re-exported for the shell commands.
+from appliance.text_table import table  # noqa: F401
 
 
 def _write(tree: CommandTree, mode: Mode, root: Any, obj: Any, depth: int,
@@ -70,40 +73,3 @@ def running_config(tree: CommandTree, config: Mode, root: Any,
             raise KeyError(kind)
     lines.append("end")
     return lines
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
-          width: int = 79) -> str:
-    """
-    An aligned text table for an 80-column terminal.
-
-    Columns are as wide as their widest cell; when the table would be
-    wider than C{width}, the last column is cut with C{~}.
-
-    @param headers: column titles.
-    @param rows: cell values (converted with C{str}; C{None} shows C{-}).
-    @param width: the widest line allowed.
-    @return: the table, or C{headers} and C{(none)} when there are no rows.
-    """
-    cells = [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, v in enumerate(row):
-            widths[i] = max(widths[i], len(v))
-    fixed = sum(widths[:-1]) + 2 * (len(widths) - 1)
-    widths[-1] = max(min(widths[-1], width - fixed), len(headers[-1]))
-
-    def line(values: Sequence[str]) -> str:
-        out = []
-        for i, v in enumerate(values):
-            w = widths[i]
-            if len(v) > w:
-                v = v[:max(w - 1, 0)] + "~"
-            out.append(v.ljust(w) if i < len(values) - 1 else v)
-        return "  ".join(out).rstrip()
-
-    text = [line(headers), line(["-" * w for w in widths])]
-    text += [line(row) for row in cells]
-    if not cells:
-        text.append("(none)")
-    return "\n".join(text)

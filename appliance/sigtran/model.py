@@ -209,3 +209,15 @@ def ss7_of(app_root: Any, create: bool = False) -> SS7Root | None:
     if ss7 is None and create:
         ss7 = root[KEY] = SS7Root()
     return ss7
+
+
+#: Defaults when the C{ss7} configuration says nothing (cause 17: user
+#: busy; two seconds from ACM to REL).
+RELEASE_CAUSE = 17
+RELEASE_TIMER = 2
+
+
+def isup_release(ss7) -> tuple[int, float]:
+    """@return: the configured C{(cause, seconds)} of an C{SS7Root}."""
+    return (getattr(ss7, "isup_release_cause", RELEASE_CAUSE),
+            getattr(ss7, "isup_release_timer", RELEASE_TIMER))

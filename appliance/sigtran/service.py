@@ -200,7 +200,7 @@ class SigtranService(MultiService):
 
     def show(self) -> str:
         """The text of C{show ss7}."""
-        from appliance.shell.render import table
+        from appliance.text_table import table
         s = self._settings
         out = [f"point code {format_point_code(s.point_code)} "
                f"({s.point_code}), network indicator {s.network_indicator}, "

@@ -245,7 +245,7 @@ class SMSCService(Service):
             self.storage.add_change_listener(self._configured)
 
     def _configured(self, note: str = "") -> None:
-        from appliance.shell.commands.tcap import isup_release
+        from appliance.sigtran.model import isup_release
         from appliance.sigtran.model import ss7_of
         ss7 = ss7_of(self.storage.root())
         if ss7 is not None:

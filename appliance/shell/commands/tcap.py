@@ -10,16 +10,9 @@ from appliance.shell.commands.modes import POLICY, command
 from appliance.shell.commands.ss7 import SS7
 from appliance.shell.grammar import ANY, NO_STR
 
-#: Defaults when the C{ss7} configuration says nothing (cause 17: user
-#: busy; two seconds from ACM to REL).
-RELEASE_CAUSE = 17
-RELEASE_TIMER = 2
-
-
-def isup_release(ss7) -> tuple[int, float]:
-    """@return: the configured C{(cause, seconds)} of an C{SS7Root}."""
-    return (getattr(ss7, "isup_release_cause", RELEASE_CAUSE),
-            getattr(ss7, "isup_release_timer", RELEASE_TIMER))
+# The defaults live with the SS7 model (the SMSC reads them too).
+from appliance.sigtran.model import (  # noqa: E402,F401
+    RELEASE_CAUSE, RELEASE_TIMER, isup_release)
 
 
 def _setting(attr: str, default: int, spec: str, help: tuple) -> None:
