@@ -194,7 +194,9 @@ def make_node(config: NodeConfig, reactor: Any,
         from appliance.sip.service import TRANSPORT as LOCAL_TRANSPORT
         sip = config.sip
         # Rating, prepaid charging and records, inside the core's writes.
-        built.billing = BillingService(storage, reactor)
+        # Tenants (HTTP API users) pay through a lookup the HTTP domain owns.
+        from appliance.http.model import tenant_of
+        built.billing = BillingService(storage, reactor, tenants=tenant_of)
         child(node, built.billing, "billing")
         built.core = MessagingCore(storage, reactor,
                                    local_transport=LOCAL_TRANSPORT,

@@ -49,7 +49,6 @@ from appliance.billing.model import (
 from appliance.billing.rating import NoPrice, Rate, RatingTariff, rate
 from appliance.billing.records import Record
 from appliance.billing.rules import Point, Rule, RuleBook, point_of
-from appliance.http.model import tenant_of
 from appliance.messaging.vocabulary import Refused, Submission
 from appliance.model.numbers import normalize_e164
 
@@ -245,7 +244,8 @@ class Charger:
 
     def __init__(self, storage: Any, clock: IReactorTime,
                  hold_timeout: float = 300.0,
-                 submit: Callable[[Submission], Any] | None = None) -> None:
+                 submit: Callable[[Submission], Any] | None = None,
+                 tenants: Callable[[Any, str], Any] | None = None) -> None:
         """
         @param storage: the L{IStorage} (its C{root()} is read on the
             reactor thread).
@@ -253,8 +253,14 @@ class Charger:
         @param hold_timeout: seconds after which a hold whose transaction
             never committed is forgotten.
         @param submit: see L{submit}.
+        @param tenants: the payer lookup of API tenants, C{tenants(app_root,
+            name)} giving an object with C{name}, C{tariff}, C{prepaid} and
+            a writable C{balance}, or C{None}; handed in by the wiring (the
+            HTTP domain owns tenants). Without it no tenant is known.
         """
         self.storage = storage
+        self._tenant_of = tenants if tenants is not None \
+            else (lambda app_root, name: None)
         self.clock = clock
         self.hold_timeout = hold_timeout
         self.submit = submit
@@ -425,7 +431,7 @@ class Charger:
             return _Payer(f"connection:{point.origin}", direction,
                           rule.tariff)
         if charge == "sender" and point.origin_kind == "tenant":
-            tenant = tenant_of(root, point.origin)
+            tenant = self._tenant_of(root, point.origin)
             if tenant is None:
                 return _Payer(f"tenant:{point.origin}", direction,
                               rule.tariff)
@@ -575,7 +581,7 @@ class Charger:
                 terms.balance = terms.balance + delta
                 return terms.balance
         elif kind == "tenant":
-            tenant = tenant_of(app, name)
+            tenant = self._tenant_of(app, name)
             if tenant is not None:
                 tenant.balance = tenant.balance + delta
                 return tenant.balance

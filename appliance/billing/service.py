@@ -34,15 +34,18 @@ class BillingService(Service):
     log = Logger()
 
     def __init__(self, storage: Any, clock: IReactorTime,
-                 hold_timeout: float = 300.0) -> None:
+                 hold_timeout: float = 300.0,
+                 tenants: Any = None) -> None:
         """
         @param storage: the L{IStorage}, opened before this starts.
         @param clock: the reactor's time.
         @param hold_timeout: see L{Charger}.
+        @param tenants: the tenants' payer lookup; see L{Charger}.
         """
         self.storage = storage
         self.clock = clock
-        self.charger = Charger(storage, clock, hold_timeout)
+        self.charger = Charger(storage, clock, hold_timeout,
+                               tenants=tenants)
 
     def startService(self) -> None:
         """Snapshot the tariffs and follow configuration commits."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from appliance.billing.service import BillingService
 from appliance.http.callbacks import queue_hook
+from appliance.http import model as http_model
 from appliance.http.model import http_of
 from appliance.messaging.core import MessagingCore
 from appliance.shell.script import run_script
@@ -50,7 +51,7 @@ class Core:
                                   validity=600)
         self.agent = FakeAgent()
         self.core.set_agent("smpp", self.agent)
-        self.billing = BillingService(storage, clock)
+        self.billing = BillingService(storage, clock, tenants=http_model.tenant_of)
         self.core.set_charger(self.billing.charger)
         self.billing.startService()
         self.core.startService()
