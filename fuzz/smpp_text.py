@@ -11,8 +11,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from appliance.smpp import text as T
-    from appliance.smpp import udh as U
+    from appliance.sms import text as T
+    from appliance.sms import udh as U
 
 
 def test_one_input(data: bytes) -> None:
