@@ -34,6 +34,7 @@ from appliance.node import NodeContext, NodeService, PortMap, child
 from appliance.store.database import Storage, open_database, shared_uri
 from appliance.alarms import generations as alarms_generations
 from appliance.billing import generations as billing_generations
+from appliance.cluster import generations as cluster_generations
 from appliance.http import generations as http_generations
 from appliance.messaging import generations as messaging_generations
 from appliance.model import generations as model_generations
@@ -65,6 +66,32 @@ class Built:
     m3ua: Any = None
     sip: Any = None
     notification: Any = None
+    cluster: Any = None
+
+
+def make_cluster(node: NodeService, context: NodeContext, built: Built,
+                 local_transport: str) -> Any:
+    """
+    On a database other nodes share (ZEO, PostgreSQL): the node's share
+    of the cluster (registry, heartbeat, message leases, takeover,
+    hand-over to the node holding an app's registration), before the
+    core that asks it; C{None} on a node's own database.
+    """
+    config = context.config
+    if not shared_uri(config.storage.uri):
+        return None
+    from appliance.cluster.locator import PresenceLocator
+    from appliance.cluster.service import ClusterService
+    name = config.node.name
+    service = ClusterService(
+        context.storage, context.reactor, name,
+        locator=PresenceLocator(context.storage, context.reactor, name),
+        local_transport=local_transport, lease=config.storage.lease,
+        heartbeat=config.storage.heartbeat)
+    built.cluster = service
+    built.live.add_source("cluster", service)
+    child(node, service, "cluster")
+    return service
 
 
 def make_shell(section: Any, context: NodeContext, built: Built) -> Any:
@@ -141,6 +168,7 @@ GENERATIONS = (
     ("ss7", sigtran_generations.GENERATIONS),
     ("notify", notify_generations.GENERATIONS),
     ("alarms", alarms_generations.GENERATIONS),
+    ("cluster", cluster_generations.GENERATIONS),
 )
 
 
@@ -198,12 +226,17 @@ def make_node(config: NodeConfig, reactor: Any,
         from appliance.http.model import tenant_of
         built.billing = BillingService(storage, reactor, tenants=tenant_of)
         child(node, built.billing, "billing")
+        # Several nodes on one database: who delivers which message.
+        cluster = make_cluster(node, context, built, LOCAL_TRANSPORT)
         built.core = MessagingCore(storage, reactor,
                                    local_transport=LOCAL_TRANSPORT,
                                    retry_schedule=sip.retry_schedule,
                                    validity=sip.validity,
                                    charger=built.billing.charger,
-                                   metrics=metrics)
+                                   metrics=metrics, ownership=cluster)
+        if cluster is not None:
+            cluster.dispatch = built.core.dispatch_ids
+            built.core.add_transaction_hook(cluster.transaction_hook)
         # Balance-low notifications are messages like any other.
         built.billing.charger.submit = built.core.submit
         child(node, built.core, "messaging")
@@ -237,6 +270,9 @@ def make_node(config: NodeConfig, reactor: Any,
     if built.core is not None or built.m3ua is not None:
         built.notification = make_notification(
             node, context, built, smsc if built.m3ua is not None else None)
+    if built.cluster is not None and built.sip is not None:
+        # Where apps are registered: this node's bindings.
+        built.cluster.locator.local = built.sip.store.get
     watch_node(metrics, storage, built.live)
     node.live = built.live
     return node

@@ -120,6 +120,12 @@ class StorageSection:
     @ivar pack_interval: seconds between packs (0: never).
     @ivar pack_days: history kept by a pack, in days.
     @ivar cache_size: objects each database connection keeps in memory.
+    @ivar lease: on a database several nodes share (ZEO, PostgreSQL):
+        seconds a node's hold on its queued messages lasts without a
+        heartbeat, so another node takes them over that long after it
+        dies (L{appliance.cluster}).
+    @ivar heartbeat: seconds between a node's heartbeats on a shared
+        database (less than half the lease).
     """
     uri: str = "Data.fs"
     batch_max: int = 2000
@@ -127,6 +133,8 @@ class StorageSection:
     pack_interval: float = 86400.0
     pack_days: float = 0.0
     cache_size: int = 200_000
+    lease: float = 10.0
+    heartbeat: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -543,7 +551,8 @@ def parse(text: str, source: Path | None = None,
 
     t = data.get("storage", {})
     _unknown(c, "storage", t, {"uri", "batch_max", "batch_delay",
-                               "pack_interval", "pack_days", "cache_size"})
+                               "pack_interval", "pack_days", "cache_size",
+                               "lease", "heartbeat"})
     uri = _typed(c, "storage", t, "uri", str, "Data.fs")
     uri_error = check_storage_uri(uri)
     if uri_error:
@@ -563,8 +572,16 @@ def parse(text: str, source: Path | None = None,
     cache_size = _typed(c, "storage", t, "cache_size", int, 200_000)
     if not 1000 <= cache_size <= 100_000_000:
         c.error("storage", "cache_size", "between 1000 and 100000000")
+    lease = _typed(c, "storage", t, "lease", float, 10.0)
+    heartbeat = _typed(c, "storage", t, "heartbeat", float, 1.0)
+    if not 0.05 <= heartbeat <= 60:
+        c.error("storage", "heartbeat", "between 0.05 and 60 seconds")
+    elif not 2 * heartbeat < lease <= 3600:
+        c.error("storage", "lease", "more than two heartbeats, at most "
+                "3600 seconds")
     storage = StorageSection(uri, batch_max, batch_delay, pack_interval,
-                             pack_days, cache_size)
+                             pack_days, cache_size, lease=lease,
+                             heartbeat=heartbeat)
 
     services: list[ServiceSection] = []
     for sname in ("shell", "smpp", "sip", "m3ua", "http"):

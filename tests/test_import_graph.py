@@ -19,7 +19,8 @@ ROOT = Path(appliance.__file__).parent
 
 #: The domain packages whose imports are checked.
 DOMAINS = ("smpp", "sip", "http", "sigtran", "notify", "billing",
-           "messaging", "model", "store", "alarms", "shell")
+           "messaging", "model", "store", "alarms", "shell",
+           "cluster")
 #: Modules any domain may import from another domain.
 PUBLIC = ("interfaces", "vocabulary", "generations")
 #: Neutral shared packages and modules: pure, owned by no protocol.

@@ -80,6 +80,29 @@ class NoCharge:
         """Inside a state change's transaction: settle or return."""
 
 
+class SoleOwner:
+    """
+    The ownership of a node alone on its database: every message is its
+    own.  Several nodes on one database share their messages through an
+    L{appliance.cluster.interfaces.IOwnership} instead (handed in by the
+    wiring): the core asks it before each delivery.
+    """
+
+    def epoch_taken(self, epoch: int) -> None:
+        """Nothing to record."""
+
+    def owns(self, id: int) -> bool:
+        """@return: C{True}."""
+        return True
+
+    def claim(self, view: MessageView) -> bool:
+        """@return: C{True}: deliver everything here."""
+        return True
+
+    def account_online(self, username: str) -> None:
+        """Nothing to point out."""
+
+
 @implementer(IMessagingCore)
 class MessagingCore(Service):
     """
@@ -99,7 +122,7 @@ class MessagingCore(Service):
                  validity: float = 86400.0, scan_interval: float = 1.0,
                  scan_limit: int = 500, retention: float = 7 * 86400.0,
                  purge_interval: float = 3600.0, charger: Any = None,
-                 metrics: Any = None):
+                 metrics: Any = None, ownership: Any = None):
         """
         @param storage: the L{IStorage}.
         @param clock: the reactor's time and scheduling.
@@ -116,6 +139,9 @@ class MessagingCore(Service):
         @param charger: the L{appliance.billing.interfaces.ICharger}
             (default: L{NoCharge}).
         @param metrics: the node's L{appliance.metrics.Metrics}, or C{None}.
+        @param ownership: which messages this node delivers, an
+            L{appliance.cluster.interfaces.IOwnership} (default
+            L{SoleOwner}: all of them).
         """
         self.storage = storage
         self.clock = clock
@@ -133,6 +159,9 @@ class MessagingCore(Service):
         self._hooks: list[Callable[[Any, Message, str], Any]] = []
         #: Counters and histograms of the node (L{appliance.metrics}).
         self.metrics: Any = metrics
+        self.ownership: Any = ownership if ownership is not None \
+            else SoleOwner()
+        self._scan_skipped = 0
         self._ids: MessageIds | None = None
         self._routes = None
         self._scanner: task.LoopingCall | None = None
@@ -178,6 +207,7 @@ class MessagingCore(Service):
         epoch = self.storage.run(lambda root: self.storage.messages()
                                  .next_epoch(), user="messaging",
                                  note="message id epoch")
+        self.ownership.epoch_taken(epoch)
         self._ids = MessageIds(epoch)
 
     def _next_id(self) -> int:
@@ -340,7 +370,7 @@ class MessagingCore(Service):
         @return: a Deferred firing once its outcome is recorded, or
             C{None} if it was in flight or no agent takes it.
         """
-        if view.id in self.in_flight:
+        if view.id in self.in_flight or not self.ownership.claim(view):
             return None
         if transport is None:
             transport = self._transport_of(view)
@@ -434,8 +464,15 @@ class MessagingCore(Service):
         """Dispatch the messages whose next attempt is due; expire those
         whose validity has ended."""
         now = self.clock.seconds()
-        for message in self.storage.messages().due_before(now,
-                                                          self.scan_limit):
+        owns = self.ownership.owns
+        skipped = 0
+        # Other nodes' due messages are skipped without counting against
+        # the limit: look further by as many as were skipped last time.
+        for message in self.storage.messages().due_before(
+                now, self.scan_limit + self._scan_skipped):
+            if not owns(message.id):
+                skipped += 1
+                continue
             view = MessageView.of(message)
             if view.id in self.in_flight:
                 continue
@@ -443,6 +480,26 @@ class MessagingCore(Service):
                 self._record(Outcome("retry", "validity period ended"), view)
             elif message.state == "delivering":
                 self.dispatch(view, self._transport_of(message))
+        self._scan_skipped = min(skipped, 20 * self.scan_limit)
+
+    def dispatch_ids(self, ids: Iterable[int]) -> int:
+        """
+        Dispatch the waiting messages among C{ids}, in id (acceptance)
+        order: messages this node took over from another, or was handed.
+
+        @return: how many were dispatched.
+        """
+        store = self.storage.messages()
+        count = 0
+        for id in sorted(ids):
+            message = store.get(id)
+            if message is None or message.state not in ("accepted",
+                                                         "delivering"):
+                continue
+            if self.dispatch(MessageView.of(message),
+                             self._transport_of(message)) is not None:
+                count += 1
+        return count
 
     def resume(self) -> None:
         """
@@ -470,6 +527,7 @@ class MessagingCore(Service):
         """
         now = self.clock.seconds()
         self._online[username] = now
+        self.ownership.account_online(username)
         views = [MessageView.of(m) for m in
                  self.storage.messages().waiting_for(username)
                  if m.id not in self.in_flight]

@@ -20,5 +20,6 @@ from appliance.shell.commands import ss7  # noqa: F401
 from appliance.shell.commands import tcap  # noqa: F401
 from appliance.shell.commands import notification  # noqa: F401
 from appliance.shell.commands import alarms  # noqa: F401
+from appliance.shell.commands import cluster  # noqa: F401
 
 base.declare_object_running_config()

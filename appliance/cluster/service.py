@@ -1,0 +1,604 @@
+# -*- test-case-name: tests.cluster.test_service -*-
+"""
+The node's share of a cluster: several nodes on one database (ZEO or
+RelStorage), each a full node, telling each other through that database
+who is alive and who delivers which message.
+
+  - **Registry and heartbeat.**  Each node keeps its L{NodeRecord} in
+    C{root["cluster"].nodes} and renews it, with the lease of every slot
+    it holds, every C{heartbeat} seconds in one batched write (it shares
+    the commit of whatever messages are queued then).
+  - **One owner per message.**  A message belongs to the slot of its id's
+    epoch, that is to the node that accepted it, unless it was handed to
+    another (L{appliance.cluster.leases}).  The core asks L{claim} before
+    each delivery; only the slot's holder, and only while its lease has
+    more than a margin left, delivers, expires or hands it on.
+  - **Takeover.**  At each heartbeat the first node alive by name looks
+    for slots whose lease ran out (their holder was killed, or cut off
+    from the database), takes them in one write and dispatches their
+    waiting messages.  A node back in time renews its slots instead, and
+    the database lets only one of the two writes commit.
+  - **Delivery over the app's node.**  A message for an app registered on
+    another node (L{IRegistrationLocator}) is handed to that node's slot
+    and put in its mailbox, in the commit that accepts it or, later, by
+    its owner; a node reads its mailbox when the database moves on (the
+    storage's poll) and at each heartbeat.  An app registering on a node
+    points its messages owned elsewhere out to their owners, which hand
+    them over.
+
+Everything here runs on the reactor thread; reads use the reactor
+thread's connection, writes go through the storage's batched commits.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any, Callable, Iterable
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from appliance.cluster import leases
+from appliance.cluster.interfaces import IOwnership, IRegistrationLocator
+from appliance.cluster.model import KEY, NodeRecord, Slot
+
+__all__ = ["ClusterService", "Usurped"]
+
+#: Final message states (the cluster forgets a hand-over then).
+FINAL = frozenset(("delivered", "failed", "expired"))
+#: Heartbeats between looks for orphaned epochs and retired slots.
+TIDY_EVERY = 30
+
+NODE_HEADERS = ("Node", "State", "Last beat", "Started", "Slots",
+                "Waiting", "Mailbox")
+LEASE_HEADERS = ("Slot", "Holder", "Lease left", "Previous holder",
+                 "Waiting", "Handed in")
+
+
+class Usurped(Exception):
+    """Another process runs under this node's name: its record is not
+    ours any more."""
+
+
+def _waiting_ids(store: Any, lo: int, hi: int) -> Iterable[int]:
+    """The ids of waiting messages between C{lo} and C{hi} (the message
+    store's C{waiting} index)."""
+    return store.waiting.keys(lo, hi)
+
+
+def _waiting_epochs(store: Any) -> list[int]:
+    """The epochs that have waiting messages (one jump per epoch)."""
+    out = []
+    epoch = 0
+    waiting = store.waiting
+    while True:
+        try:
+            key = waiting.minKey(leases.epoch_range(epoch)[0])
+        except ValueError:
+            return out
+        epoch = leases.epoch_of(key)
+        out.append(epoch)
+        epoch += 1
+
+
+@implementer(IOwnership)
+class ClusterService(Service):
+    """
+    See the module docstring.
+
+    @ivar node: this node's name (C{[node] name}; distinct per node).
+    @ivar incarnation: this process's token in the node record.
+    @ivar lease: seconds a slot lasts after a heartbeat.
+    @ivar heartbeat: seconds between heartbeats.
+    @ivar margin: seconds before a lease runs out when its holder stops
+        acting (more than the nodes' clocks may differ).
+    @ivar dispatch: called with message ids to deliver (taken over, handed
+        in, pointed out); the wiring sets it to the core's.
+    @ivar counters: taken slots, handed and received messages, wakes.
+    """
+
+    name = "cluster"
+    log = Logger()
+
+    def __init__(self, storage: Any, clock: IReactorTime, node: str, *,
+                 locator: IRegistrationLocator | None = None,
+                 local_transport: str | None = "sip", lease: float = 10.0,
+                 heartbeat: float = 1.0, margin: float | None = None,
+                 dispatch: Callable[[Iterable[int]], Any] | None = None,
+                 incarnation: str | None = None) -> None:
+        """
+        @param storage: the L{appliance.store.interfaces.IStorage}.
+        @param clock: the reactor's time and scheduling.
+        @param node: this node's name.
+        @param locator: where apps are registered (C{None}: nowhere else,
+            nothing is handed over).
+        @param local_transport: the transport whose messages go to apps
+            (those follow the app's registration); C{None}: none.
+        @param lease: seconds; more than twice the heartbeat.
+        @param heartbeat: seconds.
+        @param margin: default: one heartbeat.
+        """
+        if lease <= 2 * heartbeat:
+            raise ValueError("the lease must be more than two heartbeats")
+        self.storage = storage
+        self.clock = clock
+        self.node = node
+        self.locator = locator
+        self.local_transport = local_transport
+        self.lease = lease
+        self.heartbeat = heartbeat
+        self.margin = heartbeat if margin is None else margin
+        self.dispatch = dispatch
+        self.incarnation = incarnation or secrets.token_hex(8)
+        self.slot: int | None = None
+        self.usurped = False
+        self.counters = {"heartbeats": 0, "slots_taken": 0, "handed_out": 0,
+                         "handed_in": 0, "pointed_out": 0,
+                         "beats_failed": 0}
+        self._beater: task.LoopingCall | None = None
+        self._beating = False
+        self._handing: set[int] = set()
+        self._emptying: set[int] = set()
+        self._beats = 0
+
+    # -- life cycle ----------------------------------------------------
+
+    def startService(self) -> None:
+        """Enter the registry (this process's incarnation) and start the
+        heartbeat."""
+        super().startService()
+        self.storage.run(self._enter, self.clock.seconds(), user="cluster",
+                         note=f"node {self.node} starts")
+        self.log.info("cluster node {node} started (lease {lease} s, "
+                      "heartbeat {beat} s)", node=self.node,
+                      lease=self.lease, beat=self.heartbeat)
+        self.storage.add_change_listener(self._changed)
+        self._beater = task.LoopingCall(self.beat)
+        self._beater.clock = self.clock
+        self._beater.start(self.heartbeat, now=False)
+
+    def stopService(self) -> defer.Deferred:
+        """Stop the heartbeat and give up this node's slots at once, so
+        another node takes its messages over without waiting for the
+        lease to run out."""
+        super().stopService()
+        if self._beater is not None and self._beater.running:
+            self._beater.stop()
+        try:
+            self.storage.remove_change_listener(self._changed)
+        except ValueError:
+            pass
+        if self.usurped:
+            return defer.succeed(None)
+        d = self.storage.batch(self._leave, self.clock.seconds())
+        d.addErrback(lambda f: self.log.failure(
+            "cluster node {node} not released", f, node=self.node))
+        return d
+
+    def _root(self) -> Any:
+        return self.storage.domain(KEY)
+
+    def _enter(self, root: Any, now: float) -> None:
+        c = self.storage.domain(KEY)
+        record = c.nodes.get(self.node)
+        if record is None:
+            record = c.nodes[self.node] = NodeRecord(self.node)
+        elif record.incarnation and record.stopped is None and \
+                now < record.beat + record.lease:
+            self.log.warn(
+                "node {node} was alive in the database {ago:.1f} s ago: "
+                "restarted after a kill, or another node runs under the "
+                "same name (names must be distinct)", node=self.node,
+                ago=now - record.beat)
+        record.incarnation = self.incarnation
+        record.started = now
+        record.beat = now
+        record.lease = self.lease
+        record.stopped = None
+
+    def _leave(self, raw: Any, now: float) -> None:
+        c = raw[KEY]
+        record = c.nodes.get(self.node)
+        if record is None or record.incarnation != self.incarnation:
+            return
+        record.stopped = now
+        for slot in c.slots.values():
+            if slot.holder == self.node:
+                slot.expires = min(slot.expires, now)
+
+    # -- the core's questions (IOwnership) -------------------------------
+
+    def epoch_taken(self, epoch: int) -> None:
+        """The core's new epoch becomes this node's current slot (one
+        transaction, with a renewal of the slots it still holds)."""
+        self.storage.run(self._take_epoch, epoch, self.clock.seconds(),
+                         user="cluster", note=f"node {self.node} epoch")
+        self.slot = epoch
+
+    def _take_epoch(self, root: Any, epoch: int, now: float) -> None:
+        c = self.storage.domain(KEY)
+        c.slots[epoch] = Slot(self.node, now + self.lease, now)
+        record = c.nodes.get(self.node)
+        if record is not None:
+            record.slot = epoch
+        self._renew(c, now)
+
+    def owns(self, id: int) -> bool:
+        """Whether this node holds a valid lease on message C{id}."""
+        if self.usurped:
+            return False
+        c = self._root()
+        slot = c.slots.get(leases.slot_of(id, c.handed))
+        return slot is not None and leases.may_act(
+            slot.holder, slot.expires, self.node, self.clock.seconds(),
+            self.margin)
+
+    def claim(self, view: Any) -> bool:
+        """Deliver here only what this node owns and whose app is not
+        registered on another node (that node gets it)."""
+        if not self.owns(view.id):
+            return False
+        target = self._target(view.account, view.transport)
+        if target is None:
+            return True
+        self._hand(view.id, target)
+        return False
+
+    def _target(self, account: str | None, transport: str | None
+                ) -> str | None:
+        """The node to hand a message for C{account} to, if not here."""
+        if account is None or self.locator is None or \
+                transport not in (None, self.local_transport):
+            return None
+        holders = self.locator.holders(account)
+        if not holders:
+            return None
+        return leases.hand_to(holders, self._alive(), self.node)
+
+    def _alive(self) -> list[str]:
+        now = self.clock.seconds()
+        return [name for name, record in self._root().nodes.items()
+                if record.alive(now)]
+
+    def _hand(self, id: int, target: str) -> None:
+        if id in self._handing:
+            return
+        self._handing.add(id)
+        d = self.storage.batch(self._write_hand, id, target)
+
+        def done(handed: bool) -> None:
+            self._handing.discard(id)
+            if handed:
+                self.counters["handed_out"] += 1
+                self.log.debug("message {id} handed to node {target}",
+                               id=id, target=target)
+
+        def failed(f: Any) -> None:
+            self._handing.discard(id)
+            self.log.failure("message {id} not handed to {target}", f,
+                             id=id, target=target)
+        d.addCallbacks(done, failed)
+
+    def _write_hand(self, raw: Any, id: int, target: str) -> bool:
+        """Batched write: hand message C{id} to C{target}'s current slot,
+        if this node still owns it (read again in the transaction)."""
+        c = raw[KEY]
+        record = c.nodes.get(target)
+        if record is None or not record.slot or record.slot not in c.slots:
+            return False
+        slot = c.slots.get(leases.slot_of(id, c.handed))
+        if slot is None or not leases.may_act(
+                slot.holder, slot.expires, self.node, self.clock.seconds(),
+                self.margin):
+            return False
+        c.handed[id] = record.slot
+        c.mailbox(target).add(id)
+        return True
+
+    def transaction_hook(self, raw: Any, message: Any, state: str) -> None:
+        """At acceptance: a message for an app registered on another node
+        belongs to that node from this very commit.  At a final state:
+        forget its hand-over."""
+        if state == "accepted":
+            target = self._target(message.account, message.transport)
+            if target is None:
+                return
+            c = raw[KEY]
+            record = c.nodes.get(target)
+            if record is None or record.slot not in c.slots:
+                return
+            c.handed[message.id] = record.slot
+            c.mailbox(target).add(message.id)
+            self.counters["handed_out"] += 1
+        elif state in FINAL:
+            handed = raw[KEY].handed
+            if message.id in handed:
+                del handed[message.id]
+
+    def account_online(self, username: str) -> None:
+        """Record where the app registered, and point its waiting
+        messages owned by other nodes out to them."""
+        if self.locator is not None:
+            self.locator.registered(username)
+        c = self._root()
+        owners: dict[str, list[int]] = {}
+        for message in self.storage.messages().waiting_for(username):
+            slot = c.slots.get(leases.slot_of(message.id, c.handed))
+            if slot is not None and slot.holder != self.node:
+                owners.setdefault(slot.holder, []).append(message.id)
+        if owners:
+            self.counters["pointed_out"] += sum(map(len, owners.values()))
+            self.storage.batch(self._write_mail, owners).addErrback(
+                lambda f: self.log.failure("pointing out messages failed", f))
+
+    @staticmethod
+    def _write_mail(raw: Any, owners: dict[str, list[int]]) -> None:
+        c = raw[KEY]
+        for node, ids in owners.items():
+            c.mailbox(node).update(ids)
+
+    # -- heartbeat, takeover, mailbox --------------------------------------
+
+    def beat(self) -> defer.Deferred | None:
+        """
+        Renew this node's record and slots (one batched write); then read
+        the mailbox and take over lapsed slots.
+
+        @return: a Deferred firing after all that, or C{None} if the
+            previous heartbeat is not committed yet.
+        """
+        if self._beating or self.usurped:
+            return None
+        self._beating = True
+        d = self.storage.batch(self._write_beat)
+        d.addCallbacks(self._beaten, self._beat_failed)
+        return d
+
+    def _write_beat(self, raw: Any) -> list[int]:
+        now = self.clock.seconds()
+        c = raw[KEY]
+        record = c.nodes.get(self.node)
+        if record is None or record.incarnation != self.incarnation:
+            raise Usurped(self.node)
+        record.beat = now
+        return self._renew(c, now)
+
+    def _renew(self, c: Any, now: float) -> list[int]:
+        """Renew the slots this node holds; @return: those it could not
+        act on before (lapsed: their messages need dispatching)."""
+        regained = []
+        for key, slot in c.slots.items():
+            if slot.holder != self.node:
+                continue
+            if not leases.may_act(slot.holder, slot.expires, self.node, now,
+                                  self.margin) and key != self.slot:
+                regained.append(key)
+            slot.expires = now + self.lease
+        return regained
+
+    def _beaten(self, regained: list[int]) -> None:
+        self._beating = False
+        self.counters["heartbeats"] += 1
+        if regained:
+            self.log.info("node {node} renewed its lapsed slots {slots}",
+                          node=self.node, slots=regained)
+            self._dispatch_slots(regained)
+        self.read_mailbox()
+        self.take_over()
+        self._beats += 1
+        if self._beats % TIDY_EVERY == 1:
+            self.tidy()
+
+    def _beat_failed(self, failure: Any) -> None:
+        self._beating = False
+        self.counters["beats_failed"] += 1
+        if failure.check(Usurped):
+            self.usurped = True
+            self.log.error(
+                "another process now runs as cluster node {node}: this one "
+                "stops delivering (node names must be distinct)",
+                node=self.node)
+            return
+        self.log.failure("heartbeat of node {node} not committed", failure,
+                         node=self.node)
+
+    def take_over(self) -> list[int]:
+        """
+        Take the slots whose lease ran out, if this node is the first one
+        alive; their waiting messages are dispatched once that commits.
+
+        @return: the slots asked for.
+        """
+        now = self.clock.seconds()
+        c = self._root()
+        slots = {key: (slot.holder, slot.expires)
+                 for key, slot in c.slots.items()}
+        wanted = leases.takeable(slots, self._alive(), self.node, now)
+        if wanted:
+            d = self.storage.batch(self._write_take, wanted)
+            d.addCallbacks(self._taken, lambda f: self.log.failure(
+                "taking over slots {slots} failed", f, slots=wanted))
+        return wanted
+
+    def _write_take(self, raw: Any, keys: list[int]) -> list[tuple[int, str]]:
+        now = self.clock.seconds()
+        c = raw[KEY]
+        taken = []
+        for key in keys:
+            slot = c.slots.get(key)
+            if slot is None or slot.holder == self.node or now < slot.expires:
+                continue
+            taken.append((key, slot.holder))
+            slot.previous = slot.holder
+            slot.holder = self.node
+            slot.expires = now + self.lease
+            slot.since = now
+        return taken
+
+    def _taken(self, taken: list[tuple[int, str]]) -> None:
+        if not taken:
+            return
+        for key, previous in taken:
+            self.counters["slots_taken"] += 1
+            self.log.warn("node {node} took over slot {slot} from {previous}"
+                          " (its lease ran out)", node=self.node, slot=key,
+                          previous=previous)
+        self._dispatch_slots([key for key, _ in taken])
+
+    def _slot_ids(self, keys: Iterable[int]) -> list[int]:
+        """The waiting messages the slots C{keys} own."""
+        c = self._root()
+        store = self.storage.messages()
+        keys = set(keys)
+        ids = [id for key in keys
+               for id in _waiting_ids(store, *leases.epoch_range(key))
+               if leases.slot_of(id, c.handed) in keys]
+        ids.extend(id for id, key in c.handed.items() if key in keys)
+        return sorted(set(ids))
+
+    def _dispatch_slots(self, keys: list[int]) -> None:
+        ids = self._slot_ids(keys)
+        if ids and self.dispatch is not None:
+            self.log.info("node {node} dispatches {n} messages of slots "
+                          "{slots}", node=self.node, n=len(ids), slots=keys)
+            self.dispatch(ids)
+
+    def _changed(self, note: str) -> None:
+        self.read_mailbox()
+
+    def read_mailbox(self) -> list[int]:
+        """
+        Dispatch the messages in this node's mailbox (handed to it, or
+        pointed out by the node their app registered on), and empty it.
+
+        @return: the ids taken out.
+        """
+        if self.usurped:
+            return []
+        box = self._root().mailboxes.get(self.node)
+        if not box:
+            return []
+        ids = [id for id in box if id not in self._emptying]
+        if not ids:
+            return []
+        self._emptying.update(ids)
+        d = self.storage.batch(self._write_empty, ids)
+
+        def emptied(_: Any) -> None:
+            self._emptying.difference_update(ids)
+        d.addBoth(emptied)
+        self.counters["handed_in"] += len(ids)
+        if self.dispatch is not None:
+            self.dispatch(ids)
+        return ids
+
+    def _write_empty(self, raw: Any, ids: list[int]) -> None:
+        box = raw[KEY].mailbox(self.node)
+        for id in ids:
+            box.discard(id)
+
+    def tidy(self) -> None:
+        """
+        Adopt epochs with waiting messages and no slot (messages stored
+        before the cluster, or whose slot was lost), if this node is the
+        first one alive, and retire the slots this node holds that own no
+        waiting message any more.
+        """
+        c = self._root()
+        store = self.storage.messages()
+        epochs = set(_waiting_epochs(store))
+        epochs.update(c.handed.values())
+        orphans = sorted(e for e in epochs if e not in c.slots)
+        if orphans and leases.taker(self._alive() + [self.node]) != self.node:
+            orphans = []
+        idle = [key for key, slot in c.slots.items()
+                if slot.holder == self.node and key != self.slot
+                and key not in epochs]
+        if orphans or idle:
+            d = self.storage.batch(self._write_tidy, orphans, idle)
+            d.addCallbacks(self._tidied, lambda f: self.log.failure(
+                "cluster tidy-up failed", f))
+
+    def _write_tidy(self, raw: Any, orphans: list[int], idle: list[int]
+                    ) -> list[int]:
+        now = self.clock.seconds()
+        c = raw[KEY]
+        adopted = []
+        for key in orphans:
+            if key not in c.slots:
+                c.slots[key] = Slot(self.node, now + self.lease, now)
+                adopted.append(key)
+        for key in idle:
+            slot = c.slots.get(key)
+            if slot is not None and slot.holder == self.node:
+                del c.slots[key]
+        return adopted
+
+    def _tidied(self, adopted: list[int]) -> None:
+        if adopted:
+            self.log.info("node {node} adopted slots {slots} (no holder)",
+                          node=self.node, slots=adopted)
+            self._dispatch_slots(adopted)
+
+    # -- live state for the shell ------------------------------------------
+
+    def shell_table(self, topic: str, **filters: Any
+                    ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+        """
+        C{show cluster}: topic C{nodes} (each node, alive or not, how many
+        slots it holds and how many waiting messages they own) or
+        C{leases} (each slot, its holder and how long its lease has left).
+
+        @raise KeyError: another topic.
+        """
+        return cluster_table(self._root(), self.storage.messages(),
+                             self.clock.seconds(), topic)
+
+    def statistics(self) -> dict[str, int]:
+        """Counters for C{show statistics}."""
+        return dict(self.counters)
+
+
+def _ago(now: float, then: float) -> str:
+    return f"{max(0.0, now - then):.1f}s ago"
+
+
+def cluster_table(c: Any, store: Any, now: float, topic: str
+                  ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The tables of L{ClusterService.shell_table}, from C{root["cluster"]}
+    and the message store as of now."""
+    waiting: dict[int, int] = {}
+    for key in c.slots.keys():
+        lo, hi = leases.epoch_range(key)
+        waiting[key] = sum(1 for id in _waiting_ids(store, lo, hi)
+                           if leases.slot_of(id, c.handed) == key)
+    handed_in: dict[int, int] = {}
+    for key in c.handed.values():
+        handed_in[key] = handed_in.get(key, 0) + 1
+    owned = {key: waiting.get(key, 0) + handed_in.get(key, 0)
+             for key in c.slots.keys()}
+    if topic == "nodes":
+        rows = []
+        for name, record in c.nodes.items():
+            held = [key for key, slot in c.slots.items()
+                    if slot.holder == name]
+            state = "alive" if record.alive(now) else (
+                "stopped" if record.stopped is not None else "gone")
+            box = c.mailboxes.get(name)
+            rows.append((name, state, _ago(now, record.beat),
+                         _ago(now, record.started), str(len(held)),
+                         str(sum(owned[k] for k in held)),
+                         str(len(box) if box is not None else 0)))
+        return NODE_HEADERS, rows
+    if topic == "leases":
+        rows = []
+        for key, slot in c.slots.items():
+            left = slot.expires - now
+            rows.append((str(key), slot.holder,
+                         f"{left:.1f}s" if left > 0 else "lapsed",
+                         slot.previous or "-", str(waiting.get(key, 0)),
+                         str(handed_in.get(key, 0))))
+        return LEASE_HEADERS, rows
+    raise KeyError(f"no cluster table {topic!r}: nodes or leases")

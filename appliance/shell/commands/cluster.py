@@ -1,0 +1,24 @@
+"""
+C{show cluster}: the nodes sharing this node's database, alive or not,
+and the leases on their queued messages (the C{cluster} live source, the
+node's L{appliance.cluster.service.ClusterService}).
+"""
+from __future__ import annotations
+
+from appliance.shell.commands.modes import command
+from appliance.shell.grammar import ANY
+from appliance.shell.render import table
+
+ALONE = "This node is alone on its database (not a cluster).\n"
+
+
+@command(ANY, "show cluster",
+         help=("Show running system information",
+               "Nodes sharing the database, their leases and what each "
+               "holds"), action="show")
+def show_cluster(ctx):
+    nodes = ctx.live.table("cluster", "nodes")
+    if nodes is None:
+        return ALONE
+    leases = ctx.live.table("cluster", "leases")
+    return table(*nodes).rstrip("\n") + "\n\n" + table(*leases)
