@@ -9,6 +9,12 @@ C{[sip] nat}; L{appliance.sip.bindings.delivery_target}). The first
 2xx means delivered; when every fork ends with 408, 480, 5xx or a timeout
 the core retries later; otherwise the best other final answer fails the
 message with its status and reason.
+
+Every MESSAGE of one stored message carries the same C{Message-ID}
+header (the id in hex, as SMPP receipts and submit_sm_resp give it), on
+every attempt and after a restart: delivery is at least once (a crash
+between the app's 2xx and the commit of "delivered" sends it again), so
+an app drops a copy by that header.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from appliance.sip.message import Request, Response
 from appliance.sip.transaction import new_branch
 from appliance.sip.uri import URI
 
-__all__ = ["SIPDeliveryAgent", "from_header", "is_retryable"]
+__all__ = ["SIPDeliveryAgent", "from_header", "is_retryable", "message_id"]
 
 _DIGITS = re.compile(r"^\+?[0-9]{1,20}$")
 
@@ -41,6 +47,15 @@ def is_retryable(status: int) -> bool:
     @return: whether it means "try again later" (408, 480, 5xx).
     """
     return status in (408, 480) or 500 <= status < 600
+
+
+def message_id(stored_id: int) -> str:
+    """
+    @param stored_id: a stored message's id.
+    @return: the C{Message-ID} header value: the id in lower-case hex,
+        the form SMPP gives it to carriers.
+    """
+    return format(stored_id, "x")
 
 
 def from_header(sender: str, domain: str, tag: str) -> str:
@@ -189,6 +204,7 @@ class SIPDeliveryAgent:
         headers.add("To", f"<sip:{message.account}@{self.domain}>")
         headers.add("Call-ID", f"{secrets.token_hex(12)}@{self.domain}")
         headers.add("CSeq", "1 MESSAGE")
+        headers.add("Message-ID", message_id(message.id))
         headers.add("Content-Type", "text/plain;charset=UTF-8")
         body = (message.text or "").encode("utf-8")
         return Request(headers=headers, body=body, method="MESSAGE",

@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 
 from appliance.messaging.vocabulary import MessageView
 from appliance.messaging.interfaces import IDeliveryAgent
-from appliance.sip.delivery import from_header
+from appliance.sip.delivery import from_header, message_id
 from appliance.sip.message import Request, make_response, parse
 
 try:
@@ -114,6 +114,33 @@ def test_all_temporary_failures_retry(bench):
     assert len(sent_requests(bench, start)) > 2  # timer E retransmits to the silent fork
     bench.reactor.pump([1] * 40)
     assert got[0].kind == "retry"
+
+
+def test_every_copy_carries_the_message_id(bench):
+    """
+    Each MESSAGE of a stored message, to every fork and on every later
+    attempt, carries C{Message-ID} with the id in hex (the id SMPP gives
+    carriers); another message has another: an app drops a copy it got
+    before (a crash between its 200 and the commit of "delivered") by it.
+    """
+    bench.register(contact="<sip:1111@10.0.0.1:5060>", call_id="a")
+    bench.register(contact="<sip:1111@10.0.0.2:5060>", call_id="b")
+    start = len(bench.udp_transport.written)
+    bench.service.agent.deliver(view())
+    first = sent_requests(bench, start)
+    start = len(bench.udp_transport.written)
+    bench.service.agent.deliver(view())
+    again = sent_requests(bench, start)
+    other = MessageView(0x1f, "9647502222222", "9647501111111", "1111", "x",
+                        "utf-8", 1, 0.0, 0, 86400.0)
+    start = len(bench.udp_transport.written)
+    bench.service.agent.deliver(other)
+    third = sent_requests(bench, start)
+    ids = {r.headers.get("message-id") for r, _ in first + again}
+    assert ids == {"7"} and len(first + again) == 4
+    assert len({r.headers.get("call-id") for r, _ in first + again}) == 4
+    assert {r.headers.get("message-id") for r, _ in third} == {"1f"}
+    assert message_id(0x100000001) == "100000001"
 
 
 def test_permanent_failure_wins_over_temporary(bench):
