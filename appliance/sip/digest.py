@@ -349,7 +349,8 @@ class Verifier:
         @param ha1_for: C{(username, algorithm) -> HA1} or C{None} for an
             unknown user.
         @return: the verdict; C{STALE} only when the response is right but
-            the nonce expired.
+            the nonce expired or is not ours (another secret: before a
+            restart).
         """
         try:
             params = parse_authorization(header_value)
@@ -363,10 +364,16 @@ class Verifier:
         if algorithm not in self.algorithms or params.get("realm") != self.realm:
             return Verdict(Outcome.FAILED, username, algorithm)
         status = self.nonces.check(params.get("nonce", ""))
-        ha1 = ha1_for(username, algorithm) if status is not NonceStatus.INVALID else None
+        ha1 = ha1_for(username, algorithm)
         if ha1 is None or not check_response(params, method, ha1):
             return Verdict(Outcome.FAILED, username, algorithm)
-        if status is NonceStatus.STALE:
+        if status is not NonceStatus.VALID:
+            # A right response on a nonce we cannot vouch for: expired, or
+            # signed by another secret (this node before a restart, which
+            # apps that reuse their nonce present first).  Challenge again
+            # with stale=true (RFC 7616 3.3), never 403: the client knows
+            # the password, and refusing would lock every app out of a
+            # restarted node by the per-source failure limit.
             return Verdict(Outcome.STALE, username, algorithm)
         if not self.counter.accept(params["nonce"], int(params["nc"], 16)):
             return Verdict(Outcome.REPLAY, username, algorithm)

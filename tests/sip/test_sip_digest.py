@@ -167,7 +167,7 @@ def test_verifier_outcomes() -> None:
     assert verifier.verify(credential(nonce, nc="00000003", password="bad"), "REGISTER", lookup).outcome is Outcome.FAILED
     assert verifier.verify(credential(nonce, realm="other"), "REGISTER", lookup).outcome is Outcome.FAILED
     assert verifier.verify(credential(nonce, method="MESSAGE"), "REGISTER", lookup).outcome is Outcome.FAILED
-    assert verifier.verify(credential("forged"), "REGISTER", lookup).outcome is Outcome.FAILED
+    assert verifier.verify(credential("forged", password="bad"), "REGISTER", lookup).outcome is Outcome.FAILED
     assert verifier.verify(credential(nonce).replace("alice", "mallory", 1), "REGISTER", lookup).outcome is Outcome.FAILED
     assert verifier.verify("Digest nonsense", "REGISTER", lookup).outcome is Outcome.MALFORMED
     md5_only = Verifier("sip.example", verifier.nonces, NonceCounter(), ("MD5",))
@@ -176,3 +176,30 @@ def test_verifier_outcomes() -> None:
     verdict = verifier.verify(credential(nonce, nc="00000009"), "REGISTER", lookup)
     assert (verdict.outcome, verdict.username) == (Outcome.STALE, "alice")
     assert verifier.challenges(stale=True)[0].stale
+
+
+def test_right_response_on_a_nonce_of_another_secret_is_stale():
+    """
+    After a restart the node signs nonces with a new secret; an app that
+    reuses the nonce it was given before (right password) is challenged
+    again as stale, not refused: no failure counted, so a restarted node
+    does not lock its apps out.  A wrong password on such a nonce, and a
+    forged nonce with a wrong password, still fail.
+    """
+    clock = Clock()
+    before = Verifier("sip.example", NonceFactory(SECRET, clock, 60), NonceCounter())
+    after = Verifier("sip.example", NonceFactory(b"n" * 32, clock, 60), NonceCounter())
+    ha1 = compute_ha1("alice", "sip.example", "pw", "MD5")
+
+    def lookup(user: str, alg: str) -> str | None:
+        return ha1 if user == "alice" and alg == "MD5" else None
+
+    old = before.challenges()[0].nonce
+    assert before.verify(credential(old, "MD5"), "REGISTER", lookup).outcome is Outcome.OK
+    verdict = after.verify(credential(old, "MD5", nc="00000002"), "REGISTER", lookup)
+    assert (verdict.outcome, verdict.username) == (Outcome.STALE, "alice")
+    assert after.verify(credential(old, "MD5", password="bad"), "REGISTER",
+                        lookup).outcome is Outcome.FAILED
+    assert after.verify(credential("forged", "MD5"), "REGISTER", lookup).outcome is Outcome.STALE
+    assert after.verify(credential("forged", "MD5", password="bad"), "REGISTER",
+                        lookup).outcome is Outcome.FAILED
