@@ -1,0 +1,872 @@
+"""
+The crash campaign (issue 17, item 1): mixed load against the real node,
+SIGKILL at random moments, restart, and the checks of what was promised.
+
+The load, all on loopback, from this process:
+
+ - a carrier (smpplib, transceiver) submits to the apps' DIDs asking for
+   receipts (C{registered_delivery} 1) and reads its receipts;
+ - apps (L{tests.e2e.sip_app.SIPApp}, one per account) are registered,
+   answer every MESSAGE with 200 and record its C{Message-ID}, and send
+   MESSAGEs to the vendor's numbers;
+ - a tenant sends to the vendor's numbers over C{/sendsms/send};
+ - the vendor's SMSC (L{tests.e2e.crash_smsc.CrashSMSC}) takes the
+   node's outbound bind, answers submit_sm, owes and resends receipts
+   until answered, and sends mobile-originated messages to the apps.
+
+Every message carries a unique text (its token), so what each sender was
+told is accepted (submit_sm_resp OK, SIP 202, HTTP 200, deliver_sm_resp
+OK) can be found in the database.  After each kill the database is read
+(read-only FileStorage, the appliance's own persistent classes) before
+the restart, and what it holds then is what the node had confirmed at
+that instant: which messages were delivered or forwarded, which receipts
+were still owed.  A copy sent after a restart is allowed only for what
+was not confirmed at that kill.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import select
+import smpplib.client
+import smpplib.consts
+
+from appliance.http.model import token_hash
+from tests.e2e.crash_smsc import CrashSMSC
+from tests.e2e.harness import Node, start_node, wait_for
+from tests.e2e.sip_app import SIPApp
+
+DOMAIN = "crash.test"
+APPS = ("96470000001", "96470000002", "96470000003")
+APP_PASSWORD = "crash-app-pw"
+CARRIER = ("crashcar", "carpw")
+TENANT, TOKEN = "acme", "crash-token-0123456789abcdefghijklmnopqrstuv"
+VENDOR_PREFIX = "4477009"
+FINAL = ("delivered", "failed", "expired")
+
+
+def provision(vendor_port: int) -> str:
+    """The campaign's shell script: apps, a carrier, a tenant, the vendor
+    connection and its policy, a tariff and who pays."""
+    lines = [
+        "configure terminal",
+        " tariff T", "  currency USD", "  prefix 964 0.01", "  prefix 44 0.02",
+        " exit",
+        ' product "SMS"', "  messaging enable", "  tariff T", " exit",
+        ' customer "Crash"']
+    for user in APPS:
+        lines += [f"  account {user}", f"   password {APP_PASSWORD}",
+                  '   product "SMS"', f"   did {user}", "  exit"]
+    lines += [
+        " exit",
+        " carrier CrashCarrier", f"  system-id {CARRIER[0]}",
+        f"  password {CARRIER[1]}", "  allow-ip 127.0.0.0/8", "  tariff T",
+        " exit",
+        f" tenant {TENANT}", "  password tenant-pw",
+        f"  token-hash {token_hash(TOKEN)}", "  tariff T", " exit",
+        " connection vendor", "  host 127.0.0.1", f"  port {vendor_port}",
+        "  system-id node", "  password pw", " exit",
+        " service-policy out", f"  recipient-pattern {VENDOR_PREFIX[:2]}%",
+        "  transport smpp connection vendor", " exit",
+        " authorization-rule carriers-pay", "  match origin carrier",
+        "  charge carrier", " exit",
+        " authorization-rule vendors-pay", "  match origin connection",
+        "  charge connection", " exit",
+        " authorization-rule apps-pay", "  match origin app",
+        "  charge sender", " exit",
+        " authorization-rule tenants-pay", "  match origin tenant",
+        "  charge sender", " exit",
+        "end", ""]
+    return "\n".join(lines)
+
+
+# -- what senders were told ---------------------------------------------------
+
+@dataclass
+class Ack:
+    """A message its sender was told is accepted."""
+    kind: str             # carrier, app, tenant, mo
+    token: str
+    at: float
+    id: str | None = None  # the id the sender was given, if any
+
+
+@dataclass
+class Ledger:
+    """Everything the peers saw, shared by their threads."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    acks: dict[str, Ack] = field(default_factory=dict)
+    sent: Counter = field(default_factory=Counter)
+    refused: Counter = field(default_factory=Counter)
+    unanswered: Counter = field(default_factory=Counter)
+    #: receipt id (the carrier's message id) to arrival times.
+    receipts: dict[str, list[float]] = field(
+        default_factory=lambda: defaultdict(list))
+    counter: int = 0
+
+    def token(self, kind: str) -> str:
+        with self.lock:
+            self.counter += 1
+            self.sent[kind] += 1
+            return f"crash {kind} {self.counter}"
+
+    def ack(self, kind: str, token: str, id: str | None = None) -> None:
+        with self.lock:
+            self.acks[token] = Ack(kind, token, time.monotonic(), id)
+
+    def receipt(self, mid: str) -> None:
+        with self.lock:
+            self.receipts[mid.lower()].append(time.monotonic())
+
+
+class Pacer:
+    """At most C{rate} events per second (C{rate} 0: none)."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate if rate > 0 else None
+        self.next = time.monotonic()
+
+    def ready(self) -> bool:
+        if self.interval is None:
+            return False
+        now = time.monotonic()
+        if now >= self.next:
+            self.next = max(self.next + self.interval, now - 1.0)
+            return True
+        return False
+
+    def wait(self) -> float:
+        """Seconds until the next event."""
+        if self.interval is None:
+            return 0.1
+        return max(0.0, self.next - time.monotonic())
+
+
+# -- the node ------------------------------------------------------------------
+
+class CampaignNode:
+    """
+    The node under test: started once with its provisioning, then killed
+    and started again on the same data directory.
+
+    @ivar generation: bumped at each start; peers reconnect when it moves.
+    @ivar ports: the current C{ports.json}, C{{}} while it is down.
+    """
+
+    def __init__(self, tmp: Path, vendor_port: int, log_level: str = "info"):
+        base = tmp / "node"
+        base.mkdir(parents=True, exist_ok=True)
+        script = base / "provision.cli"
+        script.write_text(provision(vendor_port))
+        self.tmp = tmp
+        self.sections = dict(
+            node={"provision": str(script), "log_level": log_level},
+            smpp={"enabled": True, "listen": "tcp:port=0:interface=127.0.0.1"},
+            sip={"enabled": True,
+                 "listen": ["udp:port=0:interface=127.0.0.1"],
+                 "domain": DOMAIN, "realm": DOMAIN, "min_expires": 60,
+                 "max_expires": 3600, "retry_schedule": [1, 2],
+                 "validity": 3600, "auth_failures": 100000},
+            http={"enabled": True, "listen": "tcp:port=0:interface=127.0.0.1"})
+        self.node: Node | None = None
+        self.generation = 0
+        self.ports: dict[str, list[int]] = {}
+
+    @property
+    def data_fs(self) -> Path:
+        return self.tmp / "node" / "data" / "Data.fs"
+
+    def start(self) -> float:
+        """Start (or restart) and wait until every listener is bound.
+
+        @return: seconds from the process start to ready."""
+        (self.tmp / "node" / "data" / "ports.json").unlink(missing_ok=True)
+        started = time.monotonic()
+        if self.node is None:
+            self.node = start_node(self.tmp, name="node", **self.sections)
+        else:
+            self.node = Node(self.node.config, self.node.data_dir,
+                             self.node.log_path)
+            self.node.wait_ready(timeout=60)
+        ready = time.monotonic() - started
+        self.ports = dict(self.node.ports)
+        self.generation += 1
+        return ready
+
+    def port(self, key: str) -> int | None:
+        ports = self.ports.get(key)
+        return ports[0] if ports else None
+
+    def kill(self) -> None:
+        """SIGKILL, and forget the ports."""
+        self.ports = {}
+        self.node.kill()
+
+    def stop(self) -> int:
+        self.ports = {}
+        return self.node.stop(timeout=60)
+
+    def log(self) -> str:
+        return self.node.log() if self.node else ""
+
+
+# -- the peers -----------------------------------------------------------------
+
+class Peer(threading.Thread):
+    """A load thread: runs until C{stop}; produces while C{producing}."""
+
+    def __init__(self, node: CampaignNode, ledger: Ledger, rate: float,
+                 name: str):
+        super().__init__(daemon=True, name=name)
+        self.node, self.ledger = node, ledger
+        self.pacer = Pacer(rate)
+        self.stopping = threading.Event()
+        self.producing = threading.Event()
+        self.producing.set()
+        self.errors: list[str] = []
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class CarrierPeer(Peer):
+    """smpplib as the carrier: submits to the apps, reads receipts."""
+
+    window = 10
+
+    def run(self) -> None:
+        rng = random.Random(1)
+        while not self.stopping.is_set():
+            generation, port = self.node.generation, self.node.port("smpp")
+            if port is None:
+                self.stopping.wait(0.05)
+                continue
+            outstanding: dict[int, str] = {}
+            client = smpplib.client.Client("127.0.0.1", port, timeout=2,
+                                           allow_unknown_opt_params=True)
+
+            def sent(pdu, outstanding=outstanding):
+                token = outstanding.pop(pdu.sequence, None)
+                if token is None:
+                    return
+                if pdu.status == 0:
+                    mid = pdu.message_id
+                    mid = mid.decode() if isinstance(mid, bytes) else str(mid)
+                    self.ledger.ack("carrier", token, mid)
+                else:
+                    with self.ledger.lock:
+                        self.ledger.refused[f"carrier {pdu.status}"] += 1
+
+            def received(pdu):
+                mid = getattr(pdu, "receipted_message_id", None)
+                if isinstance(mid, bytes):
+                    mid = mid.decode()
+                if not mid:
+                    text = pdu.short_message
+                    text = text.decode() if isinstance(text, bytes) else text
+                    mid = text.split()[0].partition(":")[2]
+                self.ledger.receipt(mid)
+            client.set_message_sent_handler(sent)
+            client.set_message_received_handler(received)
+            client.set_error_pdu_handler(lambda pdu: None)
+            try:
+                client.connect()
+                client.bind_transceiver(system_id=CARRIER[0],
+                                        password=CARRIER[1])
+                while not self.stopping.is_set() and \
+                        self.node.generation == generation:
+                    if self.producing.is_set() and \
+                            len(outstanding) < self.window and \
+                            self.pacer.ready():
+                        token = self.ledger.token("carrier")
+                        pdu = client.send_message(
+                            source_addr_ton=smpplib.consts.SMPP_TON_ALNUM,
+                            source_addr_npi=smpplib.consts.SMPP_NPI_UNK,
+                            source_addr="CrashCo", dest_addr_ton=1,
+                            dest_addr_npi=1,
+                            destination_addr=rng.choice(APPS),
+                            short_message=token.encode(),
+                            registered_delivery=1)
+                        outstanding[pdu.sequence] = token
+                        continue
+                    readable, _, _ = select.select(
+                        [client._socket], [], [],
+                        min(0.05, self.pacer.wait()))
+                    if readable:
+                        client.read_once()
+            except Exception as e:
+                if self.node.generation == generation and \
+                        self.node.port("smpp") is not None:
+                    self.errors.append(repr(e))
+            finally:
+                with self.ledger.lock:
+                    self.ledger.unanswered["carrier"] += len(outstanding)
+                try:
+                    client.disconnect()
+                except Exception:
+                    pass
+
+
+class AppPeer(Peer):
+    """One app: registered on every start, sends to the vendor's numbers."""
+
+    def __init__(self, node, ledger, rate, user: str):
+        super().__init__(node, ledger, rate, f"app-{user}")
+        self.user = user
+        self.app = SIPApp(user, APP_PASSWORD, DOMAIN, ("127.0.0.1", 0))
+        self.registered = 0
+
+    def run(self) -> None:
+        rng = random.Random(hash(self.user))
+        generation = None
+        while not self.stopping.is_set():
+            port = self.node.port("sip_udp")
+            if port is None:
+                self.stopping.wait(0.05)
+                continue
+            if generation != self.node.generation:
+                gen = self.node.generation
+                self.app.node = ("127.0.0.1", port)
+                if self.app.register(timeout=5) == 200:
+                    generation = gen
+                    self.registered = gen
+                continue
+            if not (self.producing.is_set() and self.pacer.ready()):
+                self.stopping.wait(min(0.05, self.pacer.wait()))
+                continue
+            token = self.ledger.token("app")
+            to = f"{VENDOR_PREFIX}{rng.randrange(100000):05d}"
+            status = self.app.send(to, token, timeout=5)
+            if status == 202:
+                self.ledger.ack("app", token)
+            elif status is None:
+                with self.ledger.lock:
+                    self.ledger.unanswered["app"] += 1
+            else:
+                with self.ledger.lock:
+                    self.ledger.refused[f"app {status}"] += 1
+
+    def stop(self) -> None:
+        super().stop()
+
+
+class TenantPeer(Peer):
+    """The tenant: one /sendsms/send at a time, Bearer token."""
+
+    def run(self) -> None:
+        rng = random.Random(7)
+        while not self.stopping.is_set():
+            port = self.node.port("http")
+            if port is None or not (self.producing.is_set()
+                                    and self.pacer.ready()):
+                self.stopping.wait(0.05 if port is None
+                                   else min(0.05, self.pacer.wait()))
+                continue
+            token = self.ledger.token("tenant")
+            to = f"{VENDOR_PREFIX}{rng.randrange(100000):05d}"
+            body = json.dumps({"from": "123456789", "to": to, "body": token})
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port,
+                                                  timeout=5)
+                conn.request("POST", "/sendsms/send", body, {
+                    "Authorization": f"Bearer {TOKEN}",
+                    "Content-Type": "application/json"})
+                response = conn.getresponse()
+                text = response.read()
+                conn.close()
+            except (OSError, http.client.HTTPException):
+                with self.ledger.lock:
+                    self.ledger.unanswered["tenant"] += 1
+                continue
+            if response.status == 200:
+                self.ledger.ack("tenant", token, json.loads(text)["id"])
+            else:
+                with self.ledger.lock:
+                    self.ledger.refused[f"tenant {response.status}"] += 1
+
+
+class VendorMOPeer(Peer):
+    """Mobile-originated messages from the vendor's SMSC to the apps."""
+
+    def __init__(self, node, ledger, rate, smsc: CrashSMSC):
+        super().__init__(node, ledger, rate, "vendor-mo")
+        self.smsc = smsc
+
+    def run(self) -> None:
+        rng = random.Random(11)
+        while not self.stopping.is_set():
+            if not (self.producing.is_set() and self.pacer.ready()
+                    and self.node.port("smpp") is not None):
+                self.stopping.wait(min(0.05, self.pacer.wait()))
+                continue
+            token = self.ledger.token("mo")
+            self.smsc.mo(token, "447700900123", rng.choice(APPS), token)
+
+
+# -- the database after a kill -------------------------------------------------
+
+@dataclass
+class Stored:
+    """What the database holds of one message."""
+    id: int
+    kind: str
+    state: str
+    error: str | None
+    payer: str | None
+    receipt: int
+    remote: tuple | None
+    transport: str | None
+
+
+@dataclass
+class Snapshot:
+    """The database read while the node is down."""
+    by_text: dict[str, list[Stored]]
+    records: dict[tuple[str, int], str]      # (payer, id) -> state
+    pending_receipts: list[tuple[str, str]]  # (carrier, message id hex)
+    seconds: float
+
+
+def read_database(path: Path) -> Snapshot:
+    """
+    Read a stopped node's FileStorage read-only through the appliance's
+    persistent classes: messages, billing records, receipts owed.
+    """
+    import ZODB
+    from ZODB.FileStorage import FileStorage
+    from appliance.billing.model import KEY as BILLING
+    from appliance.smpp.state import KEY as SMPP
+    started = time.monotonic()
+    db = ZODB.DB(FileStorage(str(path), read_only=True))
+    try:
+        conn = db.open()
+        root = conn.root()
+        by_text: dict[str, list[Stored]] = defaultdict(list)
+        for mid, m in root["messages"].messages.items():
+            by_text[m.text or ""].append(Stored(
+                mid, m.origin_kind, m.state, m.error, m.payer, m.receipt,
+                m.remote, m.transport))
+        records = {}
+        for (payer, _month), bucket in root[BILLING].records.months.items():
+            for record in bucket.records.values():
+                records[(payer, record.id)] = record.state
+        pending = [(key[0], record[0]) for key, record in
+                   root[SMPP].receipts.items()]
+        conn.close()
+    finally:
+        db.close()
+    return Snapshot(dict(by_text), records, pending,
+                    time.monotonic() - started)
+
+
+# -- the campaign --------------------------------------------------------------
+
+@dataclass
+class Kill:
+    """One SIGKILL and what followed."""
+    at: float
+    up: float            # seconds the node had run
+    snapshot: Snapshot
+    restarted: float = 0.0   # monotonic time the node was ready again
+    recovery: float = 0.0    # seconds from the process start to ready
+    first_ack: float | None = None
+
+
+@dataclass
+class Figures:
+    """What the campaign measured."""
+    runs: int = 0
+    messages: int = 0
+    acknowledged: dict = field(default_factory=dict)
+    lost: int = 0
+    not_final: int = 0
+    duplicates_to_apps: int = 0
+    duplicates_to_vendor: int = 0
+    duplicate_receipts: int = 0
+    recovery: list = field(default_factory=list)
+    first_ack: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    refused: dict = field(default_factory=dict)
+    unanswered: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        rec = sorted(self.recovery)
+        fa = sorted(x for x in self.first_ack if x is not None)
+
+        def pct(values, p):
+            return values[min(len(values) - 1, int(p * len(values)))] \
+                if values else float("nan")
+        return (
+            f"runs {self.runs}, messages {self.messages} (acknowledged "
+            f"{sum(self.acknowledged.values())}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(
+                self.acknowledged.items()))
+            + f"), lost {self.lost}, not final {self.not_final}, "
+            f"duplicates to apps {self.duplicates_to_apps}, to the vendor "
+            f"{self.duplicates_to_vendor}, duplicate receipts to the carrier "
+            f"{self.duplicate_receipts}; recovery (start to listeners "
+            f"ready) median {pct(rec, 0.5):.2f} s, max "
+            f"{rec[-1] if rec else float('nan'):.2f} s; kill to first "
+            f"acknowledgement median {pct(fa, 0.5):.2f} s; refused "
+            f"{self.refused}, unanswered {self.unanswered}; problems "
+            f"{len(self.problems)}; {self.seconds:.0f} s")
+
+
+class Campaign:
+    """
+    Run the campaign: C{runs} kills at random moments, each followed by
+    a read of the database and a restart; then a drain and the final
+    checks.
+
+    @ivar figures: the L{Figures}.
+    """
+
+    def __init__(self, tmp: Path, runs: int = 3, seed: int | None = None,
+                 up: tuple[float, float] = (0.5, 3.0),
+                 rates: dict[str, float] | None = None,
+                 drain_timeout: float = 120.0, log: Callable = print,
+                 log_level: str = "info"):
+        self.tmp = tmp
+        self.runs = runs
+        self.seed = seed if seed is not None else random.randrange(1 << 30)
+        self.random = random.Random(self.seed)
+        self.up = up
+        self.rates = {"carrier": 15, "app": 3, "tenant": 5, "mo": 5,
+                      **(rates or {})}
+        self.drain_timeout = drain_timeout
+        self.say = log
+        self.ledger = Ledger()
+        self.smsc = CrashSMSC("vendor")
+        self.node = CampaignNode(tmp, self.smsc.port, log_level)
+        self.kills: list[Kill] = []
+        self.figures = Figures()
+        self.peers: list[Peer] = []
+        self.apps: list[AppPeer] = []
+
+    # -- running --------------------------------------------------------
+
+    def run(self) -> Figures:
+        started = time.monotonic()
+        self.say(f"crash campaign: {self.runs} runs, seed {self.seed}")
+        self.node.start()
+        self.apps = [AppPeer(self.node, self.ledger,
+                             self.rates["app"] / len(APPS), u) for u in APPS]
+        self.peers = [CarrierPeer(self.node, self.ledger,
+                                  self.rates["carrier"], "carrier"),
+                      TenantPeer(self.node, self.ledger,
+                                 self.rates["tenant"], "tenant"),
+                      VendorMOPeer(self.node, self.ledger, self.rates["mo"],
+                                   self.smsc), *self.apps]
+        for peer in self.peers:
+            peer.start()
+        try:
+            for run in range(1, self.runs + 1):
+                self._one_kill(run)
+            self._drain()
+        finally:
+            for peer in self.peers:
+                peer.stop()
+            for peer in self.peers:
+                peer.join(10)
+            for app in self.apps:
+                app.app.close()
+            self.smsc.stop()
+        self.figures.seconds = time.monotonic() - started
+        return self.figures
+
+    def _one_kill(self, run: int) -> None:
+        up = self.random.uniform(*self.up)
+        self.stopping_wait(up)
+        at = time.monotonic()
+        self.node.kill()
+        snapshot = read_database(self.node.data_fs)
+        kill = Kill(at, up, snapshot)
+        self.kills.append(kill)
+        self.check_snapshot(kill, len(self.kills) - 1)
+        kill.recovery = self.node.start()
+        kill.restarted = time.monotonic()
+        self.figures.runs += 1
+        self.figures.recovery.append(kill.recovery)
+        self.say(f"run {run}: killed after {up:.2f} s; {sum(len(v) for v in snapshot.by_text.values())} "
+                 f"messages stored, read in {snapshot.seconds:.2f} s; "
+                 f"ready again in {kill.recovery:.2f} s; acknowledged so "
+                 f"far {len(self.ledger.acks)}; problems "
+                 f"{len(self.figures.problems)}")
+
+    def stopping_wait(self, seconds: float) -> None:
+        """Let the load run for C{seconds} (the node up)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.node.node.process.poll() is not None:
+                raise RuntimeError("node died on its own:\n"
+                                   + self.node.log()[-5000:])
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def _drain(self) -> None:
+        """Stop producing, let every message reach its end, stop the node."""
+        for peer in self.peers:
+            peer.producing.clear()
+        for app in self.apps:
+            wait_for(lambda app=app: app.registered == self.node.generation,
+                     timeout=30, what=f"app {app.user} registered")
+        deadline = time.monotonic() + self.drain_timeout
+
+        def settled():
+            waiting = self._waiting()
+            owed = self.smsc.receipts_owed()
+            receipts = self._receipts_missing()
+            return waiting == 0 and owed == 0 and not receipts
+        try:
+            wait_for(settled, timeout=max(1.0, deadline - time.monotonic()),
+                     interval=0.25, what="every message final")
+        except TimeoutError as e:
+            self.figures.problems.append(
+                f"drain: {e}: waiting {self._waiting()}, SMSC receipts owed "
+                f"{self.smsc.receipts_owed()}, carrier receipts missing "
+                f"{len(self._receipts_missing())}")
+        for peer in self.peers:
+            peer.stop()
+        for peer in self.peers:
+            peer.join(10)
+        self.node.stop()
+        final = read_database(self.node.data_fs)
+        self.check_final(final)
+
+    def _waiting(self) -> int:
+        port = self.node.port("http")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+            conn.close()
+        except (OSError, http.client.HTTPException):
+            return -1
+        total = 0
+        for line in text.splitlines():
+            if line.startswith("appliance_queue_messages{") and (
+                    'state="accepted"' in line or 'state="delivering"' in line):
+                total += int(float(line.rsplit(" ", 1)[1]))
+        return total
+
+    def _receipts_missing(self) -> list[str]:
+        with self.ledger.lock:
+            return [a.id for a in self.ledger.acks.values()
+                    if a.kind == "carrier"
+                    and a.id.lower() not in self.ledger.receipts]
+
+    # -- checks ---------------------------------------------------------
+
+    def note(self, text: str) -> None:
+        """Something allowed but worth counting (a retry's copy)."""
+        self.figures.notes.append(text)
+
+    def problem(self, text: str) -> None:
+        self.figures.problems.append(text)
+        self.say("PROBLEM: " + text)
+
+    def _check_common(self, snap: Snapshot, label: str,
+                      acks: list[Ack]) -> None:
+        for ack in acks:
+            stored = snap.by_text.get(ack.token)
+            if not stored:
+                self.figures.lost += 1
+                self.problem(f"{label}: acknowledged {ack.kind} message "
+                             f"{ack.token!r} (id {ack.id}) is not stored")
+            elif len(stored) > 1:
+                self.problem(f"{label}: {ack.token!r} stored "
+                             f"{len(stored)} times")
+            elif ack.id is not None and ack.kind == "carrier" and \
+                    int(ack.id, 16) != stored[0].id:
+                self.problem(f"{label}: {ack.token!r} given id {ack.id}, "
+                             f"stored as {stored[0].id:x}")
+        ids = {}
+        for text, stored in snap.by_text.items():
+            for m in stored:
+                ids[m.id] = m
+                if m.payer is not None and (m.payer, m.id) not in \
+                        snap.records:
+                    self.problem(f"{label}: message {m.id:x} ({text!r}) "
+                                 f"billed to {m.payer} has no record")
+                elif m.payer is not None and \
+                        snap.records[(m.payer, m.id)] != m.state:
+                    self.problem(f"{label}: record of {m.id:x} is "
+                                 f"{snap.records[(m.payer, m.id)]}, the "
+                                 f"message {m.state}")
+                if m.state == "failed" and not m.error:
+                    self.problem(f"{label}: {m.id:x} failed without a "
+                                 "reason")
+        for (payer, mid), state in snap.records.items():
+            if mid not in ids:
+                self.problem(f"{label}: record of {payer} for message "
+                             f"{mid:x} belongs to no message")
+        for carrier, rid in snap.pending_receipts:
+            m = ids.get(int(rid, 16))
+            if m is None or m.state not in FINAL:
+                self.problem(f"{label}: receipt {rid} owed to {carrier} "
+                             f"for a message that is "
+                             f"{m.state if m else 'missing'}")
+
+    def acks(self) -> list[Ack]:
+        """Every acknowledgement so far: the peers' and the node's
+        deliver_sm_resp OK to the vendor's mobile-originated messages."""
+        with self.ledger.lock:
+            acks = list(self.ledger.acks.values())
+        with self.smsc.lock:
+            acks += [Ack("mo", key, at) for key, at in
+                     self.smsc.mo_acked.items()]
+        return acks
+
+    def check_snapshot(self, kill: Kill, index: int) -> None:
+        """What the database holds right after kill number C{index}."""
+        acks = self.acks()
+        self._check_common(kill.snapshot, f"kill {index + 1}", acks)
+
+    def check_final(self, snap: Snapshot) -> None:
+        """The end: everything final, every copy explained."""
+        acks = self.acks()
+        with self.ledger.lock:
+            receipts = {k: list(v) for k, v in self.ledger.receipts.items()}
+            f = self.figures
+            f.refused = dict(self.ledger.refused)
+            f.unanswered = dict(self.ledger.unanswered)
+        f.refused.update({f"mo {k}": v for k, v in Counter(
+            self.smsc.mo_refused.values()).items()})
+        times = sorted(a.at for a in acks)
+        for kill in self.kills:
+            after = [t for t in times if t > kill.restarted]
+            kill.first_ack = after[0] - kill.at if after else None
+            f.first_ack.append(kill.first_ack)
+        f.messages = sum(len(v) for v in snap.by_text.values())
+        f.acknowledged = dict(Counter(a.kind for a in acks))
+        self._check_common(snap, "end", acks)
+        for text, stored in snap.by_text.items():
+            for m in stored:
+                if m.state not in FINAL:
+                    f.not_final += 1
+                    self.problem(f"end: {m.id:x} ({text!r}) is still "
+                                 f"{m.state}")
+        if snap.pending_receipts:
+            self.problem(f"end: {len(snap.pending_receipts)} receipts still "
+                         "owed to carriers")
+        self._check_apps(snap)
+        self._check_vendor(snap)
+        self._check_receipts(snap, acks, receipts)
+
+    def _confirmed_before(self, at: float, test: Callable[[Snapshot], bool]
+                          ) -> Kill | None:
+        """The first kill before C{at} whose snapshot passes C{test}."""
+        for kill in self.kills:
+            if kill.restarted and kill.at < at and test(kill.snapshot):
+                return kill
+        return None
+
+    def _check_apps(self, snap: Snapshot) -> None:
+        """Copies of one message to the apps: same Message-ID, its id;
+        a copy after a restart only if it was not delivered at that
+        kill."""
+        copies: dict[str, list] = defaultdict(list)
+        for app in self.apps:
+            for d in app.app.deliveries:
+                copies[d.body.decode("utf-8", "replace")].append(d)
+        for text, ds in copies.items():
+            stored = snap.by_text.get(text)
+            if not stored:
+                self.problem(f"apps got {text!r}, which is not stored")
+                continue
+            hexid = format(stored[0].id, "x")
+            for d in ds:
+                if d.message_id != hexid:
+                    self.problem(f"a copy of {text!r} carries Message-ID "
+                                 f"{d.message_id}, not {hexid}")
+            ds.sort(key=lambda d: d.at)
+            self.figures.duplicates_to_apps += len(ds) - 1
+            for later in ds[1:]:
+                confirmed = self._confirmed_before(
+                    later.at, lambda s: any(
+                        m.state == "delivered"
+                        for m in s.by_text.get(text, ())))
+                if confirmed is not None and confirmed.restarted < later.at:
+                    self.problem(f"{text!r} delivered again to an app after "
+                                 "a kill at which it was already delivered")
+                elif not any(ds[0].at < k.at < later.at for k in self.kills):
+                    self.note(f"{text!r} delivered twice to apps with no "
+                              "kill in between (a retry)")
+
+    def _check_vendor(self, snap: Snapshot) -> None:
+        """Copies to the vendor: again only if not forwarded at a kill."""
+        copies: dict[str, list] = defaultdict(list)
+        for s in self.smsc.received:
+            copies[s.text].append(s)
+        for text, ss in copies.items():
+            if not snap.by_text.get(text):
+                self.problem(f"the vendor got {text!r}, which is not "
+                             "stored")
+                continue
+            self.figures.duplicates_to_vendor += len(ss) - 1
+            for later in ss[1:]:
+                confirmed = self._confirmed_before(
+                    later.at, lambda s: any(
+                        m.remote is not None or m.state in FINAL
+                        for m in s.by_text.get(text, ())))
+                if confirmed is not None and confirmed.restarted < later.at:
+                    self.problem(f"{text!r} sent to the vendor again after "
+                                 "a kill at which it was forwarded")
+                elif not any(ss[0].at < k.at < later.at for k in self.kills):
+                    self.note(f"{text!r} sent twice to the vendor with "
+                              "no kill in between (a retry)")
+
+    def _check_receipts(self, snap: Snapshot, acks: list[Ack],
+                        receipts: dict[str, list[float]]) -> None:
+        """The carrier's receipts: each owed one arrived; a second copy
+        only if it was still owed at a kill in between."""
+        for ack in acks:
+            if ack.kind != "carrier":
+                continue
+            times = sorted(receipts.get(ack.id.lower(), ()))
+            if not times:
+                self.problem(f"the carrier never got the receipt of "
+                             f"{ack.id} ({ack.token!r})")
+                continue
+            self.figures.duplicate_receipts += len(times) - 1
+            for later in times[1:]:
+                between = [k for k in self.kills if times[0] < k.at < later]
+                if not between:
+                    self.note(f"receipt {ack.id} sent twice with no kill "
+                              "in between (a retry)")
+                elif not any((CARRIER_NAME, ack.id.lower()) in
+                             {(c, r.lower()) for c, r in
+                              k.snapshot.pending_receipts} for k in between):
+                    self.problem(f"receipt {ack.id} sent again though no "
+                                 "kill in between still owed it")
+        for rid in receipts:
+            if not any(a.id and a.id.lower() == rid for a in acks
+                       if a.kind == "carrier"):
+                pass   # a receipt for a message whose ack was lost
+
+
+CARRIER_NAME = "CrashCarrier"
+
+
+def main_figures(figures: Figures) -> dict[str, Any]:
+    """The figures as a plain dict (for the bench's JSON line)."""
+    return {"runs": figures.runs, "messages": figures.messages,
+            "acknowledged": figures.acknowledged, "lost": figures.lost,
+            "not_final": figures.not_final,
+            "duplicates_to_apps": figures.duplicates_to_apps,
+            "duplicates_to_vendor": figures.duplicates_to_vendor,
+            "duplicate_receipts": figures.duplicate_receipts,
+            "recovery_s": figures.recovery, "problems": figures.problems,
+            "seconds": figures.seconds}

@@ -1,0 +1,42 @@
+"""
+The crash campaign, short (issue 17, item 1; C{bench/crash.py} runs the
+long one): mixed load against the real node (a carrier over SMPP to
+apps, apps over SIP and a tenant over HTTP to a vendor's SMSC over the
+node's outbound connection, the vendor's mobile-originated messages to
+the apps, receipts both ways), the node killed with SIGKILL at random
+moments and restarted on its database.  See L{tests.e2e.crash_load}.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.e2e.crash_load import Campaign
+
+pytestmark = pytest.mark.e2e
+
+
+def test_three_kills_lose_nothing(tmp_path):
+    """
+    Three SIGKILLs under mixed load: after each, every message any
+    sender was told is accepted (submit_sm_resp, SIP 202, HTTP 200,
+    deliver_sm_resp) is in the database, every billing record belongs
+    to a message and every billed message has its record, and receipts
+    are owed only for final messages; at the end every message is
+    delivered, failed with a reason or expired, the carrier got the
+    receipt of each of its messages, and a copy sent again (to an app,
+    the vendor, or a receipt to the carrier) was only ever one not yet
+    confirmed at a kill in between, each copy to an app with the
+    message's id as Message-ID.
+    """
+    seed = int(os.environ.get("CRASH_SEED", "0")) or None
+    campaign = Campaign(tmp_path, runs=3, seed=seed, log=print)
+    figures = campaign.run()
+    print(figures.summary())
+    assert figures.runs == 3
+    assert sum(figures.acknowledged.values()) > 0
+    assert {"carrier", "app", "tenant", "mo"} <= set(figures.acknowledged)
+    assert figures.lost == 0, figures.problems
+    assert figures.problems == [], "\n".join(figures.problems) + \
+        campaign.node.log()[-4000:]
