@@ -25,6 +25,7 @@ was not confirmed at that kill.
 """
 from __future__ import annotations
 
+import bisect
 import http.client
 import json
 import os
@@ -180,6 +181,8 @@ class CampaignNode:
                  "validity": 3600, "auth_failures": 100000},
             http={"enabled": True, "listen": "tcp:port=0:interface=127.0.0.1"})
         self.node: Node | None = None
+        #: monotonic times at which each node process was started.
+        self.spawned: list[float] = []
         self.generation = 0
         self.ports: dict[str, list[int]] = {}
 
@@ -193,6 +196,7 @@ class CampaignNode:
         @return: seconds from the process start to ready."""
         (self.tmp / "node" / "data" / "ports.json").unlink(missing_ok=True)
         started = time.monotonic()
+        self.spawned.append(started)
         if self.node is None:
             self.node = start_node(self.tmp, name="node", **self.sections)
         else:
@@ -765,18 +769,43 @@ class Campaign:
         self._check_vendor(snap)
         self._check_receipts(snap, acks, receipts)
 
-    def _confirmed_before(self, at: float, test: Callable[[Snapshot], bool]
-                          ) -> Kill | None:
-        """The first kill before C{at} whose snapshot passes C{test}."""
-        for kill in self.kills:
-            if kill.restarted and kill.at < at and test(kill.snapshot):
-                return kill
-        return None
+    def life(self, at: float) -> int:
+        """
+        Which run of the node sent what a peer received at C{at}: 1 for
+        the first process, 2 after the first kill...  A PDU or datagram
+        read after a kill but before the next process was started was sent
+        by the process killed (it waited in the peer's socket buffer).
+        """
+        return bisect.bisect_left(self.node.spawned, at)
+
+    def _copies(self, what: str, times: list[float],
+                confirmed: Callable[[Snapshot], bool]) -> None:
+        """
+        Copies of one thing sent more than once (a MESSAGE to the apps, a
+        submit_sm to the vendor, a receipt to the carrier), received at
+        C{times}: each copy after the first must come from a later run of
+        the node than the one before it (a retry within a run is only
+        noted), and from no run after a kill at which the database already
+        held it as confirmed (C{confirmed(snapshot)}): that would be a copy
+        of something the node knew was done.
+        """
+        times = sorted(times)
+        lives = [self.life(t) for t in times]
+        for i in range(1, len(times)):
+            done = [k for k, kill in enumerate(self.kills)
+                    if k + 1 < lives[i] and confirmed(kill.snapshot)]
+            if done:
+                self.problem(f"{what} sent again in run {lives[i]} though "
+                             f"the database held it as done at kill "
+                             f"{done[0] + 1}")
+            elif lives[i] == lives[i - 1]:
+                self.note(f"{what} sent twice in run {lives[i]} (a retry, "
+                          "no kill in between)")
 
     def _check_apps(self, snap: Snapshot) -> None:
-        """Copies of one message to the apps: same Message-ID, its id;
-        a copy after a restart only if it was not delivered at that
-        kill."""
+        """Copies of one message to the apps: each carries its id as
+        Message-ID; a copy after a kill only if it was not delivered at
+        that kill."""
         copies: dict[str, list] = defaultdict(list)
         for app in self.apps:
             for d in app.app.deliveries:
@@ -791,19 +820,11 @@ class Campaign:
                 if d.message_id != hexid:
                     self.problem(f"a copy of {text!r} carries Message-ID "
                                  f"{d.message_id}, not {hexid}")
-            ds.sort(key=lambda d: d.at)
             self.figures.duplicates_to_apps += len(ds) - 1
-            for later in ds[1:]:
-                confirmed = self._confirmed_before(
-                    later.at, lambda s: any(
-                        m.state == "delivered"
-                        for m in s.by_text.get(text, ())))
-                if confirmed is not None and confirmed.restarted < later.at:
-                    self.problem(f"{text!r} delivered again to an app after "
-                                 "a kill at which it was already delivered")
-                elif not any(ds[0].at < k.at < later.at for k in self.kills):
-                    self.note(f"{text!r} delivered twice to apps with no "
-                              "kill in between (a retry)")
+            self._copies(f"{text!r} to the apps", [d.at for d in ds],
+                         lambda s, text=text: any(
+                             m.state == "delivered"
+                             for m in s.by_text.get(text, ())))
 
     def _check_vendor(self, snap: Snapshot) -> None:
         """Copies to the vendor: again only if not forwarded at a kill."""
@@ -816,45 +837,34 @@ class Campaign:
                              "stored")
                 continue
             self.figures.duplicates_to_vendor += len(ss) - 1
-            for later in ss[1:]:
-                confirmed = self._confirmed_before(
-                    later.at, lambda s: any(
-                        m.remote is not None or m.state in FINAL
-                        for m in s.by_text.get(text, ())))
-                if confirmed is not None and confirmed.restarted < later.at:
-                    self.problem(f"{text!r} sent to the vendor again after "
-                                 "a kill at which it was forwarded")
-                elif not any(ss[0].at < k.at < later.at for k in self.kills):
-                    self.note(f"{text!r} sent twice to the vendor with "
-                              "no kill in between (a retry)")
+            self._copies(f"{text!r} to the vendor", [x.at for x in ss],
+                         lambda s, text=text: any(
+                             m.remote is not None or m.state in FINAL
+                             for m in s.by_text.get(text, ())))
 
     def _check_receipts(self, snap: Snapshot, acks: list[Ack],
                         receipts: dict[str, list[float]]) -> None:
-        """The carrier's receipts: each owed one arrived; a second copy
-        only if it was still owed at a kill in between."""
+        """The carrier's receipts: each owed one arrived; a copy after a
+        kill only if that kill's database still owed it."""
         for ack in acks:
             if ack.kind != "carrier":
                 continue
-            times = sorted(receipts.get(ack.id.lower(), ()))
+            rid = ack.id.lower()
+            times = receipts.get(rid, ())
             if not times:
                 self.problem(f"the carrier never got the receipt of "
                              f"{ack.id} ({ack.token!r})")
                 continue
             self.figures.duplicate_receipts += len(times) - 1
-            for later in times[1:]:
-                between = [k for k in self.kills if times[0] < k.at < later]
-                if not between:
-                    self.note(f"receipt {ack.id} sent twice with no kill "
-                              "in between (a retry)")
-                elif not any((CARRIER_NAME, ack.id.lower()) in
-                             {(c, r.lower()) for c, r in
-                              k.snapshot.pending_receipts} for k in between):
-                    self.problem(f"receipt {ack.id} sent again though no "
-                                 "kill in between still owed it")
-        for rid in receipts:
-            if not any(a.id and a.id.lower() == rid for a in acks
-                       if a.kind == "carrier"):
-                pass   # a receipt for a message whose ack was lost
+            stored = snap.by_text.get(ack.token) or ()
+
+            def sent(s: Snapshot, rid=rid, token=ack.token) -> bool:
+                final = any(m.state in FINAL for m in
+                            s.by_text.get(token, ()))
+                owed = any(r.lower() == rid for c, r in s.pending_receipts)
+                return final and not owed
+            if stored:
+                self._copies(f"receipt {ack.id}", times, sent)
 
 
 CARRIER_NAME = "CrashCarrier"
