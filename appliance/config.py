@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from appliance.tls import (DEFAULT_CIPHERS, MIN_VERSIONS, TLSPolicy,
+                           check_ciphers)
+
 LOG_LEVELS = ("error", "warning", "info", "debug")
 
 #: Listener kinds each service section accepts, by endpoint prefix.
@@ -299,6 +302,7 @@ class NodeConfig:
     node: NodeSection = field(default_factory=NodeSection)
     storage: StorageSection = field(default_factory=StorageSection)
     services: tuple[ServiceSection, ...] = ()
+    tls: TLSPolicy = field(default_factory=TLSPolicy)
 
     def service(self, name: str) -> ServiceSection:
         """
@@ -522,7 +526,7 @@ def parse(text: str, source: Path | None = None,
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{source or 'config'}: not valid TOML: {e}"])
     c = _Collector()
-    known = {"node", "storage", *LISTENER_KINDS}
+    known = {"node", "storage", "tls", *LISTENER_KINDS}
     for key, value in data.items():
         if key not in known:
             c.errors.append(f"[{key}]: unknown section")
@@ -627,9 +631,23 @@ def parse(text: str, source: Path | None = None,
             services.append(ServiceSection(**common, options=extra))
 
     _check_duplicate_listeners(c, services)
+    tls = _tls_section(c, data.get("tls", {}))
     if c.errors:
         raise ConfigError(c.errors)
-    return NodeConfig(source, node, storage, tuple(services))
+    return NodeConfig(source, node, storage, tuple(services), tls)
+
+
+def _tls_section(c: _Collector, t: dict) -> TLSPolicy:
+    """Read and check C{[tls]} (what every TLS listener accepts)."""
+    _unknown(c, "tls", t, {"min_version", "ciphers"})
+    version = _typed(c, "tls", t, "min_version", str, "1.2")
+    if version not in MIN_VERSIONS:
+        c.error("tls", "min_version", " or ".join(MIN_VERSIONS))
+    ciphers = _typed(c, "tls", t, "ciphers", str, DEFAULT_CIPHERS)
+    problem = check_ciphers(ciphers)
+    if problem:
+        c.error("tls", "ciphers", problem)
+    return TLSPolicy(version, ciphers)
 
 
 def _smpp_section(c: _Collector, t: dict, base: Path) -> SMPPSection:

@@ -10,11 +10,11 @@ import json
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet import defer, endpoints, threads
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.web import http, server
 
-from appliance.config import port_key
+from appliance.listen import listen_all, stop_all
 from appliance.http.callbacks import CallbackSender, queue_hook
 from appliance.http.guard import Guard
 from appliance.http.model import KEY
@@ -118,7 +118,7 @@ class HTTPService(MultiService):
 
     def __init__(self, section: Any, reactor: Any, storage: Any, core: Any,
                  ports: Any, charger: Any = None, metrics: Any = None,
-                 verify: Any = None) -> None:
+                 verify: Any = None, tls: Any = None) -> None:
         """
         @param section: the L{appliance.config.HTTPSection}.
         @param core: the messaging core.
@@ -127,8 +127,10 @@ class HTTPService(MultiService):
         @param metrics: the node's L{appliance.metrics.Metrics}.
         @param verify: password check returning a Deferred (default: in
             the reactor's thread pool).
+        @param tls: the L{appliance.tls.TLSPolicy} of C{ssl:} listeners.
         """
         super().__init__()
+        self.tls = tls
         self.section, self.reactor = section, reactor
         self.storage, self.core, self.ports = storage, core, ports
         self.charger, self.metrics = charger, metrics
@@ -193,32 +195,19 @@ class HTTPService(MultiService):
         """Listen on every configured endpoint."""
         super().startService()
         site = APISite(self.resource, self.section, self.reactor)
-        waits = []
-        for listener in self.section.listen:
-            endpoint = endpoints.serverFromString(self.reactor,
-                                                  listener.description)
-            d = endpoint.listen(site)
-            d.addCallback(self._listening, listener)
-            waits.append(d)
-        d = defer.gatherResults(waits, consumeErrors=True)
+        d = listen_all(self.reactor, "http", self.section.listen, site,
+                       ports=self.ports, into=self._ports, tls=self.tls,
+                       on_bound=self._listening)
         d.addCallbacks(lambda _: self.ready.callback(None),
                        self.ready.errback)
 
-    def _listening(self, port: Any, listener: Any) -> Any:
-        self._ports.append(port)
-        number = port.getHost().port
-        self.ports.record(port_key("http", listener.kind), number)
-        self.listening.append(f"{listener.kind}:{number}")
-        self.log.info("HTTP listening on {kind} port {port}",
-                      kind=listener.kind, port=number)
-        return port
+    def _listening(self, port: Any, listener: Any) -> None:
+        self.listening.append(f"{listener.kind}:{port.getHost().port}")
 
     @defer.inlineCallbacks
     def stopService(self):
         """Stop listening, then stop the callback sender."""
-        ports, self._ports = self._ports, []
-        for port in ports:
-            yield port.stopListening()
+        yield stop_all(self._ports)
         yield super().stopService()
 
     # -- shell -----------------------------------------------------------
@@ -261,4 +250,5 @@ def make_service(section: Any, node: Any, core: Any, charger: Any = None,
     @param metrics: the node's L{appliance.metrics.Metrics}.
     """
     return HTTPService(section, node.reactor, node.storage, core,
-                       node.ports, charger=charger, metrics=metrics)
+                       node.ports, charger=charger, metrics=metrics,
+                       tls=getattr(getattr(node, "config", None), "tls", None))

@@ -14,18 +14,14 @@ from twisted.conch import manhole, manhole_ssh
 from twisted.conch.ssh import keys
 from twisted.cred.portal import Portal
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
+from appliance.listen import gather, listen_all, stop_all
 from appliance.shell.live import LiveState
 from appliance.shell.session import AuditLog
 from appliance.shell.ssh import (
     BOOTSTRAP_OPERATOR, OperatorIdentity, OperatorKeyChecker, ShellContext,
     load_host_key, make_factory, read_authorized_keys)
-
-
-def _description(listener: Any) -> str:
-    return listener if isinstance(listener, str) else listener.description
 
 
 class _BootstrapKeyChecker(OperatorKeyChecker):
@@ -99,36 +95,24 @@ class ShellService(Service):
                                clock=getattr(self.node, "reactor", None))
         self.factory = make_factory(context, host_key,
                                     self.section.admin_keys)
-        waits = [self._listen(_description(d), self.factory, "shell")
-                 for d in self.section.listen]
+        waits = [listen_all(self.node.reactor, "shell", self.section.listen,
+                            self.factory, ports=self.node.ports,
+                            into=self.ports)]
         if getattr(self.section, "manhole", False):
             namespace = {"node": self.node, "storage": self.node.storage,
                          "live": self.live}
             mfactory = _manhole_factory(host_key, self.section.admin_keys,
                                         namespace)
-            waits += [self._listen(_description(d), mfactory, "manhole")
-                      for d in self.section.manhole_listen]
-        d = defer.gatherResults(waits, consumeErrors=True)
+            waits.append(listen_all(
+                self.node.reactor, "manhole", self.section.manhole_listen,
+                mfactory, ports=self.node.ports, into=self.ports))
+        d = gather(waits)
         d.addCallbacks(lambda _: self.ready.callback(None), self.ready.errback)
-
-    def _listen(self, description: str, factory: Any,
-                key: str) -> defer.Deferred:
-        endpoint = serverFromString(self.node.reactor, description)
-
-        def bound(port):
-            self.ports.append(port)
-            number = port.getHost().port
-            self.node.ports.record(key, number)
-            self.log.info("{key} listening on {port}", key=key, port=number)
-            return port
-        return endpoint.listen(factory).addCallback(bound)
 
     def stopService(self) -> defer.Deferred:
         """Stop listening; the Deferred fires when every port is closed."""
         super().stopService()
-        ports, self.ports = self.ports, []
-        return defer.gatherResults(
-            [defer.maybeDeferred(p.stopListening) for p in ports])
+        return stop_all(self.ports)
 
 
 def make_service(section: Any, node: Any, live: Any = None) -> ShellService:

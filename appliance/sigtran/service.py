@@ -23,6 +23,7 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from appliance.listen import listen_all, stop_all
 from appliance.sigtran import asp as asp_
 from appliance.sigtran.asp import Association, PeerSettings, Timers
 from appliance.sigtran.interfaces import SI_SCCP, ISS7Settings, SS7Settings
@@ -95,21 +96,10 @@ class SigtranService(MultiService):
         self.reconcile()
         super().startService()
         self.storage.add_change_listener(self._changed)
-        factory = ListenerFactory(self._accept)
-        waits = []
-        for listener in self.listen:
-            ep = endpoints.serverFromString(self.reactor, listener.description)
-            waits.append(ep.listen(factory).addCallback(self._listening))
-        d = defer.gatherResults(waits, consumeErrors=True)
+        d = listen_all(self.reactor, "m3ua", self.listen,
+                       ListenerFactory(self._accept), ports=self.ports,
+                       into=self._ports)
         d.addCallbacks(lambda _: self.ready.callback(None), self.ready.errback)
-
-    def _listening(self, port: Any) -> Any:
-        self._ports.append(port)
-        number = port.getHost().port
-        if self.ports is not None:
-            self.ports.record("m3ua", number)
-        self.log.info("M3UA listening on TCP port {port}", port=number)
-        return port
 
     @defer.inlineCallbacks
     def stopService(self):
@@ -121,9 +111,7 @@ class SigtranService(MultiService):
         for a in self.associations.values():
             a.stop()
         yield super().stopService()
-        ports, self._ports = self._ports, []
-        for port in ports:
-            yield port.stopListening()
+        yield stop_all(self._ports)
         self.sccp.stop()
 
     def _changed(self, note: str) -> None:

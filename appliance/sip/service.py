@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from appliance.listen import listen_all, stop_all
 from appliance.model.numbering import node_plan
 from appliance.sip.application import DomainCheck, SIPApplication
 from appliance.sip.auth import DigestGate
@@ -33,8 +33,8 @@ __all__ = ["SIPService", "TRANSPORT", "make_service"]
 #: accounts' apps).
 TRANSPORT = "sip"
 
-#: Listener kind to the port map key and the Via transport name.
-_KINDS = {"udp": ("sip_udp", "UDP"), "tcp": ("sip_tcp", "TCP"), "ssl": ("sip_tls", "TLS")}
+#: Listener kind to the Via transport name (port map keys: port_key).
+_KINDS = {"udp": "UDP", "tcp": "TCP", "ssl": "TLS"}
 
 REGISTRATION_HEADERS = ("account", "contact", "transport", "source", "sent to",
                         "expires in", "user agent")
@@ -183,35 +183,25 @@ class SIPService(Service):
         loaded = self.store.load()
         self.log.info("{n} SIP bindings loaded", n=loaded)
         self.store.start()
-        waits = [self._listen(listener) for listener in self.section.listen]
-        d = defer.gatherResults(waits, consumeErrors=True)
+        config = getattr(self.node, "config", None)
+        d = listen_all(self.node.reactor, "sip", self.section.listen,
+                       factory_for=self._factory, ports=self.node.ports,
+                       into=self.ports, tls=getattr(config, "tls", None),
+                       on_bound=self._bound)
         d.addCallbacks(lambda _: self.ready.callback(None), self.ready.errback)
 
-    def _listen(self, listener: Any) -> defer.Deferred:
-        key, name = _KINDS[listener.kind]
-        reactor = self.node.reactor
+    def _factory(self, listener: Any) -> Any:
+        """A listener's factory (UDP: its datagram protocol)."""
         if listener.kind == "udp":
             protocol = SIPDatagramProtocol(self.layer, agent=self.section.domain)
-            d = defer.maybeDeferred(reactor.listenUDP, listener.port, protocol,
-                                    interface=listener.interface or "")
             self.flows.udp.append(protocol)
-        else:
-            # A bad key or certificate raises here: make it fail ready.
-            d = defer.maybeDeferred(
-                lambda: serverFromString(reactor, listener.description).listen(
-                    _StreamFactory(self, name)))
+            return protocol
+        return _StreamFactory(self, _KINDS[listener.kind])
 
-        def bound(port: Any) -> Any:
-            if listener.kind == "udp":
-                _grow_receive_buffer(port, self.log)
-            self.ports.append(port)
-            address = port.getHost()
-            self.node.ports.record(key, address.port)
-            self.domains.add(address.host)
-            self.log.info("SIP {name} listening on {host} port {port}", name=name,
-                          host=address.host, port=address.port)
-            return port
-        return d.addCallback(bound)
+    def _bound(self, port: Any, listener: Any) -> None:
+        if listener.kind == "udp":
+            _grow_receive_buffer(port, self.log)
+        self.domains.add(port.getHost().host)
 
     def stopService(self) -> defer.Deferred:
         """
@@ -228,10 +218,8 @@ class SIPService(Service):
                 protocol.transport.loseConnection()
             except Exception:
                 self.log.failure("closing a SIP connection failed")
-        ports, self.ports = self.ports, []
         self.flows.udp.clear()
-        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports],
-                                   consumeErrors=True)
+        return stop_all(self.ports)
 
     # -- live state for the shell ------------------------------------------
 

@@ -14,11 +14,11 @@ import time
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from appliance.config import port_key
+from appliance.listen import listen_all, stop_all
 from appliance.smpp.bindguard import inline_verify, thread_verify
 from appliance.smpp.server import COUNTERS, SMPPServer
 from appliance.smpp.session import SMPPSession
@@ -87,32 +87,18 @@ class SMPPService(Service):
         super().startService()
         self.server.start()
         factory = SMPPFactory(self.server, self.reactor, self.section)
-        waits = []
-        for listener in self.section.listen:
-            endpoint = endpoints.serverFromString(self.reactor,
-                                                  listener.description)
-            d = endpoint.listen(factory)
-            d.addCallback(self._listening, listener)
-            waits.append(d)
-        d = defer.gatherResults(waits, consumeErrors=True)
+        config = getattr(self.node, "config", None)
+        d = listen_all(self.reactor, "smpp", self.section.listen, factory,
+                       ports=self.node.ports, into=self._ports,
+                       tls=getattr(config, "tls", None))
         d.addCallbacks(lambda _: self.ready.callback(None),
                        self.ready.errback)
-
-    def _listening(self, port: Any, listener: Any) -> Any:
-        self._ports.append(port)
-        number = port.getHost().port
-        self.node.ports.record(port_key("smpp", listener.kind), number)
-        self.log.info("SMPP listening on {kind} port {port}",
-                      kind=listener.kind, port=number)
-        return port
 
     @defer.inlineCallbacks
     def stopService(self):
         """Stop listening and close the sessions."""
         super().stopService()
-        ports, self._ports = self._ports, []
-        for port in ports:
-            yield port.stopListening()
+        yield stop_all(self._ports)
         if self.server is not None:
             self.server.stop()
 
