@@ -295,6 +295,9 @@ class Mode:
 
 ANY = Mode("*")
 
+#: What role view sees in place of a secret value.
+MASK = "********"
+
 
 @dataclass(eq=False)
 class Command:
@@ -314,6 +317,9 @@ class Command:
         values per line to write (setting commands), or C{None}.
     @ivar children: for commands that enter a mode: C{children(root, obj)}
         yields the keys of the objects to write, or C{None}.
+    @ivar secret: its rendered values are secrets (a clear password, a
+        signing key, an SNMP key or community, an HA1): role view sees
+        them masked in running-config.
     """
     mode: Mode
     spec: str
@@ -324,19 +330,26 @@ class Command:
     privileged: bool = True
     render: Callable[[Any], Iterable[tuple]] | None = None
     children: Callable[[Any, Any], Iterable[Any]] | None = None
+    secret: bool = False
 
-    def format(self, values: Sequence[Any]) -> str:
+    def format(self, values: Sequence[Any], mask: bool = False) -> str:
         """
         Write this command with values, so that it parses back to them.
 
         @param values: one per non-keyword element.
+        @param mask: write L{MASK} for each argument value of a secret
+            command (keywords and choices stay).
         @return: the command line.
         """
         it = iter(values)
         words = []
         for el in self.elements:
-            words.append(el.word if isinstance(el, Keyword)
-                         else el.render(next(it)))
+            if isinstance(el, Keyword):
+                words.append(el.word)
+                continue
+            value = next(it)
+            words.append(MASK if mask and self.secret and
+                         not isinstance(el, Choice) else el.render(value))
         return " ".join(words)
 
     def __repr__(self) -> str:
@@ -387,7 +400,8 @@ class CommandTree:
 
     def command(self, mode: Mode, spec: str, help: Sequence[str],
                 action: str = "config", enters: Mode | None = None,
-                privileged: bool | None = None, render=None, children=None):
+                privileged: bool | None = None, render=None, children=None,
+                secret: bool = False):
         """
         Decorator declaring C{handler} as the command C{spec} in C{mode}.
 
@@ -399,6 +413,7 @@ class CommandTree:
         @param privileged: refused to role view (default: unless C{show}).
         @param render: running-config values of this setting for an object.
         @param children: running-config keys of the objects it enters.
+        @param secret: its rendered values are secrets (masked for view).
         @return: the decorator; it returns the handler unchanged.
         """
         if privileged is None:
@@ -406,7 +421,8 @@ class CommandTree:
 
         def deco(handler):
             self.add(Command(mode, spec, parse_spec(spec, help), handler,
-                             action, enters, privileged, render, children))
+                             action, enters, privileged, render, children,
+                             secret))
             return handler
         return deco
 

@@ -18,7 +18,7 @@ from appliance.text_table import table  # noqa: F401
 
 
 def _write(tree: CommandTree, mode: Mode, root: Any, obj: Any, depth: int,
-           lines: list[str]) -> None:
+           lines: list[str], mask: bool) -> None:
     pad = " " * depth
     for command in tree.commands:
         if command.mode is not mode:
@@ -26,26 +26,28 @@ def _write(tree: CommandTree, mode: Mode, root: Any, obj: Any, depth: int,
         if command.render is not None:
             # The config mode's own settings render from the root.
             for values in command.render(root if obj is None else obj):
-                lines.append(pad + command.format(values))
+                lines.append(pad + command.format(values, mask))
         if command.enters is not None and command.children is not None:
             for key in command.children(root, obj):
-                _write_object(tree, command, root, obj, key, depth, lines)
+                _write_object(tree, command, root, obj, key, depth, lines,
+                              mask)
 
 
 def _write_object(tree: CommandTree, command: Command, root: Any, parent: Any,
-                  key: Any, depth: int, lines: list[str]) -> None:
+                  key: Any, depth: int, lines: list[str], mask: bool) -> None:
     child_mode = command.enters
     child = child_mode.resolve(root, parent, key)
     if child is None:
         return
     pad = " " * depth
     lines.append(pad + command.format([key]))
-    _write(tree, child_mode, root, child, depth + 1, lines)
+    _write(tree, child_mode, root, child, depth + 1, lines, mask)
     lines.append(pad + "exit")
 
 
 def running_config(tree: CommandTree, config: Mode, root: Any,
-                   only: tuple[str, Any] | None = None) -> list[str]:
+                   only: tuple[str, Any] | None = None,
+                   mask: bool = False) -> list[str]:
     """
     The configuration as commands that rebuild it.
 
@@ -53,13 +55,14 @@ def running_config(tree: CommandTree, config: Mode, root: Any,
     @param config: the config mode (entered by C{configure terminal}).
     @param root: the C{ApplianceRoot}.
     @param only: C{(kind, key)} to write one top-level object only.
+    @param mask: write secret values masked (for role view).
     @return: lines, from C{configure terminal} to C{end}, children indented
         one space per level.
     @raise KeyError: if C{only} names no object.
     """
     lines = ["configure terminal"]
     if only is None:
-        _write(tree, config, root, None, 1, lines)
+        _write(tree, config, root, None, 1, lines, mask)
     else:
         kind, key = only
         for command in tree.commands:
@@ -67,7 +70,8 @@ def running_config(tree: CommandTree, config: Mode, root: Any,
                     and command.enters.kind == kind):
                 if command.enters.resolve(root, None, key) is None:
                     raise KeyError(key)
-                _write_object(tree, command, root, None, key, 1, lines)
+                _write_object(tree, command, root, None, key, 1, lines,
+                              mask)
                 break
         else:
             raise KeyError(kind)

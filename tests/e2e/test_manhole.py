@@ -78,3 +78,34 @@ def test_manhole_off_by_default(tmp_path):
     """Without manhole = true no manhole port is opened."""
     node, _ = manhole_node(tmp_path, manhole=False)
     assert "manhole" not in node.ports
+
+
+def test_manhole_refuses_view_role_operator(tmp_path):
+    """An operator of role view (key in the database) logs in to the shell
+    but the manhole refuses it, under its own name and as admin; it cannot
+    reach Python at all."""
+    node, keys = manhole_node(tmp_path)
+    viewer = keygen(keys / "viewer")
+    shell = ["ssh", "-o", f"UserKnownHostsFile={tmp_path / 'kh'}",
+             "-o", "StrictHostKeyChecking=no", "-o", "LogLevel=ERROR",
+             "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+             "-p", str(node.port("shell"))]
+    added = subprocess.run(
+        shell + ["-i", str(keys / "admin"), "admin@127.0.0.1"],
+        input=f"configure terminal\noperator viewer\nrole view\n"
+              f"ssh-key {viewer}\nend\n",
+        capture_output=True, text=True, timeout=30)
+    assert added.returncode == 0, added.stdout + added.stderr
+    shown = subprocess.run(
+        shell + ["-i", str(keys / "viewer"), "viewer@127.0.0.1",
+                 "show version"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    port = node.port("manhole")
+    for user in ("viewer", "admin"):
+        args = [a for a in ssh_args(tmp_path, port, keys / "viewer")
+                if a != "-tt"]
+        args[-1] = f"{user}@127.0.0.1"
+        refused = subprocess.run(args + ["1 + 1"], capture_output=True,
+                                 text=True, timeout=30)
+        assert refused.returncode == 255, (user, refused.stdout)
+        assert "Permission denied" in refused.stderr

@@ -179,7 +179,7 @@ def no_manager_port(ctx):
 
 @command(SNMP_MANAGER, "community WORD",
          help=("SNMPv2c community (used without a user)", "Community"),
-         render=_attr("community"))
+         render=_attr("community"), secret=True)
 def manager_community(ctx, word):
     ctx.obj.community = word
 
@@ -221,7 +221,7 @@ def manager_auth(ctx, protocol, passphrase):
          help=("SNMPv3 authentication as its localized key (from show "
                "running-config)", "HMAC-MD5-96 or HMAC-SHA-96", "Key"),
          render=lambda m: [(m.auth_protocol, m.auth_key)] if m.auth_key
-         else [])
+         else [], secret=True)
 def manager_auth_key(ctx, protocol, key):
     if len(key) != (32 if protocol == "md5" else 40):
         raise ArgumentError(f"a localized {protocol} key has "
@@ -259,7 +259,7 @@ def manager_priv(ctx, protocol, passphrase):
          help=("SNMPv3 privacy as its localized key (from show "
                "running-config)", "CBC-DES or CFB128-AES-128", "Key"),
          render=lambda m: [(m.priv_protocol, m.priv_key)] if m.priv_key
-         else [])
+         else [], secret=True)
 def manager_priv_key(ctx, protocol, key):
     if not ctx.obj.auth_protocol:
         raise ArgumentError("set auth first: privacy needs authentication")

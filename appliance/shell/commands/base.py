@@ -67,7 +67,8 @@ def show_version(ctx):
          help=("Show running system information",
                "The configuration as commands"), action="show")
 def show_running_config(ctx):
-    return "\n".join(running_config(TREE, CONFIG, ctx.root))
+    return "\n".join(running_config(TREE, CONFIG, ctx.root,
+                                    mask=not ctx.session.admin))
 
 
 def declare_object_running_config() -> None:
@@ -85,7 +86,8 @@ def declare_object_running_config() -> None:
 
         def show_one(ctx, key, kind=kind):
             try:
-                lines = running_config(TREE, CONFIG, ctx.root, (kind, key))
+                lines = running_config(TREE, CONFIG, ctx.root, (kind, key),
+                                       mask=not ctx.session.admin)
             except KeyError:
                 raise CommandError(f"no {kind} named {key!r}") from None
             return "\n".join(lines)

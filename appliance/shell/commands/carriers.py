@@ -125,7 +125,8 @@ setting(CONNECTION, "port", "<1-65535>", "port", "SMSC TCP port", "Port")
 setting(CONNECTION, "system-id", "WORD", "system_id", "Our SMPP system_id there",
         "Up to 15 characters")
 setting(CONNECTION, "password", "PASSWORD", "password",
-        "Our SMPP password there (kept in clear)", "1 to 8 characters")
+        "Our SMPP password there (kept in clear)", "1 to 8 characters",
+        secret=True)
 setting(CONNECTION, "bind", "(transmitter|transceiver)", "bind",
         "SMPP bind type", "Bind type")
 setting(CONNECTION, "binds", "<1-64>", "binds", "Parallel binds",

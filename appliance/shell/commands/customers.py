@@ -67,7 +67,7 @@ def _hashes(account):
          help=("SIP password as HA1 hashes (from show running-config)",
                "Digest realm the hashes were made for", "The realm",
                "MD5 HA1", "32 hex digits", "SHA-256 HA1", "64 hex digits"),
-         render=_hashes)
+         render=_hashes, secret=True)  # an HA1 answers a digest challenge
 def account_password_hash(ctx, realm, md5, sha256):
     ctx.obj.set_ha1(realm, md5, sha256)
 

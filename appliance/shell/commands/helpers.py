@@ -55,7 +55,7 @@ def object_commands(keyword: str, argtype: str, enters: Mode, help: str,
 
 
 def setting(mode: Mode, keyword: str, arg: str, attr: str, help: str,
-            arg_help: str) -> None:
+            arg_help: str, secret: bool = False) -> None:
     """
     Declare C{KEYWORD ARG} (set C{obj.attr}) and C{no KEYWORD} (back to
     the class default), written to running-config when not the default.
@@ -66,9 +66,11 @@ def setting(mode: Mode, keyword: str, arg: str, attr: str, help: str,
     @param attr: the model setting.
     @param help: help for the keyword.
     @param arg_help: help for the argument.
+    @param secret: the value is a secret (masked for role view).
     """
     @command(mode, f"{keyword} {arg}", help=(help, arg_help),
-             render=lambda o: [] if is_default(o, attr) else [(getattr(o, attr),)])
+             render=lambda o: [] if is_default(o, attr) else [(getattr(o, attr),)],
+             secret=secret)
     def set_value(ctx, value):
         setattr(ctx.obj, attr, value)
 

@@ -165,7 +165,8 @@ def tenant_dlr_secret_new(ctx):
 @command(TENANT, "dlr-secret WORD",
          help=("Key for the callbacks' X-Signature (HMAC-SHA256)",
                "16 to 128 characters"),
-         render=lambda t: [] if t.dlr_secret is None else [(t.dlr_secret,)])
+         render=lambda t: [] if t.dlr_secret is None else [(t.dlr_secret,)],
+         secret=True)
 def tenant_dlr_secret(ctx, secret):
     ctx.obj.dlr_secret = secret
 
