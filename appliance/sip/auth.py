@@ -2,6 +2,15 @@
 Digest authentication of requests from apps, shared by the registrar
 (C{401}/WWW-Authenticate) and the MESSAGE service (C{407}/Proxy-Authenticate),
 with a per-source failure rate limit.
+
+The credentials come from L{AccountBook}: an immutable snapshot of every
+account's realm, HA1s, C{enabled} flag and DIDs, read in a connection of
+its own (so the reactor thread's object cache holds no account) and
+rebuilt after a configuration commit; a REGISTER or MESSAGE touches no
+persistent object.  On a database shared by several nodes the commit is
+another node's: the node that committed bumps a counter in the database
+(C{root["sip_config_serial"]}), and the others rebuild when their poll of
+the database shows it moved.
 """
 from __future__ import annotations
 
@@ -17,7 +26,10 @@ from appliance.sip.digest import (DigestError, NonceCounter, NonceFactory, Outco
                                   parse_authorization)
 from appliance.sip.message import Request, Response, make_response
 
-__all__ = ["AuthResult", "DigestGate", "FailureLimiter"]
+__all__ = ["AccountBook", "AuthResult", "Credentials", "DigestGate", "FailureLimiter"]
+
+#: The database key of the configuration serial (a C{BTrees.Length}).
+SERIAL_KEY = "sip_config_serial"
 
 #: Seconds over which failures from one source are counted.
 WINDOW = 60.0
@@ -78,6 +90,163 @@ class FailureLimiter:
         self._failures.move_to_end(source)
         while len(self._failures) > self.max_sources:
             self._failures.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """
+    What the SIP hot paths need of an account, read once per rebuild.
+
+    @ivar username: the account.
+    @ivar realm: the realm its HA1s were made for, or C{None}.
+    @ivar ha1_md5: hex HA1 for MD5, or C{None}.
+    @ivar ha1_sha256: hex HA1 for SHA-256, or C{None}.
+    @ivar enabled: whether it may register and send.
+    @ivar dids: its DIDs (E.164 digits).
+    """
+
+    username: str
+    realm: str | None
+    ha1_md5: str | None
+    ha1_sha256: str | None
+    enabled: bool
+    dids: frozenset[str]
+
+    def check_ha1(self, algorithm: str) -> str | None:
+        """
+        @param algorithm: C{MD5} or C{SHA-256}, any case.
+        @return: the HA1 for it, or C{None}.
+        """
+        name = algorithm.upper()
+        if name == "MD5":
+            return self.ha1_md5
+        if name in ("SHA-256", "SHA256"):
+            return self.ha1_sha256
+        return None
+
+    @classmethod
+    def of(cls, account: Any) -> "Credentials":
+        """
+        @param account: an L{appliance.model.customers.Account}.
+        @return: its credentials.
+        """
+        return cls(account.username, account.realm, account.ha1_md5, account.ha1_sha256,
+                   bool(account.enabled), frozenset(account.dids))
+
+
+class AccountBook:
+    """
+    The accounts as the SIP service reads them: a dict of username to
+    L{Credentials}, replaced whole (never changed in place) when the
+    configuration changes.
+
+    A change marks the snapshot stale; the next read rebuilds it, so a
+    burst of commits costs one rebuild and a request after a commit sees
+    it.
+
+    @ivar rebuilds: snapshots built so far (statistics, tests).
+    @ivar plan: the node's numbering plan as of the snapshot.
+    """
+
+    log = Logger()
+
+    def __init__(self, storage: Any, plan: Callable[[Any], Any] | None = None) -> None:
+        """
+        @param storage: the L{appliance.store.database.Storage} (its
+            C{reader()}, change listeners and C{batch}).
+        @param plan: reads the node's numbering plan from the root
+            (L{appliance.model.numbering.node_plan}); C{None}: none kept.
+        """
+        self._storage = storage
+        self._plan_of = plan
+        self._accounts: dict[str, Credentials] = {}
+        self.plan: Any = None
+        self._stale = True
+        self._serial: int | None = None
+        self.rebuilds = 0
+
+    def start(self) -> None:
+        """Build the snapshot and follow the configuration."""
+        self._storage.add_change_listener(self._changed)
+        self.rebuild()
+
+    def stop(self) -> None:
+        """Stop following the configuration."""
+        try:
+            self._storage.remove_change_listener(self._changed)
+        except ValueError:
+            pass
+
+    def get(self, username: str) -> Credentials | None:
+        """
+        @param username: the account.
+        @return: its credentials, or C{None} for no such account.
+        """
+        if self._stale:
+            self.rebuild()
+        return self._accounts.get(username)
+
+    __call__ = get
+
+    def current_plan(self) -> Any:
+        """@return: the numbering plan of the snapshot."""
+        if self._stale:
+            self.rebuild()
+        return self.plan
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+    def _read_serial(self) -> int | None:
+        counter = self._storage.domain_get(SERIAL_KEY)
+        return None if counter is None else counter()
+
+    def _changed(self, note: str) -> None:
+        if note != "sync":
+            # A commit of this node: rebuild, and tell the other nodes.
+            self._stale = True
+            if self._storage.domain_get(SERIAL_KEY) is not None:
+                self._storage.batch(_bump).addErrback(
+                    lambda f: self.log.failure("configuration serial not bumped", f))
+            return
+        try:
+            serial = self._read_serial()
+        except Exception:
+            self.log.failure("configuration serial unreadable")
+            self._stale = True
+            return
+        if serial != self._serial:
+            self._stale = True
+
+    def rebuild(self) -> None:
+        """
+        Read every account in a connection of its own and swap the new
+        snapshot in; on an error keep the old one (and try again at the
+        next read).
+        """
+        try:
+            serial = self._read_serial()
+            reader = self._storage.reader()
+        except Exception:
+            self.log.failure("account snapshot not rebuilt")
+            return
+        try:
+            root = reader.root()
+            accounts = {name: Credentials.of(a) for name, a in root.accounts.items()}
+            plan = self._plan_of(root) if self._plan_of is not None else None
+        except Exception:
+            self.log.failure("account snapshot not rebuilt")
+            return
+        finally:
+            reader.close()
+        self._accounts, self.plan, self._serial = accounts, plan, serial
+        self._stale = False
+        self.rebuilds += 1
+
+
+def _bump(root: Any) -> None:
+    """Batched write: one more configuration change."""
+    root[SERIAL_KEY].change(1)
 
 
 @dataclass(frozen=True)

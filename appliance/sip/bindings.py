@@ -1,26 +1,32 @@
 """
 Registrar bindings (RFC 3261 section 10.3, RFC 5626), pure.
 
-A L{Binding} is one registered contact of an account: an immutable record,
-stored as is in the database (C{root["registrations"]}, an C{OOBTree} of
-username to a tuple of bindings). L{update_bindings} applies one REGISTER
-to an account's current bindings and returns the new tuple or the error
-to answer with; it neither reads the clock nor touches the database.
+A L{Binding} is one registered contact of an account: an immutable,
+slotted record (about 120 bytes besides its strings).  The database holds
+it as a plain tuple (L{Binding.record}, read back by L{from_record}), so
+its pickle names no class and the copy a BTree bucket keeps in the object
+cache shares the strings of the one in memory.  L{update_bindings}
+applies one REGISTER to an account's current bindings and returns the new
+tuple or the error to answer with; it neither reads the clock nor touches
+the database.
 
-Do not rename or move L{Binding}: the database holds pickles of it.
+Do not rename or move L{Binding}: databases written before the tuple form
+hold pickles of it (C{root["registrations"]}), which L{Binding.__setstate__}
+still reads.
 """
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import sys
+from dataclasses import MISSING, dataclass, fields
 from typing import Sequence
 
 from appliance.sip.uri import URI, URIError
 
 __all__ = [
     "NAT_MODES", "Binding", "ContactChange", "RegisterError", "contact_address",
-    "contact_key", "delivery_target", "drop_flow", "expire", "nat_detected", "remove_all",
-    "update_bindings",
+    "contact_key", "delivery_target", "drop_flow", "expire", "from_record", "nat_detected",
+    "remove_all", "update_bindings",
 ]
 
 #: C{[sip] nat}: C{auto} decides per REGISTER (L{delivery_target}),
@@ -35,7 +41,12 @@ _NON_ROUTABLE = tuple(ipaddress.ip_network(n) for n in (
     "127.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128"))
 
 
-@dataclass(frozen=True)
+#: Interned texts that repeat across bindings (transport names, source
+#: hosts, user agents, node names): one copy each, not one per binding.
+_intern = sys.intern
+
+
+@dataclass(frozen=True, slots=True)
 class Binding:
     """
     One registered contact.
@@ -43,7 +54,8 @@ class Binding:
     @ivar contact: the Contact URI as text.
     @ivar instance: the C{+sip.instance} value, or C{None}.
     @ivar reg_id: the RFC 5626 C{reg-id}, or C{None}.
-    @ivar expires_at: clock time (seconds) when it lapses.
+    @ivar expires_at: clock time (seconds since the epoch, the reactor's
+        C{seconds()}) when it lapses; comparable between nodes.
     @ivar transport: C{"UDP"}, C{"TCP"} or C{"TLS"}: how it registered.
     @ivar source: C{(host, port)} it registered from (for UDP, where to
         send: the C{received}/C{rport} address; for TCP/TLS, the peer of
@@ -54,6 +66,9 @@ class Binding:
     @ivar destination: for UDP, the C{(host, port)} of the Contact that
         requests go to; C{None}: over the flow, to C{source} (bindings
         stored before this field existed read C{None}, as they were sent).
+    @ivar node: the C{[node] name} of the node holding the flow it
+        registered on (the node that sends requests to it); C{""} for
+        bindings stored before nodes were recorded.
     """
 
     contact: str
@@ -66,6 +81,20 @@ class Binding:
     call_id: str = ""
     cseq: int = 0
     destination: tuple[str, int] | None = None
+    node: str = ""
+
+    def __setstate__(self, state: object) -> None:
+        """
+        Unpickle: the slotted form's field values, or the C{__dict__} of
+        a binding pickled by the earlier (unslotted) class, whose fields
+        were a prefix of these.
+        """
+        if isinstance(state, dict):
+            values = {f: state.get(f, d) for f, d in _DEFAULTS}
+        else:
+            values = dict(zip((f for f, _ in _DEFAULTS), state))  # type: ignore[call-overload]
+        for name, default in _DEFAULTS:
+            object.__setattr__(self, name, values.get(name, default))
 
     def remaining(self, now: float) -> int:
         """
@@ -83,6 +112,56 @@ class Binding:
     def target(self) -> tuple[str, int]:
         """Where a request to this contact goes: its Contact or its flow."""
         return tuple(self.destination or self.source)  # type: ignore[return-value]
+
+    def record(self) -> tuple:
+        """
+        @return: the plain tuple the database keeps (no class reference;
+            L{from_record} reads it back), without C{node}, which the
+            database key carries.
+        """
+        return (self.contact, self.instance, self.reg_id, self.expires_at, self.transport,
+                self.source, self.user_agent, self.call_id, self.cseq, self.destination)
+
+    def on_node(self, node: str) -> "Binding":
+        """
+        @param node: a node name.
+        @return: this binding, held by C{node}.
+        """
+        if node == self.node:
+            return self
+        return Binding(self.contact, self.instance, self.reg_id, self.expires_at,
+                       self.transport, self.source, self.user_agent, self.call_id, self.cseq,
+                       self.destination, _intern(node))
+
+
+#: The fields of L{Binding} in order, with their defaults (C{None} for
+#: the required ones).
+_DEFAULTS = tuple((f.name, None if f.default is MISSING else f.default)
+                  for f in fields(Binding))
+
+
+def from_record(record: object, node: str = "") -> Binding:
+    """
+    Read a binding as the database keeps it.
+
+    @param record: a tuple from L{Binding.record}, or a L{Binding}
+        unpickled from a database written before the tuple form.
+    @param node: the node holding it (from the database key).
+    @return: the binding; its repeated texts interned.
+    @raise ValueError: for a record of another shape.
+    """
+    if isinstance(record, Binding):
+        return record.on_node(node)
+    if not isinstance(record, tuple) or not 6 <= len(record) <= 10:
+        raise ValueError(f"not a binding record: {record!r:.80}")
+    (contact, instance, reg_id, expires_at, transport, source,
+     user_agent, call_id, cseq, destination) = record + (("", "", 0, None)[len(record) - 6:])
+    host, port = source
+    return Binding(contact, instance, reg_id, float(expires_at), _intern(transport),
+                   (_intern(host), int(port)), _intern(user_agent), call_id, int(cseq),
+                   None if destination is None else (_intern(destination[0]),
+                                                     int(destination[1])),
+                   _intern(node))
 
 
 @dataclass(frozen=True)
@@ -145,7 +224,7 @@ def _matches(binding: Binding, change: ContactChange) -> bool:
 def update_bindings(current: Sequence[Binding], changes: Sequence[ContactChange],
                     now: float, transport: str, source: tuple[str, int],
                     user_agent: str, call_id: str, cseq: int,
-                    max_contacts: int = 10) -> tuple[Binding, ...]:
+                    max_contacts: int = 10, node: str = "") -> tuple[Binding, ...]:
     """
     Apply the Contacts of one REGISTER (RFC 3261 10.3 steps 6 to 8).
 
@@ -158,11 +237,14 @@ def update_bindings(current: Sequence[Binding], changes: Sequence[ContactChange]
     @param call_id: its Call-ID.
     @param cseq: its CSeq number.
     @param max_contacts: the most bindings one account may hold.
+    @param node: the node name new bindings carry (L{Binding.node}).
     @return: the new bindings, in registration order.
     @raise RegisterError: C{500} for an out-of-order REGISTER (same
         Call-ID, CSeq not higher), C{403} for too many contacts.
     """
     result = [b for b in current if b.expires_at > now]
+    transport, user_agent, node = _intern(transport), _intern(user_agent), _intern(node)
+    source = (_intern(source[0]), int(source[1]))
     for change in changes:
         keep = []
         for b in result:
@@ -175,7 +257,7 @@ def update_bindings(current: Sequence[Binding], changes: Sequence[ContactChange]
         if change.expires > 0:
             result.append(Binding(change.contact, change.instance, change.reg_id,
                                   now + change.expires, transport, source, user_agent,
-                                  call_id, cseq, change.destination))
+                                  call_id, cseq, change.destination, node))
     if len(result) > max_contacts:
         raise RegisterError(403, f"At most {max_contacts} contacts per account")
     return tuple(result)

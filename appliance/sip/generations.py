@@ -12,4 +12,22 @@ def evolve1(root) -> None:
         root["registrations"] = OOBTree()
 
 
-GENERATIONS = (evolve1,)
+def evolve2(root) -> None:
+    """
+    Create C{root["sip_bindings"]}, an C{OOBTree} of C{(username, node)} to
+    the tuple of binding records (L{appliance.sip.bindings.Binding.record})
+    that node holds for the account, and C{root["sip_config_serial"]}, a
+    C{BTrees.Length} bumped after each configuration commit (other nodes
+    rebuild their account snapshot when it moves), if absent.  The
+    bindings of C{root["registrations"]} are claimed by the first node
+    that loads them (L{appliance.sip.registrar.BindingStore.load}).
+    """
+    from BTrees.Length import Length
+    from BTrees.OOBTree import OOBTree
+    if "sip_bindings" not in root:
+        root["sip_bindings"] = OOBTree()
+    if "sip_config_serial" not in root:
+        root["sip_config_serial"] = Length()
+
+
+GENERATIONS = (evolve1, evolve2)

@@ -1,90 +1,150 @@
 """
 The registrar (RFC 3261 section 10, RFC 5626 instance and reg-id).
 
-L{BindingStore} keeps every account's bindings in memory and writes each
-change through the storage's batched commit to C{root["registrations"]},
-so a restart keeps them; a periodic sweep on the injected clock removes
-lapsed ones. L{Registrar} answers REGISTER: digest (401), checks, the pure
+L{BindingStore} keeps this node's bindings in memory (slotted
+L{Binding} records, one dict entry per account) and writes them behind to
+the database: a change marks the account dirty, and one function queued
+on the storage's batched commit writes every dirty account at once, so a
+REGISTER's C{200 OK} waits for no commit.  What a crash can lose is the
+last batch or two (a few milliseconds of changes): an app whose binding
+is lost is unreachable until its next REGISTER refresh re-creates it, and
+messages for it wait in the queue meanwhile (nothing acknowledged to a
+sender depends on a registration being durable).  Expiry is one heap of
+due times read by one sweep on the injected clock.
+
+In the database (C{root["sip_bindings"]}) the bindings are keyed by
+C{(username, node)}: each node writes only its own keys, and
+L{BindingStore.lookup} also reads the other nodes' (as of the storage's
+last poll of a shared database), so a node finds which node holds an
+app's flow.  L{Registrar} answers REGISTER: digest (401), checks, the pure
 update of L{appliance.sip.bindings}, then C{200 OK} listing the current
-contacts once the change is committed, and tells the messaging core that
-the account is online.
+contacts, and tells the messaging core that the account is online.
 """
 from __future__ import annotations
 
 import heapq
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from appliance.model.errors import ModelError
+from appliance.model.numbers import normalize_e164
 from appliance.sip import bindings as B
 from appliance.sip.auth import DigestGate
-from appliance.sip.bindings import Binding, ContactChange, RegisterError
+from appliance.sip.bindings import Binding, ContactChange, RegisterError, from_record
 from appliance.sip.headers import HeaderError
 from appliance.sip.message import Request, make_response
 from appliance.sip.uri import URIError
 
-__all__ = ["BindingStore", "Registrar"]
+__all__ = ["BindingStore", "Registrar", "aor_user"]
 
-#: The database key of the bindings tree.
+#: The database key of the bindings written before nodes were recorded
+#: (username to a tuple of L{Binding}); read once and claimed.
 ROOT_KEY = "registrations"
 
+#: The database key of the bindings tree: C{(username, node)} to a tuple
+#: of L{Binding.record} tuples.
+TREE_KEY = "sip_bindings"
 
-def _put(root: Any, username: str, value: tuple[Binding, ...]) -> None:
-    """Batched write: set (or delete) one account's bindings."""
-    tree = root[ROOT_KEY]
-    if value:
-        tree[username] = value
-    elif username in tree:
-        del tree[username]
+#: Above every node name (letters, digits, C{-} and C{_}): the upper bound
+#: of one account's keys.
+_LAST = "\x7f"
+
+Flow = tuple[str, str, int]
+
+
+def aor_user(aor: str) -> str:
+    """
+    @param aor: an account username, or an address of record
+        (C{sip:1111@domain}, C{<sips:1111@domain>}, C{tel:...}).
+    @return: the username it names.
+    """
+    text = aor.strip().strip("<>")
+    scheme, colon, rest = text.partition(":")
+    if colon and scheme.lower() in ("sip", "sips", "tel"):
+        text = rest
+    return text.split("@", 1)[0].split(";", 1)[0]
 
 
 class BindingStore:
     """
-    Bindings by account, in memory, written through to the database.
+    This node's bindings by account, in memory, written behind to the
+    database; and the other nodes' bindings, read from it.
 
+    @ivar node: this node's name (L{Binding.node} of the bindings it makes).
     @ivar sweep_interval: seconds between expiry sweeps.
+    @ivar retry_delay: seconds before a failed write is tried again.
+    @ivar writes: batched writes committed (statistics, tests).
     """
 
     log = Logger()
 
-    def __init__(self, storage: Any, clock: IReactorTime, sweep_interval: float = 1.0) -> None:
+    def __init__(self, storage: Any, clock: IReactorTime, node: str = "",
+                 sweep_interval: float = 1.0, retry_delay: float = 1.0) -> None:
         """
         @param storage: the L{appliance.store.database.Storage}.
         @param clock: the reactor's time.
+        @param node: this node's C{[node] name}.
         @param sweep_interval: seconds between sweeps.
+        @param retry_delay: seconds before a failed write is retried.
         """
         self._storage = storage
         self._clock = clock
+        self.node = node
         self.sweep_interval = sweep_interval
+        self.retry_delay = retry_delay
+        self.writes = 0
         self._bindings: dict[str, tuple[Binding, ...]] = {}
+        self._flows: dict[Flow, set[str]] = {}
         self._heap: list[tuple[float, str]] = []
+        self._due: dict[str, float] = {}
+        self._dirty: set[str] = set()
+        self._inflight: set[str] = set()
+        self._queued = False
+        self._claimed: list[str] = []
+        self._retry: IDelayedCall | None = None
         self._sweeper: task.LoopingCall | None = None
         self._expired_listeners: list[Callable[[str], None]] = []
 
+    # -- life cycle ----------------------------------------------------
+
     def load(self) -> int:
         """
-        Read the bindings from the database, dropping lapsed ones.
+        Read this node's bindings from the database, dropping lapsed
+        ones, and claim those written before nodes were recorded.
 
         @return: the number of bindings loaded.
         """
         now = self._clock.seconds()
-        tree = self._storage.domain_get(ROOT_KEY)
         self._bindings.clear()
+        self._flows.clear()
         self._heap.clear()
+        self._due.clear()
+        found: dict[str, list[Binding]] = {}
+        tree = self._storage.domain_get(TREE_KEY)
+        for (username, node), records in (tree.items() if tree is not None else ()):
+            if node != self.node:
+                continue
+            found[username] = [from_record(r, node) for r in records]
+            if len(found[username]) != len(records):
+                self._dirty.add(username)
+        legacy = self._storage.domain_get(ROOT_KEY)
+        self._claimed = list(legacy.keys()) if legacy is not None else []
+        for username in self._claimed:
+            found.setdefault(username, []).extend(
+                from_record(r, self.node) for r in legacy[username])
+            self._dirty.add(username)
         count = 0
-        lapsed = []
-        for username, value in (tree.items() if tree is not None else ()):
+        for username, value in found.items():
             live = B.expire(value, now)
             if len(live) != len(value):
-                lapsed.append(username)
-            if live:
-                self._set(username, live)
-                count += len(live)
-        for username in lapsed:
-            self._write(username)
+                self._dirty.add(username)
+            self._set(username, live)
+            count += len(live)
+        if self._dirty:
+            self._ensure_queued()
         return count
 
     def start(self) -> None:
@@ -98,11 +158,17 @@ class BindingStore:
 
     def stop(self) -> None:
         """
-        Stop the expiry sweep.
+        Stop the expiry sweep and retries; what is dirty is queued on the
+        storage, which commits it before it closes.
         """
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self._sweeper = None
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._dirty and not self._queued:
+            self._queue()
 
     def on_expired(self, listener: Callable[[str], None]) -> None:
         """
@@ -110,40 +176,118 @@ class BindingStore:
         """
         self._expired_listeners.append(listener)
 
+    # -- this node's bindings ------------------------------------------
+
     def get(self, username: str) -> tuple[Binding, ...]:
         """
         @param username: the account.
-        @return: its bindings not yet lapsed.
+        @return: its bindings on this node not yet lapsed.
         """
-        return B.expire(self._bindings.get(username, ()), self._clock.seconds())
+        current = self._bindings.get(username)
+        if not current:
+            return ()
+        now = self._clock.seconds()
+        for b in current:
+            if b.expires_at <= now:
+                return B.expire(current, now)
+        return current
 
-    def put(self, username: str, value: tuple[Binding, ...]) -> Deferred:
+    def put(self, username: str, value: tuple[Binding, ...]) -> None:
         """
-        Replace an account's bindings now in memory, and in the database at
-        the next batched commit.
+        Replace an account's bindings now in memory, and in the database
+        at a coming batched commit (write-behind: nothing waits for it).
 
         @param username: the account.
         @param value: its new bindings.
-        @return: a Deferred firing once committed.
         """
         self._set(username, value)
-        return self._write(username)
+        self._dirty.add(username)
+        self._ensure_queued()
 
     def _set(self, username: str, value: tuple[Binding, ...]) -> None:
-        if value:
-            self._bindings[username] = value
-            heapq.heappush(self._heap, (min(b.expires_at for b in value), username))
-        else:
+        old = self._bindings.get(username, ())
+        for b in old:
+            if b.stream and b not in value:
+                key = (b.transport, b.source[0], b.source[1])
+                users = self._flows.get(key)
+                if users is not None:
+                    users.discard(username)
+                    if not users:
+                        del self._flows[key]
+        if not value:
             self._bindings.pop(username, None)
+            return
+        self._bindings[username] = value
+        for b in value:
+            if b.stream:
+                self._flows.setdefault((b.transport, b.source[0], b.source[1]),
+                                       set()).add(username)
+        due = min(b.expires_at for b in value)
+        scheduled = self._due.get(username)
+        if scheduled is None or due < scheduled:
+            self._due[username] = due
+            heapq.heappush(self._heap, (due, username))
 
-    def _write(self, username: str) -> Deferred:
-        d = self._storage.batch(_put, username, self._bindings.get(username, ()))
-        d.addErrback(self._write_failed, username)
-        return d
+    # -- write-behind --------------------------------------------------
 
-    def _write_failed(self, failure: Any, username: str) -> Any:
-        self.log.failure("bindings of {username} not saved", failure, username=username)
-        return failure
+    def _ensure_queued(self) -> None:
+        """Queue the write unless it is queued or waits for a retry."""
+        if not self._queued and (self._retry is None or not self._retry.active()):
+            self._queue()
+
+    def _queue(self) -> None:
+        self._queued = True
+        d = self._storage.batch(self._write_dirty)
+        d.addCallbacks(self._written, self._write_failed)
+
+    def _write_dirty(self, root: Any) -> int:
+        """Batched write: every dirty account's bindings as they are now."""
+        names = self._inflight | self._dirty
+        self._inflight, self._dirty = names, set()
+        tree = root[TREE_KEY]
+        node = self.node
+        for username in names:
+            key = (username, node)
+            value = self._bindings.get(username)
+            if value:
+                tree[key] = tuple(b.record() for b in value)
+            elif key in tree:
+                del tree[key]
+        if self._claimed:
+            legacy = root[ROOT_KEY]
+            for username in self._claimed:
+                if username in legacy:
+                    del legacy[username]
+        return len(names)
+
+    def _written(self, count: int) -> None:
+        self._inflight = set()
+        self._claimed = []
+        self._queued = False
+        self.writes += 1
+        if self._dirty:
+            self._queue()
+
+    def _write_failed(self, failure: Any) -> None:
+        self._dirty |= self._inflight
+        self.log.failure("bindings of {n} accounts not saved: retrying in {delay} s",
+                         failure, n=len(self._dirty), delay=self.retry_delay)
+        self._inflight = set()
+        self._queued = False
+        if self._retry is None or not self._retry.active():
+            self._retry = self._clock.callLater(self.retry_delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        if self._dirty and not self._queued:
+            self._queue()
+
+    @property
+    def dirty(self) -> int:
+        """Accounts changed in memory and not yet committed."""
+        return len(self._dirty) + len(self._inflight)
+
+    # -- expiry and flows ----------------------------------------------
 
     def sweep(self) -> list[str]:
         """
@@ -153,19 +297,25 @@ class BindingStore:
         """
         now = self._clock.seconds()
         changed = []
-        while self._heap and self._heap[0][0] <= now:
-            _, username = heapq.heappop(self._heap)
+        heap, due = self._heap, self._due
+        while heap and heap[0][0] <= now:
+            when, username = heapq.heappop(heap)
+            if due.get(username) != when:
+                continue  # superseded by an earlier entry, or gone
+            del due[username]
             current = self._bindings.get(username)
             if current is None:
                 continue
             live = B.expire(current, now)
-            if len(live) == len(current):
-                continue
-            self._set(username, live)
-            self._write(username).addErrback(lambda _: None)
-            changed.append(username)
-            self.log.info("registration of {username} lapsed ({n} contacts left)",
-                          username=username, n=len(live))
+            self._set(username, live)  # re-schedules the next due time
+            if len(live) != len(current):
+                self._dirty.add(username)
+                changed.append(username)
+                self.log.debug("registration of {username} lapsed ({n} contacts left)",
+                               username=username, n=len(live))
+        if changed:
+            self.log.info("{n} registrations lapsed", n=len(changed))
+            self._ensure_queued()
         for username in changed:
             for listener in self._expired_listeners:
                 listener(username)
@@ -179,17 +329,20 @@ class BindingStore:
         @param source: the connection's peer.
         @return: the accounts that lost bindings.
         """
+        users = self._flows.get((transport, source[0], int(source[1])))
         changed = []
-        for username, current in list(self._bindings.items()):
+        for username in sorted(users or ()):
+            current = self._bindings.get(username, ())
             left = B.drop_flow(current, transport, source)
             if len(left) != len(current):
-                self.put(username, left).addErrback(lambda _: None)
+                self.put(username, left)
                 changed.append(username)
         return changed
 
     def items(self) -> Iterator[tuple[str, tuple[Binding, ...]]]:
         """
-        @return: C{(username, bindings)} pairs of live bindings, by username.
+        @return: C{(username, bindings)} pairs of this node's live
+            bindings, by username.
         """
         now = self._clock.seconds()
         for username in sorted(self._bindings):
@@ -202,6 +355,70 @@ class BindingStore:
         @return: the number of bindings held (lapsed ones until the sweep).
         """
         return sum(len(v) for v in self._bindings.values())
+
+    def accounts(self) -> int:
+        """@return: the number of accounts with bindings on this node."""
+        return len(self._bindings)
+
+    # -- every node's bindings -----------------------------------------
+
+    def lookup(self, aor: str) -> tuple[Binding, ...]:
+        """
+        Where an account is registered, on any node of the database.
+
+        @param aor: a username or address of record (L{aor_user}).
+        @return: its live bindings, each with its L{Binding.node}: this
+            node's first (from memory: current), then the other nodes' in
+            node order, as the database showed them at the storage's
+            last poll (a shared database is polled every half second);
+            on a database error, this node's only.
+        """
+        username = aor_user(aor)
+        local = self.get(username)
+        try:
+            remote = tuple(self._remote(username, self._clock.seconds()))
+        except Exception:
+            self.log.failure("bindings of {username} on other nodes unreadable",
+                             username=username)
+            return local
+        return local + remote if remote else local
+
+    def _remote(self, username: str, now: float) -> Iterator[Binding]:
+        tree = self._storage.domain_get(TREE_KEY)
+        if tree is None:
+            return
+        for (_, node), records in tree.items(min=(username,), max=(username, _LAST)):
+            if node == self.node:
+                continue
+            for record in records:
+                if record[3] > now:
+                    yield from_record(record, node)
+
+    def everywhere(self) -> Iterator[tuple[str, Binding]]:
+        """
+        Every node's live bindings, for C{show sip registrations}: this
+        node's from memory, the others' from the database as of the last
+        poll.
+
+        @return: C{(username, binding)} pairs, by username, this node's
+            first within an account.
+        """
+        now = self._clock.seconds()
+        others: dict[str, list[Binding]] = {}
+        try:
+            tree = self._storage.domain_get(TREE_KEY)
+            for (username, node), records in (tree.items() if tree is not None else ()):
+                if node != self.node:
+                    live = [from_record(r, node) for r in records if r[3] > now]
+                    if live:
+                        others.setdefault(username, []).extend(live)
+        except Exception:
+            self.log.failure("bindings of other nodes unreadable")
+        for username in sorted(set(self._bindings) | set(others)):
+            for b in self.get(username):
+                yield username, b
+            for b in others.get(username, ()):
+                yield username, b
 
 
 class Registrar:
@@ -224,7 +441,7 @@ class Registrar:
         @param account: username to the account or C{None}.
         @param clock: the reactor's time.
         @param online: called with a username after a REGISTER that added or
-            refreshed a binding is committed (the core's C{account_online}).
+            refreshed a binding is answered (the core's C{account_online}).
         @param max_contacts: bindings allowed per account.
         """
         self.section = section
@@ -276,7 +493,8 @@ class Registrar:
                     self.store.get(username), changes, self._clock.seconds(),
                     tx.transport.name,
                     (source[0], int(source[1])) if stream else (flow[0], int(flow[1])),
-                    request.headers.get("user-agent") or "", call_id, cseq, self.max_contacts)
+                    request.headers.get("user-agent") or "", call_id, cseq, self.max_contacts,
+                    self.store.node)
         except _TooBrief:
             response = make_response(request, 423)
             response.headers.add("Min-Expires", str(self.section.min_expires))
@@ -294,27 +512,29 @@ class Registrar:
             tx.respond(self._ok(request, new))  # a query: nothing changes
             return
         refreshed = any(c.expires > 0 for c in changes)
-        d = self.store.put(username, new)
-        d.addCallbacks(self._committed, self._not_committed,
-                       callbackArgs=(request, tx, username, refreshed),
-                       errbackArgs=(request, tx))
-
-    def _committed(self, _: Any, request: Request, tx: Any, username: str,
-                   refreshed: bool) -> None:
+        self.store.put(username, new)  # written behind: the answer does not wait
         self.registers += 1
-        tx.respond(self._ok(request, self.store.get(username)))
         current = self.store.get(username)
-        self.log.info("{username} registered {n} contacts from {source} (reached at {targets})",
-                      username=username, n=len(current), source=tx.address,
-                      targets=", ".join(_describe(b) for b in current))
+        tx.respond(self._ok(request, current))
+        self.log.debug("{username} registered {n} contacts from {source} (reached at"
+                       " {targets})", username=username, n=len(current), source=tx.address,
+                       targets=", ".join(_describe(b) for b in current))
         if refreshed and self.online is not None:
             try:
                 self.online(username)
             except Exception:
                 self.log.failure("account_online({username}) failed", username=username)
 
-    def _not_committed(self, failure: Any, request: Request, tx: Any) -> None:
-        tx.respond(make_response(request, 500))
+    def lookup(self, aor: str) -> tuple[Binding, ...]:
+        """
+        Where an app is registered, on this node or another of the same
+        database (L{BindingStore.lookup}).
+
+        @param aor: a username or address of record.
+        @return: its live bindings, each with the L{Binding.node} holding
+            its flow, this node's first.
+        """
+        return self.store.lookup(aor)
 
     def _is_aor_of(self, username: str, to_user: str | None) -> bool:
         if to_user == username:
@@ -322,10 +542,8 @@ class Registrar:
         account = self._account(username)
         if account is None or to_user is None:
             return False
-        from appliance.model.errors import ModelError
-        from appliance.model.numbers import normalize_e164
         try:
-            return normalize_e164(to_user) in tuple(account.dids)
+            return normalize_e164(to_user) in account.dids
         except ModelError:
             return False
 

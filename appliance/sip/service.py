@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from appliance.listen import listen_all, stop_all
 from appliance.model.numbering import node_plan
 from appliance.sip.application import DomainCheck, SIPApplication
-from appliance.sip.auth import DigestGate
+from appliance.sip.auth import AccountBook, DigestGate
 from appliance.sip.delivery import SIPDeliveryAgent
 from appliance.sip.flows import FlowTable, probe_local_host
 from appliance.sip.messages import MessageIntake
@@ -37,7 +37,7 @@ TRANSPORT = "sip"
 _KINDS = {"udp": "UDP", "tcp": "TCP", "ssl": "TLS"}
 
 REGISTRATION_HEADERS = ("account", "contact", "transport", "source", "sent to",
-                        "expires in", "user agent")
+                        "expires in", "user agent", "node")
 TRANSACTION_HEADERS = ("branch", "kind", "method", "state", "age")
 
 
@@ -125,15 +125,19 @@ class SIPService(Service):
         self.ports: list[Any] = []
         self.flows = FlowTable()
         self.domains = DomainCheck(section.domain, [l.interface for l in section.listen])
+        #: The accounts' credentials and DIDs, and the numbering plan: a
+        #: snapshot rebuilt on configuration commits.
+        self.accounts = AccountBook(node.storage, plan=node_plan)
         self.gate = DigestGate(section.realm, tuple(section.digest_algorithms),
                                section.nonce_lifetime, section.auth_failures, clock,
-                               self._account, secret)
-        self.store = BindingStore(node.storage, clock)
-        self.registrar = Registrar(section, self.gate, self.store, self._account, clock,
+                               self.accounts.get, secret)
+        node_config = getattr(getattr(node, "config", None), "node", None)
+        self.store = BindingStore(node.storage, clock,
+                                  node=getattr(node_config, "name", "appliance"))
+        self.registrar = Registrar(section, self.gate, self.store, self.accounts.get, clock,
                                    online=self._online)
-        self.intake = MessageIntake(
-            section, self.gate, core,
-            plan=lambda: node_plan(node.storage.root()))
+        self.intake = MessageIntake(section, self.gate, core,
+                                    plan=self.accounts.current_plan)
         self.application = SIPApplication(self.domains, self.registrar.handle,
                                           self.intake.handle)
         self.layer = TransactionLayer(self.application, clock, timers)
@@ -144,13 +148,6 @@ class SIPService(Service):
         self._stopping = False
 
     # -- wiring ------------------------------------------------------------
-
-    def _account(self, username: str) -> Any:
-        try:
-            return self.node.storage.root().accounts.get(username)
-        except Exception:
-            self.log.failure("account lookup for {username} failed", username=username)
-            return None
 
     def _online(self, username: str) -> None:
         if self.core is None:
@@ -180,6 +177,7 @@ class SIPService(Service):
         self._stopping = False
         if self.core is None:
             self.log.warn("no messaging core: MESSAGE requests will get 500")
+        self.accounts.start()
         loaded = self.store.load()
         self.log.info("{n} SIP bindings loaded", n=loaded)
         self.store.start()
@@ -212,6 +210,7 @@ class SIPService(Service):
         super().stopService()
         self._stopping = True
         self.store.stop()
+        self.accounts.stop()
         self.layer.stop()
         for protocol in self.flows.connections():
             try:
@@ -236,21 +235,23 @@ class SIPService(Service):
         now = self.node.reactor.seconds()
         if topic == "registrations":
             rows = []
-            for username, bindings in self.store.items():
-                if account is not None and username != account:
-                    continue
-                for b in bindings:
-                    transport = b.transport
-                    if b.stream and self.flows.get(b.transport, b.source) is None:
-                        transport += " (no connection)"
-                    if b.stream:
-                        sent_to = "connection"
-                    elif b.destination:
-                        sent_to = _format_source(b.target) + " (contact)"
-                    else:
-                        sent_to = "flow"
-                    rows.append((username, b.contact, transport, _format_source(b.source),
-                                 sent_to, str(b.remaining(now)), b.user_agent))
+            if account is not None:
+                found = [(account, b) for b in self.store.lookup(account)]
+            else:
+                found = list(self.store.everywhere())
+            for username, b in found:
+                local = b.node == self.store.node
+                transport = b.transport
+                if local and b.stream and self.flows.get(b.transport, b.source) is None:
+                    transport += " (no connection)"
+                if b.stream:
+                    sent_to = "connection"
+                elif b.destination:
+                    sent_to = _format_source(b.target) + " (contact)"
+                else:
+                    sent_to = "flow"
+                rows.append((username, b.contact, transport, _format_source(b.source),
+                             sent_to, str(b.remaining(now)), b.user_agent, b.node))
             return REGISTRATION_HEADERS, sorted(rows)
         if topic == "transactions":
             rows = []
@@ -270,11 +271,10 @@ class SIPService(Service):
             authentication failures, MESSAGEs accepted and refused,
             deliveries, open connections and transactions.
         """
-        accounts = list(self.store.items())
         return {
             "registers": self.registrar.registers,
-            "registered_accounts": len(accounts),
-            "registered_contacts": sum(len(b) for _, b in accounts),
+            "registered_accounts": self.store.accounts(),
+            "registered_contacts": self.store.count(),
             "auth_failures": self.gate.failures,
             "messages_in": self.intake.received,
             "messages_refused": self.intake.refused,

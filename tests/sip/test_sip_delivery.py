@@ -229,15 +229,16 @@ def test_listeners_recorded_and_closed(bench):
 def test_shell_tables_and_statistics(bench):
     """
     show sip registrations lists account, contact, transport, source,
-    where requests go, expires and user agent (filterable by account); transactions lists
+    where requests go, expires, user agent and the node holding the flow
+    (filterable by account); transactions lists
     live transactions; statistics count registers.
     """
     bench.register(extra=["User-Agent: Zoiper"])
     headers, rows = bench.service.shell_table("registrations")
     assert headers == ("account", "contact", "transport", "source", "sent to", "expires in",
-                       "user agent")
+                       "user agent", "node")
     assert rows == [("1111", "sip:1111@198.51.100.7:40000", "UDP", "198.51.100.7:40000",
-                     "198.51.100.7:40000 (contact)", "600", "Zoiper")]
+                     "198.51.100.7:40000 (contact)", "600", "Zoiper", "appliance")]
     assert bench.service.shell_table("registrations", account="2222")[1] == []
     bench.service.agent.deliver(view())
     headers, rows = bench.service.shell_table("transactions")

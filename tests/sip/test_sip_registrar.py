@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.sip.registrar import ROOT_KEY
+from appliance.sip.registrar import TREE_KEY
 
 try:
     from tests.sip.sipbench import APP, DOMAIN, Bench, digest_response
@@ -124,10 +124,11 @@ def test_several_contacts_and_unregister_one_and_all(bench):
                                    "<sip:1111@10.0.0.2:5060>;expires=300"]
     r = bench.register(contact="<sip:1111@10.0.0.1:5060>", expires=0, call_id="a")
     assert contacts(r) == ["<sip:1111@10.0.0.2:5060>;expires=300"]
+    assert len(bench.storage.domain(TREE_KEY)[("1111", "appliance")]) == 1
     r = bench.register(contact="*", expires=0, call_id="c")
     assert r.status == 200 and contacts(r) == []
     assert bench.service.store.get("1111") == ()
-    assert bench.storage.domain(ROOT_KEY).get("1111") is None
+    assert bench.storage.domain(TREE_KEY).get(("1111", "appliance")) is None
 
 
 def test_wildcard_needs_expires_zero(bench):
@@ -141,10 +142,11 @@ def test_binding_expires_on_the_clock(bench):
     assert len(bench.service.store.get("1111")) == 1
     bench.reactor.advance(119)
     assert len(bench.service.store.get("1111")) == 1
+    assert len(bench.storage.domain(TREE_KEY)[("1111", "appliance")]) == 1
     bench.reactor.advance(2)
     bench.settle()
     assert bench.service.store.get("1111") == ()
-    assert bench.storage.domain(ROOT_KEY).get("1111") is None
+    assert bench.storage.domain(TREE_KEY).get(("1111", "appliance")) is None
 
 
 def test_same_instance_and_reg_id_replaces_binding(bench):
