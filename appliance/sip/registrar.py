@@ -383,6 +383,21 @@ class BindingStore:
             return local
         return local + remote if remote else local
 
+    def holders(self, aor: str) -> tuple[str, ...]:
+        """
+        The nodes holding a live registration of an account, best first.
+
+        @param aor: a username or address of record.
+        @return: node names, the one whose latest binding lapses last
+            first (the app's most recent registration, when apps use one
+            expires value); this node first on a tie.
+        """
+        latest: dict[str, float] = {}
+        for b in self.lookup(aor):
+            if b.expires_at > latest.get(b.node, 0.0):
+                latest[b.node] = b.expires_at
+        return tuple(sorted(latest, key=lambda n: (-latest[n], n != self.node, n)))
+
     def _remote(self, username: str, now: float) -> Iterator[Binding]:
         tree = self._storage.domain_get(TREE_KEY)
         if tree is None:

@@ -208,7 +208,8 @@ def test_lookup_finds_other_nodes_bindings(clock):
     behind, is found by node A's lookup (after A's storage saw the
     database move), with node 'b'; A's own come first and from memory;
     lapsed ones are not returned; an address of record works as well as
-    a username."""
+    a username; holders() names the nodes, the latest registration's
+    first."""
     db, sa, sb = two_nodes(clock)
     a = BindingStore(sa, clock, node="a")
     b = BindingStore(sb, clock, node="b")
@@ -225,6 +226,10 @@ def test_lookup_finds_other_nodes_bindings(clock):
         sb.poll()
         assert [x.node for x in b.lookup("<sip:1111@x>")] == ["b", "a"]
         assert [x.node for x in a.lookup("2222")] == ["b"]
+        assert a.holders("1111") == ("a", "b") and b.holders("1111") == ("b", "a")
+        a.put("1111", (binding(contact="sip:1111@a", expires_at=clock.seconds() + 30),))
+        assert a.holders("1111") == ("b", "a")  # B's lapses last: the more recent
+        assert a.holders("2222") == ("b",) and a.holders("3333") == ()
         clock.advance(6)
         assert a.lookup("2222") == ()
         assert [u for u, _ in a.everywhere()] == ["1111", "1111"]
