@@ -501,6 +501,7 @@ class Charger:
         """
         if auth is None:
             return
+        self._still_covered(raw, message, auth)
         billing = raw[KEY]
         message.rule = auth.rule
         txn = None
@@ -527,6 +528,49 @@ class Charger:
                 r.tariff if r else None, r.prefix if r else "",
                 r.price if r else Decimal(0), r.amount if r else Decimal(0),
                 r.currency if r else "", charge.prepaid, message.state))
+
+    def _still_covered(self, raw: Any, message: Any,
+                       auth: Authorization) -> None:
+        """
+        Check again, on the balances this transaction reads, that each
+        prepaid charge is covered.  The holds taken at C{authorize} are
+        this node's own: another node on the same database may have spent
+        the balance since.  Both nodes' debits write the payer's object,
+        so the database makes the later commit conflict, and the retry
+        runs this on the balance the first one left.
+
+        @raise NoFunds: a balance no longer covers its charge (the holds
+            of this message are released: nothing is reserved).
+        """
+        for charge in auth.charges:
+            if not charge.prepaid or charge.amount <= 0:
+                continue
+            balance = self._balance(raw, charge.payer)
+            if balance is None or balance >= charge.amount:
+                continue
+            for held in auth.charges:
+                if held.hold:
+                    self._release(False, held.payer, held.hold)
+            self._refuse(charge.payer, message, self._no_funds(
+                charge, message.recipient, balance))
+
+    def _balance(self, raw: Any, payer: str) -> Decimal | None:
+        """@return: a payer's balance as this transaction reads it, or
+        C{None} when it has none."""
+        kind, _, name = payer.partition(":")
+        app = raw["appliance"]
+        if kind == "account":
+            account = app.accounts.get(name)
+            return account.balance if account is not None else None
+        if kind == "carrier":
+            carrier = app.carriers.get(name)
+            terms = raw[KEY].terms("carriers", carrier) \
+                if carrier is not None else None
+            return terms.balance if terms is not None else None
+        if kind == "tenant":
+            tenant = self._tenant_of(app, name)
+            return tenant.balance if tenant is not None else None
+        return None
 
     def state_changed(self, raw: Any, message: Any, state: str) -> None:
         """

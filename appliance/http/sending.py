@@ -137,6 +137,10 @@ class Sender:
                 number: str) -> None:
         if isinstance(result, int):
             results[slot] = (number, result)
+        elif result.check(Refused):
+            # Found in the accepting transaction (another node spent the
+            # prepaid balance meanwhile): a refusal like any other.
+            results[slot] = (number, result.value)
         else:
             self.log.failure("storing a message to {to} failed", result,
                              to=number)

@@ -400,6 +400,11 @@ class SMPPServer:
         try:
             d = self.core.submit(submission)
             d.addCallback(lambda id: (Status.ESME_ROK, R.message_id(id), id))
+            # A refusal found in the accepting transaction (another node
+            # spent the prepaid balance meanwhile) is answered like one
+            # found before it.
+            d.addErrback(lambda f: (self._refusal(rec, number, f.trap(
+                Refused) and f.value), "", None))
             return d
         except (NoRoute, Refused, ModelError) as e:
             return defer.succeed((self._refusal(rec, number, e), "", None))

@@ -1,0 +1,260 @@
+"""
+Two real nodes (C{twistd -n appliance}) on one RelStorage database in a
+throwaway PostgreSQL cluster (tests/e2e/postgres.py), provisioned with the
+seeds' demo: smpplib is Carrier1 bound to node A, SIPp is John Doe's app
+registered on node B.  Each message has one owner at a time (a lease in
+the database): a message accepted on A for the app on B is delivered by B
+over B's own socket; A killed with SIGKILL with messages queued: B takes
+them over once A's lease has run out and delivers each once.
+"""
+from __future__ import annotations
+
+import re
+import struct
+import time
+from pathlib import Path
+
+import pytest
+import smpplib.client
+import smpplib.consts
+
+from tests.e2e.harness import Node, start_node, wait_for
+from tests.e2e.postgres import Cluster, pg_bin
+from tests.e2e.sip_tools import DOMAIN, SIPP, SIPp, received_requests, \
+    write_users
+from tests.e2e.test_usecase1 import (JOHN, JOHN_PASSWORD, Carrier,
+                                     demo_in_tmp)
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(pg_bin("initdb") is None,
+                       reason="Debian's postgresql is not installed "
+                              "(make debs)"),
+    pytest.mark.skipif(SIPP is None, reason="needs sipp (Debian sip-tester)"),
+]
+
+#: A short lease, so a takeover comes within seconds.
+LEASE = 3.0
+HEARTBEAT = 0.5
+
+
+@pytest.fixture(scope="module")
+def pg():
+    c = Cluster().start()
+    yield c
+    c.stop()
+
+
+#: Added to the demo: a prepaid carrier with 0.10 USD, 0.01 per SMS.
+PREPAID = """configure terminal
+ tariff PRE-IN
+  currency USD
+  prefix 964 0.01
+ exit
+ carrier PRE
+  system-id pre
+  password prepass
+  allow-ip 127.0.0.0/8
+  tariff PRE-IN
+  prepaid
+  balance add 0.10
+ exit
+end
+"""
+
+
+def cluster_node(tmp_path: Path, name: str, uri: str) -> Node:
+    """A node named C{name} on C{uri} with SMPP and SIP (UDP) on loopback,
+    provisioned with the demo and carrier PRE (by whichever node starts
+    first)."""
+    (tmp_path / name / "data" / "ports.json").unlink(missing_ok=True)
+    script = tmp_path / "cluster.cli"
+    script.write_text(demo_in_tmp(tmp_path).read_text() + PREPAID)
+    return start_node(
+        tmp_path, name=name,
+        node={"provision": str(script)},
+        storage={"uri": uri, "lease": LEASE, "heartbeat": HEARTBEAT},
+        sip={"enabled": True, "listen": ["udp:port=0:interface=127.0.0.1"],
+             "domain": DOMAIN, "realm": DOMAIN, "min_expires": 60,
+             "max_expires": 3600, "retry_schedule": [1, 2],
+             "validity": 300},
+        smpp={"enabled": True, "listen": "tcp:port=0:interface=127.0.0.1",
+              "bind_failures": 1000})
+
+
+def app_on(workdir: Path, node: Node, expected: int) -> SIPp:
+    """SIPp registered as John Doe's app on C{node}, answering C{expected}
+    MESSAGEs with 200; returned once its REGISTER got 200."""
+    csv = write_users(workdir.with_suffix(".csv"), [(JOHN, JOHN_PASSWORD)])
+    app = SIPp(workdir, "register_receive.xml", node.port("sip_udp"),
+               users=csv, ooc="receive_ooc.xml", expected=expected,
+               timeout=90)
+
+    def registered():
+        if app.process.poll() is not None:
+            raise AssertionError(app.wait().explain())
+        return any(m.direction == "received"
+                   and m.first_line.startswith("SIP/2.0 200")
+                   and "REGISTER" in (m.header("CSeq") or "")
+                   for m in app.sent_and_received())
+    wait_for(registered, what="John Doe's app registered")
+    return app
+
+
+def messages_of(app: SIPp, expected: int, timeout: float) -> list:
+    """Wait until the app got C{expected} MESSAGEs; @return: every
+    MESSAGE it received by then."""
+    wait_for(lambda: len(received_requests(app.sent_and_received(),
+                                           "MESSAGE")) >= expected,
+             timeout, interval=0.05, what=f"{expected} MESSAGEs at the app")
+    return received_requests(app.sent_and_received(), "MESSAGE")
+
+
+def delivered(node: Node) -> list[str]:
+    """The ids of the messages C{node} logged as delivered."""
+    return re.findall(r"message (\d+) to \d+: delivered", node.log())
+
+
+def sent_by(request) -> int:
+    """The port in the top Via of a request (the node that sent it)."""
+    via = request.header("Via") or ""
+    return int(re.search(r"SIP/2\.0/UDP [^:;]+:(\d+)", via).group(1))
+
+
+def test_accepted_on_a_delivered_by_b(tmp_path, pg):
+    """Three messages Carrier1 submits on node A for John's app, which is
+    registered on node B, reach the app once each, sent from B's SIP
+    socket (the node holding the app's flow); A sends none."""
+    pg.create_database("xnode")
+    a = cluster_node(tmp_path, "a", pg.uri("xnode"))
+    b = cluster_node(tmp_path, "b", pg.socket_uri("xnode"))
+    app = app_on(tmp_path / "app", b, expected=3)
+    carrier = Carrier(a)
+    try:
+        texts = [f"cross-node {i}" for i in range(3)]
+        for text in texts:
+            carrier.submit(text, "AsiaCell")
+        got = messages_of(app, 3, 20)
+        result = app.wait(20)
+        assert result.returncode == 0, result.explain()
+        got = received_requests(app.sent_and_received(), "MESSAGE")
+        assert sorted(r.body.decode() for r in got) == texts
+        assert {sent_by(r) for r in got} == {b.port("sip_udp")}
+    finally:
+        carrier.close()
+        app.stop()
+        a.stop()
+        b.stop()
+    assert len(delivered(b)) == 3 and delivered(a) == []
+    assert "Traceback" not in a.log() + b.log()
+
+
+def test_takeover_after_kill(tmp_path, pg):
+    """Five messages accepted on node A while John's app is registered
+    nowhere wait on A; A is killed with SIGKILL; the app registers on B;
+    once A's lease has run out, B takes A's slot over and the app gets
+    each message exactly once, from B."""
+    pg.create_database("takeover")
+    a = cluster_node(tmp_path, "a", pg.uri("takeover"))
+    b = cluster_node(tmp_path, "b", pg.socket_uri("takeover"))
+    carrier = Carrier(a)
+    texts = [f"queued {i}" for i in range(5)]
+    try:
+        for text in texts:
+            carrier.submit(text, "Viber")
+    finally:
+        carrier.close()
+    a.kill()
+    killed = time.monotonic()
+    app = app_on(tmp_path / "app", b, expected=5)
+    try:
+        got = messages_of(app, 5, LEASE + 20)
+        took = time.monotonic() - killed
+        result = app.wait(20)
+        assert result.returncode == 0, result.explain()
+        assert "took over slot" in b.log()
+        got = received_requests(app.sent_and_received(), "MESSAGE")
+        assert sorted(r.body.decode() for r in got) == texts, \
+            [r.body for r in got]
+        assert {sent_by(r) for r in got} == {b.port("sip_udp")}
+        print(f"A killed; its 5 messages at the app {took:.2f} s later "
+              f"(lease {LEASE} s)")
+        assert took >= LEASE - HEARTBEAT
+    finally:
+        app.stop()
+        b.stop()
+    # Each delivered once, and nothing left waiting to be sent again.
+    assert sorted(delivered(b)) == sorted(set(delivered(b)))
+    assert len(delivered(b)) == 5 and delivered(a) == []
+    assert "Traceback" not in b.log()
+
+
+def read_statuses(client, count: int) -> list[int]:
+    """Read C{count} submit_sm_resp off an smpplib client's socket (raw:
+    smpplib raises on the first error status); @return: their statuses."""
+    statuses = []
+    deadline = time.monotonic() + 30
+    while len(statuses) < count:
+        assert time.monotonic() < deadline, statuses
+        length, command, status, _ = struct.unpack(
+            ">IIII", client._recv_exact(16))
+        client._recv_exact(length - 16)
+        if command == 0x80000004:
+            statuses.append(status)
+    return statuses
+
+
+def test_prepaid_balance_shared(tmp_path, pg):
+    """Carrier PRE (prepaid, 0.10 USD at 0.01 an SMS) bound to both nodes
+    sends ten submit_sm to each at once: each node authorizes from the
+    balance it read and its own holds, and the second commit on the
+    carrier's balance conflicts in PostgreSQL and is re-run on what the
+    first left: ten are accepted in all, the others get
+    ESME_RSUBMITFAIL, and the balance ends at 0.00, never below."""
+    pg.create_database("prepaid")
+    a = cluster_node(tmp_path, "a", pg.uri("prepaid"))
+    b = cluster_node(tmp_path, "b", pg.socket_uri("prepaid"))
+    clients = []
+    try:
+        for node in (a, b):
+            c = smpplib.client.Client("127.0.0.1", node.port("smpp"),
+                                      timeout=10,
+                                      allow_unknown_opt_params=True)
+            c.connect()
+            c.bind_transceiver(system_id="pre", password="prepass")
+            clients.append(c)
+        for i in range(10):
+            for c in clients:
+                c.send_message(source_addr_ton=smpplib.consts.SMPP_TON_ALNUM,
+                               source_addr="PRE", dest_addr_ton=1,
+                               dest_addr_npi=1,
+                               destination_addr="964111222333",
+                               short_message=f"paid {i}".encode())
+        statuses = [read_statuses(c, 10) for c in clients]
+    finally:
+        for c in clients:
+            c.disconnect()
+    a.stop()
+    b.stop()
+    every = statuses[0] + statuses[1]
+    print(f"accepted on A {statuses[0].count(0)}, on B "
+          f"{statuses[1].count(0)}")
+    assert every.count(0) == 10, statuses
+    assert set(every) - {0} <= {smpplib.consts.SMPP_ESME_RSUBMITFAIL}
+    # The balance and the messages as the database has them.
+    from decimal import Decimal
+    from appliance.billing.model import billing_of
+    from appliance.store.database import open_database
+    db = open_database(pg.uri("prepaid"), tmp_path)
+    try:
+        conn = db.open()
+        app = conn.root()["appliance"]
+        terms = billing_of(app).terms("carriers", app.carriers["PRE"])
+        assert terms.balance == Decimal("0.00")
+        messages = conn.root()["messages"]
+        assert sum(1 for m in messages.messages.values()
+                   if m.payer == "carrier:PRE") == 10
+        conn.close()
+    finally:
+        db.close()
+    assert "Traceback" not in a.log() + b.log()
