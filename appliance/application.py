@@ -80,12 +80,9 @@ def make_cluster(node: NodeService, context: NodeContext, built: Built,
     config = context.config
     if not shared_uri(config.storage.uri):
         return None
-    from appliance.cluster.locator import PresenceLocator
     from appliance.cluster.service import ClusterService
-    name = config.node.name
     service = ClusterService(
-        context.storage, context.reactor, name,
-        locator=PresenceLocator(context.storage, context.reactor, name),
+        context.storage, context.reactor, config.node.name,
         local_transport=local_transport, lease=config.storage.lease,
         heartbeat=config.storage.heartbeat)
     built.cluster = service
@@ -271,8 +268,10 @@ def make_node(config: NodeConfig, reactor: Any,
         built.notification = make_notification(
             node, context, built, smsc if built.m3ua is not None else None)
     if built.cluster is not None and built.sip is not None:
-        # Where apps are registered: this node's bindings.
-        built.cluster.locator.local = built.sip.store.get
+        # Where apps are registered: the registrar's bindings, each with
+        # the node holding it, across the cluster.
+        from appliance.cluster.locator import RegistrarLocator
+        built.cluster.locator = RegistrarLocator(built.sip.store.holders)
     watch_node(metrics, storage, built.live)
     node.live = built.live
     return node

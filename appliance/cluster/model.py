@@ -15,9 +15,10 @@ What several nodes on one database share about each other
     few messages owned by another node than the one that accepted them
     (delivered over another node's flow), dropped when they are final;
   - C{mailboxes}: node name to the ids of messages it should look at now
-    (handed to it, or its own ones an app registered for on another node);
-  - C{presence}: account to C{(node, until)}: where its app last
-    registered (what the registrar's own shared lookup will tell).
+    (handed to it, or its own ones an app registered for on another node).
+
+Where an app is registered is the SIP registrar's to say (its bindings
+carry their node); C{presence} is left from before that and unused.
 
 Do not rename or move these classes: the database holds their pickles.
 """
@@ -99,7 +100,6 @@ class ClusterRoot(Persistent):
         self.slots = LOBTree()
         self.handed = LOBTree()
         self.mailboxes = OOBTree()
-        self.presence = OOBTree()
 
     def mailbox(self, node: str) -> LLTreeSet:
         """@return: the mailbox of C{node}, created on first use."""

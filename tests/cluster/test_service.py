@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 
 from appliance.application import GENERATIONS
 from appliance.cluster.interfaces import IOwnership, IRegistrationLocator
-from appliance.cluster.locator import PresenceLocator
+from appliance.cluster.locator import RegistrarLocator
 from appliance.cluster.model import KEY
 from appliance.cluster.service import ClusterService
 from appliance.messaging.core import MessagingCore
@@ -49,16 +49,14 @@ class Agent:
 class Node:
     """One node: storage, cluster share, core, agent."""
 
-    def __init__(self, db, clock, name, incarnation=None):
+    def __init__(self, db, clock, name, registry, incarnation=None):
         self.name = name
         self.clock = clock
         self.storage = Storage(lambda: db, clock, generations=GENERATIONS,
                                poll_interval=0.5, batch_delay=0.001)
         self.storage.startService()
-        self.bindings = {}
-        self.locator = PresenceLocator(self.storage, clock, name,
-                                       local=lambda u: self.bindings.get(
-                                           u, ()))
+        self.registry = registry
+        self.locator = RegistrarLocator(lambda u: registry.holders(u, name))
         self.cluster = ClusterService(self.storage, clock, name,
                                       locator=self.locator, lease=LEASE,
                                       heartbeat=BEAT,
@@ -77,7 +75,7 @@ class Node:
     def register(self, username=USER):
         """An app of C{username} registers here (the registrar's memory
         and the core's account_online)."""
-        self.bindings[username] = (Binding(self.clock.seconds() + 3600),)
+        self.registry.put(username, self.name, self.clock.seconds() + 3600)
         return self.core.account_online(username)
 
     def submit(self, to=USER, text="hi"):
@@ -103,9 +101,23 @@ class Node:
         return self.storage.messages().get(id).state
 
 
-class Binding:
-    def __init__(self, expires_at):
-        self.expires_at = expires_at
+class Registry:
+    """The registrar's bindings across nodes, as its C{holders} sees them
+    (each node's own at once, the others' as of the last poll is left
+    out: here every node sees every binding at once)."""
+
+    def __init__(self):
+        self.bindings = {}
+
+    def put(self, username, node, expires_at):
+        self.bindings.setdefault(username, {})[node] = expires_at
+
+    def drop(self, username, node):
+        self.bindings.get(username, {}).pop(node, None)
+
+    def holders(self, username, me):
+        latest = self.bindings.get(username, {})
+        return tuple(sorted(latest, key=lambda n: (-latest[n], n != me, n)))
 
 
 class Cluster:
@@ -113,6 +125,7 @@ class Cluster:
         self.clock = task.Clock()
         self.clock.advance(1_000_000)
         self.db = ZODB.DB(MappingStorage())
+        self.registry = Registry()
         self.nodes = {}
         self.a = self.add("a")
         with self.a.storage.transaction(note="setup") as root:
@@ -126,7 +139,7 @@ class Cluster:
         self.run(1)
 
     def add(self, name, incarnation=None):
-        node = Node(self.db, self.clock, name, incarnation)
+        node = Node(self.db, self.clock, name, self.registry, incarnation)
         self.nodes.setdefault(name, []).append(node)
         return node
 
@@ -159,8 +172,8 @@ def accepted(d):
 
 
 def test_interfaces(two):
-    """The cluster service provides IOwnership and the presence locator
-    IRegistrationLocator."""
+    """The cluster service provides IOwnership and the registrar's
+    locator IRegistrationLocator."""
     verifyObject(IOwnership, two.a.cluster)
     verifyObject(IRegistrationLocator, two.a.locator)
 
@@ -334,10 +347,10 @@ def test_handed_then_holder_killed(two):
     two.b.register()
     two.run(1)
     two.b.agent.answer = "offline"
-    two.b.bindings.clear()
     id = accepted(two.a.submit())
     two.run(1)
     assert two.b.agent.ids == [id]
+    two.registry.drop(USER, "b")
     two.b.kill()
     two.run(LEASE + 3)
     assert two.a.agent.ids == [id]

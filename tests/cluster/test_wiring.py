@@ -36,7 +36,7 @@ def test_shared_database_has_cluster(tmp_path, uri):
     assert core.ownership is cluster
     assert cluster.transaction_hook in core._hooks
     assert cluster.dispatch == core.dispatch_ids
-    assert cluster.locator.local == sip.store.get
+    assert cluster.locator._holders == sip.store.holders
     assert root.live.source("cluster") is cluster
 
 
