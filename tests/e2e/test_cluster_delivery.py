@@ -1,7 +1,8 @@
 """
-Two real nodes (C{twistd -n appliance}) on one RelStorage database in a
-throwaway PostgreSQL cluster (tests/e2e/postgres.py), provisioned with the
-seeds' demo: smpplib is Carrier1 bound to node A, SIPp is John Doe's app
+Two real nodes (C{twistd -n appliance}) on one database, provisioned with
+the seeds' demo: RelStorage in a throwaway PostgreSQL cluster
+(tests/e2e/postgres.py; A over TCP with a password, B over the Unix
+socket), and the same on a throwaway ZEO server (tests/e2e/zeo.py). smpplib is Carrier1 bound to node A, SIPp is John Doe's app
 registered on node B.  Each message has one owner at a time (a lease in
 the database): a message accepted on A for the app on B is delivered by B
 over B's own socket; A killed with SIGKILL with messages queued: B takes
@@ -9,6 +10,7 @@ them over once A's lease has run out and delivers each once.
 """
 from __future__ import annotations
 
+import itertools
 import re
 import struct
 import time
@@ -20,6 +22,7 @@ import smpplib.consts
 
 from tests.e2e.harness import Node, start_node, wait_for
 from tests.e2e.postgres import Cluster, pg_bin
+from tests.e2e.zeo import ZEOServer
 from tests.e2e.sip_tools import DOMAIN, SIPP, SIPp, received_requests, \
     write_users
 from tests.e2e.test_usecase1 import (JOHN, JOHN_PASSWORD, Carrier,
@@ -27,9 +30,6 @@ from tests.e2e.test_usecase1 import (JOHN, JOHN_PASSWORD, Carrier,
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(pg_bin("initdb") is None,
-                       reason="Debian's postgresql is not installed "
-                              "(make debs)"),
     pytest.mark.skipif(SIPP is None, reason="needs sipp (Debian sip-tester)"),
 ]
 
@@ -40,9 +40,31 @@ HEARTBEAT = 0.5
 
 @pytest.fixture(scope="module")
 def pg():
+    if pg_bin("initdb") is None:
+        pytest.skip("Debian's postgresql is not installed (make debs)")
     c = Cluster().start()
     yield c
     c.stop()
+
+
+_NAMES = itertools.count(1)
+
+
+@pytest.fixture(params=["postgresql", "zeo"])
+def database(request, tmp_path):
+    """
+    A new database both nodes use: C{(uri_a, uri_b)}, PostgreSQL (a
+    database of the module's cluster) or ZEO (a server of its own).
+    """
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("pg")
+        name = f"db{next(_NAMES)}"
+        pg.create_database(name)
+        yield pg.uri(name), pg.socket_uri(name)
+        return
+    server = ZEOServer().start()
+    yield server.uri, server.uri
+    server.stop()
 
 
 #: Added to the demo: a prepaid carrier with 0.10 USD, 0.01 per SMS.
@@ -121,13 +143,12 @@ def sent_by(request) -> int:
     return int(re.search(r"SIP/2\.0/UDP [^:;]+:(\d+)", via).group(1))
 
 
-def test_accepted_on_a_delivered_by_b(tmp_path, pg):
+def test_accepted_on_a_delivered_by_b(tmp_path, database):
     """Three messages Carrier1 submits on node A for John's app, which is
     registered on node B, reach the app once each, sent from B's SIP
     socket (the node holding the app's flow); A sends none."""
-    pg.create_database("xnode")
-    a = cluster_node(tmp_path, "a", pg.uri("xnode"))
-    b = cluster_node(tmp_path, "b", pg.socket_uri("xnode"))
+    a = cluster_node(tmp_path, "a", database[0])
+    b = cluster_node(tmp_path, "b", database[1])
     app = app_on(tmp_path / "app", b, expected=3)
     carrier = Carrier(a)
     try:
@@ -149,14 +170,13 @@ def test_accepted_on_a_delivered_by_b(tmp_path, pg):
     assert "Traceback" not in a.log() + b.log()
 
 
-def test_takeover_after_kill(tmp_path, pg):
+def test_takeover_after_kill(tmp_path, database):
     """Five messages accepted on node A while John's app is registered
     nowhere wait on A; A is killed with SIGKILL; the app registers on B;
     once A's lease has run out, B takes A's slot over and the app gets
     each message exactly once, from B."""
-    pg.create_database("takeover")
-    a = cluster_node(tmp_path, "a", pg.uri("takeover"))
-    b = cluster_node(tmp_path, "b", pg.socket_uri("takeover"))
+    a = cluster_node(tmp_path, "a", database[0])
+    b = cluster_node(tmp_path, "b", database[1])
     carrier = Carrier(a)
     texts = [f"queued {i}" for i in range(5)]
     try:
@@ -204,16 +224,15 @@ def read_statuses(client, count: int) -> list[int]:
     return statuses
 
 
-def test_prepaid_balance_shared(tmp_path, pg):
+def test_prepaid_balance_shared(tmp_path, database):
     """Carrier PRE (prepaid, 0.10 USD at 0.01 an SMS) bound to both nodes
     sends ten submit_sm to each at once: each node authorizes from the
     balance it read and its own holds, and the second commit on the
     carrier's balance conflicts in PostgreSQL and is re-run on what the
     first left: ten are accepted in all, the others get
     ESME_RSUBMITFAIL, and the balance ends at 0.00, never below."""
-    pg.create_database("prepaid")
-    a = cluster_node(tmp_path, "a", pg.uri("prepaid"))
-    b = cluster_node(tmp_path, "b", pg.socket_uri("prepaid"))
+    a = cluster_node(tmp_path, "a", database[0])
+    b = cluster_node(tmp_path, "b", database[1])
     clients = []
     try:
         for node in (a, b):
@@ -245,7 +264,7 @@ def test_prepaid_balance_shared(tmp_path, pg):
     from decimal import Decimal
     from appliance.billing.model import billing_of
     from appliance.store.database import open_database
-    db = open_database(pg.uri("prepaid"), tmp_path)
+    db = open_database(database[0], tmp_path)
     try:
         conn = db.open()
         app = conn.root()["appliance"]
