@@ -338,7 +338,7 @@ class Command:
 
         @param values: one per non-keyword element.
         @param mask: write L{MASK} for each argument value of a secret
-            command (keywords and choices stay).
+            command (keywords and choices stay) and for each C{PASSWORD}.
         @return: the command line.
         """
         it = iter(values)
@@ -348,9 +348,21 @@ class Command:
                 words.append(el.word)
                 continue
             value = next(it)
-            words.append(MASK if mask and self.secret and
-                         not isinstance(el, Choice) else el.render(value))
+            words.append(MASK if mask and self._secret_element(el)
+                         else el.render(value))
         return " ".join(words)
+
+    def _secret_element(self, el: Element) -> bool:
+        if isinstance(el, Argument) and el.type.name == "PASSWORD":
+            return True
+        return self.secret and not isinstance(el, Choice)
+
+    @property
+    def takes_secret(self) -> bool:
+        """Whether a line of this command carries a secret (audit lines
+        and transaction notes then show it masked)."""
+        return any(self._secret_element(el) for el in self.elements
+                   if not isinstance(el, Keyword))
 
     def __repr__(self) -> str:
         return f"<Command {self.mode.name}: {self.spec}>"

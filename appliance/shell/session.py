@@ -304,8 +304,20 @@ def execute(session: Session, line: str) -> Result:
         return Result("% the change conflicted with another, try again",
                       False)
     except Exception as e:
-        log.failure("command {line!r} failed", line=line)
+        log.failure("command {line!r} failed", line=_loggable(session, line))
         return Result(f"% internal error: {e.__class__.__name__}", False)
+
+
+def _loggable(session: Session, line: str) -> str:
+    """The line as a log may show it: secrets masked (a line that does
+    not parse is not shown at all: it may be a mistyped secret)."""
+    try:
+        match = session.tree.parse(session.mode, line, admin=True)
+    except Exception:
+        return "(a line that does not parse)"
+    if match.command.takes_secret:
+        return match.command.format(match.values, mask=True)
+    return line.strip()
 
 
 def _execute(session: Session, line: str) -> Result:
@@ -322,6 +334,9 @@ def _execute(session: Session, line: str) -> Result:
                            "may only show")
     if command.action == "config":
         where = session.where()
+        if command.takes_secret:
+            # Audit lines and transaction notes never hold a secret.
+            text = command.format(match.values, mask=True)
         note = f"{where}: {text}" if where else text
         with session.storage.transaction(user=session.operator,
                                          note=note) as root:

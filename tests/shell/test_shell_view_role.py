@@ -256,3 +256,42 @@ def test_view_role_sees_no_secret_in_any_show(admin, storage, provisioned):
                  "operator password", "snmp auth", "snmp priv",
                  "tenant token"):
         assert secrets[name] not in full, name
+
+
+def test_audit_and_transaction_notes_hold_no_secret(admin, storage, audit):
+    """Commands carrying a secret (any PASSWORD argument, the clear
+    secrets of running-config) are audited and noted in the database's
+    transaction log with the secret masked; others verbatim."""
+    secrets = _set_secrets(admin, storage)
+    text = "\n".join(audit.lines)
+    notes = "\n".join(str(t["description"]) for t in
+                      storage.db.undoLog(0, 10_000))
+    for name, value in secrets.items():
+        assert value not in text, name
+        assert value not in notes, name
+    assert "[connection vendor1] password ********" in text
+    assert "[snmp-manager nms] auth sha ********" in text
+    assert "[snmp-manager nms] community ********" in text
+    assert "[connection vendor1] host 127.0.0.1" in text
+
+
+def test_failed_command_log_masks_secrets(admin, storage, monkeypatch):
+    """A command whose handler fails unexpectedly is logged with its
+    secret masked."""
+    from twisted.logger import globalLogPublisher
+    from appliance.shell.commands import carriers  # noqa: F401
+    events: list = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        run(admin, "configure terminal", "connection vendor2")
+        import appliance.model.carriers as model
+        monkeypatch.setattr(model.Connection, "password",
+                            property(lambda s: None,
+                                     lambda s, v: 1 / 0))
+        result = execute(admin, "password Zq7Kp2Lm")
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert result.text == "% internal error: ZeroDivisionError"
+    from twisted.logger import formatEvent
+    logged = "\n".join(formatEvent(e) for e in events)
+    assert "password ********" in logged and "Zq7Kp2Lm" not in logged
