@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["TLSPolicy", "DEFAULT_CIPHERS", "MIN_VERSIONS", "server_options",
-           "client_options", "check_ciphers"]
+           "client_options", "check_ciphers", "check_ca_file",
+           "VerifyingPolicy"]
 
 #: Forward-secret AEAD suites only (TLS 1.2), then an explicit exclusion
 #: list, so a permissive OpenSSL build cannot bring weak ones back.
@@ -133,3 +134,49 @@ def client_options(host: str, ca_file: Path | str | None = None) -> Any:
     return ssl.optionsForClientTLS(
         host, trustRoot=trust, extraCertificateOptions={
             "raiseMinimumTo": ssl.TLSVersion.TLSv1_2})
+
+
+def check_ca_file(path: str) -> str | None:
+    """
+    @return: why C{path} is no usable CA file to pin a connection to (not
+        absolute, missing, no PEM certificate in it), or C{None}.
+    """
+    p = Path(path)
+    if not p.is_absolute():
+        return f"{path}: give an absolute path"
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        return f"{path}: {e.strerror or e}"
+    from twisted.internet import ssl
+    try:
+        ssl.Certificate.loadPEM(data)
+    except Exception:
+        return f"{path}: no PEM certificate in it"
+    return None
+
+
+class VerifyingPolicy:
+    """
+    The HTTPS policy of the node's HTTP client (callbacks): the server's
+    certificate and name are verified (L{client_options}), against a
+    pinned CA file or the system's trust store.  Implements
+    C{twisted.web.iweb.IPolicyForHTTPS}.
+    """
+
+    def __init__(self, ca_file: Path | str | None = None) -> None:
+        """@param ca_file: the pinned CA (PEM), or C{None}."""
+        self.ca_file = ca_file
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        """@return: the TLS options for C{hostname}."""
+        return client_options(hostname.decode("idna"), self.ca_file)
+
+
+def _declare_policy() -> None:
+    from twisted.web.iweb import IPolicyForHTTPS
+    from zope.interface import classImplements
+    classImplements(VerifyingPolicy, IPolicyForHTTPS)
+
+
+_declare_policy()

@@ -270,3 +270,36 @@ def test_client_trusts_the_system_store_without_a_ca(monkeypatch):
     client_options("smsc.example")
     assert seen == [1]
 
+
+
+def test_check_ca_file(tmp_path: Path):
+    """A CA file to pin must be an absolute path to a readable file with a
+    PEM certificate in it; each failure says which."""
+    from appliance.tls import check_ca_file
+    _, cert, *_ = _self_signed(tmp_path, "ca", "Test CA")
+    assert check_ca_file(str(cert)) is None
+    assert "absolute" in check_ca_file("ca.crt")
+    assert check_ca_file(str(tmp_path / "missing.pem"))
+    junk = tmp_path / "junk.pem"
+    junk.write_text("junk")
+    assert "no PEM certificate" in check_ca_file(str(junk))
+
+
+def test_https_policy_verifies_pinned_and_default(tmp_path: Path,
+                                                  monkeypatch):
+    """The HTTP client's policy (callbacks) verifies the server against the
+    pinned CA when one is given (a server that CA signed passes, a
+    self-signed one fails), and against the system's trust store
+    otherwise (where a test CA is unknown: refused)."""
+    from appliance.tls import VerifyingPolicy
+    from twisted.web.iweb import IPolicyForHTTPS
+    _, ca_path, ca_key, ca_cert = _self_signed(tmp_path, "ca", "Test CA")
+    key, cert, *_ = _self_signed(tmp_path, "srv", "127.0.0.1",
+                                 issuer=(ca_key, ca_cert))
+    server = server_options({"privateKey": str(key), "certKey": str(cert)},
+                            TLSPolicy()).getContext()
+    assert IPolicyForHTTPS.providedBy(VerifyingPolicy())
+    pinned = VerifyingPolicy(str(ca_path)).creatorForNetloc(b"127.0.0.1", 443)
+    assert _tls_handshake_ok(pinned, server)
+    default = VerifyingPolicy().creatorForNetloc(b"127.0.0.1", 443)
+    assert not _tls_handshake_ok(default, server)

@@ -118,6 +118,13 @@ class _Body:
         pass
 
 
+def _shown(url: str) -> str:
+    """A callback URL as logs show it: without its query, where tenants
+    often put credentials of their own."""
+    head, sep, _ = url.partition("?")
+    return head + ("?..." if sep else "")
+
+
 def build_request(callback: Any, secret: str | None,
                   meta: dict | None = None) -> tuple[bytes, str, dict, bytes]:
     """
@@ -179,6 +186,8 @@ class CallbackSender(Service):
         """
         self.storage, self.clock = storage, clock
         self._agent = agent
+        self._given = agent is not None
+        self._agents: dict[str | None, Any] = {}
         self.interval, self.timeout = interval, timeout
         self.concurrency = concurrency
         self.metrics = metrics
@@ -193,12 +202,30 @@ class CallbackSender(Service):
 
     @property
     def agent(self) -> Any:
-        """The HTTP client."""
-        if self._agent is None:
+        """The HTTP client (https: certificates verified against the
+        system's trust store)."""
+        return self.agent_for(None)
+
+    def agent_for(self, ca_file: str | None) -> Any:
+        """
+        The HTTP client of callbacks whose https servers must have
+        certificates chaining to C{ca_file} (a tenant's C{callback-ca}),
+        or to the system's trust store for C{None}.  An agent given to
+        the constructor serves every callback.
+        """
+        if self._agent is not None and (ca_file is None or self._given):
+            return self._agent
+        if ca_file in self._agents:
+            return self._agents[ca_file]
+        if self._pool is None:
             self._pool = HTTPConnectionPool(self.clock, persistent=True)
-            self._agent = Agent(self.clock, pool=self._pool,
-                                connectTimeout=self.timeout)
-        return self._agent
+        from appliance.tls import VerifyingPolicy
+        agent = Agent(self.clock, contextFactory=VerifyingPolicy(ca_file),
+                      pool=self._pool, connectTimeout=self.timeout)
+        self._agents[ca_file] = agent
+        if ca_file is None:
+            self._agent = agent
+        return agent
 
     def startService(self) -> None:
         """Look for due callbacks now and every C{interval}."""
@@ -263,8 +290,9 @@ class CallbackSender(Service):
         meta = dict(message.meta) if message is not None else {}
         method, url, headers, body = build_request(callback, secret, meta)
         self.in_flight.add(serial)
+        ca_file = getattr(tenant, "callback_ca", None)
         try:
-            d = self.agent.request(
+            d = self.agent_for(ca_file).request(
                 method, url.encode("utf-8"), Headers(headers),
                 _Body(body) if body else None)
         except Exception as e:
@@ -283,15 +311,16 @@ class CallbackSender(Service):
                 self._count("sent")
                 self.log.info("callback of message {id} to {url}: {code}",
                               id=message_id(callback.message),
-                              url=callback.url, code=result)
+                              url=_shown(callback.url), code=result)
                 return self.storage.batch(self._delete, [serial])
             why = f"HTTP {result}" if isinstance(result, int) else \
                 result.getErrorMessage()
             self.counters["failed"] += 1
             self._count("failed")
             self.log.info("callback of message {id} to {url} failed "
-                          "({why}); will retry", id=message_id(
-                              callback.message), url=callback.url, why=why)
+                          "({why}); will retry",
+                          id=message_id(callback.message),
+                          url=_shown(callback.url), why=why)
             return self.storage.batch(self._retry, serial, why,
                                       self.clock.seconds())
         d.addCallback(answered)

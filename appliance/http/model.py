@@ -125,6 +125,10 @@ class Tenant(HashedSecret, Configurable):
                      doc="Name of the tariff rating its messages, or None.")
     dlr_secret = Setting(None, validate_dlr_secret,
                          doc="Key of the callbacks' HMAC signature.")
+    callback_ca = Setting(None, lambda v: v,
+                          doc="PEM file of the CA its https callback "
+                              "servers' certificates must chain to "
+                              "(None: the system's trust store).")
     enabled = Setting(True, boolean("enabled"),
                       doc="Whether its requests are served.")
 

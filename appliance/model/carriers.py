@@ -189,6 +189,10 @@ class Connection(PlanOverrides, Configurable):
     throughput = Setting(0, int_range("throughput", 0, 100000),
                          doc="submit_sm per second, 0 = unlimited.")
     tls = Setting(False, boolean("tls"), doc="Whether to use TLS.")
+    tls_ca = Setting(None, lambda v: v,
+                     doc="PEM file of the CA the SMSC's certificate must "
+                         "chain to (None: [smpp] client_ca or the system's "
+                         "trust store).")
     shutdown = Setting(False, boolean("shutdown"), doc="Whether it is administratively down.")
 
 

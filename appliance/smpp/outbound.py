@@ -44,6 +44,8 @@ class ConnectionSettings:
     throughput: int
     tls: bool
     shutdown: bool
+    #: The CA file this connection pins (None: the pool's default).
+    tls_ca: str | None = None
     #: The numbering plan numbers are sent with (the node's plan with
     #: this connection's overrides).
     plan: Plan = DEFAULT_PLAN
@@ -63,7 +65,7 @@ class ConnectionSettings:
     def endpoint_key(self) -> tuple:
         """The settings whose change needs a new bind."""
         return (self.host, self.port, self.system_id, self.password,
-                self.bind, self.binds, self.tls)
+                self.bind, self.binds, self.tls, self.tls_ca)
 
 
 class Backoff:
@@ -402,8 +404,8 @@ def default_endpoints(reactor: Any, ca_file: Path | None = None
                       ) -> Callable[[ConnectionSettings], Any]:
     """
     Endpoints for real connections: TCP, or TLS verifying the far side's
-    certificate (against C{ca_file}, else the system's trust store) and
-    its name (the connection's host).
+    certificate (against the connection's own C{tls-ca}, else C{ca_file},
+    else the system's trust store) and its name (the connection's host).
 
     @return: a function from settings to a client endpoint.
     """
@@ -411,7 +413,8 @@ def default_endpoints(reactor: Any, ca_file: Path | None = None
         tcp = HostnameEndpoint(reactor, settings.host, settings.port)
         if not settings.tls:
             return tcp
-        return wrapClientTLS(tls_options(settings.host, ca_file), tcp)
+        return wrapClientTLS(
+            tls_options(settings.host, settings.tls_ca or ca_file), tcp)
     return endpoint
 
 
@@ -423,7 +426,5 @@ def tls_options(host: str, ca_file: Path | None = None) -> Any:
 
     @raise OSError: the CA file cannot be read.
     """
-    from twisted.internet import ssl
-    trust = (ssl.Certificate.loadPEM(Path(ca_file).read_bytes())
-             if ca_file is not None else ssl.platformTrust())
-    return ssl.optionsForClientTLS(host, trustRoot=trust)
+    from appliance.tls import client_options
+    return client_options(host, ca_file)

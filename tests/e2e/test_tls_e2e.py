@@ -72,3 +72,85 @@ def test_tls_listeners_refuse_old_versions_and_weak_ciphers(tmp_path):
         assert s_client(node.port("smpp_tls"), "-tls1_2")[0]
     finally:
         node.stop()
+
+
+def _ca_and_server_cert(directory):
+    """A test CA and a certificate it signed for 127.0.0.1 (openssl)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    run = lambda *a: subprocess.run([OPENSSL, *a], check=True,  # noqa: E731
+                                    capture_output=True, timeout=30)
+    ca_key, ca = directory / "ca.key", directory / "ca.crt"
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt",
+        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+        "/CN=Test CA", "-keyout", str(ca_key), "-out", str(ca))
+    key, csr, cert = (directory / "srv.key", directory / "srv.csr",
+                      directory / "srv.crt")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
+        "-out", str(csr))
+    ext = directory / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey",
+        str(ca_key), "-CAcreateserial", "-days", "1", "-extfile", str(ext),
+        "-out", str(cert))
+    return ca, key, cert
+
+
+@pytest.mark.skipif(OPENSSL is None or shutil.which("curl") is None,
+                    reason="openssl and curl needed")
+def test_https_callback_verified_and_pinned(tmp_path):
+    """A delivery-report callback to an https server whose certificate a
+    private CA signed is refused by default (not in the system's trust
+    store: the attempt fails and is retried); once the tenant pins that CA
+    with callback-ca, the next attempt is delivered."""
+    import ssl
+    from tests.e2e.harness import wait_for
+    from tests.e2e.http_tools import (PASSWORD, Receiver, api, body_json,
+                                      curl, provision)
+    from tests.e2e.smsc import SMSC
+    from tests.e2e.test_shell_ssh import keygen, ssh
+    ca, key, cert = _ca_and_server_cert(tmp_path / "pki")
+    receiver = Receiver()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    receiver.server.socket = context.wrap_socket(receiver.server.socket,
+                                                 server_side=True)
+    url = f"https://127.0.0.1:{receiver.port}/dlr"
+    c1, c2 = SMSC("carrier1"), SMSC("carrier2")
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    (keydir / "admin_keys").write_text(keygen(keydir / "admin") + "\n")
+    script = tmp_path / "provision.cli"
+    script.write_text("\n".join(provision(c1.port, c2.port)))
+    node = start_node(
+        tmp_path, node={"provision": str(script)},
+        shell={"enabled": True, "admin_keys": str(keydir / "admin_keys")},
+        http={"enabled": True, "listen": "tcp:port=0:interface=127.0.0.1"})
+    try:
+        wait_for(lambda: c1.binds, what="carrier1 bound")
+        status, _, text = curl("-u", f"acme:{PASSWORD}", api(
+            node, "/sendsms/send?from=123456789&to=351912345678&body=x"
+                  f"&dlr-url={url}"))
+        assert status == 200, text
+        mid = body_json(text)["id"]
+        wait_for(lambda: c1.received, what="the message at carrier1")
+        wait_for(lambda: body_json(curl("-u", f"acme:{PASSWORD}", api(
+            node, f"/sendsms/status?id={mid}"))[2])["state"] ==
+            "delivering", what="forwarded")
+        c1.receipt(c1.received[0])
+        wait_for(lambda: "will retry" in node.log(), what="a refused attempt")
+        assert "certificate verify failed" in node.log(), node.log()[-3000:]
+        assert not receiver.requests
+        rc, out, _ = ssh(tmp_path, node, "admin", keydir / "admin",
+                         stdin=f"configure terminal\ntenant acme\n"
+                               f"callback-ca {ca}\nend\n")
+        assert rc == 0, out
+        wait_for(lambda: receiver.requests, timeout=30,
+                 what="the callback over verified TLS")
+        method, path, _, body = receiver.requests[0]
+        assert method == "POST" and path == "/dlr"
+    finally:
+        node.stop()
+        c1.stop()
+        c2.stop()
+        receiver.stop()

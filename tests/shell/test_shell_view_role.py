@@ -295,3 +295,27 @@ def test_failed_command_log_masks_secrets(admin, storage, monkeypatch):
     from twisted.logger import formatEvent
     logged = "\n".join(formatEvent(e) for e in events)
     assert "password ********" in logged and "Zq7Kp2Lm" not in logged
+
+
+def test_pinned_ca_commands(admin, storage, tmp_path):
+    """tls-ca (connection) and callback-ca (tenant) take an absolute path
+    of a PEM file, refuse anything else with % and change nothing then,
+    round-trip through running-config and reset with no."""
+    from tests.test_tls import _self_signed
+    _, ca, *_ = _self_signed(tmp_path, "ca", "Test CA")
+    run(admin, "configure terminal", "connection c1", "tls")
+    for bad in ("ca.pem", str(tmp_path / "missing.pem"), __file__):
+        result = execute(admin, f"tls-ca {bad}")
+        assert not result.ok and result.text.startswith("% "), bad
+    assert storage.root().connections["c1"].tls_ca is None
+    run(admin, f"tls-ca {ca}", "exit", "tenant t1")
+    assert not execute(admin, "callback-ca relative.pem").ok
+    run(admin, f"callback-ca {ca}", "end")
+    text = execute(admin, "show running-config").read()
+    assert f"  tls-ca {ca}" in text and f"  callback-ca {ca}" in text
+    from appliance.http.model import tenant_of
+    assert tenant_of(storage.root(), "t1").callback_ca == str(ca)
+    run(admin, "configure terminal", "connection c1", "no tls-ca", "exit",
+        "tenant t1", "no callback-ca", "end")
+    text = execute(admin, "show running-config").read()
+    assert "tls-ca" not in text and "callback-ca" not in text

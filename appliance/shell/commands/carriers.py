@@ -136,4 +136,22 @@ setting(CONNECTION, "window", "<1-1000>", "window",
 setting(CONNECTION, "throughput", "<0-100000>", "throughput",
         "Max submit_sm per second (0: unlimited)", "Messages per second")
 flag(CONNECTION, "tls", "tls", True, "Connect with TLS")
+
+
+@command(CONNECTION, "tls-ca WORD",
+         help=("Pin the CA the SMSC's TLS certificate must chain to "
+               "(instead of [smpp] client_ca or the system's trust store)",
+               "Absolute path of a PEM file"),
+         render=lambda c: [] if c.tls_ca is None else [(c.tls_ca,)])
+def connection_tls_ca(ctx, path):
+    from appliance.tls import check_ca_file
+    problem = check_ca_file(path)
+    if problem:
+        raise ModelError(problem)
+    ctx.obj.tls_ca = path
+
+
+@command(CONNECTION, "no tls-ca", help=(NO_STR, "Pinned CA of the SMSC"))
+def no_connection_tls_ca(ctx):
+    del ctx.obj.tls_ca
 flag(CONNECTION, "shutdown", "shutdown", True, "Administratively down")

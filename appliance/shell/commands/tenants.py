@@ -171,6 +171,25 @@ def tenant_dlr_secret(ctx, secret):
     ctx.obj.dlr_secret = secret
 
 
+@command(TENANT, "callback-ca WORD",
+         help=("Pin the CA its https callback servers' certificates must "
+               "chain to (instead of the system's trust store)",
+               "Absolute path of a PEM file"),
+         render=lambda t: [] if t.callback_ca is None else [(t.callback_ca,)])
+def tenant_callback_ca(ctx, path):
+    from appliance.tls import check_ca_file
+    problem = check_ca_file(path)
+    if problem:
+        raise ModelError(problem)
+    ctx.obj.callback_ca = path
+
+
+@command(TENANT, "no callback-ca",
+         help=(NO_STR, "Pinned CA of its callback servers"))
+def no_tenant_callback_ca(ctx):
+    del ctx.obj.callback_ca
+
+
 @command(TENANT, "no dlr-secret", help=(NO_STR, "Callback signing key"))
 def no_tenant_dlr_secret(ctx):
     del ctx.obj.dlr_secret
