@@ -1,6 +1,7 @@
 """
-A short atheris run of the SMPP, UDH/text and SIP harnesses (fuzz/*.py)
-from their committed corpora: the decoders raise only their own errors.
+A short atheris run of the SMPP, UDH/text, SIP, shell line and HTTP
+parameter harnesses (fuzz/*.py) from their committed corpora: the
+decoders raise only their own errors.
 Long runs: C{make fuzz FUZZ_TIME=...}.
 """
 import subprocess
@@ -14,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["smpp_pdu", "smpp_text", "sip_message"])
+@pytest.mark.parametrize("name", ["smpp_pdu", "smpp_text", "sip_message",
+                                  "shell_line", "http_params"])
 def test_short_fuzz_run(name, tmp_path):
     """2,000 mutated inputs from the seed corpus: no uncaught exception."""
     out = tmp_path / "new"

@@ -238,8 +238,13 @@ def encode_body(body: str, coding: str, max_parts: int) -> tuple[str, int]:
 
 def check_url(name: str, url: str) -> str:
     """@raise APIError: unless C{url} is an absolute http(s) URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname \
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # a bracket without an IPv6 address: "http://h]/"
+        host = None
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not host \
             or len(url) > 2048:
         raise invalid(name, "an absolute http:// or https:// URL")
     return url
