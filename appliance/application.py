@@ -26,6 +26,8 @@ from twisted.logger import Logger
 from appliance.config import NodeConfig
 from appliance.billing.service import BillingService
 from appliance.logs import observer
+from appliance.admission import Admission
+from appliance.messaging.lanes import Lanes
 from appliance.metrics import Metrics, watch_node
 from appliance.messaging.core import MessagingCore
 from appliance.shell.live import LiveState
@@ -57,6 +59,7 @@ class Built:
     @ivar live: what the shell shows of the running node.
     @ivar metrics: the node's metrics registry.
     @ivar m3ua: the SIGTRAN service, once built (the SMSC runs on it).
+    @ivar admission: the node's L{Admission} (overload at the door).
     """
     core: Any = None
     billing: Any = None
@@ -67,6 +70,7 @@ class Built:
     sip: Any = None
     notification: Any = None
     cluster: Any = None
+    admission: Any = None
 
 
 def make_cluster(node: NodeService, context: NodeContext, built: Built,
@@ -112,7 +116,7 @@ def make_smpp(section: Any, context: NodeContext, built: Built) -> Any:
     """The C{[smpp]} service: carriers' submits go to the core, which
     hands final states back for receipts."""
     from appliance.smpp.service import make_service
-    service = make_service(section, context, built.core)
+    service = make_service(section, context, built.core, built.admission)
     # A message's receipt commits with its final state.
     built.core.add_state_writer(service.server.courier)
     built.live.add_source("smpp", service)
@@ -135,7 +139,8 @@ def make_http(section: Any, context: NodeContext, built: Built) -> Any:
     from appliance.http.service import make_service, queue_hook
     service = make_service(section, context, built.core,
                            charger=built.billing.charger,
-                           metrics=built.metrics)
+                           metrics=built.metrics,
+                           admission=built.admission)
     built.core.add_transaction_hook(queue_hook(context.reactor,
                                                service.callbacks.kick))
     built.live.add_source("http", service)
@@ -230,13 +235,24 @@ def make_node(config: NodeConfig, reactor: Any,
                                    retry_schedule=sip.retry_schedule,
                                    validity=sip.validity,
                                    charger=built.billing.charger,
-                                   metrics=metrics, ownership=cluster)
+                                   metrics=metrics, ownership=cluster,
+                                   lanes=Lanes())
         if cluster is not None:
             cluster.dispatch = built.core.dispatch_ids
             built.core.add_transaction_hook(cluster.transaction_hook)
         # Balance-low notifications are messages like any other.
         built.billing.charger.submit = built.core.submit
         child(node, built.core, "messaging")
+        # What the listeners ask before they take new work (overload).
+        built.admission = admission = Admission(
+            reactor, lambda: storage.pending, metrics=metrics)
+        observe = storage.batch_observer
+
+        def committed(size: int, seconds: float) -> None:
+            admission.committed(size)
+            observe(size, seconds)
+        storage.batch_observer = committed
+        child(node, admission, "admission")
         # Outbound SMPP connections (service policies with transport smpp):
         # after the core they deliver for, before the protocol services.
         built.pool = smpp_connections.make_pool(context, built.core)

@@ -79,6 +79,10 @@ class Metrics:
         self.callbacks = Counter(
             "appliance_http_callbacks", "Delivery-report callbacks by "
             "result", ["result"], registry=self.registry)
+        self.refused = Counter(
+            "appliance_refused", "Requests refused at the door under load "
+            "or over a limit, by listener and reason",
+            ["listener", "reason"], registry=self.registry)
         self._gauges = _Gauges()
         self.registry.register(self._gauges)
 

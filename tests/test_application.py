@@ -160,7 +160,8 @@ def test_one_wiring_place(tmp_path):
     assert live.names() == ["alarms", "billing", "messaging",
                             "notification", "sip", "smpp", "smpp-client"]
     assert [s.name for s in root] == ["storage", "billing", "messaging",
-                                      "smpp-client", "alarms", "shell",
+                                      "admission", "smpp-client", "alarms",
+                                      "shell",
                                       "smpp", "sip", "notification"]
     assert sip.application.invite == notification.sip_invite
     assert notification.core is core
