@@ -20,6 +20,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from appliance.admission import Refusals
 from appliance.messaging.vocabulary import NoRoute, Refused, Submission
 from appliance.messaging.vocabulary import MessageIds
 from appliance.model.errors import ModelError
@@ -68,7 +69,7 @@ class SMPPServer:
 
     def __init__(self, storage: Any, core: Any, clock: Any, section: Any,
                  system_id: str = "appliance",
-                 verify: Verify = inline_verify):
+                 verify: Verify = inline_verify, admission: Any = None):
         """
         @param storage: the L{IStorage}.
         @param core: the L{IMessagingCore}.
@@ -77,12 +78,18 @@ class SMPPServer:
         @param system_id: ours, sent in bind responses.
         @param verify: C{verify(hash, password)} returns a Deferred firing
             with whether it matches: L{thread_verify} in the node.
+        @param admission: the node's L{appliance.admission.Admission}
+            (C{overloaded()} and its C{refusals}), or C{None}: then only
+            this server's own limits apply and refusals are counted here.
         """
         self.storage = storage
         self.core = core
         self.clock = clock
         self.section = section
         self.system_id = system_id
+        self.admission = admission
+        self.refusals = admission.refusals if admission is not None \
+            else Refusals(clock)
         self.binds: dict[str, list] = {}
         self.bind_guard = BindGuard(clock, verify,
                                     limit=section.bind_failures,
@@ -139,6 +146,8 @@ class SMPPServer:
             self._expiry.stop()
         for session in list(self.sessions):
             session.close("service stopping")
+        if self.admission is None:
+            self.refusals.stop()
 
     def _config_changed(self, note: str) -> None:
         self._plans.clear()
@@ -268,12 +277,43 @@ class SMPPServer:
         return counts["accepted"] + counts["delivering"] \
             >= self.section.queue_limit
 
+    def admit(self, session: Any) -> Any:
+        """
+        Whether a bound session's next submit is taken, decided before it
+        is decoded: its carrier's throughput, then the node's admission
+        (storage backlog, reactor lag), then the queue limit.
+
+        @return: C{None} to take it, else the status that answers it
+            (C{ESME_RTHROTTLED}, or C{ESME_RMSGQFUL} for the queue);
+            the refusal is counted.
+        """
+        if not self._take_token(session.carrier):
+            self.refuse(session, "throughput")
+            return Status.ESME_RTHROTTLED
+        if self.admission is not None:
+            why = self.admission.overloaded()
+            if why is not None:
+                self.refuse(session, why)
+                return Status.ESME_RTHROTTLED
+        if self._queue_full():
+            self.refuse(session, "queue", "rejected")
+            return Status.ESME_RMSGQFUL
+        return None
+
+    def refuse(self, session: Any, reason: str,
+               counter: str = "throttled") -> None:
+        """Count a submit refused at the door: in the carrier's counters
+        and in the node's refusals (a warning at most once a second)."""
+        self.count(session, counter)
+        self.refusals.refused("smpp", reason)
+
     #: Decoding a submit's text and concatenation (L{concat.text_of}).
     text_of = staticmethod(text_of)
 
     def submit(self, session: Any, h: pdus.Header, submit: pdus.Submit):
         """
-        Decide on one submit_sm, data_sm or submit_multi.
+        Decide on one submit_sm, data_sm or submit_multi that
+        L{admit} took.
 
         @return: the response octets, or a Deferred firing with them once
             the message (or part) is on disk.
@@ -281,13 +321,6 @@ class SMPPServer:
         rec = session.carrier
         self.count(session, "submitted")
         resp = pdus.response_id(h.command_id)
-        if not self._take_token(rec):
-            self.count(session, "throttled")
-            return pdus.bare_response(resp, h.sequence,
-                                      Status.ESME_RTHROTTLED)
-        if self._queue_full():
-            self.count(session, "rejected")
-            return pdus.bare_response(resp, h.sequence, Status.ESME_RMSGQFUL)
         try:
             text, concat, encoding = self.text_of(submit)
             if not 0 < len(submit.source) <= 32:

@@ -61,12 +61,14 @@ class SMPPService(Service):
 
     log = Logger()
 
-    def __init__(self, section: Any, node: Any, core: Any):
+    def __init__(self, section: Any, node: Any, core: Any,
+                 admission: Any = None):
         """
         @param section: the L{appliance.config.SMPPSection}.
         @param node: the L{appliance.node.NodeContext} (reactor, storage,
             ports, config).
         @param core: the L{appliance.messaging.interfaces.IMessagingCore}.
+        @param admission: the node's L{appliance.admission.Admission}.
         """
         self.section = section
         self.node = node
@@ -78,7 +80,8 @@ class SMPPService(Service):
                                  system_id=name[:15],
                                  verify=thread_verify(self.reactor)
                                  if hasattr(self.reactor, "getThreadPool")
-                                 else inline_verify)
+                                 else inline_verify,
+                                 admission=admission)
         self._ports: list = []
         self._rates: dict[int, tuple[float, int, float]] = {}
 
@@ -154,6 +157,7 @@ class SMPPService(Service):
                     else counters[key]
                 out[f"{name}.{key}"] = value
         out["binds"] = sum(len(v) for v in self.server.binds.values())
+        out["refused"] = self.server.refusals.count("smpp")
         out["receipts_pending"] = self.server.courier.count()
         out["concatenations_held"] = len(self.server.parts)
         return out
@@ -172,12 +176,14 @@ class SMPPService(Service):
         return len(sessions)
 
 
-def make_service(section: Any, node: Any, core: Any) -> SMPPService:
+def make_service(section: Any, node: Any, core: Any,
+                 admission: Any = None) -> SMPPService:
     """
     Build the SMPP service (the application's factory for C{[smpp]}).
 
     @param section: the L{appliance.config.SMPPSection}.
     @param node: the L{appliance.node.NodeContext}.
     @param core: the L{appliance.messaging.interfaces.IMessagingCore}.
+    @param admission: the node's L{appliance.admission.Admission}.
     """
-    return SMPPService(section, node, core)
+    return SMPPService(section, node, core, admission)

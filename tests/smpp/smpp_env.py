@@ -50,7 +50,7 @@ class Env:
     @ivar sent: what each session wrote, decoded by L{responses}.
     """
 
-    def __init__(self, **section):
+    def __init__(self, admission=None, **section):
         self.clock = MemoryReactorClock()
         self.clock.advance(1_000_000)
         self.storage = memory_storage(reactor=self.clock,
@@ -84,7 +84,7 @@ class Env:
         defaults.update(section)
         self.section = SMPPSection(**defaults)
         self.server = SMPPServer(self.storage, self.core, self.clock,
-                                 self.section)
+                                 self.section, admission=admission)
         self.core.add_state_writer(self.server.courier)   # as the wiring
         self.server.start()
 
