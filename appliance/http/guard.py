@@ -2,7 +2,10 @@
 """
 Who may send, and how fast: credentials (HTTP Basic, Bearer token,
 username/password parameters), failed attempts limited per source
-address, messages per second per tenant, and requests in flight.
+address, messages per second per tenant, requests in flight, and the
+node's admission (storage backlog, reactor lag: 503 with C{Retry-After}).
+Every refusal for load is counted by reason in the node's refusals
+(C{/metrics}, a warning at most once a second).
 
 Password hashes (scrypt, some 40 ms each) are verified off the reactor
 thread; a successful check is remembered against the hash it matched, so
@@ -21,6 +24,7 @@ from typing import Any, Callable
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from appliance.admission import Refusals
 from appliance.http.params import APIError
 
 
@@ -132,11 +136,13 @@ class Guard:
     def __init__(self, clock: Any, tenants: Callable[[], Any],
                  verify: Callable[[str, str], defer.Deferred],
                  auth_failures: int = 10, max_in_flight: int = 2000,
-                 tenant_in_flight: int = 200) -> None:
+                 tenant_in_flight: int = 200, admission: Any = None) -> None:
         """
         @param tenants: returns the current L{HTTPRoot}.
         @param verify: C{verify(hash, password)} returns a Deferred firing
             with whether it matches (in a thread in the node).
+        @param admission: the node's L{appliance.admission.Admission}
+            (C{overloaded()} and its C{refusals}), or C{None}.
         """
         self.clock = clock
         self.tenants = tenants
@@ -149,6 +155,18 @@ class Guard:
         self._buckets: dict[str, TokenBucket] = {}
         self._verified: dict[bytes, str] = {}
         self._key = os.urandom(16)
+        self.admission = admission
+        self.refusals = admission.refusals if admission is not None \
+            else Refusals(clock)
+
+    def stop(self) -> None:
+        """Report the refusals counted here (when not the node's)."""
+        if self.admission is None:
+            self.refusals.stop()
+
+    def _overload(self, reason: str, error: APIError) -> APIError:
+        self.refusals.refused("http", reason)
+        return error
 
     def _cache_key(self, name: str, password: str) -> bytes:
         return hmac.new(self._key, f"{name}\0{password}".encode("utf-8"),
@@ -163,6 +181,7 @@ class Guard:
         """
         wait = self.failures.blocked(source)
         if wait:
+            self.refusals.refused("http", "auth failures")
             return defer.fail(APIError(
                 "throttled", "too many failed authentications from this "
                 "address", retry_after=wait))
@@ -230,15 +249,24 @@ class Guard:
         """
         Count a send request in flight.
 
-        @raise APIError: 503 past the node's cap, 429 past the tenant's.
+        @raise APIError: 503 while the node's admission refuses new work
+            or past the node's cap, 429 past the tenant's.
         """
+        if self.admission is not None:
+            why = self.admission.overloaded()
+            if why is not None:
+                raise self._overload(why, APIError(
+                    "overloaded", "the node is overloaded; try again "
+                    "shortly", retry_after=1))
         if self.in_flight >= self.max_in_flight:
-            raise APIError("overloaded", "the node is serving too many "
-                           "requests; try again shortly", retry_after=1)
+            raise self._overload("node in flight", APIError(
+                "overloaded", "the node is serving too many requests; try "
+                "again shortly", retry_after=1))
         mine = self.tenant_in_flight.get(tenant, 0)
         if mine >= self.tenant_max:
-            raise APIError("throttled", "too many concurrent requests for "
-                           "this tenant", retry_after=1)
+            raise self._overload("tenant in flight", APIError(
+                "throttled", "too many concurrent requests for this tenant",
+                retry_after=1))
         self.in_flight += 1
         self.tenant_in_flight[tenant] = mine + 1
 
@@ -266,5 +294,6 @@ class Guard:
             bucket = self._buckets[tenant.name] = TokenBucket(rate, now)
         wait = bucket.take(count, now)
         if wait:
-            raise APIError("throttled", f"over the tenant's throughput of "
-                           f"{rate} messages per second", retry_after=wait)
+            raise self._overload("throughput", APIError(
+                "throttled", f"over the tenant's throughput of {rate} "
+                f"messages per second", retry_after=wait))

@@ -118,7 +118,8 @@ class HTTPService(MultiService):
 
     def __init__(self, section: Any, reactor: Any, storage: Any, core: Any,
                  ports: Any, charger: Any = None, metrics: Any = None,
-                 verify: Any = None, tls: Any = None) -> None:
+                 verify: Any = None, tls: Any = None,
+                 admission: Any = None) -> None:
         """
         @param section: the L{appliance.config.HTTPSection}.
         @param core: the messaging core.
@@ -128,6 +129,8 @@ class HTTPService(MultiService):
         @param verify: password check returning a Deferred (default: in
             the reactor's thread pool).
         @param tls: the L{appliance.tls.TLSPolicy} of C{ssl:} listeners.
+        @param admission: the node's L{appliance.admission.Admission}
+            (sends refused with 503 while the node is overloaded).
         """
         super().__init__()
         self.tls = tls
@@ -139,7 +142,8 @@ class HTTPService(MultiService):
         self.listening: list[str] = []
         self.guard = Guard(reactor, self._http, verify or
                            _thread_verify(reactor), section.auth_failures,
-                           section.max_in_flight, section.tenant_in_flight)
+                           section.max_in_flight, section.tenant_in_flight,
+                           admission=admission)
         self.sender = Sender(core, storage, reactor, self._price,
                              section.queue_limit)
         self.callbacks = CallbackSender(storage, reactor, metrics=metrics)
@@ -208,6 +212,7 @@ class HTTPService(MultiService):
     def stopService(self):
         """Stop listening, then stop the callback sender."""
         yield stop_all(self._ports)
+        self.guard.stop()
         yield super().stopService()
 
     # -- shell -----------------------------------------------------------
@@ -237,7 +242,7 @@ class HTTPService(MultiService):
 
 
 def make_service(section: Any, node: Any, core: Any, charger: Any = None,
-                 metrics: Any = None) -> HTTPService:
+                 metrics: Any = None, admission: Any = None) -> HTTPService:
     """
     Build the HTTP service (the application's factory for C{[http]}, which
     also has the core's transactions queue its callbacks: C{core.
@@ -248,7 +253,9 @@ def make_service(section: Any, node: Any, core: Any, charger: Any = None,
     @param core: the L{IMessagingCore}.
     @param charger: the billing charger (prices in the answers).
     @param metrics: the node's L{appliance.metrics.Metrics}.
+    @param admission: the node's L{appliance.admission.Admission}.
     """
     return HTTPService(section, node.reactor, node.storage, core,
                        node.ports, charger=charger, metrics=metrics,
-                       tls=getattr(getattr(node, "config", None), "tls", None))
+                       tls=getattr(getattr(node, "config", None), "tls", None),
+                       admission=admission)

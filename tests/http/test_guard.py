@@ -118,3 +118,50 @@ def test_concurrency_and_throughput(guard, storage):
     with pytest.raises(APIError) as e:
         guard.throttle(tenant, 1)
     assert e.value.status == 429 and e.value.retry_after >= 1
+
+
+class _Overloaded:
+    """The node's admission, told by the test whether it is overloaded."""
+
+    def __init__(self, clock):
+        from appliance.admission import Refusals
+        self.why = None
+        self.refusals = Refusals(clock)
+
+    def overloaded(self):
+        return self.why
+
+
+def test_node_overload_is_503_and_counted(storage, clock):
+    """While the node's admission refuses new work a send gets 503 with
+    Retry-After (nothing counted in flight); every refusal for load (node
+    overload, node and tenant caps, throughput) is counted by reason."""
+    script = ("configure terminal\n tenant acme\n  password s3cret-pw\n"
+              "  throughput 1\n exit\nend\n")
+    assert run_script(storage, script).ok
+    admission = _Overloaded(clock)
+    g = Guard(clock, lambda: http_of(storage.root()),
+              lambda stored, pw: defer.succeed(True), max_in_flight=2,
+              tenant_in_flight=1, admission=admission)
+    admission.why = "lag"
+    with pytest.raises(APIError) as e:
+        g.enter("acme")
+    assert (e.value.status, e.value.retry_after) == (503, 1)
+    assert g.in_flight == 0
+    admission.why = None
+    g.enter("acme")
+    with pytest.raises(APIError) as e:
+        g.enter("acme")
+    assert e.value.status == 429
+    g.enter("other")
+    with pytest.raises(APIError) as e:
+        g.enter("third")
+    assert e.value.status == 503
+    tenant = http_of(storage.root()).tenants["acme"]
+    g.throttle(tenant, 1)
+    with pytest.raises(APIError):
+        g.throttle(tenant, 1)
+    assert admission.refusals.totals == {
+        ("http", "lag"): 1, ("http", "tenant in flight"): 1,
+        ("http", "node in flight"): 1, ("http", "throughput"): 1}
+    admission.refusals.stop()
