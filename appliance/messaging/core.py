@@ -36,6 +36,7 @@ from zope.interface import implementer
 
 from appliance.messaging.interfaces import (IDeliveryAgent, IMessagingCore,
                                             IStateWriter)
+from appliance.messaging.lanes import Lanes
 from appliance.messaging.routing import (LOCAL, MAX_HOPS, Decision,
                                          RootLookup, decide)
 from appliance.messaging.states import FINAL, next_state, retry_delay
@@ -122,7 +123,8 @@ class MessagingCore(Service):
                  validity: float = 86400.0, scan_interval: float = 1.0,
                  scan_limit: int = 500, retention: float = 7 * 86400.0,
                  purge_interval: float = 3600.0, charger: Any = None,
-                 metrics: Any = None, ownership: Any = None):
+                 metrics: Any = None, ownership: Any = None,
+                 lanes: Lanes | None = None):
         """
         @param storage: the L{IStorage}.
         @param clock: the reactor's time and scheduling.
@@ -142,6 +144,9 @@ class MessagingCore(Service):
         @param ownership: which messages this node delivers, an
             L{appliance.cluster.interfaces.IOwnership} (default
             L{SoleOwner}: all of them).
+        @param lanes: deliveries at once per destination (an account, a
+            route), so a slow or dead one delays only its own messages
+            (the node's wiring hands L{Lanes}; default: no limit).
         """
         self.storage = storage
         self.clock = clock
@@ -151,6 +156,8 @@ class MessagingCore(Service):
         self.scan_interval = scan_interval
         self.scan_limit = scan_limit
         self.in_flight: dict[int, float] = {}
+        self.lanes = lanes if lanes is not None else Lanes(
+            limit=1 << 62, queue_limit=0)
         self._online: dict[str, float] = {}
         self._agents: dict[str, IDeliveryAgent] = {}
         self.charger: Any = charger if charger is not None else NoCharge()
@@ -364,13 +371,18 @@ class MessagingCore(Service):
     def dispatch(self, view: MessageView, transport: str | None = None
                  ) -> defer.Deferred | None:
         """
-        Hand one message to its agent, unless it is already in flight.
+        Hand one message to its agent, unless it is already in flight;
+        when its destination's lane is full it waits there for a free
+        slot, or, with that queue full too, is scheduled for a later
+        attempt.
 
         @param transport: the agent's transport (default: the message's).
         @return: a Deferred firing once its outcome is recorded, or
-            C{None} if it was in flight or no agent takes it.
+            C{None} if it was in flight or waits in its lane, or no agent
+            takes it.
         """
-        if view.id in self.in_flight or not self.ownership.claim(view):
+        if view.id in self.in_flight or self.lanes.holds(view.id) \
+                or not self.ownership.claim(view):
             return None
         if transport is None:
             transport = self._transport_of(view)
@@ -379,6 +391,19 @@ class MessagingCore(Service):
             self.log.warn("no {transport} agent for message {id}",
                           transport=transport, id=view.id)
             return None
+        lane = (transport, view.account or view.route)
+        if not self.lanes.enter(lane):
+            if self.lanes.park(lane, view.id, view):
+                return None
+            return self._record(Outcome(
+                "retry", "too many messages in delivery to its "
+                "destination"), view)
+        return self._deliver(view, agent, lane)
+
+    def _deliver(self, view: MessageView, agent: IDeliveryAgent,
+                 lane: tuple) -> defer.Deferred:
+        """One attempt holding a slot of C{lane}; when its outcome is
+        recorded the slot passes to the lane's next waiting message."""
         self.in_flight[view.id] = self.clock.seconds()
         d = defer.maybeDeferred(agent.deliver, view)
         d.addErrback(self._agent_error, view)
@@ -386,6 +411,9 @@ class MessagingCore(Service):
 
         def done(result):
             self.in_flight.pop(view.id, None)
+            following = self.lanes.leave(lane)
+            if following is not None:
+                self._deliver(following, agent, lane)
             return result
         d.addBoth(done)
         return d
@@ -584,4 +612,5 @@ class MessagingCore(Service):
 
     def statistics(self) -> dict[str, int]:
         """Counters since start, for C{show statistics}."""
-        return dict(self.counters, in_flight=len(self.in_flight))
+        return dict(self.counters, in_flight=len(self.in_flight),
+                    waiting_for_destination=self.lanes.waiting_count())
