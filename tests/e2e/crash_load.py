@@ -248,6 +248,8 @@ class CarrierPeer(Peer):
     """smpplib as the carrier: submits to the apps, reads receipts."""
 
     window = 10
+    #: Share of binds that are transmitters (no receipts over them).
+    transmitter_share = 0.3
 
     def run(self) -> None:
         rng = random.Random(1)
@@ -286,8 +288,13 @@ class CarrierPeer(Peer):
             client.set_error_pdu_handler(lambda pdu: None)
             try:
                 client.connect()
-                client.bind_transceiver(system_id=CARRIER[0],
-                                        password=CARRIER[1])
+                # Some runs bind as a transmitter only: the receipts owed
+                # then wait in the database, across kills, for a later
+                # transceiver bind.
+                bind = client.bind_transmitter if \
+                    rng.random() < self.transmitter_share \
+                    else client.bind_transceiver
+                bind(system_id=CARRIER[0], password=CARRIER[1])
                 while not self.stopping.is_set() and \
                         self.node.generation == generation:
                     if self.producing.is_set() and \
@@ -328,6 +335,7 @@ class AppPeer(Peer):
     def __init__(self, node, ledger, rate, user: str):
         super().__init__(node, ledger, rate, f"app-{user}")
         self.user = user
+        self.mute_share = 0.2
         self.app = SIPApp(user, APP_PASSWORD, DOMAIN, ("127.0.0.1", 0))
         self.registered = 0
 
@@ -341,6 +349,10 @@ class AppPeer(Peer):
                 continue
             if generation != self.node.generation:
                 gen = self.node.generation
+                # Some runs the app goes dark: MESSAGEs to it time out and
+                # wait for their retries, across kills.
+                self.app.mute = self.producing.is_set() and \
+                    rng.random() < self.mute_share
                 self.app.node = ("127.0.0.1", port)
                 if self.app.register(timeout=5) == 200:
                     generation = gen
@@ -485,6 +497,7 @@ class Kill:
     restarted: float = 0.0   # monotonic time the node was ready again
     recovery: float = 0.0    # seconds from the process start to ready
     first_ack: float | None = None
+    graceful: bool = False   # a SIGTERM (before the drain), not a kill
 
 
 @dataclass
@@ -503,6 +516,7 @@ class Figures:
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     refused: dict = field(default_factory=dict)
+    states: dict = field(default_factory=dict)
     unanswered: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -518,7 +532,7 @@ class Figures:
             f"{sum(self.acknowledged.values())}: "
             + ", ".join(f"{k} {v}" for k, v in sorted(
                 self.acknowledged.items()))
-            + f"), lost {self.lost}, not final {self.not_final}, "
+            + f"; ended {self.states}), lost {self.lost}, not final {self.not_final}, "
             f"duplicates to apps {self.duplicates_to_apps}, to the vendor "
             f"{self.duplicates_to_vendor}, duplicate receipts to the carrier "
             f"{self.duplicate_receipts}; recovery (start to listeners "
@@ -556,6 +570,7 @@ class Campaign:
         self.smsc = CrashSMSC("vendor")
         self.node = CampaignNode(tmp, self.smsc.port, log_level)
         self.kills: list[Kill] = []
+        self.lost: set[str] = set()
         self.figures = Figures()
         self.peers: list[Peer] = []
         self.apps: list[AppPeer] = []
@@ -623,6 +638,19 @@ class Campaign:
         """Stop producing, let every message reach its end, stop the node."""
         for peer in self.peers:
             peer.producing.clear()
+            if isinstance(peer, CarrierPeer):
+                peer.transmitter_share = 0.0
+        for app in self.apps:
+            app.app.mute = False
+        # A fresh life for the drain, after a graceful stop (checked like
+        # a kill): every peer rebinds or registers with its drain settings.
+        at = time.monotonic()
+        self.node.stop()
+        kill = Kill(at, 0.0, read_database(self.node.data_fs), graceful=True)
+        self.kills.append(kill)
+        self.check_snapshot(kill, len(self.kills) - 1)
+        kill.recovery = self.node.start()
+        kill.restarted = time.monotonic()
         for app in self.apps:
             wait_for(lambda app=app: app.registered == self.node.generation,
                      timeout=30, what=f"app {app.user} registered")
@@ -686,7 +714,8 @@ class Campaign:
         for ack in acks:
             stored = snap.by_text.get(ack.token)
             if not stored:
-                self.figures.lost += 1
+                self.lost.add(ack.token)
+                self.figures.lost = len(self.lost)
                 self.problem(f"{label}: acknowledged {ack.kind} message "
                              f"{ack.token!r} (id {ack.id}) is not stored")
             elif len(stored) > 1:
@@ -750,10 +779,14 @@ class Campaign:
             self.smsc.mo_refused.values()).items()})
         times = sorted(a.at for a in acks)
         for kill in self.kills:
+            if kill.graceful:
+                continue
             after = [t for t in times if t > kill.restarted]
             kill.first_ack = after[0] - kill.at if after else None
             f.first_ack.append(kill.first_ack)
         f.messages = sum(len(v) for v in snap.by_text.values())
+        f.states = dict(Counter(m.state for v in snap.by_text.values()
+                                for m in v))
         f.acknowledged = dict(Counter(a.kind for a in acks))
         self._check_common(snap, "end", acks)
         for text, stored in snap.by_text.items():
@@ -874,7 +907,7 @@ def main_figures(figures: Figures) -> dict[str, Any]:
     """The figures as a plain dict (for the bench's JSON line)."""
     return {"runs": figures.runs, "messages": figures.messages,
             "acknowledged": figures.acknowledged, "lost": figures.lost,
-            "not_final": figures.not_final,
+            "not_final": figures.not_final, "states": figures.states,
             "duplicates_to_apps": figures.duplicates_to_apps,
             "duplicates_to_vendor": figures.duplicates_to_vendor,
             "duplicate_receipts": figures.duplicate_receipts,

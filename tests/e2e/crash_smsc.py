@@ -3,7 +3,9 @@ A vendor's SMSC that behaves as real ones do across a client's crash,
 for the crash campaign: receipts and mobile-originated messages are
 owed until the node answers them.
 
- - Every submit_sm is answered with a new id (C{V<n>}) and recorded;
+ - A submit_sm to a destination ending in C{reject} is refused with
+   ESME_RINVDSTADR (a permanent error: the message fails).
+ - Every other submit_sm is answered with a new id (C{V<n>}) and recorded;
    its DELIVRD receipt is owed from then on, sent over any bound
    receiver/transceiver session, and sent again (after a timeout, a
    closed session, an error status, or the node's next bind) until a
@@ -32,6 +34,8 @@ from appliance.smpp import pdus
 BIND_IDS = (0x00000001, 0x00000002, 0x00000009)
 ENQUIRE_LINK, UNBIND = 0x00000015, 0x00000006
 DELIVER_SM_RESP = 0x80000005
+#: The permanent error given to destinations ending in L{CrashSMSC.reject}.
+ESME_RINVDSTADR = 0x0000000B
 #: Seconds a sent deliver_sm may go unanswered before it is sent again.
 RESEND_AFTER = 5.0
 
@@ -107,8 +111,15 @@ class Session(threading.Thread):
             self.smsc.bound(self)
         elif head.command_id == pdus.SUBMIT_SM:
             p = pdus.decode(frame).params
+            destination = _text(p.get("destination_addr"))
+            if self.smsc.reject and destination.endswith(self.smsc.reject):
+                self.smsc.rejected += 1
+                self.send(pdus.HEADER.pack(16, pdus.SUBMIT_SM |
+                                           pdus.RESPONSE_BIT,
+                                           ESME_RINVDSTADR, head.sequence))
+                return
             mid = self.smsc.submitted(_text(p.get("source_addr")),
-                                      _text(p.get("destination_addr")),
+                                      destination,
                                       p.get("short_message") or b"")
             self.send(pdus.ok_response(head, mid))
         elif head.command_id == ENQUIRE_LINK:
@@ -143,12 +154,17 @@ class CrashSMSC:
     @ivar mo_refused: MO key to the status it was refused with.
     """
 
-    def __init__(self, name: str = "vendor", receipt_delay: float = 0.05):
+    def __init__(self, name: str = "vendor", receipt_delay: float = 0.05,
+                 reject: str = "99"):
         """
         @param receipt_delay: seconds after a submit_sm before its
             receipt is first sent.
+        @param reject: submit_sm to destinations ending in these digits
+            get ESME_RINVDSTADR (the message fails with that reason).
         """
         self.name = name
+        self.reject = reject
+        self.rejected = 0
         self.receipt_delay = receipt_delay
         self.lock = threading.Lock()
         self.received: list[Submitted] = []

@@ -109,6 +109,8 @@ class SIPApp:
         self.user, self.password, self.domain = user, password, domain
         self.node = node
         self.answer = answer
+        #: While set, MESSAGEs are dropped unanswered (an app gone dark).
+        self.mute = False
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -159,6 +161,8 @@ class SIPApp:
             known = self._seen.get(key)
         if known is not None:          # a retransmission: same answer
             self._send(known, addr)
+            return
+        if self.mute and method == "MESSAGE":
             return
         status = self.answer if method == "MESSAGE" else (
             200 if method == "OPTIONS" else 405)
