@@ -9,7 +9,8 @@ The load, all on loopback, from this process:
  - apps (L{tests.e2e.sip_app.SIPApp}, one per account) are registered,
    answer every MESSAGE with 200 and record its C{Message-ID}, and send
    MESSAGEs to the vendor's numbers;
- - a tenant sends to the vendor's numbers over C{/sendsms/send};
+ - a tenant sends to the vendor's numbers over C{/sendsms/send}, its
+   web server (L{CallbackReceiver}) takes the final reports;
  - the vendor's SMSC (L{tests.e2e.crash_smsc.CrashSMSC}) takes the
    node's outbound bind, answers submit_sm, owes and resends receipts
    until answered, and sends mobile-originated messages to the apps.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import http.client
+import http.server
 import json
 import os
 import random
@@ -129,6 +131,43 @@ class Ledger:
     def receipt(self, mid: str) -> None:
         with self.lock:
             self.receipts[mid.lower()].append(time.monotonic())
+
+
+class CallbackReceiver:
+    """
+    The tenant's web server for delivery-report callbacks: answers 200 and
+    records each report's message id, state and arrival time.
+    """
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[float, str, str]] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                try:
+                    report = json.loads(body)
+                    owner.reports.append((time.monotonic(), report["id"],
+                                          report["state"]))
+                except (ValueError, KeyError):
+                    pass
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                      Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dlr"
+        threading.Thread(target=self.server.serve_forever,
+                         daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Pacer:
@@ -378,7 +417,10 @@ class AppPeer(Peer):
 
 
 class TenantPeer(Peer):
-    """The tenant: one /sendsms/send at a time, Bearer token."""
+    """The tenant: one /sendsms/send at a time, Bearer token, with a
+    dlr-url for its final reports."""
+
+    dlr_url = ""
 
     def run(self) -> None:
         rng = random.Random(7)
@@ -391,7 +433,8 @@ class TenantPeer(Peer):
                 continue
             token = self.ledger.token("tenant")
             to = f"{VENDOR_PREFIX}{rng.randrange(100000):05d}"
-            body = json.dumps({"from": "123456789", "to": to, "body": token})
+            body = json.dumps({"from": "123456789", "to": to, "body": token,
+                               "dlr-url": self.dlr_url})
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port,
                                                   timeout=5)
@@ -451,6 +494,7 @@ class Snapshot:
     by_text: dict[str, list[Stored]]
     records: dict[tuple[str, int], str]      # (payer, id) -> state
     pending_receipts: list[tuple[str, str]]  # (carrier, message id hex)
+    pending_callbacks: list[int]             # message ids
     seconds: float
 
 
@@ -463,6 +507,7 @@ def read_database(path: Path) -> Snapshot:
     from ZODB.FileStorage import FileStorage
     from appliance.billing.model import KEY as BILLING
     from appliance.smpp.state import KEY as SMPP
+    from appliance.http.model import KEY as HTTP
     started = time.monotonic()
     db = ZODB.DB(FileStorage(str(path), read_only=True))
     try:
@@ -479,10 +524,11 @@ def read_database(path: Path) -> Snapshot:
                 records[(payer, record.id)] = record.state
         pending = [(key[0], record[0]) for key, record in
                    root[SMPP].receipts.items()]
+        callbacks = [c.message for c in root[HTTP].callbacks.values()]
         conn.close()
     finally:
         db.close()
-    return Snapshot(dict(by_text), records, pending,
+    return Snapshot(dict(by_text), records, pending, callbacks,
                     time.monotonic() - started)
 
 
@@ -511,6 +557,10 @@ class Figures:
     duplicates_to_apps: int = 0
     duplicates_to_vendor: int = 0
     duplicate_receipts: int = 0
+    duplicate_callbacks: int = 0
+    receipts: int = 0          # receipts the carrier got
+    vendor_receipts: int = 0   # the vendor's receipts the node answered OK
+    reports: int = 0           # callbacks the tenant got
     recovery: list = field(default_factory=list)
     first_ack: list = field(default_factory=list)
     problems: list = field(default_factory=list)
@@ -532,10 +582,13 @@ class Figures:
             f"{sum(self.acknowledged.values())}: "
             + ", ".join(f"{k} {v}" for k, v in sorted(
                 self.acknowledged.items()))
-            + f"; ended {self.states}), lost {self.lost}, not final {self.not_final}, "
+            + f"; ended {self.states}; receipts to the carrier "
+            f"{self.receipts}, from the vendor {self.vendor_receipts}, "
+            f"reports to the tenant {self.reports}), lost {self.lost}, not final {self.not_final}, "
             f"duplicates to apps {self.duplicates_to_apps}, to the vendor "
             f"{self.duplicates_to_vendor}, duplicate receipts to the carrier "
-            f"{self.duplicate_receipts}; recovery (start to listeners "
+            f"{self.duplicate_receipts}, duplicate reports to the tenant "
+            f"{self.duplicate_callbacks}; recovery (start to listeners "
             f"ready) median {pct(rec, 0.5):.2f} s, max "
             f"{rec[-1] if rec else float('nan'):.2f} s; kill to first "
             f"acknowledgement median {pct(fa, 0.5):.2f} s; refused "
@@ -568,6 +621,7 @@ class Campaign:
         self.say = log
         self.ledger = Ledger()
         self.smsc = CrashSMSC("vendor")
+        self.callbacks = CallbackReceiver()
         self.node = CampaignNode(tmp, self.smsc.port, log_level)
         self.kills: list[Kill] = []
         self.lost: set[str] = set()
@@ -590,6 +644,8 @@ class Campaign:
                       VendorMOPeer(self.node, self.ledger, self.rates["mo"],
                                    self.smsc), *self.apps]
         for peer in self.peers:
+            if isinstance(peer, TenantPeer):
+                peer.dlr_url = self.callbacks.url
             peer.start()
         try:
             for run in range(1, self.runs + 1):
@@ -603,6 +659,7 @@ class Campaign:
             for app in self.apps:
                 app.app.close()
             self.smsc.stop()
+            self.callbacks.stop()
         self.figures.seconds = time.monotonic() - started
         return self.figures
 
@@ -660,7 +717,8 @@ class Campaign:
             waiting = self._waiting()
             owed = self.smsc.receipts_owed()
             receipts = self._receipts_missing()
-            return waiting == 0 and owed == 0 and not receipts
+            return waiting == 0 and owed == 0 and not receipts and \
+                not self._callbacks_missing()
         try:
             wait_for(settled, timeout=max(1.0, deadline - time.monotonic()),
                      interval=0.25, what="every message final")
@@ -692,6 +750,13 @@ class Campaign:
                     'state="accepted"' in line or 'state="delivering"' in line):
                 total += int(float(line.rsplit(" ", 1)[1]))
         return total
+
+    def _callbacks_missing(self) -> list[str]:
+        reported = {mid for _, mid, state in self.callbacks.reports
+                    if state in FINAL}
+        with self.ledger.lock:
+            return [a.id for a in self.ledger.acks.values()
+                    if a.kind == "tenant" and a.id not in reported]
 
     def _receipts_missing(self) -> list[str]:
         with self.ledger.lock:
@@ -745,6 +810,12 @@ class Campaign:
             if mid not in ids:
                 self.problem(f"{label}: record of {payer} for message "
                              f"{mid:x} belongs to no message")
+        for mid in snap.pending_callbacks:
+            m = ids.get(mid)
+            if m is None or m.state not in FINAL:
+                self.problem(f"{label}: a callback is owed for message "
+                             f"{mid:x}, which is "
+                             f"{m.state if m else 'missing'}")
         for carrier, rid in snap.pending_receipts:
             m = ids.get(int(rid, 16))
             if m is None or m.state not in FINAL:
@@ -785,6 +856,9 @@ class Campaign:
             kill.first_ack = after[0] - kill.at if after else None
             f.first_ack.append(kill.first_ack)
         f.messages = sum(len(v) for v in snap.by_text.values())
+        f.reports = len(self.callbacks.reports)
+        f.receipts = sum(len(v) for v in receipts.values())
+        f.vendor_receipts = sum(self.smsc.receipts_acked.values())
         f.states = dict(Counter(m.state for v in snap.by_text.values()
                                 for m in v))
         f.acknowledged = dict(Counter(a.kind for a in acks))
@@ -801,6 +875,10 @@ class Campaign:
         self._check_apps(snap)
         self._check_vendor(snap)
         self._check_receipts(snap, acks, receipts)
+        self._check_callbacks(snap, acks)
+        if snap.pending_callbacks:
+            self.problem(f"end: {len(snap.pending_callbacks)} callbacks "
+                         "still owed to the tenant")
 
     def life(self, at: float) -> int:
         """
@@ -875,6 +953,35 @@ class Campaign:
                              m.remote is not None or m.state in FINAL
                              for m in s.by_text.get(text, ())))
 
+    def _check_callbacks(self, snap: Snapshot, acks: list[Ack]) -> None:
+        """The tenant's final reports: one for each of its messages, with
+        its final state; a copy after a kill only if that kill's database
+        still owed it."""
+        reports: dict[str, list] = defaultdict(list)
+        for at, mid, state in self.callbacks.reports:
+            reports[mid].append((at, state))
+        for ack in acks:
+            if ack.kind != "tenant":
+                continue
+            stored = snap.by_text.get(ack.token)
+            got = reports.get(ack.id, [])
+            if not got:
+                self.problem(f"the tenant never got the report of {ack.id} "
+                             f"({ack.token!r})")
+                continue
+            if stored and any(state != stored[0].state for _, state in got):
+                self.problem(f"a report of {ack.id} says "
+                             f"{sorted({s for _, s in got})}, the message is "
+                             f"{stored[0].state}")
+            self.figures.duplicate_callbacks += len(got) - 1
+            number = int(ack.id, 16)
+
+            def sent(s: Snapshot, token=ack.token, number=number) -> bool:
+                return any(m.state in FINAL for m in
+                           s.by_text.get(token, ())) and \
+                    number not in s.pending_callbacks
+            self._copies(f"report {ack.id}", [at for at, _ in got], sent)
+
     def _check_receipts(self, snap: Snapshot, acks: list[Ack],
                         receipts: dict[str, list[float]]) -> None:
         """The carrier's receipts: each owed one arrived; a copy after a
@@ -911,5 +1018,9 @@ def main_figures(figures: Figures) -> dict[str, Any]:
             "duplicates_to_apps": figures.duplicates_to_apps,
             "duplicates_to_vendor": figures.duplicates_to_vendor,
             "duplicate_receipts": figures.duplicate_receipts,
+            "duplicate_callbacks": figures.duplicate_callbacks,
+            "receipts": figures.receipts,
+            "vendor_receipts": figures.vendor_receipts,
+            "reports": figures.reports,
             "recovery_s": figures.recovery, "problems": figures.problems,
             "seconds": figures.seconds}

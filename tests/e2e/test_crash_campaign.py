@@ -25,10 +25,11 @@ def test_three_kills_lose_nothing(tmp_path):
     to a message and every billed message has its record, and receipts
     are owed only for final messages; at the end every message is
     delivered, failed with a reason or expired, the carrier got the
-    receipt of each of its messages, and a copy sent again (to an app,
-    the vendor, or a receipt to the carrier) was only ever one not yet
-    confirmed at a kill in between, each copy to an app with the
-    message's id as Message-ID.
+    receipt of each of its messages and the tenant the final report of
+    each of its own, and a copy sent again (to an app, the vendor, a
+    receipt to the carrier, a report to the tenant) was only ever one
+    not yet confirmed at a kill in between, each copy to an app with
+    the message's id as Message-ID.
     """
     seed = int(os.environ.get("CRASH_SEED", "0")) or None
     campaign = Campaign(tmp_path, runs=3, seed=seed, log=print)
@@ -37,6 +38,7 @@ def test_three_kills_lose_nothing(tmp_path):
     assert figures.runs == 3
     assert sum(figures.acknowledged.values()) > 0
     assert {"carrier", "app", "tenant", "mo"} <= set(figures.acknowledged)
+    assert figures.receipts and figures.vendor_receipts and figures.reports
     assert figures.lost == 0, figures.problems
     assert figures.problems == [], "\n".join(figures.problems) + \
         campaign.node.log()[-4000:]
