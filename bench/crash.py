@@ -6,13 +6,14 @@ billing records and messages matching, receipts owed only for final
 messages and each sent, copies after a restart only of what was not yet
 confirmed at that kill (each copy to an app with the same Message-ID).
 
-    .venv/bin/python bench/crash.py [--runs 100] [--seed N]
+    .venv/bin/python bench/crash.py [--runs 100] [--baseline 5] [--seed N]
         [--min-up 0.5] [--max-up 3.0] [--carrier 15] [--app 3]
         [--tenant 5] [--mo 5] [--keep DIR]
 
 Prints one line per run, the figures (runs, messages, acknowledged by
 kind, lost, not final, duplicates, recovery time from the restart to
-every listener bound, time from the kill to the first acknowledgement
+every listener bound beside the same after a graceful SIGTERM
+restart under the same load (the baseline), time from the kill to the first acknowledgement
 after it), the machine's load average, and a JSON line; exits 1 if
 anything was lost or a check failed.  The node runs as in the e2e tests
 (C{twistd -n appliance}, FileStorage in a temporary folder, loopback,
@@ -40,6 +41,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--baseline", type=int, default=5,
+                        help="graceful restarts (SIGTERM) after the kills, "
+                        "the recovery time's baseline")
     parser.add_argument("--min-up", type=float, default=0.5,
                         help="shortest time the node runs before a kill (s)")
     parser.add_argument("--max-up", type=float, default=3.0,
@@ -59,6 +63,7 @@ def main() -> int:
     before = os.getloadavg()
     campaign = Campaign(
         tmp, runs=args.runs, seed=args.seed, up=(args.min_up, args.max_up),
+        baseline=args.baseline,
         rates={"carrier": args.carrier, "app": args.app,
                "tenant": args.tenant, "mo": args.mo},
         log=lambda line: print(line, flush=True))

@@ -562,6 +562,7 @@ class Figures:
     vendor_receipts: int = 0   # the vendor's receipts the node answered OK
     reports: int = 0           # callbacks the tenant got
     recovery: list = field(default_factory=list)
+    baseline_recovery: list = field(default_factory=list)
     first_ack: list = field(default_factory=list)
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
@@ -590,7 +591,9 @@ class Figures:
             f"{self.duplicate_receipts}, duplicate reports to the tenant "
             f"{self.duplicate_callbacks}; recovery (start to listeners "
             f"ready) median {pct(rec, 0.5):.2f} s, max "
-            f"{rec[-1] if rec else float('nan'):.2f} s; kill to first "
+            f"{rec[-1] if rec else float('nan'):.2f} s (after SIGTERM, "
+            f"{len(self.baseline_recovery)} times: median "
+            f"{pct(sorted(self.baseline_recovery), 0.5):.2f} s); kill to first "
             f"acknowledgement median {pct(fa, 0.5):.2f} s; refused "
             f"{self.refused}, unanswered {self.unanswered}; problems "
             f"{len(self.problems)}; {self.seconds:.0f} s")
@@ -609,9 +612,19 @@ class Campaign:
                  up: tuple[float, float] = (0.5, 3.0),
                  rates: dict[str, float] | None = None,
                  drain_timeout: float = 120.0, log: Callable = print,
-                 log_level: str = "info"):
+                 log_level: str = "info", baseline: int = 1):
+        """
+        @param runs: kills.
+        @param baseline: graceful restarts (SIGTERM) after the kills, the
+            same load running: the recovery time they are compared with.
+        @param up: the shortest and longest time the node runs before a
+            kill (seconds, uniform).
+        @param rates: messages per second by kind (carrier, app, tenant,
+            mo).
+        """
         self.tmp = tmp
         self.runs = runs
+        self.baseline = baseline
         self.seed = seed if seed is not None else random.randrange(1 << 30)
         self.random = random.Random(self.seed)
         self.up = up
@@ -650,6 +663,8 @@ class Campaign:
         try:
             for run in range(1, self.runs + 1):
                 self._one_kill(run)
+            for run in range(1, self.baseline + 1):
+                self._one_kill(run, graceful=True)
             self._drain()
         finally:
             for peer in self.peers:
@@ -663,22 +678,32 @@ class Campaign:
         self.figures.seconds = time.monotonic() - started
         return self.figures
 
-    def _one_kill(self, run: int) -> None:
+    def _one_kill(self, run: int, graceful: bool = False) -> None:
+        """Let the load run a random while, then SIGKILL the node (or, for
+        the baseline, SIGTERM it), read and check its database, restart."""
         up = self.random.uniform(*self.up)
         self.stopping_wait(up)
         at = time.monotonic()
-        self.node.kill()
+        if graceful:
+            self.node.stop()
+        else:
+            self.node.kill()
         snapshot = read_database(self.node.data_fs)
-        kill = Kill(at, up, snapshot)
+        kill = Kill(at, up, snapshot, graceful=graceful)
         self.kills.append(kill)
         self.check_snapshot(kill, len(self.kills) - 1)
         kill.recovery = self.node.start()
         kill.restarted = time.monotonic()
-        self.figures.runs += 1
-        self.figures.recovery.append(kill.recovery)
-        self.say(f"run {run}: killed after {up:.2f} s; {sum(len(v) for v in snapshot.by_text.values())} "
-                 f"messages stored, read in {snapshot.seconds:.2f} s; "
-                 f"ready again in {kill.recovery:.2f} s; acknowledged so "
+        if graceful:
+            self.figures.baseline_recovery.append(kill.recovery)
+        else:
+            self.figures.runs += 1
+            self.figures.recovery.append(kill.recovery)
+        stored = sum(len(v) for v in snapshot.by_text.values())
+        self.say(f"{'baseline' if graceful else 'run'} {run}: "
+                 f"{'stopped' if graceful else 'killed'} after {up:.2f} s; "
+                 f"{stored} messages stored, read in {snapshot.seconds:.2f} "
+                 f"s; ready again in {kill.recovery:.2f} s; acknowledged so "
                  f"far {len(self.ledger.acks)}; problems "
                  f"{len(self.figures.problems)}")
 
@@ -1022,5 +1047,6 @@ def main_figures(figures: Figures) -> dict[str, Any]:
             "receipts": figures.receipts,
             "vendor_receipts": figures.vendor_receipts,
             "reports": figures.reports,
-            "recovery_s": figures.recovery, "problems": figures.problems,
+            "recovery_s": figures.recovery,
+            "baseline_recovery_s": figures.baseline_recovery, "problems": figures.problems,
             "seconds": figures.seconds}
