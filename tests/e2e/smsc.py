@@ -127,10 +127,16 @@ class SMSC:
     The server.
 
     @ivar received: every submit_sm accepted, in order.
+    @ivar tls_failures: TLS handshakes that failed (with C{tls}).
     """
 
-    def __init__(self, name: str, port: int = 0):
+    def __init__(self, name: str, port: int = 0, tls=None):
+        """
+        @param tls: an C{ssl.SSLContext} (server side): speak SMPP over TLS.
+        """
         self.name = name
+        self.tls = tls
+        self.tls_failures = 0
         self.lock = threading.Lock()
         self.received: list[Received] = []
         #: Responses the ESMEs sent us: (command_id, status, sequence).
@@ -152,6 +158,13 @@ class SMSC:
                 sock, _ = self.listener.accept()
             except OSError:
                 return
+            if self.tls is not None:
+                try:
+                    sock = self.tls.wrap_socket(sock, server_side=True)
+                except OSError:  # the client refused our certificate
+                    self.tls_failures += 1
+                    sock.close()
+                    continue
             session = Session(self, sock)
             self.sessions.add(session)
             session.start()

@@ -42,6 +42,7 @@ OPERATOR_PW = "oper-pass-31337"
 COMMUNITY = "noc-comm-s3cr3t"
 AUTH_PASS, PRIV_PASS = "snmp-auth-pass-1", "snmp-priv-pass-2"
 WRONG_HTTP = "n0t-the-pw-42"
+URL_SECRET = "cbq-S3cr3t-in-query"
 PT = "351912345678"
 
 
@@ -117,7 +118,7 @@ def test_no_secret_in_the_logs(tmp_path):
         assert bind(port, b"cars", WRONG_PW.encode()) == 0x0E
         status, _, text = curl("-u", f"acme:{PASSWORD}", api(
             node, f"/sendsms/send?from=123456789&to={PT}&body=s"
-                  f"&dlr-url={receiver.url}"))
+                  f"&dlr-url={receiver.url}%3Fpass%3D{URL_SECRET}"))
         assert status == 200, text
         status, _, _ = curl("-H", f"Authorization: Bearer {TOKEN}", api(
             node, f"/sendsms/send?from=ACME&to={PT}&body=t"))
@@ -165,12 +166,14 @@ def test_no_secret_in_the_logs(tmp_path):
         "operator password": OPERATOR_PW, "snmp community": COMMUNITY,
         "snmp auth passphrase": AUTH_PASS, "snmp priv passphrase": PRIV_PASS,
         "snmp auth key": auth_key, "snmp priv key": priv_key,
-        "SIP HA1": ha1, "Basic credentials": basic}
+        "SIP HA1": ha1, "Basic credentials": basic,
+        "secret in a callback URL": URL_SECRET}
     log = node.log()
     audit = (node.data_dir / "audit.log").read_text() \
         if (node.data_dir / "audit.log").exists() else ""
     assert "bound" in log or "bind" in log  # the flow ran and was logged
     assert "password ********" in audit, audit[:2000]
+    assert f"{receiver.url}?..." in log  # the callback was logged
     leaks = [(name, where) for name, value in secrets.items()
              for where, text in (("log", log), ("audit", audit))
              if value in text]

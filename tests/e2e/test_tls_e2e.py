@@ -154,3 +154,45 @@ def test_https_callback_verified_and_pinned(tmp_path):
         c1.stop()
         c2.stop()
         receiver.stop()
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl needed")
+def test_outbound_smpp_tls_verified_and_pinned(tmp_path):
+    """An outbound SMPP connection with tls to an SMSC whose certificate a
+    private CA signed does not bind while it trusts the system's store
+    (the handshake fails: the node refused the certificate); once the
+    connection pins that CA with tls-ca, it binds over TLS."""
+    import ssl
+    from tests.e2e.harness import wait_for
+    from tests.e2e.smsc import SMSC
+    from tests.e2e.test_shell_ssh import keygen, ssh
+    ca, key, cert = _ca_and_server_cert(tmp_path / "pki")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    vendor = SMSC("vendor", tls=context)
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    (keydir / "admin_keys").write_text(keygen(keydir / "admin") + "\n")
+    script = tmp_path / "provision.cli"
+    script.write_text("\n".join([
+        "configure terminal", " connection vendor", "  host 127.0.0.1",
+        f"  port {vendor.port}", "  system-id node", "  password nodepw",
+        "  tls", " exit", "end", ""]))
+    node = start_node(
+        tmp_path, node={"provision": str(script)},
+        shell={"enabled": True, "admin_keys": str(keydir / "admin_keys")},
+        smpp={"enabled": True, "listen": "tcp:port=0:interface=127.0.0.1"})
+    try:
+        wait_for(lambda: vendor.tls_failures >= 1, timeout=20,
+                 what="a refused TLS handshake")
+        assert vendor.binds == 0
+        rc, out, _ = ssh(tmp_path, node, "admin", keydir / "admin",
+                         stdin=f"configure terminal\nconnection vendor\n"
+                               f"tls-ca {ca}\nend\n")
+        assert rc == 0, out
+        wait_for(lambda: vendor.binds >= 1, timeout=40,
+                 what="the bind over verified TLS")
+        assert isinstance(next(iter(vendor.sessions)).sock, ssl.SSLSocket)
+    finally:
+        node.stop()
+        vendor.stop()
