@@ -10,6 +10,7 @@ and C{::1} are ours, and so are C{tel:} URIs.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any, Callable, Iterable
 
@@ -26,6 +27,7 @@ __all__ = ["ALLOW", "DomainCheck", "SIPApplication"]
 ALLOW = "REGISTER, MESSAGE, OPTIONS, ACK, CANCEL"
 
 
+@functools.lru_cache(maxsize=4096)  # the same few hosts on every request
 def _norm_host(host: str) -> str:
     host = host.strip("[]").lower().rstrip(".")
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from appliance.sip.headers import canonical_name, header_key, is_list_header, split_list
+from appliance.sip.headers import _LIST_HEADERS, canonical_name, header_key, name_key, split_list
 
 __all__ = ["Headers"]
 
@@ -34,7 +34,8 @@ class Headers:
         @param name: the name, any spelling.
         @param value: the value.
         """
-        self._items.append((header_key(name), canonical_name(name), value.strip()))
+        key, spelled = name_key(name)
+        self._items.append((key, spelled, value.strip()))
 
     def prepend(self, name: str, value: str) -> None:
         """
@@ -91,9 +92,18 @@ class Headers:
         """
         @param name: the name, any spelling.
         @return: the first value (first list element for list headers) or C{None}.
+        @raise HeaderError: for an unterminated quote in a list header.
         """
-        values = self.get_all(name)
-        return values[0] if values else None
+        key = header_key(name)
+        split = key in _LIST_HEADERS
+        for k, _, value in self._items:
+            if k == key:
+                if not split:
+                    return value
+                values = split_list(value)
+                if values:
+                    return values[0]
+        return None
 
     def get_all(self, name: str) -> list[str]:
         """
@@ -102,7 +112,7 @@ class Headers:
         @raise HeaderError: for an unterminated quote in a list header.
         """
         key = header_key(name)
-        split = is_list_header(key)
+        split = key in _LIST_HEADERS
         out: list[str] = []
         for k, _, value in self._items:
             if k == key:
@@ -113,7 +123,10 @@ class Headers:
         if not isinstance(name, str):
             return False
         key = header_key(name)
-        return any(k == key for k, _, _ in self._items)
+        for k, _, _ in self._items:
+            if k == key:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         """

@@ -16,8 +16,29 @@ from appliance.sip.uri import URI, URIError, Params, format_params, parse_hostpo
 
 __all__ = [
     "Address", "CSeq", "HeaderError", "Via", "canonical_name", "header_key",
-    "is_list_header", "split_list",
+    "is_list_header", "name_key", "split_list",
 ]
+
+#: Values parsed, by their text (L{Address}, L{CSeq} and L{Via} are
+#: immutable, and the same To, CSeq and Contact values come again and
+#: again).  Bounded in entries and in the length of the texts kept.
+_CACHE_SIZE = 4096
+_CACHE_TEXT = 200
+
+
+def _cached(cache: dict, text: str, parse):  # type: ignore[no-untyped-def]
+    value = cache.get(text)
+    if value is None:
+        value = parse(text)
+        if len(text) <= _CACHE_TEXT:
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            cache[text] = value
+    return value
+
+
+_ADDRESSES: dict = {}
+_CSEQS: dict = {}
 
 COMPACT = {
     "a": "accept-contact", "b": "referred-by", "c": "content-type",
@@ -59,6 +80,11 @@ _VIA_RE = re.compile(
     rf"^\s*({_TOKEN})\s*/\s*({_TOKEN})\s*/\s*({_TOKEN})\s+([^;\s]+(?:\s*:\s*\d+)?)\s*(?:;(.*))?$",
     re.S | re.A,
 )
+#: The common Via, which the general pattern below reads the same way:
+#: C{SIP/2.0/UDP host[:port]} and parameters without spaces or quotes.
+_VIA_FAST_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+(?:=[^;\" \t<>,]+)?)*)\Z")
 _CSEQ_RE = re.compile(rf"^\s*(\d{{1,10}})\s+({_TOKEN})\s*$", re.A)
 
 
@@ -98,6 +124,27 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(header_key(name), name.strip())
 
 
+#: Header names seen, to their key and canonical spelling.
+_NAMES: dict[str, tuple[str, str]] = {}
+
+
+def name_key(name: str) -> tuple[str, str]:
+    """
+    L{header_key} and L{canonical_name} in one lookup (names repeat on
+    every message).
+
+    @param name: the name as written.
+    @return: C{(key, canonical spelling)}.
+    """
+    found = _NAMES.get(name)
+    if found is None:
+        key = header_key(name)
+        found = (key, _CANONICAL.get(key, name.strip()))
+        if len(_NAMES) < 4096:      # bounded: names come from the network
+            _NAMES[name] = found
+    return found
+
+
 def is_list_header(name: str) -> bool:
     """
     @param name: a header name (any spelling).
@@ -114,6 +161,13 @@ def split_list(value: str) -> list[str]:
     @return: the stripped, non-empty elements.
     @raise HeaderError: for an unterminated quote or angle bracket.
     """
+    if '"' not in value and "<" not in value:
+        # Nothing quoted or bracketed (most Via and Supported values): a
+        # plain split, in C.  A stray ">" changes nothing in the slow path.
+        if "," not in value:
+            value = value.strip()
+            return [value] if value else []
+        return [v for v in (p.strip() for p in value.split(",")) if v]
     out: list[str] = []
     buf: list[str] = []
     quoted = escaped = False
@@ -257,6 +311,12 @@ class Address(_Parameters):
         @return: the address.
         @raise HeaderError: if it cannot be parsed.
         """
+        if cls is Address and isinstance(text, str):
+            return _cached(_ADDRESSES, text, cls._parse)
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Address:
         text = text.strip()
         display = ""
         if text.startswith('"'):
@@ -363,6 +423,21 @@ class Via(_Parameters):
         @return: the Via.
         @raise HeaderError: if it cannot be parsed.
         """
+        m = _VIA_FAST_RE.match(text)
+        if m is not None:
+            transport, host, port, ptext = m.groups()
+            if port is None or int(port) <= 65535:
+                params = tuple((n, v if eq else None) for n, eq, v in
+                               (p.partition("=") for p in ptext[1:].split(";"))) if ptext else ()
+                via = cls("SIP/2.0", transport.upper(), host,
+                          int(port) if port is not None else None, params)
+                via.rport  # validates
+                return via
+        return cls._parse_general(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> Via:
+        """Any Via: spaces, IPv6 references, quoted parameters..."""
         m = _VIA_RE.match(text)
         if not m:
             raise HeaderError(f"bad Via {text!r}")
@@ -375,6 +450,20 @@ class Via(_Parameters):
         via = cls(f"{name.upper()}/{version}", transport.upper(), host, port, params)
         via.rport  # validates
         return via
+
+    def stamped(self, received: str, rport: int | None) -> Via:
+        """
+        A copy with C{received} set, and C{rport} filled in when given
+        (RFC 3261 18.2.1, RFC 3581).
+
+        @param received: the source host of the request.
+        @param rport: its source port, or C{None} to leave C{rport} alone.
+        @return: the new Via.
+        """
+        params = _set_param(self.params, "received", received)
+        if rport is not None:
+            params = _set_param(params, "rport", str(rport))
+        return Via(self.protocol, self.transport, self.host, self.port, params)
 
     @property
     def branch(self) -> str | None:
@@ -439,6 +528,12 @@ class CSeq:
         @return: the CSeq.
         @raise HeaderError: if it cannot be parsed or the number is too big.
         """
+        if cls is CSeq and isinstance(text, str):
+            return _cached(_CSEQS, text, cls._parse)
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> CSeq:
         m = _CSEQ_RE.match(text)
         if not m:
             raise HeaderError(f"bad CSeq {text!r}")

@@ -6,16 +6,24 @@ norm for SMS) survive byte-exact. L{parse} raises L{SIPParseError} whose
 C{partial} keeps what could be read, so that L{make_error_response} can
 still answer C{400 Bad Request} with a Warning.
 
-Header values are parsed on demand by the accessors (L{Message.vias},
-L{Message.from_address}...), except that L{parse} validates the headers
-every transaction needs (Via, From, To, Call-ID, CSeq).
+L{parse} reads the start line and the headers every transaction needs
+once (the top Via, From and To with their tags, Call-ID, CSeq,
+Content-Length), keeps what it parsed on the message, and leaves every
+other header as text, parsed on demand by the accessors (L{Message.vias},
+L{Message.contacts}...), whose errors are L{HeaderError}s.  Well-formed
+messages take a fast path (one scan for control characters, one split into
+lines); anything unusual (folded lines, bare LF, bytes that are not UTF-8,
+a missing or repeated header) goes through the line-by-line reader, which
+says precisely what is wrong.  Responses copy the request's Via, From, To,
+Call-ID and CSeq lines as they came (a To tag is appended, not re-rendered).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Callable
 from appliance.sip.headermap import Headers
-from appliance.sip.headers import Address, CSeq, HeaderError, Via, canonical_name, header_key
+from appliance.sip.headers import Address, CSeq, HeaderError, Via, canonical_name, name_key
 from appliance.sip.uri import URI, URIError
 
 __all__ = [
@@ -52,6 +60,10 @@ _LINE_RE = re.compile(r"\r?\n")
 _BAD_CHARS_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")
+#: Header names as written that are tokens, to their key and spelling.
+_GOOD_NAMES: dict[str, tuple[str, str]] = {}
+#: The header lines a response copies from its request.
+_ECHOED = frozenset(("via", "from", "to", "call-id", "cseq"))
 
 
 def find_header_end(data: bytes, start: int = 0) -> tuple[int, int] | None:
@@ -77,6 +89,9 @@ class Message:
 
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
+    #: Parsed header values by key, each with the text it was parsed from
+    #: (so a header changed since is parsed again).
+    _parsed: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def _start_line(self) -> str:
         raise NotImplementedError
@@ -90,17 +105,26 @@ class Message:
         """
         lines = [self._start_line()]
         length_written = False
-        for name, value in self.headers:
-            if header_key(name) == "content-length":
+        for key, name, value in self.headers._items:
+            if key == "content-length":
                 if length_written:
                     continue
                 value = str(len(self.body))
                 length_written = True
-            lines.append(f"{name}: {value}")
+            lines.append(name + ": " + value)
         if not length_written:
-            lines.append(f"Content-Length: {len(self.body)}")
-        head = "\r\n".join(lines) + "\r\n\r\n"
-        return head.encode("utf-8", "surrogateescape") + self.body
+            lines.append("Content-Length: " + str(len(self.body)))
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+
+    def _cached(self, key: str, value: str, parse: Callable[[str], Any]) -> Any:
+        """The parsed C{value} of header C{key}, parsed once."""
+        found = self._parsed.get(key)
+        if found is not None and found[0] == value:
+            return found[1]
+        parsed = parse(value)
+        self._parsed[key] = (value, parsed)
+        return parsed
 
     def vias(self) -> list[Via]:
         """
@@ -117,7 +141,7 @@ class Message:
         value = self.headers.get("via")
         if value is None:
             raise HeaderError("no Via")
-        return Via.parse(value)
+        return self._cached("via", value, Via.parse)
 
     def set_top_via(self, via: Via) -> None:
         """
@@ -129,13 +153,15 @@ class Message:
         values = self.headers.get_all("via")
         if not values:
             raise HeaderError("no Via")
-        self.headers.set_all("via", [str(via), *values[1:]])
+        text = str(via)
+        self.headers.set_all("via", [text, *values[1:]])
+        self._parsed["via"] = (text, via)
 
     def _address(self, name: str) -> Address:
         value = self.headers.get(name)
         if value is None:
             raise HeaderError(f"no {canonical_name(name)}")
-        return Address.parse(value)
+        return self._cached(name, value, Address.parse)
 
     def from_address(self) -> Address:
         """
@@ -180,7 +206,7 @@ class Message:
         value = self.headers.get("cseq")
         if value is None:
             raise HeaderError("no CSeq")
-        return CSeq.parse(value)
+        return self._cached("cseq", value, CSeq.parse)
 
     def int_header(self, name: str) -> int | None:
         """
@@ -297,10 +323,98 @@ def parse(data: bytes, stream: bool = False, max_header_bytes: int = MAX_HEADER_
     @return: the L{Request} or L{Response}.
     @raise SIPParseError: for anything malformed.
     """
-    partial = PartialMessage()
     if not isinstance(data, (bytes, bytearray)):
-        raise SIPParseError("not bytes", partial)
+        raise SIPParseError("not bytes", PartialMessage())
     data = bytes(data)
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    head_end = data.find(b"\r\n\r\n", start)
+    if head_end < 0 or head_end - start > max_header_bytes:
+        return _parse_full(data, stream, max_header_bytes)
+    try:
+        text = data[start:head_end].decode("utf-8")
+    except UnicodeDecodeError:
+        return _parse_full(data, stream, max_header_bytes)
+    lines = text.split("\r\n")
+    if not "".join(lines).isprintable():
+        # a control character, a lone CR or LF, a tab: read line by line
+        return _parse_full(data, stream, max_header_bytes)
+    partial = PartialMessage()
+    message = _start_line(lines[0], partial, checked=True)
+    items = []
+    counts = {"from": 0, "to": 0, "call-id": 0, "cseq": 0}
+    found: dict[str, str] = {}
+    lengths: list[str] = []
+    for i in range(1, len(lines)):
+        line = lines[i]
+        name, colon, value = line.partition(":")
+        if not colon:
+            return _parse_full(data, stream, max_header_bytes)
+        known = _GOOD_NAMES.get(name)
+        if known is None:
+            if line[:1] in (" ", "\t"):
+                return _parse_full(data, stream, max_header_bytes)  # folded
+            spelled = name.rstrip(" \t")
+            if not _TOKEN_RE.match(spelled):
+                return _parse_full(data, stream, max_header_bytes)
+            known = name_key(spelled)
+            if len(_GOOD_NAMES) < 4096:      # bounded: names come from the network
+                _GOOD_NAMES[name] = known
+        key = known[0]
+        value = value.strip()
+        items.append((key, known[1], value))
+        if key in counts:
+            counts[key] += 1
+            found[key] = value
+        elif key == "via":
+            if "via" not in found:
+                found["via"] = value
+        elif key == "content-length":
+            lengths.append(value)
+    if (0 in counts.values() or "via" not in found or not found["call-id"]
+            or max(counts.values()) > 1 or not found["via"]):
+        return _parse_full(data, stream, max_header_bytes)
+    parsed = message._parsed
+    try:
+        via = found["via"]
+        if "," in via or '"' in via:
+            return _parse_full(data, stream, max_header_bytes)
+        parsed["via"] = (via, Via.parse(via))
+        for key in ("from", "to", "cseq"):
+            value = found[key]
+            parsed[key] = (value, (CSeq.parse if key == "cseq" else Address.parse)(value))
+    except (HeaderError, URIError):
+        return _parse_full(data, stream, max_header_bytes)
+    if isinstance(message, Request) and parsed["cseq"][1].method != message.method:
+        return _parse_full(data, stream, max_header_bytes)
+    length = None
+    if lengths:
+        length = lengths[0]
+        for value in lengths:
+            if not value.isascii() or not value.isdigit() or len(value) > 9 or \
+                    int(value) != int(length):
+                return _parse_full(data, stream, max_header_bytes)
+        length = int(length)
+    headers = Headers()
+    headers._items = items
+    message.headers = headers
+    rest = data[head_end + 4:]
+    if length is None:
+        message.body = b"" if stream else rest
+    elif len(rest) < length or (stream and len(rest) > length):
+        return _parse_full(data, stream, max_header_bytes)
+    else:
+        message.body = rest[:length] if len(rest) > length else rest
+    return message
+
+
+def _parse_full(data: bytes, stream: bool, max_header_bytes: int) -> Request | Response:
+    """
+    Parse line by line, reading on past bad lines so that an error says
+    what is wrong and L{SIPParseError.partial} holds what could be read.
+    """
+    partial = PartialMessage()
     start = 0
     while data.startswith(b"\r\n", start):
         start += 2
@@ -327,9 +441,9 @@ def parse(data: bytes, stream: bool = False, max_header_bytes: int = MAX_HEADER_
     return message
 
 
-def _start_line(line: str, partial: PartialMessage) -> Request | Response:
+def _start_line(line: str, partial: PartialMessage, checked: bool = False) -> Request | Response:
     parts = line.split(" ", 2)
-    if len(parts) != 3 or _BAD_CHARS_RE.search(line):
+    if len(parts) != 3 or (not checked and _BAD_CHARS_RE.search(line)):
         raise SIPParseError("bad start line", partial)
     if parts[0].upper() == SIP_VERSION:
         code, reason = parts[1], parts[2]
@@ -381,8 +495,9 @@ def _check_required(message: Request | Response, partial: PartialMessage) -> str
         if key not in headers:
             return f"missing {canonical_name(key)}"
     try:
-        for value in headers.get_all("via"):
-            Via.parse(value)
+        vias = headers.get_all("via")
+        if vias:
+            Via.parse(vias[0])  # the others are parsed when asked for
         for key in ("from", "to"):
             if len(headers.get_all(key)) != 1:
                 return f"more than one {canonical_name(key)}"
@@ -433,21 +548,42 @@ def make_response(request: Request, status: int, reason: str | None = None,
     """
     if not 100 <= status <= 699:
         raise ValueError(f"bad status code {status}")
-    return _response_from(request.headers, status, reason, to_tag)
+    return _response_from(request.headers, status, reason, to_tag, request)
 
 
 def _response_from(headers: Headers, status: int, reason: str | None,
-                   to_tag: str | None) -> Response:
+                   to_tag: str | None, request: Request | None = None) -> Response:
+    """
+    The response with the request's Via, From, To, Call-ID and CSeq lines
+    copied as they are (and Timestamp for a 100); a To tag is appended.
+    """
+    items = []
+    for item in headers._items:
+        key = item[0]
+        if key in _ECHOED:
+            if key == "to" and to_tag and status != 100:
+                item = _tagged(item, to_tag, request)
+            items.append(item)
+        elif key == "timestamp" and status == 100:
+            items.append(item)
     out = Headers()
-    for name, value in headers:
-        key = header_key(name)
-        if key == "to" and to_tag and status != 100:
-            address = Address.parse(value)
-            if address.tag is None:
-                value = str(address.with_param("tag", to_tag))
-        if key in ("via", "from", "to", "call-id", "cseq") or (key == "timestamp" and status == 100):
-            out.add(name, value)
+    out._items = items
     return Response(headers=out, status=status, reason=reason or REASONS.get(status, "Unknown"))
+
+
+def _tagged(item: tuple[str, str, str], tag: str, request: Request | None) -> tuple[str, str, str]:
+    """A To line with C{tag} added unless it has one."""
+    key, name, value = item
+    if request is not None:
+        address = request._cached("to", value, Address.parse)
+    else:
+        address = Address.parse(value)
+    current = address.param("tag")
+    if current:
+        return item
+    if current is None:
+        return key, name, value + ";tag=" + tag
+    return key, name, str(address.with_param("tag", tag))  # an empty tag= replaced
 
 
 def make_error_response(error: SIPParseError, agent: str, status: int = 400) -> Response | None:

@@ -52,14 +52,10 @@ def stamp_via(request: Request, source: Address) -> None:
     """
     via = request.top_via()
     host, port = source
-    sent_host = via.host[1:-1] if via.host.startswith("[") else via.host
-    stamped = via
     if via.has_rport:
-        stamped = stamped.with_param("received", host).with_param("rport", str(port))
-    elif sent_host != host:
-        stamped = stamped.with_param("received", host)
-    if stamped is not via:
-        request.set_top_via(stamped)
+        request.set_top_via(via.stamped(host, port))
+    elif (via.host[1:-1] if via.host.startswith("[") else via.host) != host:
+        request.set_top_via(via.stamped(host, None))
 
 
 def _deliver(data: bytes, source: Address, transport: ISIPTransport, receiver: MessageReceiver,

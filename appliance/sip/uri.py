@@ -14,8 +14,16 @@ __all__ = ["URI", "URIError", "parse_params", "format_params", "parse_hostport"]
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?$")
 _IPV6_RE = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+$")
-_USER_BAD = frozenset(" \t\r\n<>\"@")
 _TEL_RE = re.compile(r"^[+]?[0-9A-Fa-f*#().\-]+$")
+_BAD_VALUE_RE = re.compile(r'[ \t"<>,]')
+_USER_BAD_RE = re.compile(r'[ \t\r\n<>"@]')
+
+#: Parsed URIs by their text: the same Request-URIs, From and To URIs
+#: come again and again, and a L{URI} is immutable.  Bounded: texts come
+#: from the network.
+_CACHE: dict[str, "URI"] = {}
+_CACHE_SIZE = 4096
+_CACHE_TEXT = 200
 
 Params = tuple[tuple[str, "str | None"], ...]
 
@@ -51,7 +59,7 @@ def parse_params(text: str, what: str = "parameter") -> Params:
             if value.startswith('"'):
                 if len(value) < 2 or not value.endswith('"'):
                     raise URIError(f"unterminated quoted {what} {name!r}")
-            elif not value or any(c in value for c in ' \t"<>,'):
+            elif not value or _BAD_VALUE_RE.search(value):
                 raise URIError(f"bad {what} value for {name!r}")
             out.append((name, value))
         else:
@@ -73,6 +81,8 @@ def _split_outside_quotes(text: str, sep: str) -> list[str]:
     """
     Split C{text} on C{sep} outside double-quoted strings.
     """
+    if '"' not in text:
+        return text.split(sep)  # nothing quoted: the common case, in C
     parts: list[str] = []
     buf: list[str] = []
     quoted = False
@@ -136,7 +146,18 @@ class URI:
         """
         if not isinstance(text, str):
             raise URIError("URI must be text")
-        text = text.strip()
+        uri = _CACHE.get(text)
+        if uri is not None:
+            return uri
+        uri = cls._parse(text.strip())
+        if len(text) <= _CACHE_TEXT and cls is URI:
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.clear()
+            _CACHE[text] = uri
+        return uri
+
+    @classmethod
+    def _parse(cls, text: str) -> URI:
         scheme, colon, rest = text.partition(":")
         scheme = scheme.lower()
         if not colon or not rest:
@@ -153,7 +174,7 @@ class URI:
             user, pcolon, pw = userinfo.partition(":")
             if pcolon:
                 password = pw
-            if not user or any(c in _USER_BAD for c in userinfo):
+            if not user or _USER_BAD_RE.search(userinfo):
                 raise URIError(f"bad user part {userinfo!r}")
         rest, qmark, hdrs = rest.partition("?")
         hostport, semi, ptext = rest.partition(";")
@@ -163,7 +184,7 @@ class URI:
         if qmark:
             for item in hdrs.split("&"):
                 hname, eq, hvalue = item.partition("=")
-                if not hname or not eq or any(c in _USER_BAD for c in item):
+                if not hname or not eq or _USER_BAD_RE.search(item):
                     raise URIError(f"bad URI header {item!r}")
                 headers.append((hname, hvalue))
         return cls(scheme, user, password, host, port, params, tuple(headers))
