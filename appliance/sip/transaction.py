@@ -5,24 +5,27 @@ L{TransactionLayer} matches incoming messages to transactions (branch,
 sent-by and method per 17.2.3, with the RFC 2543 key for requests whose
 branch lacks the magic cookie), absorbs retransmissions, creates server
 transactions for new requests and hands those to the transaction user
-(L{ITransactionUser}). Every timer is a C{callLater} on the clock, so tests
-drive them with C{task.Clock}. INVITE server transactions follow RFC 6026
-(an I{Accepted} state absorbs INVITE retransmissions after a 2xx).
+(L{ITransactionUser}). The timers of every transaction of a layer share
+one L{TimerWheel} (one delayed call of the clock for all of them), which
+tests drive with C{task.Clock}. A transaction renders each message it
+sends once and retransmits those bytes. INVITE server transactions follow
+RFC 6026 (an I{Accepted} state absorbs INVITE retransmissions after a 2xx).
 """
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Hashable
+from typing import Any, Callable, Hashable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from appliance.sip.headers import HeaderError, Via
 from appliance.sip.interfaces import ISIPTransport, ITransactionUser
 from appliance.sip.message import Request, Response, make_response
+from appliance.sip.timers import Timer, TimerWheel
 
 __all__ = [
     "MAGIC_COOKIE", "InviteServerTransaction", "NonInviteClientTransaction",
@@ -113,7 +116,11 @@ class _Transaction:
 
     def __init__(self, key: Hashable, request: Request, transport: ISIPTransport,
                  address: Address, clock: IReactorTime, timers: TimerSettings,
-                 user: ITransactionUser, on_terminated: Callable[[_Transaction], None]) -> None:
+                 user: ITransactionUser, on_terminated: Callable[[_Transaction], None],
+                 wheel: TimerWheel | None = None) -> None:
+        """
+        @param wheel: the layer's timers; a wheel of its own when C{None}.
+        """
         self.key = key
         self.request = request
         self.transport = transport
@@ -124,11 +131,12 @@ class _Transaction:
         self._timers = timers
         self._user = user
         self._on_terminated = on_terminated
-        self._calls: dict[str, IDelayedCall] = {}
+        self._wheel = wheel if wheel is not None else TimerWheel(clock)
+        self._calls: dict[str, Timer] = {}
 
     def _start_timer(self, name: str, delay: float, fn: Callable[[], None]) -> None:
         self._cancel_timers(name)
-        self._calls[name] = self._clock.callLater(delay, self._fire, name, fn)
+        self._calls[name] = self._wheel.call_later(delay, self._fire, name, fn)
 
     def _fire(self, name: str, fn: Callable[[], None]) -> None:
         self._calls.pop(name, None)
@@ -149,9 +157,10 @@ class _Transaction:
         """
         return sorted(self._calls)
 
-    def _send(self, message: Request | Response) -> bool:
+    def _send(self, message: Request | Response | bytes) -> bool:
         try:
-            self.transport.send(message.to_bytes(), self.address)
+            data = message if isinstance(message, bytes) else message.to_bytes()
+            self.transport.send(data, self.address)
         except Exception:
             self.log.failure("sending to {address} failed", address=self.address)
             return False
@@ -185,12 +194,17 @@ class NonInviteClientTransaction(_Transaction):
         super().__init__(*args, **kwargs)
         self.final: Deferred[Response] = Deferred()
         self._interval = self._timers.t1
+        self._wire = b""
 
     def start(self) -> None:
         """
         Send the request and start timers E (unreliable only) and F.
         """
-        if not self._send(self.request):
+        try:
+            self._wire = self.request.to_bytes()
+        except Exception:
+            self.log.failure("request {tx} not rendered", tx=self)
+        if not self._wire or not self._send(self._wire):
             self._finish(make_response(self.request, 503, "Transport Error"))
             return
         if not self.transport.reliable:
@@ -198,7 +212,7 @@ class NonInviteClientTransaction(_Transaction):
         self._start_timer("F", 64 * self._timers.t1, self._timer_f)
 
     def _timer_e(self) -> None:
-        self._send(self.request)
+        self._send(self._wire)
         if self.state is State.TRYING:
             self._interval = min(2 * self._interval, self._timers.t2)
         else:
@@ -253,14 +267,22 @@ class _ServerTransaction(_Transaction):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.last_response: Response | None = None
+        self._wire = b""
 
     def _resend(self) -> None:
-        if self.last_response is not None:
-            self._send(self.last_response)
+        if self._wire:
+            self._send(self._wire)
 
     def _emit(self, response: Response) -> None:
         self.last_response = response
-        self._send(response)
+        try:
+            self._wire = response.to_bytes()
+        except Exception:
+            self._wire = b""
+            self.log.failure("response {status} on {tx} not rendered",
+                             status=response.status, tx=self)
+            return
+        self._send(self._wire)
 
 
 class NonInviteServerTransaction(_ServerTransaction):
@@ -390,9 +412,14 @@ class TransactionLayer:
 
     @ivar user: the L{ITransactionUser}.
     @ivar timers: the L{TimerSettings}.
+    @ivar wheel: the L{TimerWheel} every transaction's timers run on.
+    @ivar admission: decides on new requests (a
+        L{appliance.sip.overload.LoadShedder}); those it refuses get a
+        stateless C{503} with C{Retry-After} and no transaction.
     """
 
     log = Logger()
+    admission: Any = None
 
     def __init__(self, user: ITransactionUser, clock: IReactorTime,
                  timers: TimerSettings | None = None) -> None:
@@ -404,6 +431,7 @@ class TransactionLayer:
         self.user = user
         self.timers = timers or TimerSettings()
         self._clock = clock
+        self.wheel = TimerWheel(clock)
         self._server: dict[Hashable, ServerTransaction] = {}
         self._client: dict[Hashable, NonInviteClientTransaction] = {}
 
@@ -457,15 +485,27 @@ class TransactionLayer:
             self._call_user(request, None)
             return
         address = source if transport.reliable else response_destination(request.top_via(), source)
+        if self.admission is not None and self.admission.admit() is not None:
+            self._refuse(request, transport, address)
+            return
         cls = InviteServerTransaction if request.method == "INVITE" else NonInviteServerTransaction
         tx = cls(key, request, transport, address, self._clock, self.timers, self.user,
-                 self._forget_server)
+                 self._forget_server, self.wheel)
         tx.source = source
         self._server[key] = tx
         if isinstance(tx, InviteServerTransaction):
             tx.start()
         if not self._call_user(request, tx) and tx.state in (State.TRYING, State.PROCEEDING):
             tx.respond(make_response(request, 500))
+
+    def _refuse(self, request: Request, transport: ISIPTransport, address: Address) -> None:
+        """Answer C{503} with C{Retry-After}, keeping no state."""
+        response = make_response(request, 503, to_tag=secrets.token_hex(6))
+        response.headers.add("Retry-After", str(self.admission.retry_after))
+        try:
+            transport.send(response.to_bytes(), address)
+        except Exception:
+            self.log.failure("sending 503 to {address} failed", address=address)
 
     def _call_user(self, request: Request, tx: ServerTransaction | None) -> bool:
         try:
@@ -506,7 +546,7 @@ class TransactionLayer:
         if key in self._client:
             raise ValueError(f"branch {branch} already in use")
         tx = NonInviteClientTransaction(key, request, transport, address, self._clock,
-                                        self.timers, self.user, self._forget_client)
+                                        self.timers, self.user, self._forget_client, self.wheel)
         self._client[key] = tx
         tx.start()
         return tx
@@ -537,6 +577,7 @@ class TransactionLayer:
         """
         for tx in self.transactions():
             tx.terminate()
+        self.wheel.stop()
 
     def _forget_server(self, tx: _Transaction) -> None:
         if self._server.get(tx.key) is tx:
