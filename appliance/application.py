@@ -105,7 +105,7 @@ def make_sip(section: Any, context: NodeContext, built: Built) -> Any:
     """The C{[sip]} service: MESSAGE and REGISTER go to the core, and its
     agent delivers the core's local messages."""
     from appliance.sip import service as sip
-    service = sip.make_service(section, context, built.core)
+    service = sip.make_service(section, context, built.core, metrics=built.metrics)
     built.core.set_agent(sip.TRANSPORT, service.agent)
     built.live.add_source("sip", service)
     built.sip = service

@@ -205,6 +205,18 @@ class SIPSection(ServiceSection):
     @ivar nat: where requests to an app registered over UDP go: C{auto}
         (over the REGISTER's flow for outbound or when NAT is detected,
         else to the Contact), C{contact} or C{flow}.
+    @ivar max_requests_per_second: new requests taken per second; beyond
+        it they get 503 (0: no budget).
+    @ivar overload_queue_ms: how long a datagram may have waited in the
+        kernel's receive queue before a new request in it gets 503 (0: not
+        measured).
+    @ivar overload_lag_ms: reactor lag beyond which new requests get 503
+        (0: not measured).
+    @ivar overload_backlog: writes waiting for the commit beyond which new
+        requests get 503 (0: not looked at).
+    @ivar retry_after: the Retry-After of those 503s, seconds.
+    @ivar udp_receive_buffer: bytes of kernel receive buffer asked for on
+        the UDP sockets.
     """
     domain: str = "appliance"
     realm: str = "appliance"
@@ -218,6 +230,12 @@ class SIPSection(ServiceSection):
     max_message_bytes: int = 4096
     auth_failures: int = 10
     nat: str = "auto"
+    max_requests_per_second: int = 0
+    overload_queue_ms: int = 500
+    overload_lag_ms: int = 500
+    overload_backlog: int = 20000
+    retry_after: int = 5
+    udp_receive_buffer: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -722,7 +740,13 @@ def _sip_section(c: _Collector, t: dict, base: Path,
             "default_expires": (3600, 1, 7 * 86400),
             "validity": (86400, 60, 30 * 86400),
             "max_message_bytes": (4096, 140, 1 << 20),
-            "auth_failures": (10, 1, 100000)}
+            "auth_failures": (10, 1, 100000),
+            "max_requests_per_second": (0, 0, 1000000),
+            "overload_queue_ms": (500, 0, 60000),
+            "overload_lag_ms": (500, 0, 60000),
+            "overload_backlog": (20000, 0, 10 ** 8),
+            "retry_after": (5, 1, 3600),
+            "udp_receive_buffer": (4 * 1024 * 1024, 65536, 1 << 30)}
     _unknown(c, "sip", t, {"enabled", "listen", "domain", "realm",
                            "digest_algorithms", "retry_schedule", "nat", *ints})
     common = _service(c, "sip", t, base)

@@ -57,6 +57,7 @@ def listen_all(reactor: Any, section: str,
                ports: Any = None, into: list | None = None,
                tls: Any = None,
                on_bound: Callable[[Any, Listener], Any] | None = None,
+               udp: Callable[..., Any] | None = None,
                ) -> defer.Deferred:
     """
     Listen on every endpoint of a section.
@@ -73,6 +74,8 @@ def listen_all(reactor: Any, section: str,
         (so a service can stop the bound ones even if another failed).
     @param tls: the L{appliance.tls.TLSPolicy} of C{ssl:} listeners.
     @param on_bound: called with C{(port, listener)} once each is bound.
+    @param udp: listens on a C{udp:} listener, C{udp(reactor, port,
+        protocol, interface=...)}; C{reactor.listenUDP} when C{None}.
     @return: a Deferred firing with the ports in listener order, or
         failing with the first error.
     """
@@ -82,6 +85,9 @@ def listen_all(reactor: Any, section: str,
 
     def one(listener: Listener) -> defer.Deferred:
         def start() -> Any:
+            if listener.kind == "udp" and udp is not None:
+                return udp(reactor, listener.port, factory_for(listener),
+                           interface=listener.interface or "")
             if listener.kind == "udp":
                 return reactor.listenUDP(listener.port, factory_for(listener),
                                          interface=listener.interface or "")

@@ -10,6 +10,7 @@ C{dataReceived}: a listener survives anything.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Protocol as TypingProtocol
 
 from twisted.internet.protocol import DatagramProtocol, Protocol
@@ -86,11 +87,17 @@ class SIPDatagramProtocol(DatagramProtocol):
 
     @ivar receiver: where parsed messages go.
     @ivar agent: the warn-agent of our C{400} answers.
+    @ivar arrived: while a datagram is handled, when the kernel queued it
+        (set by L{appliance.sip.udp.TimestampedPort}), else C{None}.
+    @ivar on_queue_delay: told how long each datagram waited in the
+        kernel (seconds; C{0.0} once it is handled), when known.
     """
 
     reliable = False
     name = "UDP"
     log = Logger()
+    arrived: float | None = None
+    on_queue_delay: Callable[[float], None] | None = None
 
     def __init__(self, receiver: MessageReceiver, agent: str | None = None) -> None:
         """
@@ -116,14 +123,20 @@ class SIPDatagramProtocol(DatagramProtocol):
         @param datagram: the bytes.
         @param addr: the source C{(host, port)}.
         """
+        waited = self.on_queue_delay if self.arrived is not None else None
         try:
             if not datagram.strip(b"\r\n\x00"):
                 return  # keep-alive padding some phones send over UDP
+            if waited is not None:
+                waited(time.time() - self.arrived)  # type: ignore[operator]
             source = (addr[0], addr[1])
             _deliver(datagram, source, self, self.receiver, self._agent(), self.log,
                      lambda data: self.send(data, source))
         except Exception:
             self.log.failure("SIP datagram from {source} not handled", source=addr)
+        finally:
+            if waited is not None:
+                waited(0.0)
 
     def _agent(self) -> str:
         if self.agent is None:

@@ -23,9 +23,11 @@ from appliance.sip.auth import AccountBook, DigestGate
 from appliance.sip.delivery import SIPDeliveryAgent
 from appliance.sip.flows import FlowTable, probe_local_host
 from appliance.sip.messages import MessageIntake
+from appliance.sip.overload import LoadShedder, socket_inode, udp_drops
 from appliance.sip.protocol import SIPDatagramProtocol, SIPStreamProtocol
 from appliance.sip.registrar import BindingStore, Registrar
 from appliance.sip.transaction import TimerSettings, TransactionLayer
+from appliance.sip.udp import listen_udp
 
 __all__ = ["SIPService", "TRANSPORT", "make_service"]
 
@@ -61,20 +63,20 @@ class _StreamFactory(Factory):
                                  on_lost=s.flows.lost, on_made=s._connection_made)
 
 
-#: Bytes of kernel receive buffer asked for on SIP UDP sockets: under load
-#: the apps' 200 OKs to our MESSAGEs arrive in bursts, and the default
-#: (about 208 KiB) overflows, which costs a retransmission per drop.
+#: Bytes of kernel receive buffer asked for on SIP UDP sockets by default
+#: (C{[sip] udp_receive_buffer}): under load the apps' 200 OKs to our
+#: MESSAGEs arrive in bursts, and the default (about 208 KiB) overflows,
+#: which costs a retransmission per drop.
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
-def _grow_receive_buffer(port: Any, log: Logger) -> None:
-    """Ask for L{UDP_RECEIVE_BUFFER} (the kernel caps it at rmem_max)."""
+def _grow_receive_buffer(port: Any, log: Logger, size: int = UDP_RECEIVE_BUFFER) -> None:
+    """Ask for C{size} bytes (the kernel caps it at rmem_max)."""
     handle = getattr(port, "socket", None)
     if handle is None:
         return
     try:
-        handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
-                          UDP_RECEIVE_BUFFER)
+        handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
     except OSError as e:
         log.warn("cannot grow the SIP UDP receive buffer: {e}", e=e)
         return
@@ -100,13 +102,16 @@ class SIPService(Service):
         for L{TRANSPORT}).
     @ivar flows: the L{FlowTable}.
     @ivar ports: the listening ports.
+    @ivar shedder: the L{LoadShedder} answering new requests 503 when the
+        node is over capacity; its counters feed C{/metrics}.
     """
 
     log = Logger()
 
     def __init__(self, section: Any, node: Any, core: Any = None,
                  local_host: Callable[[str], str | None] | None = probe_local_host,
-                 secret: bytes | None = None, timers: TimerSettings | None = None) -> None:
+                 secret: bytes | None = None, timers: TimerSettings | None = None,
+                 metrics: Any = None) -> None:
         """
         @param section: the L{appliance.config.SIPSection}.
         @param node: the L{appliance.node.NodeContext}.
@@ -116,6 +121,8 @@ class SIPService(Service):
             (for Via, when a UDP socket is bound to a wildcard address).
         @param secret: the digest nonce secret; random when C{None}.
         @param timers: the transaction timers (RFC 3261 defaults).
+        @param metrics: the node's L{appliance.metrics.Metrics}, fed the
+            drop counters (C{appliance_sip_drops}); none when C{None}.
         """
         self.section = section
         self.node = node
@@ -142,12 +149,30 @@ class SIPService(Service):
                                           self.intake.handle)
         self.layer = TransactionLayer(self.application, clock, timers)
         self.application.layer = self.layer
+        self._udp_inodes: set[int] = set()
+        self.shedder = LoadShedder(
+            clock, max_rate=getattr(section, "max_requests_per_second", 0),
+            max_lag=getattr(section, "overload_lag_ms", 0) / 1000.0,
+            backlog=self._backlog, max_backlog=getattr(section, "overload_backlog", 0),
+            retry_after=getattr(section, "retry_after", 5),
+            drops=lambda: udp_drops(self._udp_inodes),
+            max_queue=getattr(section, "overload_queue_ms", 0) / 1000.0)
+        self.layer.admission = self.shedder
+        if metrics is not None:
+            metrics.gauge("appliance_sip_drops", "SIP requests refused at the door with 503 "
+                          "(by reason) and datagrams the kernel dropped on the UDP sockets, "
+                          "since start", ("kind",),
+                          lambda: [((k,), n) for k, n in sorted(self.shedder.counters().items())])
         self.agent = SIPDeliveryAgent(section.domain, self.store.get, self.flows, self.layer,
                                       local_host)
         self.flows.on_lost(self._flow_lost)
         self._stopping = False
 
     # -- wiring ------------------------------------------------------------
+
+    def _backlog(self) -> int:
+        pending = getattr(self.node.storage, "pending", 0)
+        return int(pending() if callable(pending) else pending)
 
     def _online(self, username: str) -> None:
         if self.core is None:
@@ -181,24 +206,30 @@ class SIPService(Service):
         loaded = self.store.load()
         self.log.info("{n} SIP bindings loaded", n=loaded)
         self.store.start()
+        self.shedder.start()
         config = getattr(self.node, "config", None)
         d = listen_all(self.node.reactor, "sip", self.section.listen,
                        factory_for=self._factory, ports=self.node.ports,
                        into=self.ports, tls=getattr(config, "tls", None),
-                       on_bound=self._bound)
+                       on_bound=self._bound, udp=listen_udp)
         d.addCallbacks(lambda _: self.ready.callback(None), self.ready.errback)
 
     def _factory(self, listener: Any) -> Any:
         """A listener's factory (UDP: its datagram protocol)."""
         if listener.kind == "udp":
             protocol = SIPDatagramProtocol(self.layer, agent=self.section.domain)
+            protocol.on_queue_delay = self.shedder.note_queue_delay
             self.flows.udp.append(protocol)
             return protocol
         return _StreamFactory(self, _KINDS[listener.kind])
 
     def _bound(self, port: Any, listener: Any) -> None:
         if listener.kind == "udp":
-            _grow_receive_buffer(port, self.log)
+            _grow_receive_buffer(port, self.log, getattr(
+                self.section, "udp_receive_buffer", UDP_RECEIVE_BUFFER))
+            inode = socket_inode(port)
+            if inode is not None:
+                self._udp_inodes.add(inode)
         self.domains.add(port.getHost().host)
 
     def stopService(self) -> defer.Deferred:
@@ -211,6 +242,7 @@ class SIPService(Service):
         self._stopping = True
         self.store.stop()
         self.accounts.stop()
+        self.shedder.stop()
         self.layer.stop()
         for protocol in self.flows.connections():
             try:
@@ -218,6 +250,7 @@ class SIPService(Service):
             except Exception:
                 self.log.failure("closing a SIP connection failed")
         self.flows.udp.clear()
+        self._udp_inodes.clear()
         return stop_all(self.ports)
 
     # -- live state for the shell ------------------------------------------
@@ -282,15 +315,17 @@ class SIPService(Service):
             "delivered": self.agent.delivered,
             "connections": len(self.flows),
             "transactions": len(self.layer.transactions()),
+            **{f"dropped_{k}": n for k, n in self.shedder.counters().items()},
         }
 
 
-def make_service(section: Any, node: Any, core: Any) -> SIPService:
+def make_service(section: Any, node: Any, core: Any, metrics: Any = None) -> SIPService:
     """
     @param section: the C{[sip]} section.
     @param node: the C{NodeContext}.
     @param core: the L{IMessagingCore}.
+    @param metrics: the node's metrics registry.
     @return: the unstarted SIP service; C{appliance.application} makes
         its C{agent} the core's agent for L{TRANSPORT}.
     """
-    return SIPService(section, node, core=core)
+    return SIPService(section, node, core=core, metrics=metrics)

@@ -1,0 +1,104 @@
+"""
+A UDP port that knows how long each datagram waited in the kernel.
+
+L{TimestampedPort} is Twisted's UDP port with the socket option
+C{SO_TIMESTAMPNS} (Linux): each datagram is read with C{recvmsg} together
+with the time the kernel queued it, and its protocol's C{arrived}
+attribute holds that time (wall-clock seconds, C{None} when the kernel
+gave none) while C{datagramReceived} runs.  The SIP protocol turns it into
+the queueing delay the overload check reads: when datagrams arrive faster
+than they are handled, the receive queue grows long before the reactor
+looks late, since one read drains up to C{maxThroughput} bytes at a time.
+
+L{listen_udp} uses it on a real reactor and falls back to
+C{reactor.listenUDP} (memory reactors in tests, other platforms).
+"""
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+from twisted.internet import udp
+from twisted.python import log
+
+__all__ = ["SO_TIMESTAMPNS", "TimestampedPort", "listen_udp"]
+
+#: Linux's value, when the socket module does not name it.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+class TimestampedPort(udp.Port):
+    """
+    A UDP port reading each datagram with the kernel's receive time.
+    """
+
+    timestamps = False
+
+    def createInternetSocket(self) -> socket.socket:
+        """
+        The socket, with C{SO_TIMESTAMPNS} on when the kernel has it.
+        """
+        skt = super().createInternetSocket()
+        try:
+            skt.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.timestamps = True
+        except OSError:
+            self.timestamps = False
+        return skt
+
+    def doRead(self) -> None:
+        """
+        Read datagrams (up to C{maxThroughput} bytes) as Twisted's port
+        does, setting the protocol's C{arrived} for each.
+        """
+        if not self.timestamps:
+            return super().doRead()
+        read = 0
+        protocol = self.protocol
+        while read < self.maxThroughput:
+            try:
+                data, ancillary, _, addr = self.socket.recvmsg(self.maxPacketSize, _ANCILLARY)
+            except OSError as se:
+                no = se.args[0]
+                if no in udp._sockErrReadIgnore:
+                    return
+                if no in udp._sockErrReadRefuse:
+                    if self._connectedAddr:
+                        protocol.connectionRefused()
+                    return
+                raise
+            read += len(data)
+            arrived = None
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS \
+                        and len(value) >= _TIMESPEC.size:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                    arrived = seconds + nanoseconds * 1e-9
+            if self.addressFamily == socket.AF_INET6:
+                addr = addr[:2]
+            protocol.arrived = arrived
+            try:
+                protocol.datagramReceived(data, addr)
+            except BaseException:
+                log.err()
+            finally:
+                protocol.arrived = None
+
+
+def listen_udp(reactor: Any, port: int, protocol: Any, interface: str = "",
+               max_packet_size: int = 8192) -> Any:
+    """
+    Listen on UDP with a L{TimestampedPort} when the reactor is a real
+    one, else with C{reactor.listenUDP}.
+
+    @return: the listening port.
+    """
+    from twisted.internet.posixbase import PosixReactorBase
+    if not isinstance(reactor, PosixReactorBase):
+        return reactor.listenUDP(port, protocol, interface=interface)
+    listening = TimestampedPort(port, protocol, interface, max_packet_size, reactor)
+    listening.startListening()
+    return listening
