@@ -57,8 +57,9 @@ def format_date(seconds: float) -> str:
     @param seconds: seconds since the epoch.
     @return: the UTC date, C{YYYY-MM-DD}.
     """
+    # isoformat, not strftime("%Y"), which writes year 27 as "27"
     return datetime.datetime.fromtimestamp(
-        seconds, datetime.timezone.utc).strftime("%Y-%m-%d")
+        seconds, datetime.timezone.utc).date().isoformat()
 
 
 def format_time(seconds: float) -> str:
@@ -67,7 +68,7 @@ def format_time(seconds: float) -> str:
     @return: the UTC time in ISO 8601 with milliseconds and C{Z}.
     """
     moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + \
+    return moment.date().isoformat() + moment.strftime("T%H:%M:%S.") + \
         f"{moment.microsecond // 1000:03d}Z"
 
 
