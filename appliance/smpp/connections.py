@@ -202,7 +202,7 @@ class ConnectionPool(MultiService):
             outgoing = submit_frames(
                 view.sender, view.recipient, view.text,
                 self.references.next(view.recipient), view.hops + 1,
-                self.registered_delivery)
+                self.registered_delivery, view.encoding)
         except ValueError as e:
             return Outcome("failed", f"cannot be sent as SMS: {e}")
         reasons = []

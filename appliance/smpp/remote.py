@@ -271,7 +271,8 @@ class Outgoing(NamedTuple):
 
 
 def submit_frames(sender: str, recipient: str, text: str, reference: int,
-                  hops: int, registered_delivery: int = 1) -> Outgoing:
+                  hops: int, registered_delivery: int = 1,
+                  encoding: str | None = None) -> Outgoing:
     """
     Prepare a message for C{submit_sm}.
 
@@ -281,6 +282,9 @@ def submit_frames(sender: str, recipient: str, text: str, reference: int,
     @param reference: the concatenation reference (L{References}).
     @param hops: the hop count to put in the TLV (ours plus one).
     @param registered_delivery: 1 asks for a receipt.
+    @param encoding: the message's stored encoding: C{ucs2} is sent in
+        UCS-2 (data_coding 8) whatever the text; otherwise the alphabet
+        is chosen by the text (GSM 7-bit when it fits).
     @return: the L{Outgoing} message.
     @raise ValueError: an empty address, or text that cannot be sent
         (L{appliance.sms.segment.TextTooLong} and the text codec errors
@@ -289,7 +293,9 @@ def submit_frames(sender: str, recipient: str, text: str, reference: int,
     if registered_delivery not in (0, 1, 2):
         raise ValueError(f"registered_delivery {registered_delivery} "
                          "is not 0, 1 or 2")
-    return Outgoing(encode_for_sms(text, reference), address_type(sender),
+    return Outgoing(encode_for_sms(text, reference,
+                                   ucs2=encoding == "ucs2"),
+                    address_type(sender),
                     address_type(recipient), registered_delivery, hops,
                     sender, recipient)
 

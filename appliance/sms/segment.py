@@ -150,7 +150,8 @@ def split_utf16(payload: bytes, units: int) -> list[bytes]:
 
 
 def encode_for_sms(text: str, reference: int = 0, *, wide_reference: bool = False,
-                   packed: bool = False, max_parts: int = 255) -> SMSEncoding:
+                   packed: bool = False, max_parts: int = 255,
+                   ucs2: bool = False) -> SMSEncoding:
     """
     Encode text for SMS: pick the alphabet, split into parts, add headers.
 
@@ -162,6 +163,8 @@ def encode_for_sms(text: str, reference: int = 0, *, wide_reference: bool = Fals
     @param packed: pack GSM 7-bit parts (with the fill bits a header needs)
         instead of one septet per octet.
     @param max_parts: refuse text needing more parts (at most 255).
+    @param ucs2: send it in UCS-2 (data_coding 8) even if it fits GSM
+        7-bit (the sender asked for that alphabet).
     @return: the data coding, the segments and their number.
     @raise TextTooLong: if more than C{max_parts} parts are needed.
     @raise appliance.sms.udh.ConcatenationError: for a reference out of range.
@@ -172,7 +175,7 @@ def encode_for_sms(text: str, reference: int = 0, *, wide_reference: bool = Fals
     limit = 0xFFFF if wide_reference else 0xFF
     if not isinstance(reference, int) or not 0 <= reference <= limit:
         raise ConcatenationError(f"reference {reference!r} out of range 0..{limit}")
-    if gsm7_fits(text):
+    if not ucs2 and gsm7_fits(text):
         data_coding = SMSC_DEFAULT_ALPHABET
         septets = gsm7_encode(text)
         if len(septets) <= GSM7_SINGLE_SEPTETS:

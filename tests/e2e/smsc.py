@@ -27,6 +27,7 @@ class Received:
     destination: str
     text: bytes
     session: "Session"
+    coding: str = ""        # data_coding's name: SMSC_DEFAULT_ALPHABET, UCS2
 
 
 class Session(threading.Thread):
@@ -72,7 +73,8 @@ class Session(threading.Thread):
                 self.smsc.received.append(Received(
                     mid, _text(p.get("source_addr")),
                     _text(p.get("destination_addr")),
-                    p.get("short_message") or b"", self))
+                    p.get("short_message") or b"", self,
+                    _coding(p.get("data_coding"))))
             self.send(pdus.ok_response(head, mid))
         elif head.command_id == ENQUIRE_LINK:
             self.send(pdus.HEADER.pack(16, ENQUIRE_LINK | pdus.RESPONSE_BIT,
@@ -109,6 +111,11 @@ class Session(threading.Thread):
             destination_addr=destination.encode(), short_message=text)
         self.send(pdus.encode(pdu))
         return self.sequence
+
+
+def _coding(value) -> str:
+    data = getattr(value, "schemeData", None)
+    return getattr(data, "name", str(data))
 
 
 def _receipt_esm():

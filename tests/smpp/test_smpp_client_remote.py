@@ -39,6 +39,22 @@ def test_references_per_destination():
     assert refs.next("b") == 0
 
 
+def test_ucs2_asked_for_is_sent_as_ucs2():
+    """A message stored with encoding ucs2 (an HTTP coding=ucs2) goes with
+    data_coding 8 even when its text fits GSM 03.38; without it the same
+    text goes as GSM (data_coding 0)."""
+    out = submit_frames("1111", "2222", "hello", 7, hops=1,
+                        encoding="ucs2")
+    p = pdus.decode(out.frame(0, 1)).params
+    assert p["data_coding"].schemeData == T.DataCodingDefault.UCS2
+    assert p["short_message"] == "hello".encode("utf-16-be")
+    out = submit_frames("1111", "2222", "hello", 7, hops=1,
+                        encoding="gsm7")
+    p = pdus.decode(out.frame(0, 1)).params
+    assert p["data_coding"].schemeData == \
+        T.DataCodingDefault.SMSC_DEFAULT_ALPHABET
+
+
 def test_single_gsm_message():
     """Text that fits GSM 03.38 goes as one submit_sm with data_coding 0,
     TON/NPI set, registered_delivery 1, and the hop TLV."""
