@@ -12,8 +12,9 @@ every report not yet acknowledged.
 L{CallbackSender} POSTs the due callbacks (JSON, C{X-Signature:
 sha256=<HMAC-SHA256 of the body with the tenant's dlr-secret>}; Kannel's
 dlr-url as a GET with its escapes; Jasmin's as a form), deletes each once
-answered 2xx, and retries a failure with exponential backoff until the
-message's validity ends.
+answered 2xx (and, for Jasmin's, with the body C{ACK/Jasmin}, as Jasmin
+itself requires of a receiver), and retries a failure with exponential
+backoff until the message's validity ends.
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ from appliance.http.params import (
 from appliance.http.sending import describe, message_id
 
 FINAL = ("delivered", "failed", "expired")
+#: The body a Jasmin receiver answers a delivery report with.
+JASMIN_ACK = b"ACK/Jasmin"
 #: Seconds between attempts of one callback (the last repeats).
 BACKOFF = (1, 2, 5, 15, 30, 60, 120, 300)
 #: Kannel dlr-mask bits by state.
@@ -299,8 +302,16 @@ class CallbackSender(Service):
             d = defer.fail(e)
         timer = self.clock.callLater(self.timeout, d.cancel)
 
+        jasmin = meta.get("api") == "jasmin"
+
         def answered(response):
-            return readBody(response).addBoth(lambda _: response.code)
+            def read(body):
+                if jasmin and 200 <= response.code < 300 and \
+                        (not isinstance(body, bytes)
+                         or body.strip() != JASMIN_ACK):
+                    return "no ACK/Jasmin in the answer"
+                return response.code
+            return readBody(response).addBoth(read)
 
         def done(result):
             if timer.active():
@@ -314,6 +325,7 @@ class CallbackSender(Service):
                               url=_shown(callback.url), code=result)
                 return self.storage.batch(self._delete, [serial])
             why = f"HTTP {result}" if isinstance(result, int) else \
+                result if isinstance(result, str) else \
                 result.getErrorMessage()
             self.counters["failed"] += 1
             self._count("failed")

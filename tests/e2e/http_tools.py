@@ -100,11 +100,13 @@ class Receiver:
 
     @ivar requests: (method, path, headers, body) of each request.
     @ivar status: what it answers.
+    @ivar answer: the body it answers with.
     """
 
     def __init__(self, port: int = 0):
         self.requests: list[tuple[str, str, dict, bytes]] = []
         self.status = 200
+        self.answer = b"ACK"
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -115,9 +117,9 @@ class Receiver:
                                        {k.lower(): v for k, v in
                                         self.headers.items()}, body))
                 self.send_response(owner.status)
-                self.send_header("Content-Length", "3")
+                self.send_header("Content-Length", str(len(owner.answer)))
                 self.end_headers()
-                self.wfile.write(b"ACK")
+                self.wfile.write(owner.answer)
             do_GET = do_POST = _serve
 
             def log_message(self, *args):

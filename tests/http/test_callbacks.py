@@ -16,16 +16,17 @@ from tests.http.helpers import Core
 
 
 class FakeResponse:
-    def __init__(self, code):
+    def __init__(self, code, body=b"ok"):
         self.code = code
         self.phrase = b"X"
-        self.length = 2
+        self.body = body
+        self.length = len(body)
 
     def deliverBody(self, protocol):
-        from twisted.internet.error import ConnectionDone
         from twisted.python.failure import Failure
-        protocol.dataReceived(b"ok")
-        protocol.connectionLost(Failure(ConnectionDone()))
+        from twisted.web.client import ResponseDone
+        protocol.dataReceived(self.body)
+        protocol.connectionLost(Failure(ResponseDone()))
 
 
 class FakeAgent:
@@ -46,12 +47,15 @@ def node(storage, clock):
     n.stop()
 
 
-def send(node, **more):
+def send(node, api=None, **more):
     params = {"from": ["123456789"], "to": ["351912345678"],
               "body": ["hi"], "dlr-url": ["http://127.0.0.1:9/dlr"]}
     params.update({k: [v] for k, v in more.items()})
     request = parse_send(params, 5, 86400)
     meta = (("dlr-url", request.dlr_url), ("dlr-level", request.dlr_level))
+    if api == "jasmin":
+        meta = (("api", "jasmin"), ("dlr-url", request.dlr_url),
+                ("dlr-level", "2"), ("dlr-method", "POST"))
     d = Sender(node.core, node.storage, node.clock, lambda *a: None).send(
         node.tenant(), request, meta)
     node.commit()
@@ -117,6 +121,30 @@ def test_sender_signs_deletes_and_retries(node, storage, clock):
     calls = len(clock.getDelayedCalls())
     sender.stopService()
     assert len(clock.getDelayedCalls()) == calls - 1     # its loop
+
+
+def test_jasmin_callback_needs_its_acknowledgement(node, storage, clock):
+    """A Jasmin-style report answered 200 without the body C{ACK/Jasmin}
+    is retried, as Jasmin retries it; answered C{ACK/Jasmin} it is
+    removed from the queue."""
+    send(node, api="jasmin")
+    deliver(node)
+    agent = FakeAgent()
+    sender = CallbackSender(storage, clock, agent=agent, interval=1)
+    sender.startService()
+    [(method, _, headers, body, d)] = agent.requests
+    assert method == b"POST" and b"message_status=DELIVRD" in body
+    d.callback(FakeResponse(200, b"OK"))
+    storage.flush()
+    [callback] = http_of(storage.root()).callbacks.values()
+    assert callback.attempts == 1
+    assert callback.error == "no ACK/Jasmin in the answer"
+    clock.advance(BACKOFF[0] + 0.5)
+    agent.requests[1][4].callback(FakeResponse(200, b"ACK/Jasmin\n"))
+    storage.flush()
+    assert len(http_of(storage.root()).callbacks) == 0
+    assert sender.counters == {"sent": 1, "failed": 1, "expired": 0}
+    sender.stopService()
 
 
 def test_expired_callbacks_dropped(node, storage, clock):
