@@ -7,6 +7,11 @@ A tenant's password is kept as a salted scrypt hash (L{HashedSecret}); its
 API token, a random 256-bit value shown once, as the SHA-256 of the token
 (a random token needs no slow hash, and the index by hash makes a Bearer
 look-up one BTree read).  The balance is state, not configuration.
+
+Requests read tenants from a L{TenantBook}: an immutable snapshot of every
+tenant's settings, its token index and each tenant's numbering plan, built
+after each configuration commit (L{book_of}), so the hot path touches no
+persistent object.
 """
 from __future__ import annotations
 
@@ -15,8 +20,9 @@ import hmac
 import ipaddress
 import re
 import secrets
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Mapping
 
 from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree
@@ -25,6 +31,7 @@ from persistent import Persistent
 from appliance.model.base import (
     Configurable, Setting, boolean, int_range, network, validate_name)
 from appliance.model.errors import ModelError
+from appliance.model.numbering import DEFAULT_PLAN, Plan, PlanOverrides
 from appliance.model.numbers import compile_pattern, validate_pattern
 from appliance.model.passwords import (
     HashedSecret, hash_secret, validate_password)
@@ -87,6 +94,52 @@ def validate_dlr_secret(value: Any) -> str | None:
     return value
 
 
+def compile_networks(nets: tuple[str, ...]) -> tuple:
+    """@return: the C{ip_network}s of an allowed-networks setting."""
+    return tuple(ipaddress.ip_network(n) for n in nets)
+
+
+def compile_senders(senders: tuple[str, ...]) -> tuple:
+    """@return: the rules of an allowed-senders setting: compiled number
+    patterns, and names as strings."""
+    return tuple(compile_pattern(s) if set(s) <= set("0123456789%_") else s
+                 for s in senders)
+
+
+def address_allowed(networks: tuple, ip: str) -> bool:
+    """
+    @param networks: from L{compile_networks}; empty allows any address.
+    @param ip: the client's address (an IPv4-mapped IPv6 one counts as
+        its IPv4 address).
+    """
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(str(ip).strip())
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in n for n in networks
+               if n.version == address.version)
+
+
+def sender_matches(rules: tuple, sender: str) -> bool:
+    """
+    @param rules: from L{compile_senders}; empty allows any sender.
+    @param sender: digits (normalized) or an alphanumeric sender.
+    """
+    if not rules:
+        return True
+    for rule in rules:
+        if isinstance(rule, str):
+            if sender == rule:
+                return True
+        elif rule.matches(sender):
+            return True
+    return False
+
+
 def _senders(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(validate_sender(v) for v in value))
 
@@ -95,9 +148,11 @@ def _networks(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(network(v) for v in value))
 
 
-class Tenant(HashedSecret, Configurable):
+class Tenant(HashedSecret, PlanOverrides, Configurable):
     """
-    A tenant of the HTTP API.
+    A tenant of the HTTP API.  Its numbering plan is the node's with its
+    own overrides (C{plan_*}, L{PlanOverrides}): how the numbers of its
+    requests are read.
 
     C{tariff} is set through L{HTTPRoot.set_tariff} (the name must exist);
     C{token_hash} through L{HTTPRoot.new_token} and friends (the index must
@@ -181,16 +236,8 @@ class Tenant(HashedSecret, Configurable):
             return True
         cached = self._v_nets
         if cached is None or cached[0] != nets:
-            cached = (nets, [ipaddress.ip_network(n) for n in nets])
-            self._v_nets = cached
-        try:
-            address = ipaddress.ip_address(str(ip).strip())
-        except ValueError:
-            return False
-        if address.version == 6 and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in n for n in cached[1]
-                   if n.version == address.version)
+            cached = self._v_nets = (nets, compile_networks(nets))
+        return address_allowed(cached[1], ip)
 
     def sender_allowed(self, sender: str) -> bool:
         """
@@ -202,17 +249,91 @@ class Tenant(HashedSecret, Configurable):
             return True
         cached = self._v_senders
         if cached is None or cached[0] != senders:
-            cached = (senders, [
-                compile_pattern(s) if set(s) <= set("0123456789%_") else s
-                for s in senders])
-            self._v_senders = cached
-        for rule in cached[1]:
-            if isinstance(rule, str):
-                if sender == rule:
-                    return True
-            elif rule.matches(sender):
-                return True
-        return False
+            cached = self._v_senders = (senders, compile_senders(senders))
+        return sender_matches(cached[1], sender)
+
+    def view(self, node_plan: Plan = DEFAULT_PLAN) -> "TenantView":
+        """
+        @param node_plan: the node's numbering plan.
+        @return: the immutable snapshot of this tenant's settings.
+        """
+        return TenantView(
+            self.name, self.password_hash, self.token_hash,
+            self.allowed_networks, self.allowed_senders, self.throughput,
+            self.prepaid, self.tariff, self.dlr_secret, self.enabled,
+            node_plan.overlaid(self.plan_overrides()),
+            compile_networks(self.allowed_networks),
+            compile_senders(self.allowed_senders))
+
+
+@dataclass(frozen=True)
+class TenantView:
+    """
+    A tenant's settings as requests read them (no balance: that is state,
+    read from the database where it is needed).
+
+    @ivar plan: its numbering plan (the node's with its overrides).
+    """
+    name: str
+    password_hash: str | None
+    token_hash: str | None
+    allowed_networks: tuple[str, ...]
+    allowed_senders: tuple[str, ...]
+    throughput: int
+    prepaid: bool
+    tariff: str | None
+    dlr_secret: str | None
+    enabled: bool
+    plan: Plan
+    networks: tuple = field(default=(), repr=False, compare=False)
+    sender_rules: tuple = field(default=(), repr=False, compare=False)
+
+    def source_allowed(self, ip: str) -> bool:
+        """Whether requests may come from C{ip} (see L{Tenant})."""
+        return address_allowed(self.networks, ip)
+
+    def sender_allowed(self, sender: str) -> bool:
+        """Whether the tenant may send as C{sender} (see L{Tenant})."""
+        return sender_matches(self.sender_rules, sender)
+
+
+@dataclass(frozen=True)
+class TenantBook:
+    """
+    Every tenant as requests read them, and the token index: what the
+    guard and the send path use instead of L{HTTPRoot} (the same
+    C{tenants.get(name)} and C{by_token(token)}).
+
+    @ivar tenants: name to L{TenantView}.
+    @ivar tokens: token hash to tenant name.
+    @ivar plan: the node's numbering plan.
+    """
+    tenants: Mapping[str, TenantView] = field(default_factory=dict)
+    tokens: Mapping[str, str] = field(default_factory=dict)
+    plan: Plan = DEFAULT_PLAN
+
+    def by_token(self, token: str) -> TenantView | None:
+        """
+        @param token: a Bearer token.
+        @return: its tenant, or C{None}.
+        """
+        name = self.tokens.get(token_hash(token))
+        return None if name is None else self.tenants.get(name)
+
+
+def book_of(http: "HTTPRoot | None", node_plan: Plan = DEFAULT_PLAN
+            ) -> TenantBook:
+    """
+    Snapshot the tenants.
+
+    @param http: C{root["http"]}, or C{None} (no tenants).
+    @param node_plan: the node's numbering plan.
+    """
+    if http is None:
+        return TenantBook(plan=node_plan)
+    return TenantBook(
+        {name: tenant.view(node_plan) for name, tenant in
+         http.tenants.items()}, dict(http.tokens.items()), node_plan)
 
 
 class Callback(Persistent):

@@ -12,7 +12,6 @@ import time
 from decimal import Decimal
 from typing import Any, Callable
 
-from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -66,6 +65,8 @@ class APIResource(Resource):
         self.balance = balance or (lambda tenant: (tenant.balance, None))
         self.ops_networks = _networks(section.ops_allow)
         self.counts: dict[tuple[str, int], int] = {}
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._latencies: dict[str, Any] = {}
         self._routes = {
             b"/sendsms/send": (self.send, (b"GET", b"POST")),
             b"/sendsms/status": (self.status, (b"GET",)),
@@ -100,7 +101,11 @@ class APIResource(Resource):
         key = (endpoint, status)
         self.counts[key] = self.counts.get(key, 0) + 1
         if self.metrics is not None:
-            self.metrics.http_requests.labels(endpoint, str(status)).inc()
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = \
+                    self.metrics.http_requests.labels(endpoint, str(status))
+            counter.inc()
 
     def _write(self, request: Any, endpoint: str, status: int, body: bytes,
                kind: bytes = JSON, retry_after: int | None = None) -> bytes:
@@ -124,6 +129,8 @@ class APIResource(Resource):
     def _finish(self, request: Any, body: bytes) -> None:
         if request.finished or getattr(request, "_disconnected", False):
             return
+        # With its length the answer is one write, not chunked.
+        request.setHeader(b"Content-Length", b"%d" % len(body))
         request.write(body)
         request.finish()
 
@@ -146,37 +153,36 @@ class APIResource(Resource):
         d = self.guard.authenticate(self._source(request),
                                     request.getHeader(b"authorization"),
                                     params)
+        entered: list[str] = []
 
         def admitted(tenant):
             self.guard.enter(tenant.name)
-            try:
-                result = defer.maybeDeferred(then, tenant)
-            except Exception:
-                self.guard.leave(tenant.name)
-                raise
-            return result.addBoth(self._left, tenant.name)
+            entered.append(tenant.name)
+            return then(tenant)
 
-        def failed(f: Failure):
-            if f.check(APIError):
-                return fail(f.value)
-            self.log.failure("HTTP request failed", f)
-            return fail(APIError("internal", "internal error"))
+        def answered(result):
+            if entered:
+                self.guard.leave(entered[0])
+            if isinstance(result, Failure):
+                if result.check(APIError):
+                    result = fail(result.value)
+                else:
+                    self.log.failure("HTTP request failed", result)
+                    result = fail(APIError("internal", "internal error"))
+            self._finish(request, result)
+            if self.metrics is not None:
+                self._observe(request, endpoint)
         d.addCallback(admitted)
-        d.addErrback(failed)
-        d.addCallback(lambda body: self._finish(request, body))
+        d.addBoth(answered)
         d.addErrback(lambda f: self.log.failure("answering failed", f))
-        if self.metrics is not None:
-            d.addBoth(self._observe, request, endpoint)
         return server.NOT_DONE_YET
 
-    def _observe(self, result, request, endpoint):
-        self.metrics.accept_latency.labels(endpoint).observe(
-            time.perf_counter() - request.started)
-        return result
-
-    def _left(self, result: Any, name: str) -> Any:
-        self.guard.leave(name)
-        return result
+    def _observe(self, request: Any, endpoint: str) -> None:
+        histogram = self._latencies.get(endpoint)
+        if histogram is None:
+            histogram = self._latencies[endpoint] = \
+                self.metrics.accept_latency.labels(endpoint)
+        histogram.observe(time.perf_counter() - request.started)
 
     # -- /sendsms ----------------------------------------------------------
 
@@ -188,7 +194,7 @@ class APIResource(Resource):
         def then(tenant):
             self.guard.throttle(tenant, len(send.recipients))
             meta = self._meta(send)
-            d = self.sender.send(tenant, send, meta)
+            d = self.sender.send(tenant, send, meta, self._source(request))
             return d.addCallback(lambda answer: self._json(
                 request, endpoint, *answer))
         return self._authenticated(request, params, then, lambda e:
@@ -245,7 +251,8 @@ class APIResource(Resource):
             if send.dlr_url:
                 meta += [("dlr-url", send.dlr_url),
                          ("dlr-mask", one(params, "dlr-mask") or "0")]
-            d = self.sender.send(tenant, send, tuple(meta))
+            d = self.sender.send(tenant, send, tuple(meta),
+                                 self._source(request))
 
             def done(result):
                 status, body = result
@@ -360,7 +367,8 @@ class APIResource(Resource):
                 meta += [("dlr-url", send.dlr_url),
                          ("dlr-level", one(params, "dlr-level") or "2"),
                          ("dlr-method", one(params, "dlr-method") or "POST")]
-            d = self.sender.send(tenant, send, tuple(meta))
+            d = self.sender.send(tenant, send, tuple(meta),
+                                 self._source(request))
 
             def done(result):
                 status, body = result

@@ -19,6 +19,9 @@ from appliance.messaging.vocabulary import NoRoute, Refused, Submission
 from appliance.model.errors import ModelError
 from appliance.model.numbering import Alphanumeric, node_plan, normalize
 
+#: Seconds the queue depth read for L{Sender.queue_full} is reused.
+QUEUE_CHECK = 0.05
+
 #: Status names the API shows, by message state.
 STATES = ("accepted", "delivering", "delivered", "failed", "expired",
           "refused")
@@ -74,25 +77,45 @@ class Sender:
         self.core, self.storage, self.clock = core, storage, clock
         self.price = price
         self.queue_limit = queue_limit
+        self._queue: tuple[float, bool] = (float("-inf"), False)
 
     def queue_full(self) -> bool:
-        """Whether the node holds more waiting messages than allowed."""
-        counts = dict(self.storage.messages().counts())
-        return counts.get("accepted", 0) + counts.get("delivering", 0) \
+        """
+        Whether the node holds more waiting messages than allowed (the
+        depth is read at most every L{QUEUE_CHECK} seconds).
+        """
+        now = self.clock.seconds()
+        stamp, full = self._queue
+        if now - stamp < QUEUE_CHECK:
+            return full
+        counts = self.storage.messages().counts()
+        full = counts.get("accepted", 0) + counts.get("delivering", 0) \
             >= self.queue_limit
+        self._queue = (now, full)
+        return full
+
+    def _plan(self, tenant: Any) -> Any:
+        plan = getattr(tenant, "plan", None)
+        if plan is None:        # a persistent Tenant rather than its view
+            plan = node_plan(self.storage.root()).overlaid(
+                tenant.plan_overrides())
+        return plan
 
     def send(self, tenant: Any, request: SendRequest,
-             meta: tuple = ()) -> defer.Deferred:
+             meta: tuple = (), source: str | None = None) -> defer.Deferred:
         """
         Submit every recipient.
 
+        @param tenant: its L{appliance.http.model.TenantView} (or the
+            L{Tenant}); its numbering plan reads the numbers.
+        @param source: the client's address (the submissions' C{source}).
         @return: a Deferred firing with C{(status, body)}: 200 with the
             recipients when at least one was accepted, else the error of
             the first refusal with every recipient's reason.
         @raise APIError: the sender is not allowed, or the queue is full
             (nothing is submitted).
         """
-        plan = node_plan(self.storage.root())
+        plan = self._plan(tenant)
         try:
             sender = str(normalize(request.sender, plan=plan))
         except ModelError as e:
@@ -120,7 +143,7 @@ class Sender:
             submission = Submission(
                 "tenant", tenant.name, sender, number,
                 request.body, request.encoding, request.parts,
-                request.validity, 1 if meta else 0, 0, meta)
+                request.validity, 1 if meta else 0, 0, meta, source)
             try:
                 d = self.core.submit(submission)
             except (NoRoute, Refused, ModelError) as e:
@@ -129,7 +152,12 @@ class Sender:
             slot = len(results)
             results.append((number, None))
             waits.append(d.addBoth(self._stored, results, slot, number))
-        d = defer.gatherResults(waits) if waits else defer.succeed(None)
+        if len(waits) == 1:
+            d = waits[0]
+        elif waits:
+            d = defer.gatherResults(waits)
+        else:
+            d = defer.succeed(None)
         return d.addCallback(lambda _: self._answer(tenant, request,
                                                     results, now))
 

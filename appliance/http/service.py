@@ -12,15 +12,17 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python import failure
 from twisted.web import http, server
 
 from appliance.listen import listen_all, stop_all
 from appliance.http.callbacks import CallbackSender, queue_hook
 from appliance.http.guard import Guard
-from appliance.http.model import KEY
+from appliance.http.model import KEY, TenantBook, book_of
 from appliance.http.openapi import document
 from appliance.http.resources import APIResource
 from appliance.http.sending import Sender
+from appliance.model.numbering import node_plan
 from appliance.model.passwords import verify_secret
 from appliance.text_table import table
 
@@ -67,6 +69,19 @@ class LimitedRequest(server.Request):
             return
         super().requestReceived(command, path, version)
 
+    def process(self):
+        """
+        Render the site's one leaf resource (it dispatches by path): no
+        traversal, no session, a C{Date} header made once a second.
+        """
+        self.site = self.channel.site
+        self.setHeader(b"Date", self.site.date())
+        self.prepath, self.postpath, self.sitepath = [], [], []
+        try:
+            self.render(self.site.resource)
+        except BaseException:
+            self.processingFailed(failure.Failure())
+
 
 class LimitedChannel(http.HTTPChannel):
     """An HTTP/1.1 channel with the section's header limits."""
@@ -83,6 +98,14 @@ class APISite(server.Site):
         self.requestFactory = LimitedRequest
         self.section = section
         self._clock = clock
+        self._date = (None, b"")
+
+    def date(self) -> bytes:
+        """The C{Date} header's value, made once a second."""
+        second = int(self._clock.seconds())
+        if self._date[0] != second:
+            self._date = (second, http.datetimeToString(second))
+        return self._date[1]
 
     def buildProtocol(self, addr):
         channel = LimitedChannel()
@@ -100,6 +123,32 @@ class APISite(server.Site):
         """Requests are counted, not logged one by one."""
 
 
+class Tenants:
+    """
+    The current L{TenantBook}: built on first use after each
+    configuration commit (the storage's change listener L{changed}), so
+    requests read an immutable snapshot, never persistent objects.
+    """
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self._book: TenantBook | None = None
+        self.builds = 0
+
+    def __call__(self) -> TenantBook:
+        """@return: the snapshot of the committed configuration."""
+        book = self._book
+        if book is None:
+            book = self._book = book_of(self.storage.domain_get(KEY),
+                                        node_plan(self.storage.root()))
+            self.builds += 1
+        return book
+
+    def changed(self, note: str = "") -> None:
+        """A configuration commit: rebuild at the next request."""
+        self._book = None
+
+
 def _thread_verify(reactor: Any):
     def verify(stored: str, password: str) -> defer.Deferred:
         return threads.deferToThreadPool(reactor, reactor.getThreadPool(),
@@ -115,6 +164,7 @@ class HTTPService(MultiService):
     """
 
     log = Logger()
+    _watching = False
 
     def __init__(self, section: Any, reactor: Any, storage: Any, core: Any,
                  ports: Any, charger: Any = None, metrics: Any = None,
@@ -140,7 +190,8 @@ class HTTPService(MultiService):
         self.ready: defer.Deferred = defer.Deferred()
         self._ports: list = []
         self.listening: list[str] = []
-        self.guard = Guard(reactor, self._http, verify or
+        self.tenants = Tenants(storage)
+        self.guard = Guard(reactor, self.tenants, verify or
                            _thread_verify(reactor), section.auth_failures,
                            section.max_in_flight, section.tenant_in_flight,
                            admission=admission)
@@ -160,9 +211,6 @@ class HTTPService(MultiService):
                           "Send requests being served", (),
                           lambda: [((), self.guard.in_flight)])
 
-    def _http(self) -> Any:
-        return self.storage.domain(KEY)
-
     def _price(self, tenant: Any, recipient: str, parts: int,
                now: float) -> tuple | None:
         if self.charger is None or tenant.tariff is None:
@@ -178,7 +226,8 @@ class HTTPService(MultiService):
         return charged.amount, charged.currency
 
     def _balance(self, tenant: Any) -> tuple:
-        return tenant.balance, None
+        stored = self.storage.domain(KEY).tenants.get(tenant.name)
+        return (stored.balance if stored is not None else 0), None
 
     def health(self) -> dict:
         """Storage writable and listeners up."""
@@ -198,6 +247,9 @@ class HTTPService(MultiService):
     def startService(self) -> None:
         """Listen on every configured endpoint."""
         super().startService()
+        self.storage.add_change_listener(self.tenants.changed)
+        self._watching = True
+        self.tenants.changed()
         site = APISite(self.resource, self.section, self.reactor)
         d = listen_all(self.reactor, "http", self.section.listen, site,
                        ports=self.ports, into=self._ports, tls=self.tls,
@@ -211,6 +263,9 @@ class HTTPService(MultiService):
     @defer.inlineCallbacks
     def stopService(self):
         """Stop listening, then stop the callback sender."""
+        if self._watching:
+            self._watching = False
+            self.storage.remove_change_listener(self.tenants.changed)
         yield stop_all(self._ports)
         self.guard.stop()
         yield super().stopService()

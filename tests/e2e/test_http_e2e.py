@@ -323,3 +323,64 @@ def test_tls_listener_and_keep_alive(tmp_path, carriers):
     wait_for(lambda: len(c1.received) == 2, what="both TLS sends")
     assert n.port("http") != port
     n.stop()
+
+
+def _callbacks_pending(node) -> int:
+    from prometheus_client.parser import text_string_to_metric_families
+    _, _, text = curl(api(node, "/metrics"))
+    for family in text_string_to_metric_families(text):
+        if family.name == "appliance_http_callbacks_pending":
+            return int(sum(s.value for s in family.samples))
+    return 0
+
+
+def test_coding_plan_source_and_jasmin_acknowledgement(tmp_path, carriers,
+                                                       receiver):
+    """coding=ucs2 leaves as data_coding 8 (UCS-2) even for GSM text,
+    coding auto as GSM; a tenant's own numbering plan reads its national
+    numbers (0912345678 with country code 351 is 351912345678); an
+    authorization rule matching the client's address (match source
+    127.0.0.0/8, charge nobody) lets a prepaid tenant without funds send;
+    a Jasmin dlr-url answered without ACK/Jasmin is retried, as Jasmin
+    does, until it is answered ACK/Jasmin."""
+    c1, c2 = carriers
+    n = start_http_node(tmp_path, c1.port, c2.port, extra=[
+        " tenant acme", "  numbering-plan country-code 351",
+        "  numbering-plan national-prefix 0", " exit",
+        " authorization-rule lan", "  match origin tenant poor",
+        "  match source 127.0.0.0/8", "  charge nobody", " exit"])
+    try:
+        wait_for(lambda: c1.binds and c2.binds, what="both carriers bound")
+        status, _, text = send(n, "from=123456789&to=0912345678&body=hello"
+                                  "&coding=ucs2")
+        assert status == 200, text
+        assert body_json(text)["recipients"][0]["to"] == PT
+        status, _, text = send(n, f"from=123456789&to={PT}&body=plain")
+        assert status == 200, text
+        wait_for(lambda: len(c1.received) == 2, what="both at carrier1")
+        wide, plain = sorted(c1.received, key=lambda r: r.coding != "UCS2")
+        assert (wide.coding, wide.text) == ("UCS2",
+                                            "hello".encode("utf-16-be"))
+        assert (plain.coding, plain.text) == ("SMSC_DEFAULT_ALPHABET",
+                                              b"plain")
+        status, _, text = send(n, f"from=123456789&to={PT}&body=free",
+                               "-u", f"poor:{PASSWORD}")
+        assert status == 200, text
+        wait_for(lambda: len(c1.received) == 3, what="the free one")
+        status, _, text = curl(api(n, "/send?username=acme&password="
+                                      f"{PASSWORD}&from=123456789&to={PT}"
+                                      f"&content=jdlr&dlr=yes&dlr-url="
+                                      f"{receiver.url}&dlr-level=2"))
+        assert status == 200 and text.startswith('Success "'), text
+        wait_for(lambda: len(c1.received) == 4, what="the Jasmin one")
+        c1.receipt(c1.received[3])
+        wait_for(lambda: len(receiver.requests) >= 2, timeout=30,
+                 what="the report retried after a plain ACK")
+        assert all(b"message_status=DELIVRD" in r[3]
+                   for r in receiver.requests)
+        assert _callbacks_pending(n) == 1
+        receiver.answer = b"ACK/Jasmin"
+        wait_for(lambda: _callbacks_pending(n) == 0, timeout=30,
+                 what="the report acknowledged")
+    finally:
+        n.stop()

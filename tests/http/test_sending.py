@@ -156,3 +156,49 @@ def test_numbers_read_by_the_numbering_plan(node, storage):
                     ("351912345679", "accepted"), ("alice", "refused")]
     message = node.storage.messages().get(parse_id(body["id"]))
     assert message.sender == "351911111111"
+
+
+def test_tenant_numbering_plan(node, storage):
+    """A tenant's own numbering plan reads its numbers (national 07700
+    900123 as UK with its country code 44 and trunk prefix 0); another
+    tenant keeps the node's plan (no country code: the digits as given)."""
+    from appliance.shell.script import run_script
+    from appliance.http.model import book_of, http_of
+    from appliance.model.numbering import node_plan
+    assert run_script(storage, "configure terminal\n tenant acme\n"
+                      "  numbering-plan country-code 44\n"
+                      "  numbering-plan national-prefix 0\n exit\n"
+                      " tenant other\n exit\nend\n").ok
+    book = book_of(http_of(storage.root()), node_plan(storage.root()))
+    d = sender(node).send(book.tenants["acme"], request("07700900123"))
+    node.commit()
+    status, body = d.result
+    assert status == 200
+    assert body["recipients"][0]["to"] == "447700900123"
+    d = sender(node).send(node.tenant("acme"), request("07700900124"))
+    node.commit()
+    assert d.result[1]["recipients"][0]["to"] == "447700900124"
+    d = sender(node).send(book.tenants["other"], request("07700900123"))
+    node.commit()
+    assert d.result[1]["recipients"][0]["status"] == "refused"
+
+
+def test_source_reaches_authorization_rules(node, storage):
+    """The client's address is the submission's source, so an
+    authorization rule with C{match source} applies to HTTP submissions:
+    from 10.1.2.3 the rule makes the message free, from 192.0.2.1 the
+    prepaid tenant is debited its tariff's price."""
+    from appliance.shell.script import run_script
+    assert run_script(storage, "configure terminal\n"
+                      " authorization-rule lan\n  match origin tenant acme\n"
+                      "  match source 10.0.0.0/8\n  charge nobody\n"
+                      " exit\n tenant acme\n  prepaid\n  balance add 1\n"
+                      " exit\nend\n").ok
+    balances = []
+    for source in ("10.1.2.3", "192.0.2.1"):
+        d = sender(node).send(node.tenant(), request("351912345678"),
+                              source=source)
+        node.commit()
+        assert d.result[0] == 200
+        balances.append(node.tenant().balance)
+    assert balances == [Decimal("1"), Decimal("0.99")]

@@ -89,3 +89,42 @@ def test_operations_endpoints_and_show_http(service, storage):
     assert result.ok
     assert "/metrics" in result.text and "404" in result.text
     assert "Callbacks pending: 0" in result.text
+
+
+def test_answer_has_its_length_and_no_server_header(service):
+    """A send answer is written with Content-Length (not chunked) and a
+    Date header, without twisted.web's Server header."""
+    req = (b"GET /sendsms/send?from=123456789&to=351912345678&body=x&"
+           b"username=acme&password=s3cret-pw HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, body = exchange(service, req).split(b"\r\n\r\n", 1)
+    headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    assert int(headers[b"Content-Length"]) == len(body)
+    assert b"Transfer-Encoding" not in headers and b"Server" not in headers
+    assert headers[b"Date"].endswith(b" GMT")
+    assert json.loads(body)["recipients"][0]["status"] == "accepted"
+
+
+def test_tenants_read_from_a_snapshot_rebuilt_on_commit(service, storage):
+    """Requests read tenants from an immutable snapshot, built once and
+    reused; a configuration commit (here shutdown) replaces it, so the
+    next request sees the change."""
+    service.startService()
+    try:
+        book = service.tenants()
+        assert service.tenants() is book
+        assert book.tenants["acme"].enabled
+        with pytest.raises(Exception):
+            book.tenants["acme"].enabled = False        # frozen
+        req = (b"GET /sendsms/send?from=123456789&to=351912345678&body=x&"
+               b"username=acme&password=s3cret-pw HTTP/1.1\r\nHost: x\r\n"
+               b"\r\n")
+        assert status_of(exchange(service, req)) == 200
+        assert service.tenants() is book
+        session = open_session(storage, "admin", "admin")
+        for line in ("configure terminal", "tenant acme", "shutdown", "end"):
+            assert execute(session, line).ok
+        assert service.tenants() is not book
+        assert not service.tenants().tenants["acme"].enabled
+        assert status_of(exchange(service, req)) == 403
+    finally:
+        service.stopService()

@@ -410,7 +410,8 @@ def rule_origin_name(ctx, kind, name):
 
 @command(RULE, "match source NETWORK",
          help=("What the rule matches", "The submitter's address (SMPP "
-               "peer, SIP source)", "IP network, e.g. 10.0.0.0/8"),
+               "peer, SIP source, HTTP client)",
+               "IP network, e.g. 10.0.0.0/8"),
          render=lambda r: [] if r.source is None else [(r.source,)])
 def rule_source(ctx, network):
     ctx.obj.source = str(network)

@@ -1,8 +1,8 @@
 """
 The numbering plan: the node's (C{numbering-plan} mode under C{configure
 terminal}) and the per-carrier and per-connection overrides (C{numbering-plan
-FIELD VALUE} lines inside C{carrier NAME} and C{connection NAME}), and C{show
-numbering-plan}.
+FIELD VALUE} lines inside C{carrier NAME} and C{connection NAME}, and for
+the HTTP API's C{tenant NAME}), and C{show numbering-plan}.
 
     configure terminal
      numbering-plan
@@ -104,11 +104,21 @@ def _override(mode: Mode, word: str, arg: str, attr: str, help: str,
         delattr(ctx.obj, slot)
 
 
-for _mode in (CARRIER, CONNECTION):
-    for _word, _arg, _attr, _help, _arg_help in FIELDS:
-        if _attr == "number_format" and _mode is CARRIER:
-            continue            # carriers' numbers are only read
-        _override(_mode, _word, _arg, _attr, _help, _arg_help)
+def override_commands(mode: Mode, sends: bool) -> None:
+    """
+    Declare the C{numbering-plan FIELD VALUE} overrides in C{mode}.
+
+    @param sends: whether the object sends numbers too (else it has no
+        C{number-format}: its numbers are only read).
+    """
+    for word, arg, attr, help, arg_help in FIELDS:
+        if attr == "number_format" and not sends:
+            continue
+        _override(mode, word, arg, attr, help, arg_help)
+
+
+override_commands(CARRIER, sends=False)
+override_commands(CONNECTION, sends=True)
 
 
 def _cell(value) -> str:

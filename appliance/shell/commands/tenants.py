@@ -13,6 +13,7 @@ from appliance.http.model import http_of, new_dlr_secret, tenant_of
 from appliance.model.errors import ModelError
 from appliance.shell.commands.helpers import flag, object_commands, setting
 from appliance.shell.commands.modes import CONFIG, POLICY, command
+from appliance.shell.commands.numbering import override_commands
 from appliance.shell.grammar import ANY, NO_STR, Mode
 from appliance.shell.render import table
 from appliance.shell.types import ArgumentType, _name, register_type
@@ -196,6 +197,10 @@ def no_tenant_dlr_secret(ctx):
 
 
 flag(TENANT, "shutdown", "enabled", False, "Refuse this tenant's requests")
+
+# How the numbers of its requests are read: the node's plan unless
+# overridden here (numbering-plan country-code 44, ...).
+override_commands(TENANT, sends=False)
 
 # -- policies -------------------------------------------------------------
 
