@@ -14,6 +14,13 @@ p50/p99 latency as wrk measured it, and what the sink received.
 
     python bench/bench_http.py [--duration 10] [--connections 32]
                                [--threads 2] [--no-jasmin]
+
+With C{--in-process N} it measures instead, without sockets or other
+processes, the CPU time of N /sendsms/send requests fed to the site's
+channels (32 keep-alive channels, one request each per batched commit)
+of this tree's code: the HTTP layer alone (a core that accepts at once)
+and with the real core, billing and an in-memory database.  Run it from
+two checkouts (PYTHONPATH) for a before/after pair in one sitting.
 """
 from __future__ import annotations
 
@@ -267,13 +274,96 @@ def bench_jasmin(args, work: Path) -> dict:
                         'stop_all'], env=env, timeout=300)
 
 
+def in_process(requests: int, fake_core: bool, basic: bool = False) -> float:
+    """
+    @return: CPU seconds per request of the site (and the core unless
+        C{fake_core}) over 32 channels on StringTransports.
+    """
+    import itertools
+    import pathlib
+    sys.path.insert(0, str(Path.cwd()))
+    from twisted.internet import defer
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+    from appliance.application import memory_storage
+    from appliance.config import parse
+    from appliance.http.service import APISite, HTTPService
+    from appliance.metrics import Metrics
+    from appliance.model.passwords import verify_secret
+    from appliance.node import PortMap
+    from tests.http.helpers import Core
+
+    clock = MemoryReactorClock()
+    clock.advance(1_800_000_000)
+    storage = memory_storage(reactor=clock)
+    work = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    script = node_config(work, 9).parent / "provision.cli"
+    core = Core(storage, clock, script=script.read_text())
+    section = parse("[http]\nenabled = true\n", base=work).service("http")
+    service = HTTPService(section, clock, storage, core.core,
+                          PortMap(work / "ports.json"),
+                          charger=core.billing.charger, metrics=Metrics(),
+                          verify=lambda h, p: defer.succeed(
+                              verify_secret(h, p)))
+    if fake_core:
+        ids = itertools.count(1)
+
+        class Accepting:
+            def submit(self, submission):
+                return defer.succeed(next(ids))
+        service.sender.core = Accepting()
+    site = APISite(service.resource, service.section, service.reactor)
+    channels = []
+    for _ in range(32):
+        channel = site.buildProtocol(None)
+        transport = StringTransport()
+        transport.getPeer = lambda: IPv4Address("TCP", "127.0.0.1", 40000)
+        channel.makeConnection(transport)
+        channels.append((channel, transport))
+    auth = (b"Authorization: Basic YmVuY2g6YmVuY2hwdw==\r\n" if basic else
+            b"Authorization: Bearer " + TOKEN.encode() + b"\r\n")
+
+    def run(count: int, start: int) -> None:
+        for i in range(start, start + count, len(channels)):
+            for j, (channel, _) in enumerate(channels):
+                channel.dataReceived(
+                    b"GET /sendsms/send?from=123456789&to=3519%08d&body="
+                    b"bench+message+%d HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    % (i + j, i + j) + auth + b"\r\n")
+            storage.flush()
+            clock.advance(0)
+            storage.flush()
+    run(320, 0)
+    for _, transport in channels:
+        transport.clear()
+    started = time.process_time()
+    run(requests, 1000)
+    used = time.process_time() - started
+    answered = sum(t.value().count(b"HTTP/1.1 200 OK") for _, t in channels)
+    assert answered >= requests, f"only {answered} answered 200"
+    shutil.rmtree(work, ignore_errors=True)
+    return used / requests
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-jasmin", action="store_true")
+    ap.add_argument("--in-process", type=int, default=0, metavar="N",
+                    help="measure N requests in process instead")
     args = ap.parse_args()
+    if args.in_process:
+        for label, fake, basic in (("HTTP layer, Bearer", True, False),
+                                   ("HTTP layer, Basic", True, True),
+                                   ("with core and billing, Bearer", False,
+                                    False)):
+            cost = in_process(args.in_process, fake, basic)
+            print(f"{label}: {cost * 1e6:.0f} us CPU per request")
+        print(f"load average: "
+              f"{Path('/proc/loadavg').read_text().split()[:3]}")
+        return
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (Debian package wrk)")
     rows = []
