@@ -62,7 +62,17 @@ class LimitedRequest(server.Request):
             b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: "
             b"application/json\r\nConnection: close\r\nContent-Length: "
             + str(len(body)).encode() + b"\r\n\r\n" + body)
-        self.channel.transport.loseConnection()
+        # Drop the rest of the body and close our side only: closing with
+        # unread data sends a reset, which can make the client lose the
+        # 413 before it reads it.  The client's close (or the idle
+        # timeout) ends the connection.
+        channel = self.channel
+        channel.dataReceived = lambda data: None
+        half_close = getattr(channel.transport, "loseWriteConnection", None)
+        if half_close is not None:
+            half_close()
+        else:
+            channel.transport.loseConnection()
 
     def requestReceived(self, command, path, version):
         if self._refused:
