@@ -77,22 +77,24 @@ class Sender:
         self.core, self.storage, self.clock = core, storage, clock
         self.price = price
         self.queue_limit = queue_limit
-        self._queue: tuple[float, bool] = (float("-inf"), False)
+        self._queue: tuple[float, int] = (float("-inf"), 0)
 
     def queue_full(self) -> bool:
         """
-        Whether the node holds more waiting messages than allowed (the
-        depth is read at most every L{QUEUE_CHECK} seconds).
+        Whether the node holds more waiting messages than allowed.  A
+        depth read below half the limit is reused for L{QUEUE_CHECK}
+        seconds, plus what this sender submitted since (the other
+        protocols cannot fill the queue half way in that time); closer
+        to the limit it is read for every request.
         """
         now = self.clock.seconds()
-        stamp, full = self._queue
-        if now - stamp < QUEUE_CHECK:
-            return full
+        stamp, depth = self._queue
+        if now - stamp < QUEUE_CHECK and depth < self.queue_limit // 2:
+            return False
         counts = self.storage.messages().counts()
-        full = counts.get("accepted", 0) + counts.get("delivering", 0) \
-            >= self.queue_limit
-        self._queue = (now, full)
-        return full
+        depth = counts.get("accepted", 0) + counts.get("delivering", 0)
+        self._queue = (now, depth)
+        return depth >= self.queue_limit
 
     def _plan(self, tenant: Any) -> Any:
         plan = getattr(tenant, "plan", None)
@@ -151,6 +153,8 @@ class Sender:
                 continue
             slot = len(results)
             results.append((number, None))
+            stamp, depth = self._queue
+            self._queue = (stamp, depth + 1)
             waits.append(d.addBoth(self._stored, results, slot, number))
         if len(waits) == 1:
             d = waits[0]

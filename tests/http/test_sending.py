@@ -202,3 +202,33 @@ def test_source_reaches_authorization_rules(node, storage):
         assert d.result[0] == 200
         balances.append(node.tenant().balance)
     assert balances == [Decimal("1"), Decimal("0.99")]
+
+
+def test_queue_depth_read_again_near_the_limit(node, storage):
+    """Far below the limit the queue depth read is reused for a moment;
+    at the limit it is read for each request, so the request after the
+    one that filled the queue gets 503 queue_full."""
+    s = sender(node, queue_limit=2)
+    for expected in (200, 200):
+        d = s.send(node.tenant(), request("351912345678"))
+        node.commit()
+        assert d.result[0] == expected
+    with pytest.raises(APIError) as e:
+        s.send(node.tenant(), request("351912345678"))
+    assert e.value.code == "queue_full"
+    reads = []
+
+    class Messages:
+        def counts(self):
+            reads.append(1)
+            return storage.messages().counts()
+
+    class Storage:
+        def messages(self):
+            return Messages()
+    big = sender(node, queue_limit=1000)
+    big.storage = Storage()
+    assert not big.queue_full() and reads == [1]
+    assert not big.queue_full() and reads == [1]
+    node.clock.advance(1)
+    assert not big.queue_full() and reads == [1, 1]
