@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
 
-from appliance.sms.segment import encode_for_sms
-from appliance.sms.text import gsm7_fits, ucs2_length
+from appliance.sms.segment import GSM7_SINGLE_SEPTETS, encode_for_sms
+from appliance.sms.text import UnencodableCharacter, gsm7_length, ucs2_length
 
 #: The most recipients one request may name.
 MAX_RECIPIENTS = 100
@@ -216,9 +216,16 @@ def encode_body(body: str, coding: str, max_parts: int) -> tuple[str, int]:
         raise invalid("coding", "one of auto, gsm7, ucs2")
     if not body:
         raise invalid("body", "empty")
-    if coding == "gsm7" and not gsm7_fits(body):
-        raise invalid("body", "has characters outside the GSM 7-bit "
-                      "alphabet (use coding ucs2 or auto)")
+    if coding != "ucs2":
+        try:
+            septets: int | None = gsm7_length(body)
+        except UnencodableCharacter:
+            septets = None
+        if septets is None and coding == "gsm7":
+            raise invalid("body", "has characters outside the GSM 7-bit "
+                          "alphabet (use coding ucs2 or auto)")
+        if septets is not None and septets <= GSM7_SINGLE_SEPTETS:
+            return "gsm7", 1        # the common case, without encoding it
     try:
         if coding == "ucs2":
             units = ucs2_length(body)

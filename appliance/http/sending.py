@@ -21,6 +21,8 @@ from appliance.model.numbering import Alphanumeric, node_plan, normalize
 
 #: Seconds the queue depth read for L{Sender.queue_full} is reused.
 QUEUE_CHECK = 0.05
+#: Normalized senders remembered (the memo is emptied when full).
+SENDER_CACHE = 10_000
 
 #: Status names the API shows, by message state.
 STATES = ("accepted", "delivering", "delivered", "failed", "expired",
@@ -78,6 +80,9 @@ class Sender:
         self.price = price
         self.queue_limit = queue_limit
         self._queue: tuple[float, int] = (float("-inf"), 0)
+        # (plan, sender as given) -> as normalized: tenants send from a
+        # few senders, over and over.
+        self._senders: dict[tuple[Any, str], str] = {}
 
     def queue_full(self) -> bool:
         """
@@ -118,11 +123,16 @@ class Sender:
             (nothing is submitted).
         """
         plan = self._plan(tenant)
-        try:
-            sender = str(normalize(request.sender, plan=plan))
-        except ModelError as e:
-            raise APIError("invalid_parameter", f"from: {e}", "from") \
-                from None
+        sender = self._senders.get((plan, request.sender))
+        if sender is None:
+            try:
+                sender = str(normalize(request.sender, plan=plan))
+            except ModelError as e:
+                raise APIError("invalid_parameter", f"from: {e}", "from") \
+                    from None
+            if len(self._senders) >= SENDER_CACHE:
+                self._senders.clear()
+            self._senders[(plan, request.sender)] = sender
         if not tenant.sender_allowed(sender):
             raise APIError("sender_not_allowed", f"sender {sender} "
                            "is not allowed for this tenant", "from")

@@ -79,3 +79,19 @@ def test_kannel_escapes():
                          1, "+351 91", "ACME", 1800000000.7)
     assert url == ("http://h/d?t=1&to=%2B351%2091&from=ACME&at=1800000000"
                    "&x=%q&p=%")
+
+
+def test_parts_at_the_single_message_edge():
+    """160 septets are one GSM part (an extension character such as the
+    euro sign counts two), 161 are two; a character outside GSM makes
+    the body UCS-2 under auto and a 400 under gsm7."""
+    from appliance.http.params import encode_body
+    assert encode_body("a" * 160, "auto", 5) == ("gsm7", 1)
+    assert encode_body("\u20ac" * 80, "auto", 5) == ("gsm7", 1)
+    assert encode_body("\u20ac" * 80 + "a", "gsm7", 5) == ("gsm7", 2)
+    assert encode_body("a" * 161, "auto", 5) == ("gsm7", 2)
+    assert encode_body("\u0105", "auto", 5) == ("ucs2", 1)
+    with pytest.raises(APIError) as e:
+        encode_body("\u0105", "gsm7", 5)
+    assert e.value.param == "body"
+    assert encode_body("a", "ucs2", 5) == ("ucs2", 1)
