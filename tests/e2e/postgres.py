@@ -40,7 +40,10 @@ class Cluster:
     @ivar socket_dir: the folder of its Unix socket.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
+        """@param fsync: whether the server fsyncs its commits (off for
+            tests; on for benches, as an operator runs it)."""
+        self.fsync = fsync
         self.base = Path(tempfile.mkdtemp(prefix="pgcluster-"))
         self.data = self.base / "data"
         self.socket_dir = self.base
@@ -66,7 +69,7 @@ class Cluster:
                   "--auth-local=trust", "-E", "UTF8", "--no-sync")
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
                    f"-c unix_socket_directories={self.socket_dir} "
-                   "-c fsync=off")
+                   f"-c fsync={'on' if self.fsync else 'off'}")
         self._run(pg_bin("pg_ctl"), "-D", str(self.data), "-o", options,
                   "-l", str(self.base / "server.log"), "-w", "-t", "60",
                   "start")
