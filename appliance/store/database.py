@@ -3,18 +3,38 @@
 The storage service: owns the ZODB database and gives the reactor thread
 short synchronous transactions and a batched, durable commit path.
 
-ZODB calls block.  Everything here runs on the reactor thread with one
-connection and its own transaction manager, so a transaction is a plain
-C{with} block that never spans a C{yield}.  High-rate writes go through
-L{Storage.batch}: the functions queued within C{batch_delay} seconds (or
-C{batch_max} of them) run in one transaction, one commit (FileStorage
-fsyncs it), and only then does each caller's Deferred fire.  That is how a
-protocol acknowledges a message only once it is on disk, at the price of
-one fsync per batch instead of per message.
+Two connections, each with its own transaction manager:
+
+  - the I{reader} is the reactor thread's: C{root()}, C{messages()},
+    C{domain()} read through it, and configuration changes
+    (L{Storage.transaction}, L{Storage.run}) commit through it;
+  - the I{writer} belongs to the batched commit path alone.  High-rate
+    writes go through L{Storage.batch}: the functions queued within
+    C{batch_delay} seconds (or C{batch_max} of them) are applied to the
+    writer's objects on the reactor thread, and the commit (pickling,
+    FileStorage's write and fsync) runs in a thread of its own while the
+    reactor goes on serving and queues the next batch (double buffering).
+    The reactor never touches the writer's objects while it commits.  Once
+    the commit is on disk the reader is synced (so reads see it), the
+    transaction's after-commit hooks run on the reactor, and only then
+    does each caller's Deferred fire.  That is how a protocol acknowledges
+    a message only once it is on disk, at the price of one fsync per batch
+    instead of per message, without the reactor waiting for that fsync.
+
+Batch functions receive the writer's root mapping and must reach
+persistent objects through it only: an object read through C{root()}
+belongs to the reader, and a change to it outside L{Storage.transaction}
+is lost (and logged) when the reader syncs.
+
+With a reactor that cannot take calls from threads (the unit tests'
+C{MemoryReactorClock}, C{task.Clock}) the commit runs inline, so tests
+stay deterministic; the threaded path is the same code with the commit
+handed to the writer thread.
 """
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,9 +44,10 @@ import transaction
 import ZODB
 from twisted.application.service import MultiService
 from twisted.internet import defer, task, threads
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
@@ -41,6 +62,12 @@ RETRIES = 5
 #: too small for a node whose hot path touches accounts, DIDs and message
 #: index buckets: every miss is a load from disk and an unpickle.
 CACHE_SIZE = 200_000
+
+#: Objects the writer's connection keeps between batches: the index
+#: buckets a batch touches again (the newest ids, the busiest accounts).
+#: A message is ghosted once its batch committed, so waiting messages
+#: live on disk, not in memory.
+WRITER_CACHE_SIZE = 10_000
 
 
 def open_database(uri: str, data_dir: Path,
@@ -150,6 +177,11 @@ class Storage(MultiService):
     @ivar db: the open C{ZODB.DB}, or C{None} before start / after stop.
     @ivar generation: the database generation after start-up upgrades.
     @ivar commits: batched commits done (for statistics and tests).
+    @ivar threaded: whether batched commits run in the writer thread
+        (C{False}: inline, for reactors that take no calls from threads).
+    @ivar lost_writes: changes found on the reader's connection outside a
+        transaction, dropped when it synced (a batch function that wrote
+        through C{root()}; should stay 0).
     """
 
     name = "storage"
@@ -161,7 +193,9 @@ class Storage(MultiService):
                  reactor: IReactorTime | None = None,
                  batch_max: int = 2000, batch_delay: float = 0.002,
                  pack_interval: float = 0.0, pack_days: float = 0.0,
-                 generations: Domains = (), poll_interval: float = 0.0):
+                 generations: Domains = (), poll_interval: float = 0.0,
+                 threaded: bool | None = None,
+                 writer_cache_size: int = WRITER_CACHE_SIZE):
         """
         @param opener: returns the C{ZODB.DB} to use (see L{open_database}).
         @param generations: the domains' upgrade steps, C{(domain, steps)}
@@ -178,6 +212,9 @@ class Storage(MultiService):
             moved on, calls the change listeners (note C{"sync"}) so the
             snapshots built from the configuration are rebuilt.  0 for
             never (a database of this node alone).
+        @param threaded: commit batches in the writer thread; default:
+            whenever the reactor takes calls from threads.
+        @param writer_cache_size: objects the writer's connection keeps.
         """
         super().__init__()
         if reactor is None:
@@ -192,9 +229,24 @@ class Storage(MultiService):
         self.domains = tuple(generations)
         self.generations: dict[str, int] = {}
         self.commits = 0
+        self.lost_writes = 0
+        if threaded is None:
+            threaded = IReactorFromThreads.providedBy(reactor)
+        self.threaded = threaded
+        self.writer_cache_size = writer_cache_size
         self._conn = None
         self._tm: transaction.TransactionManager | None = None
+        self._wconn = None
+        self._wtm: transaction.TransactionManager | None = None
+        self._pool: ThreadPool | None = None
+        #: Held by the writer thread while it commits, and by the reactor
+        #: around a configuration transaction, so neither commit sees the
+        #: other's objects change under it.
+        self._commit_lock = threading.Lock()
         self._pending: list[tuple[Callable, tuple, dict, defer.Deferred]] = []
+        #: The batch being committed (the writer's objects are off limits
+        #: to the reactor meanwhile), or None.
+        self._writing: list | None = None
         self._timer = None
         self._listeners: list[Callable[[str], Any]] = []
         self._in_transaction = False
@@ -240,6 +292,10 @@ class Storage(MultiService):
         self.generations = {d: new for d, (_, new) in changes.items()}
         self._tm = transaction.TransactionManager()
         self._conn = db.open(self._tm)
+        self._wtm = transaction.TransactionManager()
+        self._wconn = db.open(self._wtm)
+        # The writer's own cache bound (the reader keeps the database's).
+        self._wconn._cache.cache_size = self.writer_cache_size
 
     def startService(self) -> None:
         """
@@ -273,10 +329,18 @@ class Storage(MultiService):
         self.close()
 
     def close(self) -> None:
-        """Close the connection and the database (idempotent)."""
+        """Close the connections and the database (idempotent); a commit
+        under way in the writer thread finishes first."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._pool is not None:
+            self._pool.stop()       # joins the writer thread
+            self._pool = None
+        if self._wconn is not None:
+            self._wtm.abort()
+            self._wconn.close()
+            self._wconn = None
         if self._conn is not None:
             self._tm.abort()
             self._conn.close()
@@ -377,6 +441,10 @@ class Storage(MultiService):
             raise RuntimeError("transactions do not nest")
         self._in_transaction = True
         tm = self._tm
+        # A batch commit under way finishes first (a few milliseconds), and
+        # none starts until this one is done: the two connections never
+        # race on the same objects (no ConflictError for the shell).
+        self._commit_lock.acquire()
         try:
             tm.abort()      # start clean, and see others' commits
             txn = tm.get()
@@ -391,6 +459,7 @@ class Storage(MultiService):
                 raise
             tm.commit()
         finally:
+            self._commit_lock.release()
             self._in_transaction = False
         self._changed(note)
 
@@ -433,17 +502,22 @@ class Storage(MultiService):
               **kwargs: Any) -> defer.Deferred:
         """
         Queue C{fn(root, *args, **kwargs)} for the next batched commit; it
-        receives the raw ZODB root mapping (C{root["appliance"]},
-        C{root["messages"]}).
+        runs on the reactor thread and receives the writer's raw ZODB root
+        mapping (C{root["appliance"]}, C{root["messages"]}), through which
+        alone it reaches persistent objects.  Its result should be plain
+        data (not a persistent object: that belongs to the writer).
 
         @return: a Deferred firing with C{fn}'s result once the commit is
             on disk, or failing with C{fn}'s exception (the others in the
             batch still commit) or with the commit's error.
         """
-        if self._conn is None:
+        if self._wconn is None:
             return defer.fail(RuntimeError("storage is not open"))
         d: defer.Deferred = defer.Deferred()
         self._pending.append((fn, args, kwargs, d))
+        if self._writing is not None:
+            # The batch under way takes what is queued once it is done.
+            return d
         if len(self._pending) >= self.batch_max:
             # Full: commit on the next reactor turn rather than now, so a
             # caller that queues more from its callback never recurses.
@@ -458,15 +532,23 @@ class Storage(MultiService):
         Commit what is queued now.
 
         @return: a Deferred that fires once nothing queued before this
-            call is left uncommitted.
+            call is left uncommitted (at once without the writer thread).
         """
         if self._in_transaction:
             if self._pending:
                 self._commit_soon()
             return defer.succeed(None)
-        while self._pending:
-            self._commit_batch()
-        return defer.succeed(None)
+        if not self.threaded:
+            while self._pending and self._wconn is not None:
+                self._commit_batch()
+            return defer.succeed(None)
+        if not self._pending and self._writing is None:
+            return defer.succeed(None)
+        # Batches commit in order: once this marker is on disk, so is all
+        # that was queued before it.
+        d = self.batch(_nothing)
+        self._commit_batch()        # unless a commit is under way
+        return d.addErrback(lambda _: None)
 
     def _commit_soon(self) -> None:
         """Commit on the next reactor turn (replacing a later timer)."""
@@ -478,89 +560,150 @@ class Storage(MultiService):
 
     @property
     def pending(self) -> int:
-        """Writes queued and not yet committed."""
-        return len(self._pending)
+        """Writes queued or being committed, not yet on disk."""
+        return len(self._pending) + len(self._writing or ())
 
     def _commit_batch(self) -> None:
+        """Start committing the oldest queued writes, unless a batch is
+        under way (its end starts the next one)."""
         if self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()
             self._timer = None
-        items = self._pending[:self.batch_max]
-        del self._pending[:self.batch_max]
-        if not items:
+        if self._writing is not None or self._wconn is None:
             return
-        if self._pending:
-            # More than one batch queued: the rest go on the next turn.
-            self._commit_soon()
+        if not self._pending:
+            return
         if self._in_transaction:
             # A configuration transaction is open (a listener queued a
             # write): commit right after it instead of inside it.
-            self._pending[:0] = items
             self._commit_soon()
             return
-        started = time.perf_counter()
-        results = self._apply(items)
+        items = self._pending[:self.batch_max]
+        del self._pending[:self.batch_max]
+        self._start(items, [None] * len(items), list(range(len(items))), 0,
+                    time.perf_counter())
+
+    def _start(self, items: list, results: list, live: list[int],
+               attempt: int, started: float) -> None:
+        """
+        Apply the C{live} items to the writer's objects (on the reactor)
+        and hand the commit to the writer thread (or run it inline).
+        """
+        live = self._apply(items, results, live)
+        if not live:
+            self._wtm.abort()
+            self._done(items, results, started)
+            return
+        txn = self._wtm.get()
+        txn.note(f"batch of {len(live)}")
+        hooks = _take_after_commit_hooks(txn)
+        self._writing = items
+        if self.threaded:
+            if self._pool is None:
+                self._pool = WriterThread()
+                self._pool.start()
+            d = threads.deferToThreadPool(self._reactor, self._pool,
+                                          self._commit_writer)
+        else:
+            d = defer.maybeDeferred(self._commit_writer)
+        d.addBoth(self._committed, items, results, live, attempt, started,
+                  hooks)
+
+    def _apply(self, items: list, results: list, live: list[int]
+               ) -> list[int]:
+        """
+        Run the C{live} queued functions on a fresh writer transaction.  A
+        function that raises is left out and the rest re-run (no
+        half-applied function is ever committed).
+
+        @return: the items still live (each other has a L{Failure}).
+        """
+        tm = self._wtm
+        while True:
+            tm.abort()          # see what the reader (and others) committed
+            root = self._wconn.root()
+            failed_one = False
+            for i in live:
+                fn, args, kwargs, _ = items[i]
+                try:
+                    results[i] = fn(root, *args, **kwargs)
+                except Exception:
+                    results[i] = Failure()
+                    failed_one = True
+            if not failed_one:
+                return live
+            # Re-run only the good ones on a clean transaction, so no
+            # half-applied function is committed.
+            live = [i for i in live if not isinstance(results[i], Failure)]
+            if not live:
+                return live
+
+    def _commit_writer(self) -> None:
+        """The writer's commit: in the writer thread (or inline)."""
+        with self._commit_lock:
+            try:
+                self._wtm.commit()
+            except BaseException:
+                self._wtm.abort()
+                raise
+
+    def _committed(self, outcome: Any, items: list, results: list,
+                   live: list[int], attempt: int, started: float,
+                   hooks: list) -> None:
+        """Back on the reactor once the writer's commit returned."""
+        self._writing = None
+        ok = not isinstance(outcome, Failure)
+        if ok:
+            self.commits += 1
+        _run_hooks(hooks, ok)
+        if not ok:
+            if (outcome.check(ConflictError) and attempt < RETRIES
+                    and self._wconn is not None):
+                self.log.warn("batch commit conflicted, retrying")
+                self._start(items, results, live, attempt + 1, started)
+                return
+            if not outcome.check(ConflictError):
+                self.log.failure("batch commit failed", outcome)
+            for i in live:
+                results[i] = outcome
+        self._done(items, results, started)
+
+    def _done(self, items: list, results: list, started: float) -> None:
+        """Make the commit visible to the reactor's reads, start the next
+        batch, then fire the callers' Deferreds."""
+        self._sync_reader()
         if self.batch_observer is not None:
             self.batch_observer(len(items), time.perf_counter() - started)
+        if self._pending and self._wconn is not None:
+            if self.threaded:
+                # Double buffering: the writer thread commits the writes
+                # queued meanwhile while the reactor fires these.
+                self._commit_batch()
+            else:
+                # More than one batch queued: the rest go on the next turn.
+                self._commit_soon()
         for (fn, args, kwargs, d), result in zip(items, results):
             if isinstance(result, Failure):
                 d.errback(result)
             else:
                 d.callback(result)
 
-    def _apply(self, items: list) -> list:
-        """
-        Run the queued functions in one transaction and commit.  A function
-        that raises is left out and the rest re-run (no half-applied
-        function is ever committed); a commit that conflicts is retried.
-
-        @return: one result or L{Failure} per item.
-        """
-        tm = self._tm
-        results: list[Any] = [None] * len(items)
-        live = list(range(len(items)))
-        for attempt in range(RETRIES + 1):
-            while True:
-                tm.abort()
-                root = self._root()
-                failed_one = False
-                for i in live:
-                    fn, args, kwargs, _ = items[i]
-                    try:
-                        results[i] = fn(root, *args, **kwargs)
-                    except Exception:
-                        results[i] = Failure()
-                        failed_one = True
-                if not failed_one:
-                    break
-                # Re-run only the good ones on a clean transaction, so no
-                # half-applied function is committed.
-                live = [i for i in live
-                        if not isinstance(results[i], Failure)]
-                if not live:
-                    tm.abort()
-                    return results
-            try:
-                tm.get().note(f"batch of {len(live)}")
-                tm.commit()
-            except ConflictError:
-                tm.abort()
-                if attempt == RETRIES:
-                    failure = Failure()
-                    return [results[i] if isinstance(results[i], Failure)
-                            else failure for i in range(len(items))]
-                self.log.warn("batch commit conflicted, retrying")
-                continue
-            except Exception:
-                tm.abort()
-                failure = Failure()
-                self.log.failure("batch commit failed", failure)
-                return [results[i] if isinstance(results[i], Failure)
-                        else failure for i in range(len(items))]
-            self.commits += 1
-            return results
-        raise AssertionError("unreachable")
+    def _sync_reader(self) -> None:
+        """Start a new read transaction on the reactor's connection, so it
+        sees what the writer committed (not inside a transaction: that one
+        began seeing everything and will commit or abort itself)."""
+        if self._conn is None or self._in_transaction:
+            return
+        changed = self._conn._registered_objects
+        if changed:
+            self.lost_writes += len(changed)
+            self.log.error(
+                "{n} objects changed through root() outside a transaction "
+                "are dropped (a batch function must write through the root "
+                "it is given): {objects}", n=len(changed),
+                objects=", ".join(repr(o) for o in changed[:5]))
+        self._tm.abort()
 
     # -- maintenance ---------------------------------------------------
 
@@ -586,6 +729,49 @@ class Storage(MultiService):
             self.log.failure("pack failed", f)
         d.addCallbacks(done, failed)
         return d
+
+
+class WriterThread(ThreadPool):
+    """
+    The storage's writer: one daemon thread.  C{close} joins it after the
+    last commit; should a process exit without closing its storage, a
+    commit cut short is what FileStorage survives anyway (a crash).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1, 1, "storage-writer")
+
+    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:
+        """A daemon thread."""
+        return threading.Thread(*args, daemon=True, **kwargs)
+
+
+def _nothing(root: Any) -> None:
+    """The marker L{Storage.flush} queues."""
+
+
+def _take_after_commit_hooks(txn: Any) -> list:
+    """
+    Take the after-commit hooks the batch functions registered off the
+    transaction, to run them on the reactor thread once the commit is
+    back (they touch reactor state: reservations, queues to kick).
+    """
+    hooks = list(txn.getAfterCommitHooks())
+    if hooks:
+        # transaction keeps them in this list (transaction 2 to 5); there
+        # is no public call to remove a hook.
+        del txn._after_commit[:]
+    return hooks
+
+
+def _run_hooks(hooks: list, ok: bool) -> None:
+    """Call after-commit hooks as transaction would: C{hook(ok, ...)}."""
+    for hook, args, kwargs in hooks:
+        try:
+            hook(ok, *args, **kwargs)
+        except Exception:
+            Storage.log.failure("after-commit hook {hook!r} failed",
+                                hook=hook)
 
 
 class Reader:

@@ -11,7 +11,9 @@ class IStorage(Interface):
     one ZODB transaction each, never spanning a C{yield}. High-rate writes
     (accepting a message, a state change, a billing record) use L{batch}:
     many of them share one commit, and each caller's Deferred fires only
-    after that commit is on disk.
+    after that commit is on disk.  The commit itself may run in a writer
+    thread of the storage's own: reads (L{root}, L{messages}) see a batch
+    once its Deferreds fire, never before.
     """
 
     db = Attribute("The open C{ZODB.DB}.")
@@ -46,6 +48,12 @@ class IStorage(Interface):
     def batch(fn, *args, **kwargs):
         """
         Queue C{fn(root, *args, **kwargs)} for the next batched commit.
+        C{fn} runs on the reactor thread (it may read reactor state), may
+        be run again (a conflict, a failing neighbour), and reaches
+        persistent objects only through the C{root} it is given (the
+        writer's connection), never through L{root} or L{messages}; it
+        returns plain data.  After-commit hooks it registers run on the
+        reactor thread once the commit is back.
 
         @return: a Deferred that fires with C{fn}'s result once the commit
             holding it is on disk, or fails with C{fn}'s exception (that

@@ -96,8 +96,8 @@ class StorageTests(SynchronousTestCase):
         the next turn."""
         sizes = []
         real = self.storage._apply
-        self.storage._apply = lambda items: (sizes.append(len(items)),
-                                             real(items))[1]
+        self.storage._apply = lambda items, results, live: (
+            sizes.append(len(live)), real(items, results, live))[1]
         ds = [self.storage.batch(put, str(k), 1) for k in range(7)]
         self.reactor.advance(0)
         self.assertEqual(sizes, [3, 3, 1])
@@ -132,7 +132,7 @@ class StorageTests(SynchronousTestCase):
 
     def test_commit_conflict_retried(self):
         """A commit that conflicts is retried with the writes re-applied."""
-        tm = self.storage._tm
+        tm = self.storage._wtm
         real = tm.commit
         calls = []
 
@@ -152,7 +152,7 @@ class StorageTests(SynchronousTestCase):
         """A commit that fails for good fails every write of the batch."""
         def broken():
             raise OSError("disk full")
-        self.storage._tm.commit = broken
+        self.storage._wtm.commit = broken
         ds = [self.storage.batch(put, k, 1) for k in "ab"]
         self.reactor.advance(0.01)
         for d in ds:

@@ -1,0 +1,275 @@
+"""
+Tests for the writer thread of L{appliance.store.database.Storage}: batched
+commits run in a real thread on FileStorage, and come back to the test's
+thread (the stand-in reactor) through C{callFromThread}.
+
+The stand-in reactor is a C{task.Clock} that queues what threads hand it;
+the tests pump that queue, waiting on it (never sleeping) with a generous
+timeout so a hang fails instead of blocking the suite.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+
+import pytest
+import transaction
+import ZODB
+from persistent.mapping import PersistentMapping
+from twisted.internet import task
+from twisted.internet.interfaces import IReactorFromThreads
+from zope.interface import implementer
+
+from appliance.application import GENERATIONS
+from appliance.store.database import Storage, open_database
+
+import ZODB.FileStorage.FileStorage  # noqa: F401 (the module, for fsync)
+fsmodule = sys.modules["ZODB.FileStorage.FileStorage"]
+
+#: Seconds a pump waits for the writer thread before the test fails.
+PATIENCE = 30
+
+
+@implementer(IReactorFromThreads)
+class ThreadedClock(task.Clock):
+    """A clock that also takes calls from threads, run when pumped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_threads: queue.Queue = queue.Queue()
+        self.thread = threading.current_thread()
+
+    def callFromThread(self, f, *args, **kwargs) -> None:
+        self.from_threads.put((f, args, kwargs))
+
+    def pump(self) -> None:
+        """Run the next call a thread handed over (waiting for it)."""
+        f, args, kwargs = self.from_threads.get(timeout=PATIENCE)
+        f(*args, **kwargs)
+
+    def pump_until(self, d) -> object:
+        """Pump until C{d} fired; return its result (raise its failure)."""
+        while not d.called:
+            self.pump()
+        out = []
+        d.addBoth(out.append)
+        if hasattr(out[0], "raiseException"):
+            out[0].raiseException()
+        return out[0]
+
+
+class GatedFsync:
+    """FileStorage's fsync, recording each call and its thread, optionally
+    held until the test opens the gate."""
+
+    def __init__(self, gated: bool = False) -> None:
+        self.real = fsmodule.fsync
+        self.threads: list[threading.Thread] = []
+        self.events: list[str] | None = None
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+
+    def __call__(self, fd) -> None:
+        self.threads.append(threading.current_thread())
+        self.entered.set()
+        assert self.gate.wait(PATIENCE)
+        self.real(fd)
+        if self.events is not None:
+            self.events.append("fsync")
+
+
+@pytest.fixture
+def fsync(monkeypatch):
+    gate = GatedFsync()
+    monkeypatch.setattr(fsmodule, "fsync", gate)
+    yield gate
+    gate.gate.set()
+
+
+@pytest.fixture
+def clock():
+    return ThreadedClock()
+
+
+@pytest.fixture
+def storage(tmp_path, clock):
+    s = Storage(lambda: open_database("Data.fs", tmp_path), reactor=clock,
+                batch_delay=0.001, generations=GENERATIONS)
+    s.open()
+    yield s
+    s.close()
+
+
+def put(root, key, value):
+    """A batched write: a key of root['test']."""
+    if "test" not in root:
+        root["test"] = PersistentMapping()
+    root["test"][key] = value
+    return key
+
+
+def on_disk(path) -> dict:
+    """What a fresh process would read from the file: only what is on
+    disk."""
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(str(path), read_only=True))
+    try:
+        conn = db.open(transaction.TransactionManager())
+        return dict(conn.root().get("test", {}))
+    finally:
+        db.close()
+
+
+def test_threaded_by_default_with_a_real_reactor(storage):
+    """A reactor that takes calls from threads gets the writer thread."""
+    assert storage.threaded
+
+
+def test_ack_after_fsync_in_the_writer_thread(storage, clock, fsync,
+                                              tmp_path):
+    """A batch's Deferred fires on the reactor's thread only after the
+    commit, fsync included, ran in the writer thread; the data is then in
+    the file and visible through root()."""
+    fsync.events = events = []
+    d = storage.batch(put, "a", 1)
+    d.addCallback(lambda key: events.append(
+        ("ack", key, threading.current_thread())))
+    clock.advance(0.001)
+    assert not d.called
+    clock.pump_until(d)
+    assert events[0] == "fsync"
+    assert events[1] == ("ack", "a", clock.thread)
+    assert fsync.threads and all(t is not clock.thread for t in fsync.threads)
+    assert storage.domain("test")["a"] == 1
+    assert storage.commits == 1
+
+
+def test_reactor_serves_while_the_writer_fsyncs(storage, clock, fsync):
+    """While the writer thread waits on fsync, the reactor's thread reads
+    and queues the next writes without waiting; they are applied only
+    after the first commit returned and go out in the next commit
+    (double buffering), each Deferred firing after its own commit."""
+    fsync.gate.clear()
+    first = storage.batch(put, "a", 1)
+    clock.advance(0.001)
+    assert fsync.entered.wait(PATIENCE)     # the writer is inside fsync
+    applied = []
+
+    def second_write(root):
+        applied.append(storage.commits)
+        return put(root, "b", 2)
+    second = storage.batch(second_write)
+    third = storage.batch(put, "c", 3)
+    assert storage.pending == 3
+    assert "test" not in storage._root()    # reads see committed data only
+    clock.advance(1)                        # timers fire; nothing waits
+    assert applied == [] and not first.called
+    fsync.gate.set()
+    assert clock.pump_until(first) == "a"
+    assert applied == [1]                   # applied after commit 1 only
+    assert not second.called
+    assert clock.pump_until(second) == "b"
+    assert clock.pump_until(third) == "c"
+    assert storage.commits == 2
+    assert dict(storage.domain("test")) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_failing_function_left_out(storage, clock, fsync, tmp_path):
+    """In the writer thread too, a function that raises fails alone and
+    leaves nothing behind; the others of its batch commit."""
+    def boom(root):
+        root["test"]["half"] = "written"
+        raise ValueError("bad")
+    storage.batch(put, "a", 1)
+    bad = storage.batch(boom)
+    good = storage.batch(put, "c", 3)
+    clock.advance(0.001)
+    assert clock.pump_until(good) == "c"
+    with pytest.raises(ValueError):
+        clock.pump_until(bad)
+    assert on_disk(tmp_path / "Data.fs") == {"a": 1, "c": 3}
+
+
+def test_conflict_retried(storage, clock, fsync, tmp_path):
+    """A batch whose commit conflicts with another connection's commit is
+    re-applied on fresh data and committed: nothing is lost."""
+    storage.run(lambda root: put(storage._root(), "n", 0))
+    other_tm = transaction.TransactionManager()
+    other = storage.db.open(other_tm)
+    other.root()["test"]["n"]               # loaded before the batch
+
+    def bump(root):
+        root["test"]["n"] += 1
+        return root["test"]["n"]
+    storage._commit_lock.acquire()          # the writer waits to commit
+    d = storage.batch(bump)
+    clock.advance(0.001)
+    other.root()["test"]["n"] += 10         # commits first: a conflict
+    other_tm.commit()
+    other.close()
+    storage._commit_lock.release()
+    assert clock.pump_until(d) == 11
+    assert on_disk(tmp_path / "Data.fs")["n"] == 11
+
+
+def test_after_commit_hooks_on_the_reactor_thread(storage, clock, fsync):
+    """After-commit hooks that batch functions register run on the
+    reactor's thread once the commit is back, before the Deferreds."""
+    seen = []
+
+    def write(root):
+        txn = root._p_jar.transaction_manager.get()
+        txn.addAfterCommitHook(lambda ok: seen.append(
+            ("hook", ok, threading.current_thread())))
+        return put(root, "a", 1)
+    d = storage.batch(write)
+    d.addCallback(lambda _: seen.append("ack"))
+    clock.advance(0.001)
+    clock.pump_until(d)
+    assert seen == [("hook", True, clock.thread), "ack"]
+
+
+def test_flush_and_stop_wait_for_the_writer(tmp_path, clock, fsync):
+    """flush() fires once what was queued before it is on disk, also with
+    a commit under way; stopService commits the rest and closes."""
+    storage = Storage(lambda: open_database("Data.fs", tmp_path),
+                      reactor=clock, batch_delay=0.001,
+                      generations=GENERATIONS)
+    storage.startService()
+    fsync.entered.clear()
+    fsync.gate.clear()
+    a = storage.batch(put, "a", 1)
+    clock.advance(0.001)
+    assert fsync.entered.wait(PATIENCE)
+    b = storage.batch(put, "b", 2)
+    flushed = storage.flush()
+    fsync.gate.set()
+    clock.pump_until(flushed)
+    assert a.called and b.called
+    storage.batch(put, "c", 3)
+    clock.pump_until(storage.stopService())
+    assert storage.db is None
+    assert on_disk(tmp_path / "Data.fs") == {"a": 1, "b": 2, "c": 3}
+
+
+def test_write_through_the_reader_is_reported(tmp_path):
+    """A batch function that writes through root() (the reader's objects)
+    instead of the root it is given loses that write; the storage counts
+    and logs it instead of dropping it silently."""
+    storage = Storage(lambda: open_database("Data.fs", tmp_path),
+                      reactor=task.Clock(), generations=GENERATIONS)
+    storage.open()
+    try:
+        storage.run(lambda root: put(storage._root(), "a", 1))
+        reader_copy = storage.domain("test")
+
+        def wrong(root):
+            reader_copy["a"] = 2
+        storage.batch(wrong)
+        storage.flush()
+        assert storage.lost_writes == 1
+        assert storage.domain("test")["a"] == 1
+    finally:
+        storage.close()
