@@ -529,14 +529,19 @@ class MessagingCore(Service):
                 count += 1
         return count
 
-    def resume(self) -> None:
+    def resume(self, after: int = 0) -> None:
         """
         At start: dispatch waiting messages that have no scheduled attempt
-        (accepted just before the node stopped).
+        (accepted just before the node stopped), a slice per reactor turn
+        from the store's C{unscheduled} index: the backlog of scheduled
+        messages is never read.
+
+        @param after: the last id of the previous slice.
         """
         store = self.storage.messages()
+        ids = store.unscheduled_ids(after, self.scan_limit)
         pending = []
-        for id in list(store.waiting):
+        for id in ids:
             message = store.get(id)
             if message is not None and message.next_attempt is None:
                 pending.append((MessageView.of(message),
@@ -545,6 +550,8 @@ class MessagingCore(Service):
             self.dispatch(view, transport)
         if pending:
             self.log.info("resumed {n} waiting messages", n=len(pending))
+        if len(ids) >= self.scan_limit and self.running:
+            self.clock.callLater(0, self.resume, ids[-1])
 
     def account_online(self, username: str) -> defer.Deferred:
         """

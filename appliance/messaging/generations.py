@@ -10,4 +10,15 @@ def evolve1(root) -> None:
         root["messages"] = MessageStore()
 
 
-GENERATIONS = (evolve1,)
+
+def evolve2(root) -> None:
+    """Rebuild the message store's account and due indexes as sets of ids
+    (C{account_ids}, C{due_at}) and drop the tuple indexes of generation
+    1 (C{by_account}, C{due}): less memory per waiting message, less to
+    pickle per batch."""
+    store = root.get("messages")
+    if store is not None:
+        store.reindex()
+
+
+GENERATIONS = (evolve1, evolve2)

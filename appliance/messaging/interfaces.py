@@ -56,8 +56,10 @@ class IMessageStore(Interface):
     """
 
     messages = Attribute("LOBTree: id to IMessage.")
-    by_account = Attribute("OOTreeSet of (username, id) of waiting messages.")
-    due = Attribute("OOTreeSet of (int(next_attempt * 1000), id).")
+    account_ids = Attribute("OOBTree: username to the LLTreeSet of its "
+                            "waiting messages' ids.")
+    due_at = Attribute("LOBTree: the second a next attempt falls in (its "
+                       "ceiling) to the LLTreeSet of those messages' ids.")
 
     def next_epoch():
         """
@@ -111,6 +113,12 @@ class IMessageStore(Interface):
     def oldest_waiting():
         """
         @return: the waiting message with the lowest id, or None.
+        """
+
+    def unscheduled_ids(after=0, limit=1000):
+        """
+        @return: up to C{limit} ids above C{after} of waiting messages
+            without a next attempt (no outcome recorded yet), in id order.
         """
 
 

@@ -13,8 +13,10 @@ id order is acceptance order (within an epoch, and across epochs).
 """
 from __future__ import annotations
 
+import pickle
 from decimal import Decimal
-from typing import Iterator
+from operator import attrgetter
+from typing import Any, Iterator
 
 from BTrees.Length import Length
 from BTrees.LLBTree import LLTreeSet
@@ -50,11 +52,34 @@ def _text_or_none(label: str, value: object) -> str | None:
     return value
 
 
+#: The attributes a message's compact state holds, in this order.  Append
+#: new ones at the end only (a state written before holds the first ones
+#: and the rest take their class defaults); never reorder or remove.  An
+#: attribute set on a message that is not listed here is kept too, in the
+#: state's second element (a domain may add one with a class default).
+FIELDS = ("id", "origin_kind", "origin", "sender", "recipient", "account",
+          "text", "payload", "encoding", "parts", "state", "attempts",
+          "next_attempt", "validity", "created", "updated", "receipt",
+          "route", "transport", "error", "hops", "remote", "payer", "rule",
+          "charge_units", "charged", "meta")
+_FIELD_SET = frozenset(FIELDS)
+_values = attrgetter(*FIELDS)
+#: The pickle protocol of the packed fields (fixed: it is a disk format).
+_PROTOCOL = 4
+
+
 @implementer(IMessage)
 class Message(Persistent):
     """
     One message. See L{IMessage} for the attributes; all have class-level
     defaults.
+
+    Stored compactly: its state is C{(packed, extra)}, C{packed} the
+    values of L{FIELDS} pickled together by the C pickler (one object for
+    ZODB's pickler instead of a dict of some 27 names and values: about
+    half the bytes and the pickling time of the default), C{extra} a dict
+    of attributes not in L{FIELDS} (persistent references allowed), or
+    C{None}.  A message stored with the default (dict) state still loads.
     """
 
     id: int = 0
@@ -159,9 +184,33 @@ class Message(Persistent):
     def __repr__(self) -> str:
         return f"<Message {self.id} {self.state} {self.sender}->{self.recipient}>"
 
+    def __getstate__(self) -> tuple[bytes, dict | None]:
+        """The compact state (see the class docstring)."""
+        packed = pickle.dumps(_values(self), _PROTOCOL)
+        extra = None
+        attrs = self.__dict__
+        if len(attrs) > len(_FIELD_SET) or not _FIELD_SET.issuperset(attrs):
+            extra = {k: v for k, v in attrs.items() if k not in _FIELD_SET
+                     and not k.startswith(("_v_", "_p_"))} or None
+        return packed, extra
 
-def _due_key(next_attempt: float, id: int) -> tuple[int, int]:
-    return (int(next_attempt * 1000), id)
+    def __setstate__(self, state: Any) -> None:
+        """Load a compact state, or a dict one (stored before)."""
+        if isinstance(state, dict):
+            Persistent.__setstate__(self, state)
+            return
+        packed, extra = state
+        attrs = self.__dict__
+        attrs.clear()
+        attrs.update(zip(FIELDS, pickle.loads(packed)))
+        if extra:
+            attrs.update(extra)
+
+
+def _due_second(next_attempt: float) -> int:
+    """The due index's key of a time: the whole second at or after it."""
+    second = int(next_attempt)
+    return second if second == next_attempt else second + 1
 
 
 @implementer(IMessageStore)
@@ -170,36 +219,81 @@ class MessageStore(Persistent):
     The queue (stored as C{root['messages']}).
 
     Index invariants, kept by every method:
-      - C{by_account} holds C{(account, id)} for each waiting message
-        (state accepted or delivering) with an account;
+      - C{account_ids[account]} holds the id of each waiting message
+        (state accepted or delivering) with that account, and no account
+        has an empty set;
       - C{waiting} holds the id of each waiting message;
-      - C{due} holds C{(ms, id)} for each waiting message with a
-        C{next_attempt};
+      - C{unscheduled} holds the id of each waiting message without a
+        C{next_attempt} (accepted, no outcome recorded yet: what a restart
+        must dispatch again);
+      - C{due_at[second]} holds the id of each waiting message whose
+        C{next_attempt} falls in the second ending then (L{_due_second}),
+        and no second has an empty set;
       - C{state_counts[state]} is the number of stored messages in it.
 
+    Every index holds ids in C{LLTreeSet}s (8 bytes an entry, cheap to
+    pickle), so a waiting message costs its indexes a few dozen bytes and
+    a batch of them re-writes few buckets.
+
     @ivar messages: id to L{Message}.
-    @ivar by_account: see above.
-    @ivar due: see above.
+    @ivar account_ids: see above (C{OOBTree} of username to C{LLTreeSet}).
+    @ivar due_at: see above (C{LOBTree} of second to C{LLTreeSet}).
     @ivar waiting: see above (an C{LLTreeSet} of ids).
+    @ivar unscheduled: see above (an C{LLTreeSet} of ids).
     @ivar state_counts: state to C{BTrees.Length.Length}.
     @ivar epoch: the last epoch handed out.
+    @ivar by_account: the index of generation 1 (C{(username, id)}
+        tuples); C{None} once messaging generation 2 rebuilt it.
+    @ivar due: the index of generation 1 (C{(ms, id)}); C{None} since.
     """
 
     messages: LOBTree | None = None
-    by_account: OOTreeSet | None = None
-    due: OOTreeSet | None = None
+    account_ids: OOBTree | None = None
+    due_at: LOBTree | None = None
     waiting: LLTreeSet | None = None
+    unscheduled: LLTreeSet | None = None
     state_counts: OOBTree | None = None
     #: (connection, remote id) to message id, for forwarded messages.
     remote_ids: OOBTree | None = None
     epoch: int = 0
+    by_account: OOTreeSet | None = None
+    due: OOTreeSet | None = None
 
     def __init__(self) -> None:
         self.messages = LOBTree()
-        self.by_account = OOTreeSet()
-        self.due = OOTreeSet()
+        self.account_ids = OOBTree()
+        self.due_at = LOBTree()
         self.waiting = LLTreeSet()
+        self.unscheduled = LLTreeSet()
         self.state_counts = OOBTree({state: Length() for state in STATES})
+
+    def reindex(self) -> None:
+        """
+        Build C{account_ids}, C{due_at} and C{unscheduled} from the
+        generation 1 indexes and drop those (messaging generation 2;
+        idempotent).
+        """
+        if self.account_ids is None:
+            self.account_ids = OOBTree()
+        if self.due_at is None:
+            self.due_at = LOBTree()
+        if self.unscheduled is None:
+            self.unscheduled = LLTreeSet()
+            for id in self.waiting.keys():
+                message = self.messages.get(id)
+                if message is not None and message.next_attempt is None:
+                    self.unscheduled.add(id)
+        if self.by_account is not None:
+            for account, id in self.by_account.keys():
+                self._add_to(self.account_ids, account, id)
+            self.by_account = None
+        if self.due is not None:
+            for _, id in self.due.keys():
+                message = self.messages.get(id)
+                if message is not None and message.next_attempt is not None:
+                    self._add_to(self.due_at,
+                                 _due_second(message.next_attempt), id)
+            self.due = None
 
     def next_epoch(self) -> int:
         """
@@ -215,20 +309,40 @@ class MessageStore(Persistent):
     def _count(self, state: str, delta: int) -> None:
         self.state_counts[state].change(delta)
 
+    @staticmethod
+    def _add_to(index: Any, key: Any, id: int) -> None:
+        ids = index.get(key)
+        if ids is None:
+            index[key] = ids = LLTreeSet()
+        ids.add(id)
+
+    @staticmethod
+    def _remove_from(index: Any, key: Any, id: int) -> None:
+        ids = index.get(key)
+        if ids is not None:
+            ids.discard(id)
+            if not ids:
+                del index[key]
+
     def _index(self, message: Message) -> None:
         if message.state in WAITING:
             self.waiting.add(message.id)
             if message.account is not None:
-                self.by_account.add((message.account, message.id))
+                self._add_to(self.account_ids, message.account, message.id)
             if message.next_attempt is not None:
-                self.due.add(_due_key(message.next_attempt, message.id))
+                self._add_to(self.due_at, _due_second(message.next_attempt),
+                             message.id)
+            else:
+                self.unscheduled.add(message.id)
 
     def _unindex(self, message: Message) -> None:
         self.waiting.discard(message.id)
+        self.unscheduled.discard(message.id)
         if message.account is not None:
-            self.by_account.discard((message.account, message.id))
+            self._remove_from(self.account_ids, message.account, message.id)
         if message.next_attempt is not None:
-            self.due.discard(_due_key(message.next_attempt, message.id))
+            self._remove_from(self.due_at, _due_second(message.next_attempt),
+                              message.id)
 
     def add(self, message: Message) -> None:
         """
@@ -284,15 +398,33 @@ class MessageStore(Persistent):
             raise ModelError(f"message {message.id} is already {message.state}")
         if state in FINAL and next_attempt is not None:
             raise ModelError(f"a {state} message has no next attempt")
-        self._unindex(message)
+        error = _text_or_none("error", error)
+        next_attempt = None if next_attempt is None else float(next_attempt)
+        if state in WAITING:
+            # Still waiting: only the due entry may move (the waiting and
+            # account indexes stay as they are, their buckets unwritten).
+            old = message.next_attempt
+            if old != next_attempt:
+                if old is not None:
+                    self._remove_from(self.due_at, _due_second(old),
+                                      message.id)
+                else:
+                    self.unscheduled.discard(message.id)
+                if next_attempt is not None:
+                    self._add_to(self.due_at, _due_second(next_attempt),
+                                 message.id)
+                else:
+                    self.unscheduled.add(message.id)
+        else:
+            self._unindex(message)
         if state != message.state:
             self._count(message.state, -1)
             self._count(state, 1)
-        message.state = state
-        message.next_attempt = None if next_attempt is None else float(next_attempt)
-        message.error = _text_or_none("error", error)
+            message.state = state
+        message.next_attempt = next_attempt
+        if message.error != error:
+            message.error = error
         message.updated = float(now)
-        self._index(message)
 
     def set_account(self, message: Message, username: str | None) -> None:
         """
@@ -316,7 +448,8 @@ class MessageStore(Persistent):
         @param username: an account's username.
         @return: its accepted/delivering messages, in id order.
         """
-        for _, id in self.by_account.keys(min=(username, 0), max=(username, _MAX_ID)):
+        ids = self.account_ids.get(username)
+        for id in ids.keys() if ids is not None else ():
             yield self.messages[id]
 
     def due_before(self, ts: float, limit: int) -> list[Message]:
@@ -324,13 +457,21 @@ class MessageStore(Persistent):
         @param ts: a time (epoch seconds).
         @param limit: the most to return.
         @return: waiting messages whose C{next_attempt} is at or before
-            C{ts}, earliest first.
+            C{ts}, earliest second first (by id within a second).
         """
-        out = []
-        for _, id in self.due.keys(max=(int(ts * 1000), _MAX_ID)):
-            if len(out) >= limit:
-                break
-            out.append(self.messages[id])
+        out: list[Message] = []
+        if limit <= 0:
+            return out
+        # Read lazily, one second's set at a time: a scan costs what it
+        # returns, not what waits.
+        for second, ids in self.due_at.items(max=_due_second(ts)):
+            for id in ids.keys():
+                message = self.messages[id]
+                if message.next_attempt is not None and \
+                        message.next_attempt <= ts:
+                    out.append(message)
+                    if len(out) >= limit:
+                        return out
         return out
 
     def remove(self, id: int) -> bool:
@@ -411,6 +552,22 @@ class MessageStore(Persistent):
         @return: state to number of stored messages in it (all states).
         """
         return {state: self.state_counts[state]() for state in STATES}
+
+    def unscheduled_ids(self, after: int = 0, limit: int = 1000
+                        ) -> list[int]:
+        """
+        @param after: return only ids above this one (the last id of the
+            previous slice).
+        @param limit: the most to return.
+        @return: ids of waiting messages without a next attempt, in id
+            order: read in slices, so a restart never loads the backlog.
+        """
+        out = []
+        for id in self.unscheduled.keys(min=after, excludemin=True):
+            out.append(id)
+            if len(out) >= limit:
+                break
+        return out
 
     def oldest_waiting(self) -> Message | None:
         """

@@ -237,6 +237,35 @@ class CoreTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual([v.id for v, _ in agent.calls], [id])
 
+    def test_resume_in_slices_skips_the_scheduled(self):
+        """At start only messages without an outcome are dispatched again,
+        read a slice (scan_limit) per reactor turn; messages waiting for an
+        offline app (scheduled) are not read."""
+        ids = [self.submit() for _ in range(5)]
+        self.agent.calls.clear()
+        self.core.in_flight.clear()
+        waiting = self.submit()
+        self.agent.answer("offline")
+        self.clock.advance(0.001)
+        self.assertIsNotNone(self.stored(waiting).next_attempt)
+        core = MessagingCore(self.storage, self.clock, local_transport="sip",
+                             scan_limit=2)
+        agent = FakeAgent()
+        core.set_agent("sip", agent)
+        from appliance.messaging.store import MessageStore
+        slices = []
+        real = MessageStore.unscheduled_ids
+
+        def unscheduled_ids(store, after=0, limit=1000):
+            slices.append(real(store, after, limit))
+            return slices[-1]
+        self.patch(MessageStore, "unscheduled_ids", unscheduled_ids)
+        core.startService()
+        self.addCleanup(core.stopService)
+        self.clock.advance(0)
+        self.assertEqual(slices, [ids[:2], ids[2:4], ids[4:]])
+        self.assertEqual([v.id for v, _ in agent.calls], ids)
+
     def test_ids_unique_across_restarts(self):
         """A new core takes a new epoch: its ids never repeat."""
         first = self.submit()

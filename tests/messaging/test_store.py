@@ -134,7 +134,7 @@ def test_due_index(store):
     assert store.due_before(NOW, 10) == []
     store.set_state(store.get(2), "delivering", next_attempt=NOW + 90, now=NOW + 10)
     assert [m.id for m in store.due_before(NOW + 60, 10)] == [1]
-    assert len(store.due) == 2
+    assert sum(len(ids) for ids in store.due_at.values()) == 2
     store.set_state(store.get(1), "failed", error="no route", now=NOW + 31)
     assert store.get(1).error == "no route" and store.get(1).next_attempt is None
     assert [m.id for m in store.due_before(NOW + 100, 10)] == [2]
@@ -179,12 +179,12 @@ def test_remove_cleans_every_index(store):
     assert store.remove(1) is False
     assert store.get(1) is None
     assert [m.id for m in store.waiting_for("111222333")] == [2]
-    assert len(store.due) == 0
+    assert len(store.due_at) == 0
     store.set_state(store.get(2), "delivered", now=NOW)
     assert store.remove(2)
     assert sum(store.counts().values()) == 0
     assert store.oldest_waiting() is None
-    assert len(store.messages) == 0 and len(store.by_account) == 0
+    assert len(store.messages) == 0 and len(store.account_ids) == 0
     assert len(store.waiting) == 0
 
 
@@ -221,3 +221,106 @@ def test_survives_filestorage_reopen(tmp_path):
         assert store.oldest_waiting().id == first
     conn.close()
     db.close()
+
+
+def test_compact_state_round_trip(tmp_path):
+    """A message is stored as its packed fields plus the attributes not in
+    FIELDS (a domain's own, persistent references included) and loads back
+    equal in a fresh process's view of the file."""
+    from persistent.mapping import PersistentMapping
+    from decimal import Decimal
+    from appliance.messaging.store import FIELDS
+    path = str(tmp_path / "Data.fs")
+    db = ZODB.DB(FileStorage(path))
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    m = _message(1 << 32 | 7)
+    m.charged = Decimal("0.015")
+    m.meta = (("dlr-url", "http://x/"),)
+    m.remote = ("vendor", "abc")
+    m.owner = "node-2"                      # not in FIELDS
+    m.lease = PersistentMapping(until=5)    # a persistent reference
+    conn.root()["m"] = m
+    tm.commit()
+    packed, extra = m.__getstate__()
+    assert isinstance(packed, bytes) and set(extra) == {"owner", "lease"}
+    db.close()
+    db = ZODB.DB(FileStorage(path))
+    try:
+        again = db.open(transaction.TransactionManager()).root()["m"]
+        for name in FIELDS:
+            assert getattr(again, name) == getattr(m, name), name
+        assert again.owner == "node-2" and again.lease["until"] == 5
+    finally:
+        db.close()
+
+
+def test_dict_state_of_older_messages_loads():
+    """A message pickled with the default (dict) state, as before the
+    compact one, still loads; missing attributes take class defaults."""
+    m = Message.__new__(Message)
+    m.__setstate__({"id": 9, "state": "delivered", "sender": "A"})
+    assert (m.id, m.state, m.sender, m.encoding, m.attempts) == \
+        (9, "delivered", "A", "gsm7", 0)
+    shorter = Message.__new__(Message)
+    import pickle
+    shorter.__setstate__((pickle.dumps((5, "carrier")), None))
+    assert (shorter.id, shorter.origin_kind, shorter.state) == \
+        (5, "carrier", "accepted")
+
+
+def test_waiting_state_change_leaves_account_index_alone(store):
+    """A change between waiting states (offline, a retry) moves only the
+    due entry: the account and waiting indexes are not written."""
+    m = _message(1)
+    store.add(m)
+    conn = store._p_jar
+    conn.transaction_manager.commit()
+    conn.transaction_manager.begin()
+    store.set_state(m, "accepted", next_attempt=NOW + 60, now=NOW)
+    changed = {type(o).__name__ for o in conn._registered_objects}
+    assert store.account_ids["111222333"]._p_changed is False
+    assert store.waiting._p_changed is False
+    assert "Message" in changed
+    assert [x.id for x in store.due_before(NOW + 60, 10)] == [1]
+    assert store.due_before(NOW + 59.5, 10) == []
+
+
+def test_generation_2_rebuilds_the_indexes(conn):
+    """Messaging generation 2 builds the id-set indexes from the tuple
+    indexes of generation 1 and drops those."""
+    from BTrees.OOBTree import OOTreeSet
+    from appliance.messaging.generations import evolve2
+    store = MessageStore()
+    conn.root()["messages"] = store
+    for id, account, due in ((1, "a", NOW + 30.5), (2, "a", None),
+                             (3, "b", NOW + 10)):
+        m = _message(id, account=account)
+        m.next_attempt = due
+        store.messages[id] = m
+        store.waiting.add(id)
+    store.account_ids = store.due_at = None
+    store.by_account = OOTreeSet([("a", 1), ("a", 2), ("b", 3)])
+    store.due = OOTreeSet([(int((NOW + 30.5) * 1000), 1),
+                           (int((NOW + 10) * 1000), 3)])
+    evolve2(conn.root())
+    evolve2(conn.root())                    # idempotent
+    assert store.by_account is None and store.due is None
+    assert [m.id for m in store.waiting_for("a")] == [1, 2]
+    assert [m.id for m in store.due_before(NOW + 31, 10)] == [3, 1]
+    assert [m.id for m in store.due_before(NOW + 30, 10)] == [3]
+
+
+def test_unscheduled_index(store):
+    """unscheduled_ids() lists, in slices, the waiting messages without a
+    next attempt: a scheduled, final or removed message leaves it."""
+    for id in (1, 2, 3, 4):
+        store.add(_message(id))
+    assert store.unscheduled_ids() == [1, 2, 3, 4]
+    assert store.unscheduled_ids(after=1, limit=2) == [2, 3]
+    store.set_state(store.get(1), "accepted", next_attempt=NOW + 60, now=NOW)
+    store.set_state(store.get(2), "delivered", now=NOW)
+    store.remove(3)
+    assert store.unscheduled_ids() == [4]
+    store.set_state(store.get(1), "delivering", now=NOW)
+    assert store.unscheduled_ids() == [1, 4]

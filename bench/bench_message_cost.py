@@ -1,0 +1,209 @@
+"""
+What one message costs the durable store, through the real messaging core
+(route, Message, batch function, commit) on FileStorage: for each step of
+its way (accept; the offline state commit when no app is registered; the
+final state), per message: objects written, bytes written, pickling
+CPU microseconds (ZODB's ObjectWriter), the batch functions' microseconds on
+the reactor thread, and the commit's microseconds.  Commits run inline
+(task.Clock), so each figure is the CPU of that step alone.
+
+    .venv/bin/python bench/bench_message_cost.py [MESSAGES] [BATCH]
+
+Printed as a table, one row per step; run it before and after a change to
+the message layout or the store's indexes, in the same sitting.
+"""
+from __future__ import annotations
+
+import collections
+import inspect
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ZODB.serialize
+from ZODB.FileStorage import FileStorage
+from twisted.internet import defer, task
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from appliance.application import GENERATIONS  # noqa: E402
+from appliance.messaging.core import MessagingCore  # noqa: E402
+from appliance.messaging.vocabulary import (MessageView, Outcome,  # noqa: E402
+                                            Submission)
+from appliance.store.database import Storage, open_database  # noqa: E402
+
+
+class Meter:
+    """Counts what the writer pickles and FileStorage stores."""
+
+    def __init__(self) -> None:
+        self.objects = 0
+        self.bytes = 0
+        self.pickle_s = 0.0
+        self.by_class: collections.Counter = collections.Counter()
+        self.class_s: collections.Counter = collections.Counter()
+        self._serialize = ZODB.serialize.ObjectWriter.serialize
+        self._store = FileStorage.store
+        meter = self
+
+        def serialize(writer, obj):
+            t0 = time.thread_time()
+            data = meter._serialize(writer, obj)
+            spent = time.thread_time() - t0
+            meter.pickle_s += spent
+            meter.by_class[type(obj).__name__] += 1
+            meter.class_s[type(obj).__name__] += spent
+            return data
+
+        def store(fs, oid, serial, data, version, txn):
+            meter.objects += 1
+            meter.bytes += len(data)
+            return meter._store(fs, oid, serial, data, version, txn)
+        ZODB.serialize.ObjectWriter.serialize = serialize
+        FileStorage.store = store
+
+    def take(self) -> tuple[int, int, float, collections.Counter]:
+        out = (self.objects, self.bytes, self.pickle_s,
+               (self.by_class, self.class_s))
+        self.objects, self.bytes, self.pickle_s = 0, 0, 0.0
+        self.by_class = collections.Counter()
+        self.class_s = collections.Counter()
+        return out
+
+
+class Later:
+    """The core's clock: time from C{clock}, calls kept in a list (a
+    C{task.Clock} sorts its calls on every C{callLater}: quadratic)."""
+
+    def __init__(self, clock: task.Clock) -> None:
+        self.clock = clock
+        self.calls: list = []
+
+    def seconds(self) -> float:
+        return self.clock.seconds()
+
+    def callLater(self, delay, fn, *args, **kwargs):
+        self.calls.append((fn, args, kwargs))
+
+    def run(self) -> None:
+        calls, self.calls = self.calls, []
+        for fn, args, kwargs in calls:
+            fn(*args, **kwargs)
+
+
+class Agent:
+    """Answers every delivery with one outcome (synchronously)."""
+
+    def __init__(self) -> None:
+        self.kind = "offline"
+
+    def deliver(self, view):
+        return defer.succeed(Outcome(self.kind, "bench"))
+
+
+def timed_storage(storage: Storage) -> list:
+    """Wrap the batch functions to time them (apply, on the reactor)."""
+    spent = [0.0]
+    real = storage.batch
+
+    def batch(fn, *args, **kwargs):
+        def timed(root, *a, **k):
+            t0 = time.thread_time()
+            try:
+                return fn(root, *a, **k)
+            finally:
+                spent[0] += time.thread_time() - t0
+        return real(timed, *args, **kwargs)
+    storage.batch = batch
+    return spent
+
+
+def main(n: int = 20000, batch: int = 1000) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-cost-"))
+    clock = task.Clock()
+    clock.advance(1_000_000)
+    options = {}
+    if "threaded" in inspect.signature(Storage).parameters:
+        options["threaded"] = False
+    storage = Storage(lambda: open_database("Data.fs", tmp), reactor=clock,
+                      batch_max=batch, batch_delay=0.001,
+                      generations=GENERATIONS, **options)
+    storage.open()
+    with storage.transaction(note="setup") as root:
+        root.add_product("Chat")
+        root.products["Chat"].messaging = True
+        root.add_customer("Bench")
+        for i in range(100):
+            number = f"9647{i:07d}"
+            root.add_account("Bench", number)
+            root.add_did(number, number)
+            root.set_account_product(number, "Chat")
+    later = Later(clock)
+    core = MessagingCore(storage, later, local_transport="sip",
+                         scan_interval=3600, purge_interval=86400)
+    agent = Agent()
+    core.set_agent("sip", agent)
+    core.startService()
+    later.run()
+    spent = timed_storage(storage)
+    meter = Meter()
+    commit_s = [0.0]
+    storage.batch_observer = lambda writes, seconds: commit_s.__setitem__(
+        0, commit_s[0] + seconds)
+    rows = []
+
+    def step(label: str, run) -> None:
+        meter.take()
+        spent[0] = commit_s[0] = 0.0
+        commits = storage.commits
+        t0 = time.process_time()
+        run()
+        storage.flush()
+        cpu = time.process_time() - t0
+        objects, size, pickle_s, classes = meter.take()
+        rows.append((label, objects / n, size / n, pickle_s / n * 1e6,
+                     spent[0] / n * 1e6, commit_s[0] / n * 1e6,
+                     cpu / n * 1e6, storage.commits - commits, classes))
+
+    def accept() -> None:
+        for i in range(n):
+            core.submit(Submission("carrier", "TATA", "AsiaCell",
+                                   f"9647{i % 100:07d}",
+                                   f"Promotion {i}: 50% off this week"))
+            if i % batch == batch - 1:
+                storage.flush()
+
+    def dispatch(kind: str):
+        def run() -> None:
+            agent.kind = kind
+            later.run()             # the dispatches accept() scheduled
+            storage.flush()
+            views = [m for m in storage.messages().due_before(
+                clock.seconds() + 10 * 86400, n)]
+            if kind != "offline":
+                for m in views:
+                    core._record(Outcome(kind, "bench"), MessageView.of(m))
+        return run
+
+    step("accept", accept)
+    step("offline (no app)", dispatch("offline"))
+    step("delivered (final)", dispatch("delivered"))
+    print(f"{n} messages, batches of {batch}, FileStorage, inline commits")
+    print(f"{'step':<20}{'objects':>8}{'bytes':>8}{'pickle us':>10}"
+          f"{'apply us':>9}{'batch us':>10}{'CPU us':>8}{'commits':>8}")
+    for label, objects, size, pickle_us, apply_us, commit_us, cpu_us, \
+            commits, classes in rows:
+        print(f"{label:<20}{objects:>8.2f}{size:>8.0f}{pickle_us:>10.1f}"
+              f"{apply_us:>9.1f}{commit_us:>10.1f}{cpu_us:>8.1f}"
+              f"{commits:>8}")
+    print("objects written and pickling us, per message, by class:")
+    for label, *_, (classes, seconds) in rows:
+        print(f"  {label}: " + ", ".join(
+            f"{name} {count / n:.2f} ({seconds[name] / n * 1e6:.1f} us)"
+            for name, count in classes.most_common(5)))
+    storage.close()
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:]))
