@@ -46,9 +46,9 @@ def test_acknowledged_but_not_stored_is_lost():
 
 
 def test_billing_records_and_messages_match():
-    """A record of no message, a billed message without its record, and
-    a record in another state than its message are each a problem; a
-    matching pair is not."""
+    """A record of no message, a billed message without its record, a
+    record in another state than its message and a carrier's message
+    without a payer are each a problem; a matching pair is not."""
     c = campaign()
     c._check_common(snapshot({"a": stored(1, payer="carrier:C")},
                              {("carrier:C", 1): "delivered"}), "ok", [])
@@ -57,7 +57,9 @@ def test_billing_records_and_messages_match():
                              {("carrier:C", 2): "delivered"}), "bad", [])
     c._check_common(snapshot({"a": stored(1, payer="carrier:C")},
                              {("carrier:C", 1): "accepted"}), "bad", [])
+    c._check_common(snapshot({"b": stored(3)}), "bad", [])
     text = "\n".join(c.figures.problems)
+    assert "from a carrier has no payer" in text
     assert "has no record" in text and "belongs to no message" in text
     assert "record of 1 is accepted" in text
 
@@ -65,7 +67,7 @@ def test_billing_records_and_messages_match():
 def test_receipt_owed_only_for_final_messages():
     """A receipt owed for a message still waiting is a problem."""
     c = campaign()
-    c._check_common(snapshot({"a": stored(0x10, state="delivering")},
+    c._check_common(snapshot({"a": stored(0x10, state="delivering", kind="node")},
                              receipts=[("C", "10")]), "kill 1", [])
     assert "owed to C" in c.figures.problems[0]
 

@@ -57,6 +57,8 @@ CARRIER = ("crashcar", "carpw")
 TENANT, TOKEN = "acme", "crash-token-0123456789abcdefghijklmnopqrstuv"
 VENDOR_PREFIX = "4477009"
 FINAL = ("delivered", "failed", "expired")
+#: Origin kinds the provisioning's authorization rules all charge.
+BILLABLE = ("carrier", "account", "tenant", "connection")
 
 
 def provision(vendor_port: int) -> str:
@@ -819,7 +821,10 @@ class Campaign:
         for text, stored in snap.by_text.items():
             for m in stored:
                 ids[m.id] = m
-                if m.payer is not None and (m.payer, m.id) not in \
+                if m.payer is None and m.kind in BILLABLE:
+                    self.problem(f"{label}: message {m.id:x} ({text!r}) "
+                                 f"from a {m.kind} has no payer")
+                elif m.payer is not None and (m.payer, m.id) not in \
                         snap.records:
                     self.problem(f"{label}: message {m.id:x} ({text!r}) "
                                  f"billed to {m.payer} has no record")
