@@ -313,17 +313,24 @@ class CallbackSender(Service):
                 return response.code
             return readBody(response).addBoth(read)
 
+        def release(result):
+            # Only once the delete (or the new due time) is committed may a
+            # scan see the callback again: before, the database still holds
+            # it as due, and a scan would POST an answered report twice.
+            self.in_flight.discard(serial)
+            return result
+
         def done(result):
             if timer.active():
                 timer.cancel()
-            self.in_flight.discard(serial)
             if isinstance(result, int) and 200 <= result < 300:
                 self.counters["sent"] += 1
                 self._count("sent")
                 self.log.info("callback of message {id} to {url}: {code}",
                               id=message_id(callback.message),
                               url=_shown(callback.url), code=result)
-                return self.storage.batch(self._delete, [serial])
+                return self.storage.batch(self._delete, [serial]) \
+                    .addBoth(release)
             why = f"HTTP {result}" if isinstance(result, int) else \
                 result if isinstance(result, str) else \
                 result.getErrorMessage()
@@ -334,7 +341,7 @@ class CallbackSender(Service):
                           id=message_id(callback.message),
                           url=_shown(callback.url), why=why)
             return self.storage.batch(self._retry, serial, why,
-                                      self.clock.seconds())
+                                      self.clock.seconds()).addBoth(release)
         d.addCallback(answered)
         d.addBoth(done)
         d.addErrback(lambda f: self.log.failure("callback bookkeeping "

@@ -173,3 +173,43 @@ def test_wanted_by_api():
     assert wanted({"api": "kannel", "dlr-mask": "8"}, "delivering")
     assert wanted({"api": "jasmin", "dlr-level": "1"}, "delivering")
     assert not wanted({"api": "jasmin", "dlr-level": "1"}, "delivered")
+
+
+def test_answered_callback_not_sent_again_before_its_delete_commits(
+        node, storage, clock):
+    """A report answered 2xx stays in flight until the batched write that
+    deletes it has committed: a scan in between (the next tick, a kick)
+    does not POST it a second time.  Likewise a failed one waits for its
+    new due time to commit before a scan may pick it up."""
+    send(node)
+    deliver(node)
+    agent = FakeAgent()
+    sender = CallbackSender(storage, clock, agent=agent, interval=1)
+    sender.startService()
+    [request] = agent.requests
+    request[4].callback(FakeResponse(200))
+    assert len(http_of(storage.root()).callbacks) == 1   # not yet deleted
+    sender.scan()
+    assert len(agent.requests) == 1
+    storage.flush()
+    assert len(http_of(storage.root()).callbacks) == 0
+    sender.scan()
+    assert len(agent.requests) == 1 and sender.in_flight == set()
+    sender.stopService()
+
+
+def test_failed_callback_waits_for_its_backoff_commit(node, storage, clock):
+    """A report that failed is not POSTed again by a scan before the write
+    of its next due time has committed."""
+    send(node)
+    deliver(node)
+    agent = FakeAgent()
+    sender = CallbackSender(storage, clock, agent=agent, interval=1)
+    sender.startService()
+    agent.requests[0][4].callback(FakeResponse(500))
+    sender.scan()
+    assert len(agent.requests) == 1
+    storage.flush()
+    sender.scan()
+    assert len(agent.requests) == 1 and sender.in_flight == set()
+    sender.stopService()
