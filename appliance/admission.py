@@ -24,6 +24,7 @@ it to the listeners; protocols import nothing from here.
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, Callable
 
@@ -111,7 +112,7 @@ class Admission(Service):
     C{max_delay} seconds (at least C{min_pending}, at most
     C{max_pending}): what is admitted then waits at most about
     C{max_delay} for its commit; or while the reactor runs more than
-    C{max_lag} seconds late.
+    C{max_lag} seconds late with the process itself busy.
 
     @ivar lag: the reactor's lateness at the last sample, seconds.
     @ivar refusals: the node's L{Refusals}.
@@ -122,8 +123,9 @@ class Admission(Service):
 
     def __init__(self, clock: IReactorTime, pending: Callable[[], int],
                  max_delay: float = 0.2, min_pending: int = 200,
-                 max_pending: int = 4000, max_lag: float = 0.2,
-                 interval: float = 0.05, metrics: Any = None) -> None:
+                 max_pending: int = 4000, max_lag: float = 0.5,
+                 interval: float = 0.05, metrics: Any = None,
+                 cpu: Callable[[], float] = time.process_time) -> None:
         """
         @param clock: the reactor.
         @param pending: returns the storage's writes not yet committed
@@ -132,7 +134,11 @@ class Admission(Service):
         @param min_pending: writes always allowed to wait (a quiet node
             has no commit rate yet).
         @param max_pending: writes never exceeded (two full batches).
-        @param max_lag: reactor lateness beyond which new work is refused.
+        @param max_lag: reactor lateness beyond which new work is refused,
+            when the process itself was busy meanwhile (at least half a
+            core: a box starved by other processes is not helped by
+            refusing).
+        @param cpu: the process's CPU seconds (C{time.process_time}).
         @param interval: seconds between lag samples.
         @param metrics: the node's metrics (refusal counts, lag gauge).
         """
@@ -147,6 +153,11 @@ class Admission(Service):
         self.max_lag = max_lag
         self.interval = interval
         self.lag = 0.0
+        #: CPU the process used between the last two samples, per second.
+        self.busy = 0.0
+        self.cpu = cpu
+        self._cpu = cpu()
+        self._stamp = clock.seconds()
         self.refusals = Refusals(clock, metrics)
         self._due = 0.0
         self._sampler: IDelayedCall | None = None
@@ -173,7 +184,10 @@ class Admission(Service):
         self._sampler = self.clock.callLater(self.interval, self._sample)
 
     def _sample(self) -> None:
-        self.lag = max(0.0, self.clock.seconds() - self._due)
+        now, cpu = self.clock.seconds(), self.cpu()
+        self.lag = max(0.0, now - self._due)
+        self.busy = (cpu - self._cpu) / max(now - self._stamp, 1e-9)
+        self._cpu, self._stamp = cpu, now
         self._arm()
 
     def committed(self, size: int) -> None:
@@ -204,7 +218,7 @@ class Admission(Service):
         pending = self.pending()
         if pending > self.min_pending and pending > self.pending_limit():
             return "storage"
-        if self.lag > self.max_lag:
+        if self.lag > self.max_lag and self.busy >= 0.5:
             return "lag"
         return None
 

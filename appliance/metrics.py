@@ -129,7 +129,8 @@ class Metrics:
 def watch_node(metrics: Metrics, storage: Any, live: Any) -> None:
     """
     Register the node-wide gauges read at scrape time: messages by state
-    (queue depth), SMPP binds of carriers and of outbound connections, SIP
+    (queue depth), SMPP binds of carriers and of outbound connections,
+    messages waiting for their destination's delivery lane, SIP
     registrations.  Called by C{application.py} once every service is
     built; each gauge reads what its service already shows the shell.
 
@@ -164,6 +165,13 @@ def watch_node(metrics: Metrics, storage: Any, live: Any) -> None:
     metrics.gauge("appliance_smpp_connection_binds",
                   "Bound binds of outbound SMPP connections",
                   ("connection",), connection_binds)
+
+    def waiting_for_destination():
+        lanes = getattr(getattr(live, "core", None), "lanes", None)
+        return [((), lanes.waiting_count())] if lanes is not None else []
+    metrics.gauge("appliance_delivery_waiting", "Messages waiting for a "
+                  "free delivery slot of their destination (an app, a "
+                  "route)", (), waiting_for_destination)
 
     def registrations():
         sip = live.source("sip")

@@ -6,18 +6,25 @@ issue 16 item 4), in one run:
  1. Capacity of each listener, closed loop: SMPP (4 binds x window 25,
     every message forwarded over an outbound connection to a fast SMSC)
     and HTTP (/sendsms/send on 16 keep-alive connections, same SMSC).
+    The open-loop HTTP load has 256 keep-alive connections and sends each
+    request on one with nothing outstanding (a request due while all are
+    busy is counted as "no free connection").
  2. Open loop at 0.5x, 2x, 5x, then 0.5x again of that capacity (submits
     sent at a fixed rate whatever comes back): per phase, the answers by
     status (OK, ESME_RTHROTTLED, ESME_RMSGQFUL / 429, 503), the p50/p99
     of admitted traffic, the node's peak RSS, and after the drop how long
     until the node answers everything offered with OK again (recovery).
- 3. Bad peers: the others (carrier1 to an SMSC, carrier3 to a SIP app)
-    run closed loop for a few seconds alone, then beside each bad peer in
-    turn: a half-open SMPP client (binds, sends, never reads), a half-open
-    HTTP client (pipelines, never reads, plus idle connections), a slow
-    SMSC (answers submit_sm after 3 s), a slow app (answers MESSAGE after
-    5 s) and a dead app (registered, then gone), each fed by carrier2;
-    printed as the others' rate with the bad peer over their rate alone.
+ 3. Bad peers: the others (carrier1 to an SMSC, carrier3 to a SIP app,
+    each one bind keeping 20 submit_sm outstanding) run for a few
+    seconds while carrier2 sends 50 submit_sm/s to the fast SMSC (the
+    baseline), then beside each bad peer in turn: three half-open SMPP
+    binds (100 submits each, then silent and never reading), a half-open
+    HTTP client (pipelines, never reads, plus idle connections), a
+    flooding bind (20,000 submits, never reads), and carrier2's 50/s
+    going to a slow SMSC (answers submit_sm after 3 s), a slow app
+    (answers MESSAGE after 5 s) or a dead app (registered, then gone);
+    printed as the others' rate beside the bad peer over their rate
+    measured just before without it (carrier2's 50/s to the fast SMSC).
 
     .venv/bin/python bench/bench_overload.py [--seconds 4] [--only smpp,http,peers]
 
@@ -65,6 +72,8 @@ def provision(fast_port: int, slow_port: int) -> str:
              "  transport smpp connection fast", " exit",
              " service-policy toslow", "  recipient-pattern 44%",
              "  transport smpp connection slow", " exit",
+             " carrier Flood", "  system-id flood", "  password floodpw",
+             "  allow-ip 127.0.0.0/8", " exit",
              " tenant acme", f"  token-hash {token_hash(TOKEN)}",
              "  allow-sender 123456789", " exit",
              ' product "SMS"', "  messaging enable", " exit",
@@ -253,10 +262,11 @@ def http_overload(node, capacity: float, seconds: float) -> list[str]:
     rss.start()
     at = time.time() + 1.0
     out = run_procs(P.open_loop_http, [
-        (node.port("http"), TOKEN, [(s, r / 2) for _, s, r in phases], 8, at)
-        for _ in range(2)])
+        (node.port("http"), TOKEN, [(s, r / 2) for _, s, r in phases], 128,
+         at) for _ in range(2)])
     rss.stop()
-    return summarize("HTTP", out, phases, rss, (200, 202), {})
+    return summarize("HTTP", out, phases, rss, (200, 202),
+                     {0: "no free connection"})
 
 
 # -- bad peers --------------------------------------------------------------
@@ -292,23 +302,33 @@ def others(node, seconds: float, good_app: P.SIPApp) -> tuple[float, float]:
         seconds + max(0.0, 0))
 
 
-def feed(port: int, destination: str, stop: threading.Event) -> None:
-    """carrier2 keeps 50 submit_sm outstanding to C{destination} until
-    told to stop (the bad peer's traffic)."""
-    def run():
-        q = multiprocessing.Queue()
-        P.closed_loop_smpp(port, "carrier2", "car2pass", 60, 50,
-                           destination, time.time(), q)
-    p = multiprocessing.Process(target=run, daemon=True)
+FEED = 50.0
+
+
+def feed(port: int, destination: str, seconds: float) -> threading.Thread:
+    """carrier2 sends C{FEED} submit_sm/s to C{destination} for
+    C{seconds}, open loop (the bad peer's traffic; the same rate to the
+    fast SMSC in the baseline), from a process; @return: its waiter."""
+    q = multiprocessing.Queue()
+    p = multiprocessing.Process(target=P.open_loop_smpp, args=(
+        port, "carrier2", "car2pass", [(seconds, FEED)], destination,
+        time.time(), q), daemon=True)
     p.start()
-    stop.wait()
-    p.terminate()
-    p.join(5)
+
+    def wait():
+        try:
+            q.get(timeout=seconds + 30)
+        except Exception:
+            pass
+        p.join(5)
+    t = threading.Thread(target=wait, daemon=True)
+    t.start()
+    return t
 
 
-def peers(node, seconds: float, fast: P.DelayedSMSC) -> list[str]:
-    sip_port = node.port("sip_udp") if "sip_udp" in node.ports else \
-        node.port("sip")
+def with_apps(node):
+    """Register the three apps on C{node}; @return: them by name."""
+    sip_port = node.port("sip_udp")
     apps = {}
     for user, delay, dead in (("appgood", 0, False), ("appslow", 5.0, False),
                               ("appdead", 0, True)):
@@ -317,56 +337,71 @@ def peers(node, seconds: float, fast: P.DelayedSMSC) -> list[str]:
         app.start()
         app.registered.wait(10)
         apps[user] = app
-    good = apps["appgood"]
-    smpp, http = node.port("smpp"), node.port("http")
-    quiet = (lambda: fast.received, lambda: len(good.received))
-    rows = []
-    base = others(node, seconds, good)
-    rows.append(f"| alone | {base[0]:.0f} | 1.00 | {base[1]:.0f} | 1.00 | "
-                f"{rss_kib(node.process.pid) / 1024:.0f} |")
-    print(rows[-1], flush=True)
+    return apps
 
-    def with_peer(name, begin, end):
-        settle(quiet)
-        handle = begin()
+
+def peers(seconds: float, fast: P.DelayedSMSC,
+          slow: P.DelayedSMSC) -> list[str]:
+    """The others' rates beside each bad peer, each case on a node of its
+    own (nothing one case leaves behind weighs on the next): first the
+    baseline (carrier2 feeding the fast SMSC at the same rate), then the
+    case, on the same node."""
+    rows = []
+    span = seconds + 1.5
+
+    def measure(node, good, destination, begin=None, end=None):
+        settle((lambda: fast.received, lambda: len(good.received)))
+        handle = begin(node) if begin else None
+        waiter = feed(node.port("smpp"), destination, span)
         time.sleep(0.5)
         try:
-            rate = others(node, seconds, good)
+            return others(node, seconds, good)
         finally:
-            end(handle)
-        rows.append(f"| {name} | {rate[0]:.0f} | {rate[0] / base[0]:.2f} | "
+            if end:
+                end(handle)
+            waiter.join(span + 30)
+
+    def run(name, destination=FAST, begin=None, end=None):
+        with tempfile.TemporaryDirectory() as tmp:
+            node = start(Path(tmp), fast, slow)
+            apps = with_apps(node)
+            try:
+                time.sleep(1.0)             # outbound binds up
+                good = apps["appgood"]
+                base = measure(node, good, FAST)
+                rate = measure(node, good, destination, begin, end)
+                rss = rss_kib(node.process.pid) / 1024
+            finally:
+                for app in apps.values():
+                    app.stop()
+                node.stop()
+        rows.append(f"| {name} | {base[0]:.0f} / {rate[0]:.0f} | "
+                    f"{rate[0] / max(base[0], 1e-9):.2f} | {base[1]:.0f} / "
                     f"{rate[1]:.0f} | {rate[1] / max(base[1], 1e-9):.2f} | "
-                    f"{rss_kib(node.process.pid) / 1024:.0f} |")
+                    f"{rss:.0f} |")
         print(rows[-1], flush=True)
 
-    def fed(destination):
-        def begin():
-            stop = threading.Event()
-            t = threading.Thread(target=feed, args=(smpp, destination, stop))
-            t.start()
-            return stop, t
+    def half_open(node):
+        return [P.half_open_smpp(node.port("smpp"), "carrier2", "car2pass",
+                                 100, FAST) for _ in range(3)]
 
-        def end(handle):
-            handle[0].set()
-            handle[1].join(10)
-        return begin, end
-    with_peer("half-open SMPP (20,000 submits, never reads)",
-              lambda: P.half_open_smpp(smpp, "carrier2", "car2pass", 20000,
-                                       FAST),
-              lambda s: s.close())
-    with_peer("half-open HTTP (20,000 pipelined, never reads; 50 idle)",
-              lambda: P.half_open_http(http, TOKEN, 20000, 50),
-              lambda socks: [s.close() for s in socks])
-    with_peer("slow SMSC (answers after 3 s)", *fed(SLOW))
-    with_peer("slow app (answers after 5 s)", *fed(APPS["appslow"]))
-    with_peer("dead app", *fed(APPS["appdead"]))
-    settle(quiet)
-    again = others(node, seconds, good)
-    rows.append(f"| alone again | {again[0]:.0f} | {again[0] / base[0]:.2f} "
-                f"| {again[1]:.0f} | {again[1] / max(base[1], 1e-9):.2f} | "
-                f"{rss_kib(node.process.pid) / 1024:.0f} |")
-    for app in apps.values():
-        app.stop()
+    def close(socks):
+        for s in socks:
+            s.close()
+    run(f"none (carrier2 {FEED:.0f}/s to the fast SMSC both times)")
+    run("3 half-open SMPP binds (100 submits each, then silent, never "
+        "read)", begin=half_open, end=close)
+    run("half-open HTTP (2,000 pipelined, never read; 50 idle)",
+        begin=lambda node: P.half_open_http(node.port("http"), TOKEN, 2000,
+                                            50), end=close)
+    run("flooding bind (20,000 submits, never reads)",
+        begin=lambda node: [P.half_open_smpp(node.port("smpp"), "flood",
+                                             "floodpw", 20000, FAST)],
+        end=close)
+    run(f"slow SMSC (answers after 3 s; carrier2 {FEED:.0f}/s to it)", SLOW)
+    run(f"slow app (answers after 5 s; carrier2 {FEED:.0f}/s to it)",
+        APPS["appslow"])
+    run(f"dead app (carrier2 {FEED:.0f}/s to it)", APPS["appdead"])
     return rows
 
 
@@ -379,21 +414,22 @@ def main() -> None:
     fast, slow = P.DelayedSMSC(0), P.DelayedSMSC(3.0)
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} CPUs, load average {load_average()}", flush=True)
+    peer_rows = []
+    if "peers" in only:
+        peer_rows = ["", "| bad peer | carrier1 to SMSC /s, without / "
+                     "with | ratio | carrier3 to app /s, without / with | "
+                     "ratio | RSS MiB |", "|---|---|---|---|---|---|"]
+        try:
+            peer_rows += peers(args.seconds, fast, slow)
+        finally:
+            kill_all()
+        print(f"load average {load_average()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         node = start(Path(tmp), fast, slow)
         try:
             time.sleep(1.5)             # outbound binds up
             table = ["| phase | offered/s | OK/s | refused | OK p50 / p99 "
                      "ms | peak RSS MiB |", "|---|---|---|---|---|---|"]
-            if "peers" in only:
-                rows = ["| bad peer | carrier1 to SMSC /s | ratio | carrier3 "
-                        "to app /s | ratio | RSS MiB |",
-                        "|---|---|---|---|---|---|"]
-                rows += peers(node, args.seconds, fast)
-                peer_rows = [""] + rows
-                settle((lambda: fast.received,))
-            else:
-                peer_rows = []
             if "smpp" in only:
                 cap = smpp_capacity(node.port("smpp"), args.seconds)
                 table += smpp_overload(node, cap, args.seconds)

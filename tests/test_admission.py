@@ -43,17 +43,25 @@ def test_storage_backlog_refuses():
 
 
 def test_reactor_lag_refuses_until_on_time():
-    """A lag sample that ran later than max_lag refuses new work ("lag");
-    the next sample on time admits it again; stopping leaves no timer."""
+    """A lag sample that ran later than max_lag while the process was busy
+    refuses new work ("lag"); the same lag with the process idle (the box
+    starved by others) does not; the next sample on time admits again;
+    stopping leaves no timer."""
     clock = Clock()
-    a = Admission(clock, lambda: 0, max_lag=0.25, interval=0.05)
+    cpu = [0.0]
+    a = Admission(clock, lambda: 0, max_lag=0.25, interval=0.05,
+                  cpu=lambda: cpu[0])
     a.startService()
     clock.advance(0.05)
     assert a.lag == 0 and a.overloaded() is None
+    cpu[0] += 0.5
     clock.advance(0.6)                  # the reactor was busy 0.55 s
     assert a.lag > 0.25 and a.overloaded() == "lag"
     clock.advance(0.05)
     assert a.lag == 0 and a.overloaded() is None
+    cpu[0] += 0.05
+    clock.advance(0.6)                  # late, but others had the CPU
+    assert a.lag > 0.25 and a.overloaded() is None
     a.stopService()
     assert clock.getDelayedCalls() == []
 

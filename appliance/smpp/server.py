@@ -45,6 +45,9 @@ ENCODINGS = {Alphabet.GSM7: "gsm7", Alphabet.UCS2: "ucs2",
              Alphabet.LATIN1: "latin1", Alphabet.ASCII: "ascii"}
 COUNTERS = ("submitted", "accepted", "rejected", "throttled",
             "receipts_sent")
+#: Submits in processing a session may always hold (see L{SMPPServer.
+#: _unfair}).
+FAIR_FLOOR = 10
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ class SMPPServer:
         #: Numbering plan snapshots by carrier, dropped at each
         #: configuration commit.
         self._plans: dict[str, Plan] = {}
+        #: Submits in processing in all sessions, and sessions with any.
+        self.in_flight = 0
+        self.busy = 0
 
     # -- life cycle ----------------------------------------------------
 
@@ -291,7 +297,7 @@ class SMPPServer:
             self.refuse(session, "throughput")
             return Status.ESME_RTHROTTLED
         if self.admission is not None:
-            why = self.admission.overloaded()
+            why = self.admission.overloaded() or self._unfair(session)
             if why is not None:
                 self.refuse(session, why)
                 return Status.ESME_RTHROTTLED
@@ -299,6 +305,35 @@ class SMPPServer:
             self.refuse(session, "queue", "rejected")
             return Status.ESME_RMSGQFUL
         return None
+
+    def took(self, session: Any) -> None:
+        """A session took a submit into processing (its C{in_flight}
+        grew by one)."""
+        self.in_flight += 1
+        if session.in_flight == 1:
+            self.busy += 1
+
+    def answered(self, session: Any) -> None:
+        """A session answered a submit it took (its C{in_flight} fell by
+        one)."""
+        self.in_flight -= 1
+        if session.in_flight == 0:
+            self.busy -= 1
+
+    def _unfair(self, session: Any) -> str | None:
+        """
+        Fair shares: once the submits in processing reach half of what
+        the node's admission lets wait, a session may hold at most its
+        share of that half (at least L{FAIR_FLOOR}), so a bind that
+        floods gets no more of the node than the others.
+
+        @return: C{"fair share"} when C{session} holds its share.
+        """
+        half = self.admission.pending_limit() // 2
+        if self.in_flight < half:
+            return None
+        share = max(FAIR_FLOOR, half // max(1, self.busy))
+        return "fair share" if session.in_flight >= share else None
 
     def refuse(self, session: Any, reason: str,
                counter: str = "throttled") -> None:

@@ -434,6 +434,7 @@ class SMPPSession(Protocol):
             self.reply_error(h, e.status, str(e))
             return
         self.in_flight += 1
+        self.server.took(self)
         self.submits += 1
         d = defer.maybeDeferred(self.server.submit, self, h, submit)
         d.addErrback(self._submit_failed, h)
@@ -447,6 +448,7 @@ class SMPPSession(Protocol):
 
     def _answer(self, response: bytes) -> None:
         self.in_flight -= 1
+        self.server.answered(self)
         self._write(response)
         self._maybe_finish_unbind()
 

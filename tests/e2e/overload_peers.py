@@ -340,10 +340,10 @@ def http_request(token: str, n: int, prefix: str = "3519") -> bytes:
 def open_loop_http(port: int, token: str, phases: list[tuple[float, float]],
                    connections: int, start_at: float, queue) -> None:
     """
-    Pipelined requests at each phase's rate over C{connections}
-    keep-alive connections (round robin), whatever comes back.
-    Latency runs from when the request was due, so time spent waiting
-    behind TCP flow control counts.
+    Requests at each phase's rate whatever comes back, as many clients
+    would send them: each on a keep-alive connection with no request
+    outstanding (of C{connections}); a request due when every
+    connection is busy is not sent and counted under status 0.
 
     @param queue: gets L{Bins.as_tuple} at the end.
     """
@@ -352,7 +352,9 @@ def open_loop_http(port: int, token: str, phases: list[tuple[float, float]],
         c = socket.create_connection(("127.0.0.1", port), 10)
         c.setblocking(False)
         socks.append(c)
-    state = {c: {"buf": b"", "unsent": b"", "fifo": []} for c in socks}
+    free = list(socks)
+    sent_at: dict = {}
+    bufs = {c: b"" for c in socks}
     while time.time() < start_at:
         time.sleep(0.001)
     t0 = time.monotonic()
@@ -362,7 +364,7 @@ def open_loop_http(port: int, token: str, phases: list[tuple[float, float]],
         edges.append((t, t + seconds, rate))
         t += seconds
     end = t0 + t
-    sent_n, rr = 0, 0
+    due_n = 0
 
     def due(now):
         elapsed, total = now - t0, 0.0
@@ -376,43 +378,40 @@ def open_loop_http(port: int, token: str, phases: list[tuple[float, float]],
         if now < end:
             target = due(now)
             k = 0
-            while sent_n < target and k < 200:
-                c = socks[rr % len(socks)]
-                rr += 1
-                st = state[c]
-                st["unsent"] += http_request(token, sent_n)
-                st["fifo"].append(now)
-                sent_n += 1
+            while due_n < target and k < 200:
+                due_n += 1
                 k += 1
+                if not free:
+                    bins.answer(now, 0, 0.0)
+                    continue
+                c = free.pop()
+                try:
+                    c.send(http_request(token, due_n))
+                except OSError:
+                    continue
+                sent_at[c] = now
             if k:
                 bins.add_sent(now, k)
-        elif not any(state[c]["fifo"] for c in socks) or now > end + 10:
+        elif not sent_at or now > end + 10:
             break
-        for c in socks:
-            st = state[c]
-            if st["unsent"]:
-                try:
-                    n = c.send(st["unsent"])
-                    st["unsent"] = st["unsent"][n:]
-                except (BlockingIOError, OSError):
-                    pass
-        r, _, _ = select.select(socks, [], [], 0.001)
+        busy = list(sent_at)
+        if not busy:
+            time.sleep(0.001)
+            continue
+        r, _, _ = select.select(busy, [], [], 0.001)
         now = time.monotonic()
         for c in r:
-            st = state[c]
             try:
                 data = c.recv(1 << 16)
             except OSError:
                 data = b""
             if not data:
-                socks.remove(c)
+                sent_at.pop(c, None)
                 continue
-            statuses, st["buf"] = http_responses(st["buf"] + data)
+            statuses, bufs[c] = http_responses(bufs[c] + data)
             for status in statuses:
-                at = st["fifo"].pop(0) if st["fifo"] else now
-                bins.answer(now, status, now - at)
-        if not socks:
-            break
+                bins.answer(now, status, now - sent_at.pop(c, now))
+                free.append(c)
     for c in socks:
         c.close()
     queue.put(bins.as_tuple())

@@ -12,10 +12,14 @@ class FakeAdmission:
 
     def __init__(self, clock):
         self.why = None
+        self.limit = 4000
         self.refusals = Refusals(clock)
 
     def overloaded(self):
         return self.why
+
+    def pending_limit(self):
+        return self.limit
 
 
 @pytest.fixture
@@ -133,3 +137,32 @@ def test_half_open_peer_closed_by_enquire_link(env):
     assert t.disconnecting
     session.connectionLost(None)
     assert session not in env.server.sessions
+
+
+@pytest.fixture
+def wide():
+    from twisted.internet.testing import MemoryReactorClock
+    e = Env(admission=FakeAdmission(MemoryReactorClock()), window=100)
+    yield e
+    e.close()
+
+
+def test_flooding_bind_gets_its_fair_share(wide):
+    """Once the submits in processing reach half of what the node lets
+    wait, a bind holds at most its share of that half: a flooding bind
+    is throttled ("fair share") while another carrier's bind is still
+    taken, up to its own share; both counts go back to 0 after the
+    commits."""
+    wide.server.admission.limit = 40
+    flood, t1, _ = wide.bind()
+    other, t2, _ = wide.bind(sid="carrier2", pw="car2pass")
+    flood.dataReceived(b"".join(submit_sm(i) for i in range(1, 26)))
+    assert flood.in_flight == 20
+    assert [h.sequence for h, _ in responses(t1)] == list(range(21, 26))
+    other.dataReceived(b"".join(submit_sm(i) for i in range(1, 16)))
+    assert other.in_flight == 10
+    assert wide.server.refusals.totals == {("smpp", "fair share"): 10}
+    assert (wide.server.in_flight, wide.server.busy) == (30, 2)
+    wide.settle()
+    assert (wide.server.in_flight, wide.server.busy) == (0, 0)
+    assert sum(1 for h, _ in responses(t1) if h.status == 0) == 20
