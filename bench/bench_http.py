@@ -274,8 +274,11 @@ def bench_jasmin(args, work: Path) -> dict:
                         'stop_all'], env=env, timeout=300)
 
 
-def in_process(requests: int, fake_core: bool, basic: bool = False) -> float:
+def in_process(requests: int, fake_core: bool, basic: bool = False,
+               profile: str | None = None) -> float:
     """
+    @param profile: write a cProfile summary of the measured requests
+        there (the top functions by own time and by total time).
     @return: CPU seconds per request of the site (and the core unless
         C{fake_core}) over 32 channels on StringTransports.
     """
@@ -336,9 +339,24 @@ def in_process(requests: int, fake_core: bool, basic: bool = False) -> float:
     run(320, 0)
     for _, transport in channels:
         transport.clear()
+    if profile:
+        import cProfile
+        import io
+        import pstats
+        profiler = cProfile.Profile()
+        profiler.enable()
     started = time.process_time()
     run(requests, 1000)
     used = time.process_time() - started
+    if profile:
+        profiler.disable()
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(40)
+        text = re.sub(r"/\S*/(site-packages|appliance|lib/python3\.\d+)/",
+                      r"\1/", out.getvalue())
+        Path(profile).write_text(text)
     answered = sum(t.value().count(b"HTTP/1.1 200 OK") for _, t in channels)
     assert answered >= requests, f"only {answered} answered 200"
     shutil.rmtree(work, ignore_errors=True)
@@ -353,7 +371,15 @@ def main() -> None:
     ap.add_argument("--no-jasmin", action="store_true")
     ap.add_argument("--in-process", type=int, default=0, metavar="N",
                     help="measure N requests in process instead")
+    ap.add_argument("--cprofile", metavar="FILE",
+                    help="with --in-process: profile the HTTP layer's "
+                    "Bearer requests into FILE")
     args = ap.parse_args()
+    if args.in_process and args.cprofile:
+        cost = in_process(args.in_process, True, profile=args.cprofile)
+        print(f"HTTP layer, Bearer, under cProfile: {cost * 1e6:.0f} us "
+              f"CPU per request; summary in {args.cprofile}")
+        return
     if args.in_process:
         for label, fake, basic in (("HTTP layer, Bearer", True, False),
                                    ("HTTP layer, Basic", True, True),
