@@ -53,6 +53,28 @@ request = function()
     prefix, counter %% 100000000, field, counter, suffix)
   return wrk.format("GET", path, headers)
 end
+
+threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+function init(args)
+  codes = {}
+end
+function response(status, headers, body)
+  codes[status] = (codes[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("codes")) do
+      total[status] = (total[status] or 0) + n
+    end
+  end
+  for status, n in pairs(total) do
+    io.write(string.format("status %d: %d\n", status, n))
+  end
+end
 '''
 
 
@@ -146,11 +168,14 @@ def run_wrk(base: str, prefix: str, suffix: str, headers: dict,
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write "
                        r"(\d+), timeout (\d+)", out)
     dist = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
+    statuses = {int(k): int(v) for k, v in
+                re.findall(r"^status (\d+): (\d+)$", out, re.M)}
     return {"requests": total, "seconds": seconds, "non_2xx": bad,
             "accepted": total - bad,
             "accepted_per_s": (total - bad) / seconds,
             "p50_ms": _ms(dist["50"]), "p99_ms": _ms(dist["99"]),
             "socket_errors": errors.group(0) if errors else "none",
+            "statuses": statuses,
             "cpu_s": cpu,
             "accepted_per_cpu_s": (total - bad) / cpu if cpu else 0.0,
             "raw": out}
@@ -393,13 +418,15 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (Debian package wrk)")
     rows = []
+    print(f"load average at the start: "
+          f"{Path('/proc/loadavg').read_text().split()[:3]}")
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         work = Path(tmp)
         (work / "node").mkdir()
         ours = bench_node(args, work / "node")
         print(f"node:   {ours['accepted_per_s']:.0f} accepted/s, p50 "
               f"{ours['p50_ms']:.2f} ms, p99 {ours['p99_ms']:.2f} ms, "
-              f"{ours['non_2xx']} non-2xx, sink got "
+              f"{ours['non_2xx']} non-2xx {ours['statuses']}, sink got "
               f"{ours['sink'].get('count')}; {ours['socket_errors']}")
         print("  check:", ours["check"].strip())
         rows.append(("node /sendsms/send", ours))
@@ -410,7 +437,8 @@ def main() -> None:
                 print(f"jasmin: {theirs['accepted_per_s']:.0f} accepted/s,"
                       f" p50 {theirs['p50_ms']:.2f} ms, p99 "
                       f"{theirs['p99_ms']:.2f} ms, {theirs['non_2xx']} "
-                      f"non-2xx, sink got {theirs['sink'].get('count')}")
+                      f"non-2xx {theirs['statuses']}, sink got "
+                      f"{theirs['sink'].get('count')}")
                 rows.append(("Jasmin 0.11.1 /send", theirs))
             except Exception as e:
                 print(f"jasmin: not measured: {e}")
@@ -419,12 +447,14 @@ def main() -> None:
           "(keep-alive), one message per request")
     print()
     print("| system | accepted/s | p50 ms | p99 ms | non-2xx | sink received"
-          " in the window | CPU s used | accepted per CPU s |")
-    print("|---|---|---|---|---|---|---|---|")
+          " in the window | CPU s used | CPU us per accepted | accepted per "
+          "CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
+        per = r["cpu_s"] / r["accepted"] * 1e6 if r["accepted"] else 0
         print(f"| {name} | {r['accepted_per_s']:.0f} | {r['p50_ms']:.2f} | "
               f"{r['p99_ms']:.2f} | {r['non_2xx']} | "
-              f"{r['sink'].get('count')} | {r['cpu_s']:.1f} | "
+              f"{r['sink'].get('count')} | {r['cpu_s']:.1f} | {per:.0f} | "
               f"{r['accepted_per_cpu_s']:.0f} |")
     if len(rows) == 2:
         a, b = rows[0][1], rows[1][1]
