@@ -106,14 +106,17 @@ def decode_args(args: Mapping[bytes, list[bytes]]) -> dict[str, list[str]]:
     @raise APIError: for a name or value that is not UTF-8.
     """
     out: dict[str, list[str]] = {}
-    for key, values in args.items():
-        try:
+    try:
+        for key, values in args.items():
             name = key.decode("utf-8")
-            out.setdefault(name, []).extend(v.decode("utf-8")
-                                            for v in values)
-        except UnicodeDecodeError:
-            raise APIError("invalid_parameter",
-                           "parameters must be UTF-8") from None
+            texts = [v.decode("utf-8") for v in values]
+            if name in out:         # two raw names decoding alike
+                out[name].extend(texts)
+            else:
+                out[name] = texts
+    except UnicodeDecodeError:
+        raise APIError("invalid_parameter",
+                       "parameters must be UTF-8") from None
     return out
 
 
