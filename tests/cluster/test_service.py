@@ -500,3 +500,23 @@ def test_show_cluster_command(two):
                for l in lines)
     alone = open_session(two.b.storage, "alice", "view", live=LiveState())
     assert "alone" in run(alone, "sh cluster")
+
+
+def test_scan_looks_past_other_nodes_due_messages(two):
+    """A node's scan skips the due messages of other nodes without
+    counting them against its limit: with a limit of 2 and five of A's
+    retries due first, B still reaches its own due retry within a few
+    scans."""
+    two.a.agent.answer = "retry"
+    two.b.agent.answer = "retry"
+    for node in (two.a, two.b):
+        node.core.scan_limit = 2
+    a_ids = [accepted(two.a.submit(text=str(i))) for i in range(5)]
+    two.run(0.2)
+    b_id = accepted(two.b.submit())
+    two.run(0.2)
+    two.a.core._scanner.stop()          # A leaves its retries be
+    assert two.b.agent.ids == [b_id]
+    two.run(30 + 4)
+    assert two.b.agent.ids == [b_id, b_id]
+    assert not set(a_ids) & set(two.b.agent.ids)
