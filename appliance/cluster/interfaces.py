@@ -54,8 +54,8 @@ class IOwnership(Interface):
         Inside the batched transaction that stores a message (C{state}
         C{accepted}) or changes its state: at acceptance, a message for an
         app registered on another node is owned by that node from the
-        start (in the same commit); a final state drops what the cluster
-        kept of it.
+        start (in the same commit).  (What the cluster keeps of a final
+        message is pruned later, on a slower beat.)
         """
 
 

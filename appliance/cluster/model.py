@@ -31,6 +31,8 @@ from persistent import Persistent
 
 #: The root entry of the cluster domain.
 KEY = "cluster"
+#: Always in a mailbox (see L{ClusterRoot.mailbox}); never a message id.
+SENTINEL = 0
 
 
 class NodeRecord(Persistent):
@@ -102,8 +104,16 @@ class ClusterRoot(Persistent):
         self.mailboxes = OOBTree()
 
     def mailbox(self, node: str) -> LLTreeSet:
-        """@return: the mailbox of C{node}, created on first use."""
+        """
+        @return: the mailbox of C{node}, created on first use.  It always
+            holds L{SENTINEL} (no message id), so that emptying it never
+            empties its bucket: other nodes add to it while its node takes
+            ids out, and the database resolves those concurrent changes
+            only while the bucket stays non-empty.
+        """
         box = self.mailboxes.get(node)
         if box is None:
             box = self.mailboxes[node] = LLTreeSet()
+        if SENTINEL not in box:
+            box.add(SENTINEL)
         return box

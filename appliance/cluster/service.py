@@ -42,7 +42,7 @@ from zope.interface import implementer
 
 from appliance.cluster import leases
 from appliance.cluster.interfaces import IOwnership, IRegistrationLocator
-from appliance.cluster.model import KEY, NodeRecord, Slot
+from appliance.cluster.model import KEY, SENTINEL, NodeRecord, Slot
 
 __all__ = ["ClusterService", "Usurped"]
 
@@ -299,8 +299,7 @@ class ClusterService(Service):
 
     def transaction_hook(self, raw: Any, message: Any, state: str) -> None:
         """At acceptance: a message for an app registered on another node
-        belongs to that node from this very commit.  At a final state:
-        forget its hand-over."""
+        belongs to that node from this very commit."""
         if state == "accepted":
             target = self._target(message.account, message.transport)
             if target is None:
@@ -312,10 +311,10 @@ class ClusterService(Service):
             c.handed[message.id] = record.slot
             c.mailbox(target).add(message.id)
             self.counters["handed_out"] += 1
-        elif state in FINAL:
-            handed = raw[KEY].handed
-            if message.id in handed:
-                del handed[message.id]
+        # A final message's hand-over entry is pruned by tidy(), on a
+        # slower beat: deleting it here, next to the entries the
+        # accepting node keeps adding, made the two nodes' commits
+        # conflict.
 
     def account_online(self, username: str) -> None:
         """Record where the app registered, and point its waiting
@@ -455,7 +454,8 @@ class ClusterService(Service):
         ids = [id for key in keys
                for id in _waiting_ids(store, *leases.epoch_range(key))
                if leases.slot_of(id, c.handed) in keys]
-        ids.extend(id for id, key in c.handed.items() if key in keys)
+        ids.extend(id for id, key in c.handed.items()
+                   if key in keys and id in store.waiting)
         return sorted(set(ids))
 
     def _dispatch_slots(self, keys: list[int]) -> None:
@@ -480,7 +480,8 @@ class ClusterService(Service):
         box = self._root().mailboxes.get(self.node)
         if not box:
             return []
-        ids = [id for id in box if id not in self._emptying]
+        ids = [id for id in box
+               if id != SENTINEL and id not in self._emptying]
         if not ids:
             return []
         self._emptying.update(ids)
@@ -509,22 +510,30 @@ class ClusterService(Service):
         c = self._root()
         store = self.storage.messages()
         epochs = set(_waiting_epochs(store))
-        epochs.update(c.handed.values())
+        epochs.update(key for id, key in c.handed.items()
+                      if id in store.waiting)
         orphans = sorted(e for e in epochs if e not in c.slots)
         if orphans and leases.taker(self._alive() + [self.node]) != self.node:
             orphans = []
         idle = [key for key, slot in c.slots.items()
                 if slot.holder == self.node and key != self.slot
                 and key not in epochs]
-        if orphans or idle:
-            d = self.storage.batch(self._write_tidy, orphans, idle)
+        # Hand-overs to this node's slots of messages no longer waiting.
+        mine = {key for key, slot in c.slots.items()
+                if slot.holder == self.node}
+        done = [id for id, key in c.handed.items()
+                if key in mine and id not in store.waiting]
+        if orphans or idle or done:
+            d = self.storage.batch(self._write_tidy, orphans, idle, done)
             d.addCallbacks(self._tidied, lambda f: self.log.failure(
                 "cluster tidy-up failed", f))
 
-    def _write_tidy(self, raw: Any, orphans: list[int], idle: list[int]
-                    ) -> list[int]:
+    def _write_tidy(self, raw: Any, orphans: list[int], idle: list[int],
+                    done: list[int] = ()) -> list[int]:
         now = self.clock.seconds()
         c = raw[KEY]
+        for id in done:
+            c.handed.pop(id, None)
         adopted = []
         for key in orphans:
             if key not in c.slots:
@@ -575,8 +584,9 @@ def cluster_table(c: Any, store: Any, now: float, topic: str
         waiting[key] = sum(1 for id in _waiting_ids(store, lo, hi)
                            if leases.slot_of(id, c.handed) == key)
     handed_in: dict[int, int] = {}
-    for key in c.handed.values():
-        handed_in[key] = handed_in.get(key, 0) + 1
+    for id, key in c.handed.items():
+        if id in store.waiting:
+            handed_in[key] = handed_in.get(key, 0) + 1
     owned = {key: waiting.get(key, 0) + handed_in.get(key, 0)
              for key in c.slots.keys()}
     if topic == "nodes":

@@ -321,8 +321,11 @@ def test_handed_at_accept_to_registration_holder(two):
     assert two.b.agent.ids == [id]
     assert two.b.state(id) == "delivered"
     assert two.a.cluster.counters["handed_out"] == 1
-    # Final: the hand-over is forgotten.
+    # Final: the receiving node's tidy-up forgets the hand-over.
     two.b.storage.sync()
+    assert id in two.b.storage.domain(KEY).handed
+    two.b.cluster.tidy()
+    two.b.storage.flush()
     assert id not in two.b.storage.domain(KEY).handed
 
 
@@ -520,3 +523,20 @@ def test_scan_looks_past_other_nodes_due_messages(two):
     two.run(30 + 4)
     assert two.b.agent.ids == [b_id, b_id]
     assert not set(a_ids) & set(two.b.agent.ids)
+
+
+def test_mailbox_never_empties(two):
+    """A mailbox keeps its sentinel when its node takes every id out, so
+    a node adding to it while its owner empties it touch a bucket that
+    stays non-empty (a change the database can merge); the sentinel is
+    never dispatched."""
+    from appliance.cluster.model import SENTINEL
+    two.b.register()
+    two.run(1)
+    ids = [accepted(two.a.submit(text=str(i))) for i in range(3)]
+    two.run(1)
+    assert sorted(two.b.agent.ids) == sorted(ids)
+    two.b.storage.sync()
+    box = two.b.storage.domain(KEY).mailboxes["b"]
+    assert list(box) == [SENTINEL]
+    assert SENTINEL not in two.b.agent.ids
