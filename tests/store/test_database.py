@@ -272,3 +272,55 @@ def test_unknown_scheme(tmp_path):
     """An unknown URI scheme is refused."""
     with pytest.raises(ValueError):
         open_database("mysql://x", tmp_path)
+
+
+def _index_position(path) -> int:
+    """Where the saved Data.fs.index says the file ended."""
+    from ZODB.fsIndex import fsIndex
+    return fsIndex.load(str(path) + ".index")["pos"]
+
+
+def test_filestorage_index_saved_while_running(tmp_path):
+    """
+    The FileStorage index is saved at start and every C{index_interval}
+    while the node runs (FileStorage itself saves it only on close or
+    pack): after a SIGKILL, the next start reads only the commits since
+    the last save instead of everything since the last clean stop.
+    """
+    clock = MemoryReactorClock()
+    path = tmp_path / "Data.fs"
+    storage = Storage(lambda: open_database(str(path), tmp_path), clock,
+                      generations=GENERATIONS, index_interval=60)
+    storage.startService()
+    at_start = _index_position(path)
+    assert at_start == path.stat().st_size       # saved at start
+    for i in range(20):
+        storage.batch(put, f"k{i}", i)
+        storage.flush()
+    assert _index_position(path) == at_start < path.stat().st_size
+    clock.advance(60)
+    assert _index_position(path) == path.stat().st_size
+    storage.stopService()
+    assert storage._indexer is not None and not storage._indexer.running
+
+
+def test_index_not_saved_when_off_or_not_filestorage(tmp_path):
+    """index_interval 0 saves nothing while running; an in-memory
+    database has no index to save."""
+    clock = MemoryReactorClock()
+    path = tmp_path / "Data.fs"
+    storage = Storage(lambda: open_database(str(path), tmp_path), clock,
+                      generations=GENERATIONS, index_interval=0)
+    storage.startService()
+    before = _index_position(path)           # FileStorage's own, at creation
+    storage.batch(put, "k", 1)
+    storage.flush()
+    clock.advance(600)
+    assert _index_position(path) == before < path.stat().st_size
+    assert storage._indexer is None
+    storage.stopService()
+    memory = Storage(lambda: ZODB.DB(None), clock, generations=GENERATIONS)
+    memory.startService()
+    assert memory._indexer is None
+    assert memory.save_index().called
+    memory.stopService()
