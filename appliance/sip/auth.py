@@ -360,21 +360,21 @@ class DigestGate:
             f"wrong credentials for {verdict.username!r}"
         return AuthResult(response=self.refuse(request, source, what))
 
-    def _credential(self, request: Request, name: str) -> str | None:
+    def _credential(self, request: Request, name: str) -> dict[str, str] | str | None:
         """
-        The credential for our realm, else the first unparsable one (a
-        failure), else C{None} (credentials for other realms: challenge).
+        The credential for our realm (its parameters, parsed once), else
+        the first unparsable one (a failure), else C{None} (credentials
+        for other realms: challenge).
         """
-        values = [v for n, v in request.headers if n.lower() == name.lower()]
         first = None
-        for value in values:
+        for value in request.headers.get_all(name):
             try:
                 params = parse_authorization(value)
             except DigestError:
                 first = first or value
                 continue
             if params.get("realm") == self.verifier.realm:
-                return value
+                return params
         return first
 
 

@@ -341,19 +341,20 @@ class Verifier:
         """
         return challenges(self.realm, self.nonces.make(), self.algorithms, stale=stale)
 
-    def verify(self, header_value: str, method: str,
+    def verify(self, header_value: str | Mapping[str, str], method: str,
                ha1_for: Callable[[str, str], str | None]) -> Verdict:
         """
-        @param header_value: the Authorization / Proxy-Authorization value.
+        @param header_value: the Authorization / Proxy-Authorization value,
+            or its parameters already parsed (L{parse_authorization}).
         @param method: the request method.
         @param ha1_for: C{(username, algorithm) -> HA1} or C{None} for an
             unknown user.
         @return: the verdict; C{STALE} only when the response is right but
-            the nonce expired or is not ours (another secret: before a
-            restart).
+            the nonce expired.
         """
         try:
-            params = parse_authorization(header_value)
+            params = (parse_authorization(header_value) if isinstance(header_value, str)
+                      else header_value)
             username = params["username"]
         except (DigestError, KeyError):
             return Verdict(Outcome.MALFORMED)
