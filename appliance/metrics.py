@@ -174,13 +174,14 @@ def watch_node(metrics: Metrics, storage: Any, live: Any) -> None:
                   "route)", (), waiting_for_destination)
 
     def registrations():
+        # This node's bindings, counted (the shell's table also lists
+        # the other nodes' of a shared database, read from it).
         sip = live.source("sip")
-        if sip is None or not hasattr(sip, "shell_table"):
+        if sip is None or not hasattr(sip, "statistics"):
             return []
         try:
-            rows = sip.shell_table("registrations")[1]
+            return [((), sip.statistics()["registered_contacts"])]
         except Exception:
             return []
-        return [((), len(list(rows)))]
     metrics.gauge("appliance_sip_registrations", "Live SIP registrations",
                   (), registrations)

@@ -15,6 +15,7 @@ the database shows it moved.
 from __future__ import annotations
 
 import secrets
+import sys
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -102,7 +103,7 @@ class Credentials:
     @ivar ha1_md5: hex HA1 for MD5, or C{None}.
     @ivar ha1_sha256: hex HA1 for SHA-256, or C{None}.
     @ivar enabled: whether it may register and send.
-    @ivar dids: its DIDs (E.164 digits).
+    @ivar dids: its DIDs (E.164 digits), sorted.
     """
 
     username: str
@@ -110,7 +111,7 @@ class Credentials:
     ha1_md5: str | None
     ha1_sha256: str | None
     enabled: bool
-    dids: frozenset[str]
+    dids: tuple[str, ...]
 
     def check_ha1(self, algorithm: str) -> str | None:
         """
@@ -125,13 +126,17 @@ class Credentials:
         return None
 
     @classmethod
-    def of(cls, account: Any) -> "Credentials":
+    def of(cls, account: Any, username: str | None = None) -> "Credentials":
         """
         @param account: an L{appliance.model.customers.Account}.
+        @param username: its username object (the snapshot's dict key),
+            so the two share one string.
         @return: its credentials.
         """
-        return cls(account.username, account.realm, account.ha1_md5, account.ha1_sha256,
-                   bool(account.enabled), frozenset(account.dids))
+        realm = account.realm
+        return cls(username or account.username, None if realm is None else sys.intern(realm),
+                   account.ha1_md5, account.ha1_sha256, bool(account.enabled),
+                   tuple(account.dids) or ())
 
 
 class AccountBook:
@@ -232,12 +237,17 @@ class AccountBook:
             return
         try:
             root = reader.root()
-            accounts = {name: Credentials.of(a) for name, a in root.accounts.items()}
+            accounts = {}
+            for i, (name, account) in enumerate(root.accounts.items()):
+                accounts[name] = Credentials.of(account, name)
+                if i % 5000 == 4999:
+                    reader.release()  # bounded: the reader's cache is not the snapshot
             plan = self._plan_of(root) if self._plan_of is not None else None
         except Exception:
             self.log.failure("account snapshot not rebuilt")
             return
         finally:
+            reader.release()  # the connection goes back to the pool: empty its cache
             reader.close()
         self._accounts, self.plan, self._serial = accounts, plan, serial
         self._stale = False

@@ -2,10 +2,11 @@
 Registrar bindings (RFC 3261 section 10.3, RFC 5626), pure.
 
 A L{Binding} is one registered contact of an account: an immutable,
-slotted record (about 120 bytes besides its strings).  The database holds
-it as a plain tuple (L{Binding.record}, read back by L{from_record}), so
-its pickle names no class and the copy a BTree bucket keeps in the object
-cache shares the strings of the one in memory.  L{update_bindings}
+slotted record (about 120 bytes besides its strings, which are interned
+where they repeat).  The database holds the very tuple of bindings the
+registrar keeps in memory, so the BTree bucket in the object cache and the
+registrar share one copy; L{from_record} also reads the plain tuples
+(L{Binding.record}) an earlier version wrote.  L{update_bindings}
 applies one REGISTER to an account's current bindings and returns the new
 tuple or the error to answer with; it neither reads the clock nor touches
 the database.
@@ -16,6 +17,7 @@ still reads.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import sys
 from dataclasses import MISSING, dataclass, fields
@@ -115,9 +117,9 @@ class Binding:
 
     def record(self) -> tuple:
         """
-        @return: the plain tuple the database keeps (no class reference;
-            L{from_record} reads it back), without C{node}, which the
-            database key carries.
+        @return: the binding as a plain tuple without C{node} (the form
+            an earlier version wrote to the database; L{from_record} reads
+            it back).
         """
         return (self.contact, self.instance, self.reg_id, self.expires_at, self.transport,
                 self.source, self.user_agent, self.call_id, self.cseq, self.destination)
@@ -144,8 +146,7 @@ def from_record(record: object, node: str = "") -> Binding:
     """
     Read a binding as the database keeps it.
 
-    @param record: a tuple from L{Binding.record}, or a L{Binding}
-        unpickled from a database written before the tuple form.
+    @param record: a L{Binding}, or a tuple from L{Binding.record}.
     @param node: the node holding it (from the database key).
     @return: the binding; its repeated texts interned.
     @raise ValueError: for a record of another shape.
@@ -196,6 +197,7 @@ class RegisterError(Exception):
         self.reason = reason
 
 
+@functools.lru_cache(maxsize=4096)
 def contact_key(contact: str) -> tuple:
     """
     What makes two contact URIs the same binding: scheme, user, host (case
@@ -204,6 +206,8 @@ def contact_key(contact: str) -> tuple:
 
     @param contact: the URI text.
     @return: a comparable key; the text itself if it does not parse.
+        Cached (a refresh compares the same contact twice: the REGISTER's
+        and the binding's).
     """
     try:
         uri = URI.parse(contact)
@@ -297,6 +301,7 @@ def drop_flow(current: Sequence[Binding], transport: str,
                                             and tuple(b.source) == tuple(source)))
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))

@@ -44,8 +44,10 @@ __all__ = ["BindingStore", "Registrar", "aor_user"]
 #: (username to a tuple of L{Binding}); read once and claimed.
 ROOT_KEY = "registrations"
 
-#: The database key of the bindings tree: C{(username, node)} to a tuple
-#: of L{Binding.record} tuples.
+#: The database key of the bindings tree: C{(username, node)} to the tuple
+#: of L{Binding} objects that node holds (the very tuple it keeps in
+#: memory, so the object cache's copy is the same objects; plain
+#: L{Binding.record} tuples written by an earlier version read as well).
 TREE_KEY = "sip_bindings"
 
 #: Above every node name (letters, digits, C{-} and C{_}): the upper bound
@@ -122,18 +124,20 @@ class BindingStore:
         self._flows.clear()
         self._heap.clear()
         self._due.clear()
-        found: dict[str, list[Binding]] = {}
+        found: dict[str, tuple[Binding, ...]] = {}
         tree = self._storage.domain_get(TREE_KEY)
         for (username, node), records in (tree.items() if tree is not None else ()):
             if node != self.node:
                 continue
-            found[username] = [from_record(r, node) for r in records]
-            if len(found[username]) != len(records):
-                self._dirty.add(username)
+            if all(type(r) is Binding and r.node == node for r in records):
+                found[username] = records  # the object cache's tuple itself: no copy
+            else:
+                found[username] = tuple(from_record(r, node) for r in records)
+                self._dirty.add(username)  # rewrite the earlier record form
         legacy = self._storage.domain_get(ROOT_KEY)
         self._claimed = list(legacy.keys()) if legacy is not None else []
         for username in self._claimed:
-            found.setdefault(username, []).extend(
+            found[username] = found.get(username, ()) + tuple(
                 from_record(r, self.node) for r in legacy[username])
             self._dirty.add(username)
         count = 0
@@ -141,6 +145,8 @@ class BindingStore:
             live = B.expire(value, now)
             if len(live) != len(value):
                 self._dirty.add(username)
+            else:
+                live = value
             self._set(username, live)
             count += len(live)
         if self._dirty:
@@ -250,7 +256,7 @@ class BindingStore:
             key = (username, node)
             value = self._bindings.get(username)
             if value:
-                tree[key] = tuple(b.record() for b in value)
+                tree[key] = value
             elif key in tree:
                 del tree[key]
         if self._claimed:
@@ -406,8 +412,9 @@ class BindingStore:
             if node == self.node:
                 continue
             for record in records:
-                if record[3] > now:
-                    yield from_record(record, node)
+                b = from_record(record, node)
+                if b.expires_at > now:
+                    yield b
 
     def everywhere(self) -> Iterator[tuple[str, Binding]]:
         """
@@ -424,7 +431,8 @@ class BindingStore:
             tree = self._storage.domain_get(TREE_KEY)
             for (username, node), records in (tree.items() if tree is not None else ()):
                 if node != self.node:
-                    live = [from_record(r, node) for r in records if r[3] > now]
+                    live = [b for b in (from_record(r, node) for r in records)
+                            if b.expires_at > now]
                     if live:
                         others.setdefault(username, []).extend(live)
         except Exception:

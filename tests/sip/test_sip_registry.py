@@ -66,12 +66,14 @@ def test_binding_is_slotted_and_small():
         b.contact = "sip:x@y"  # type: ignore[misc]
 
 
-def test_record_round_trip_names_no_class():
-    """The database form is a plain tuple whose pickle names no class,
-    without the node (the key carries it); read back with the node, the
-    binding is equal, and repeated texts are interned."""
+def test_record_round_trip():
+    """The record form an earlier version wrote (a plain tuple without the
+    node, which the key carries) reads back, with the node, as an equal
+    binding whose repeated texts are interned; a slotted binding pickles
+    and unpickles equal."""
     b = binding(user_agent="Zoiper", call_id="c1", cseq=7, destination=("192.0.2.1", 5060),
                 transport="TCP")
+    assert pickle.loads(pickle.dumps(b, protocol=3)) == b
     record = b.record()
     assert type(record) is tuple and b"appliance" not in pickle.dumps(record)
     again = from_record(pickle.loads(pickle.dumps(record)), "a")
@@ -133,7 +135,7 @@ def test_put_is_written_behind_in_one_batch(clock, storage):
     clock.advance(0.01)
     tree = storage.domain(TREE_KEY)
     assert len(tree) == 50 and store.dirty == 0 and store.writes == 1
-    assert tree[("u0", "a")] == (binding(contact="sip:u0@other").record(),)
+    assert tree[("u0", "a")] is store.get("u0")  # one copy, shared with the cache
     store.put("u0", ())
     clock.advance(0.01)
     assert ("u0", "a") not in tree and len(tree) == 49
@@ -161,7 +163,7 @@ def test_failed_write_is_retried(clock, storage):
     clock.advance(1.01)
     clock.advance(0.01)
     assert len(calls) == 2 and store.dirty == 0
-    assert storage.domain(TREE_KEY)[("1111", "a")][0][0] == "sip:1111@later"
+    assert storage.domain(TREE_KEY)[("1111", "a")][0].contact == "sip:1111@later"
 
 
 def test_stop_queues_what_is_dirty_for_the_storage_to_commit(clock, storage):
@@ -241,16 +243,24 @@ def test_lookup_finds_other_nodes_bindings(clock):
 
 def test_load_reads_only_this_nodes_bindings(clock):
     """After a restart a node loads its own bindings from the database,
-    not the other nodes' (those stay found by lookup)."""
+    not the other nodes' (those stay found by lookup); it keeps the very
+    tuple the object cache holds, and rewrites the record form of an
+    earlier version."""
     db, sa, sb = two_nodes(clock)
     try:
         BindingStore(sa, clock, node="a").put("1111", (binding(expires_at=500.0),))
         BindingStore(sb, clock, node="b").put("2222", (binding(node="b", expires_at=500.0),))
         clock.advance(0.01)
         sa.poll()
+        with sa.transaction() as _:
+            sa.domain(TREE_KEY)[("3333", "a")] = (binding(expires_at=500.0).record(),)
         again = BindingStore(sa, clock, node="a")
-        assert again.load() == 1
+        assert again.load() == 2
         assert again.get("1111")[0].node == "a" and again.get("2222") == ()
+        assert again.get("1111") is sa.domain(TREE_KEY)[("1111", "a")]
+        assert again.get("3333")[0].node == "a" and again.dirty == 1
+        clock.advance(0.01)
+        assert type(sa.domain(TREE_KEY)[("3333", "a")][0]) is Binding
         assert [x.node for x in again.lookup("2222")] == ["b"]
     finally:
         sa.close()
