@@ -6,7 +6,8 @@ the Kamailio anchor's C{reg_auth.xml} (REGISTER, 401, REGISTER with
 digest, 200), C{LIMIT} calls in flight.  For each:
 
  - REGISTER with digest per second, failures, and the node's CPU time
-   (utime + stime from C{/proc/PID/stat}) per REGISTER;
+   (utime + stime from C{/proc/PID/stat}) per REGISTER: first
+   registrations, then refreshes of the same N (a second SIPp pass);
  - memory per registration: the node's RSS before SIPp, right after it
    (the last 32 s of server transactions, RFC 3261 timer J, are still
    held), once those have ended (C{SETTLE} seconds later: the allocator
@@ -176,6 +177,11 @@ def measure(label: str, n: int, env: dict) -> dict:
             rss1, cpu1 = rss_kib(node.pid), cpu_seconds(node.pid)
             time.sleep(SETTLE)
             rss2 = rss_kib(node.pid)
+            # Refreshes: the same users again (their accounts were read
+            # once already; their bindings exist).
+            cpu2 = cpu_seconds(node.pid)
+            ok2, failed2, elapsed2 = sipp(work, port, n)
+            cpu3 = cpu_seconds(node.pid)
         finally:
             stop(node)
         # The registrations alone: restarted, the node loads them from the
@@ -188,6 +194,8 @@ def measure(label: str, n: int, env: dict) -> dict:
             stop(node)
         result = dict(ok=ok, failed=failed, elapsed=elapsed, rate=ok / elapsed,
                       cpu_us=(cpu1 - cpu0) / max(ok, 1) * 1e6,
+                      refresh_rate=ok2 / elapsed2, refresh_failed=failed2,
+                      refresh_cpu_us=(cpu3 - cpu2) / max(ok2, 1) * 1e6,
                       rss0=rss0, rss1=rss1, rss2=rss2, rss3=rss3,
                       per_reg_loaded=(rss3 - rss0) * 1024 / max(ok, 1),
                       per_reg_now=(rss1 - rss0) * 1024 / max(ok, 1),
@@ -199,8 +207,9 @@ def measure(label: str, n: int, env: dict) -> dict:
               f" {result['per_reg_now']:,.0f} B per registration at once,"
               f" {result['per_reg_settled']:,.0f} B settled; restarted with them loaded:"
               f" {rss3 / 1024:.0f} MiB = {result['per_reg_loaded']:,.0f} B per registration;"
-              f" load {result['load']:.1f}",
-              flush=True)
+              f" load {result['load']:.1f}; refreshes: {ok2} ok, {failed2} failed ="
+              f" {result['refresh_rate']:,.0f} REGISTER/s, CPU {result['refresh_cpu_us']:,.0f} µs"
+              f" per REGISTER", flush=True)
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -220,6 +229,8 @@ def main(n: int = 100_000, base: str = "fee0375") -> None:
         after = measure("after", n, dict(os.environ))
     finally:
         shutil.rmtree(tree, ignore_errors=True)
+    print(f"after/before, refreshes: REGISTER/s x{after['refresh_rate'] / before['refresh_rate']:.2f},"
+          f" CPU per REGISTER x{after['refresh_cpu_us'] / before['refresh_cpu_us']:.2f}")
     print(f"after/before: REGISTER/s x{after['rate'] / before['rate']:.2f}, CPU per REGISTER"
           f" x{after['cpu_us'] / before['cpu_us']:.2f}, memory per registration (settled)"
           f" x{after['per_reg_settled'] / before['per_reg_settled']:.2f}, loaded after a"
