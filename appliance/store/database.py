@@ -222,7 +222,8 @@ class Storage(MultiService):
                  generations: Domains = (), poll_interval: float = 0.0,
                  threaded: bool | None = None,
                  writer_cache_size: int = WRITER_CACHE_SIZE,
-                 index_interval: float = INDEX_INTERVAL):
+                 index_interval: float = INDEX_INTERVAL,
+                 apply_slice: int = 250):
         """
         @param opener: returns the C{ZODB.DB} to use (see L{open_database}).
         @param generations: the domains' upgrade steps, C{(domain, steps)}
@@ -244,6 +245,8 @@ class Storage(MultiService):
         @param writer_cache_size: objects the writer's connection keeps.
         @param index_interval: seconds between saves of a FileStorage's
             index (L{INDEX_INTERVAL}), the first at start; 0 for never.
+        @param apply_slice: with the writer thread, a batch's functions
+            applied per reactor turn.
         """
         super().__init__()
         if reactor is None:
@@ -263,6 +266,7 @@ class Storage(MultiService):
             threaded = IReactorFromThreads.providedBy(reactor)
         self.threaded = threaded
         self.writer_cache_size = writer_cache_size
+        self.apply_slice = apply_slice
         self._conn = None
         self._tm: transaction.TransactionManager | None = None
         self._wconn = None
@@ -622,8 +626,47 @@ class Storage(MultiService):
             return
         items = self._pending[:self.batch_max]
         del self._pending[:self.batch_max]
-        self._start(items, [None] * len(items), list(range(len(items))), 0,
+        results: list[Any] = [None] * len(items)
+        if self.threaded and len(items) > self.apply_slice:
+            # A big batch is applied a slice per reactor turn, so calls
+            # queued meanwhile wait for one slice, not for the whole batch.
+            self._writing = items
+            self._wtm.abort()
+            self._apply_slices(items, results, 0, time.perf_counter())
+            return
+        self._start(items, results, list(range(len(items))), 0,
                     time.perf_counter())
+
+    def _apply_slices(self, items: list, results: list, first: int,
+                      started: float) -> None:
+        """Apply C{items[first:first + apply_slice]} to the writer's open
+        transaction; the last slice hands the commit over.  Should one
+        raise, the good ones are re-applied at once on a fresh transaction
+        (as L{_apply} does)."""
+        if self._wconn is None:
+            self._writing = None
+            failure = Failure(RuntimeError("storage closed"))
+            self._done(items, [failure] * len(items), started)
+            return
+        root = self._wconn.root()
+        last = min(first + self.apply_slice, len(items))
+        for i in range(first, last):
+            fn, args, kwargs, _ = items[i]
+            try:
+                results[i] = fn(root, *args, **kwargs)
+            except Exception:
+                results[i] = Failure()
+        if last < len(items):
+            self._reactor.callLater(0, self._apply_slices, items, results,
+                                    last, started)
+            return
+        self._writing = None
+        live = [i for i in range(len(items))
+                if not isinstance(results[i], Failure)]
+        if len(live) < len(items):
+            self._start(items, results, live, 0, started)
+        else:
+            self._hand_off(items, results, live, 0, started)
 
     def _start(self, items: list, results: list, live: list[int],
                attempt: int, started: float) -> None:
@@ -632,6 +675,12 @@ class Storage(MultiService):
         and hand the commit to the writer thread (or run it inline).
         """
         live = self._apply(items, results, live)
+        self._hand_off(items, results, live, attempt, started)
+
+    def _hand_off(self, items: list, results: list, live: list[int],
+                  attempt: int, started: float) -> None:
+        """Commit the applied writer transaction in the writer thread (or
+        inline), unless nothing is left to commit."""
         if not live:
             self._wtm.abort()
             self._done(items, results, started)

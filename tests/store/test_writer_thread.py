@@ -273,3 +273,38 @@ def test_write_through_the_reader_is_reported(tmp_path):
         assert storage.domain("test")["a"] == 1
     finally:
         storage.close()
+
+
+def test_big_batch_applied_a_slice_per_turn(tmp_path, clock, fsync):
+    """With the writer thread, a batch larger than apply_slice is applied
+    a slice per reactor turn (a call scheduled meanwhile runs between two
+    slices), then committed once; a function that raises in a slice is
+    left out and the rest commit."""
+    storage = Storage(lambda: open_database("Data.fs", tmp_path),
+                      reactor=clock, batch_delay=0.001, apply_slice=2,
+                      generations=GENERATIONS)
+    storage.open()
+    try:
+        order = []
+
+        def write(root, key):
+            order.append(key)
+            if key == "bad":
+                raise ValueError(key)
+            return put(root, key, 1)
+        ds = [storage.batch(write, key) for key in ("a", "b", "bad", "d", "e")]
+        clock.callLater(0.001, order.append, "other call")
+        clock.advance(0.001)
+        assert order[:3] == ["a", "b", "other call"]
+        clock.advance(0)
+        clock.advance(0)
+        for d in ds:
+            if d is not ds[2]:
+                clock.pump_until(d)
+        with pytest.raises(ValueError):
+            clock.pump_until(ds[2])
+        assert storage.commits == 1
+        assert on_disk(tmp_path / "Data.fs") == {"a": 1, "b": 1, "d": 1,
+                                                 "e": 1}
+    finally:
+        storage.close()
