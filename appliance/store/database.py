@@ -34,6 +34,7 @@ handed to the writer thread.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from pathlib import Path
@@ -111,12 +112,11 @@ def open_database(uri: str, data_dir: Path,
     if parts.scheme == "memory":
         return ZODB.DB(None, cache_size=cache_size)
     if parts.scheme in ("", "file"):
-        from ZODB.FileStorage import FileStorage
         path = Path(parts.path) if parts.scheme == "file" else Path(uri)
         if not path.is_absolute():
             path = data_dir / path
         path.parent.mkdir(parents=True, exist_ok=True)
-        return ZODB.DB(FileStorage(str(path)), pool_size=4,
+        return ZODB.DB(_file_storage_class()(str(path)), pool_size=4,
                        cache_size=cache_size)
     if parts.scheme == "zeo":
         from ZEO.ClientStorage import ClientStorage
@@ -138,6 +138,60 @@ def open_database(uri: str, data_dir: Path,
         return ZODB.DB(RelStorage(adapter, options=options),
                        cache_size=cache_size)
     raise ValueError(f"unknown storage scheme {parts.scheme!r}")
+
+
+#: Set in the writer thread around its commit: FileStorage leaves the
+#: fsync to L{_file_storage_class}'s C{sync_committed}.
+_deferred_fsync = threading.local()
+_FileStorageClass: Any = None
+
+
+def _file_storage_class() -> Any:
+    """
+    FileStorage whose batched commits fsync outside its locks.
+
+    FileStorage fsyncs in C{tpc_finish} while it holds its file pool's
+    write lock, so any load from another connection (the reactor reading
+    an object the last batch invalidated) waits for that fsync.  Commits
+    made by the writer thread (L{_deferred_fsync} set) only flush there;
+    the writer then calls C{sync_committed} (an fsync of the same file,
+    no lock held) before any caller hears of the commit, so every
+    acknowledgement still follows its fsync.  Other commits (configuration
+    transactions, generations, packs) fsync as FileStorage always does.
+    """
+    global _FileStorageClass
+    if _FileStorageClass is not None:
+        return _FileStorageClass
+    import os
+    from ZODB.FileStorage import FileStorage
+    module = sys.modules["ZODB.FileStorage.FileStorage"]
+
+    class WriterSyncedFileStorage(FileStorage):
+        """See L{_file_storage_class}."""
+
+        def _finish_finish(self, tid: bytes) -> None:
+            if not getattr(_deferred_fsync, "on", False):
+                return super()._finish_finish(tid)
+            # FileStorage._finish_finish (ZODB 5 and 6) without its fsync.
+            self._file.flush()
+            self._pos = self._nextpos
+            self._index.update(self._tindex)
+            self._ltid = tid
+            self._blob_tpc_finish()
+
+        def sync_committed(self) -> None:
+            """fsync what the writer's commit flushed (no lock held: a
+            duplicate of the descriptor survives a pack's file swap)."""
+            with self._lock:
+                fd = os.dup(self._file.fileno())
+            try:
+                if module.fsync is not None:
+                    module.fsync(fd)
+            finally:
+                os.close(fd)
+
+    _FileStorageClass = WriterSyncedFileStorage
+    return _FileStorageClass
 
 
 def shared_uri(uri: str) -> bool:
@@ -730,13 +784,22 @@ class Storage(MultiService):
                 return live
 
     def _commit_writer(self) -> None:
-        """The writer's commit: in the writer thread (or inline)."""
+        """The writer's commit: in the writer thread (or inline); a
+        FileStorage fsyncs it after releasing its locks, before this
+        returns (L{_file_storage_class})."""
         with self._commit_lock:
+            _deferred_fsync.on = True
             try:
                 self._wtm.commit()
             except BaseException:
                 self._wtm.abort()
                 raise
+            finally:
+                _deferred_fsync.on = False
+        sync = getattr(self.db.storage, "sync_committed", None) \
+            if self.db is not None else None
+        if sync is not None:
+            sync()
 
     def _committed(self, outcome: Any, items: list, results: list,
                    live: list[int], attempt: int, started: float,

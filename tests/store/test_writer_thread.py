@@ -23,6 +23,7 @@ from zope.interface import implementer
 
 from appliance.application import GENERATIONS
 from appliance.store.database import Storage, open_database
+from appliance.store.generations import KEY
 
 import ZODB.FileStorage.FileStorage  # noqa: F401 (the module, for fsync)
 fsmodule = sys.modules["ZODB.FileStorage.FileStorage"]
@@ -164,6 +165,21 @@ def test_reactor_serves_while_the_writer_fsyncs(storage, clock, fsync):
     third = storage.batch(put, "c", 3)
     assert storage.pending == 3
     assert "test" not in storage._root()    # reads see committed data only
+    # A load from disk (another connection, as the reactor's after its
+    # cache was invalidated) does not wait for the writer's fsync.
+    loaded = []
+
+    def load():
+        tm = transaction.TransactionManager()
+        conn = storage.db.open(tm)
+        conn.cacheMinimize()
+        loaded.append(dict(conn.root()[KEY]))
+        tm.abort()
+        conn.close()
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(10)
+    assert loaded, "a load waited for the writer's fsync"
     clock.advance(1)                        # timers fire; nothing waits
     assert applied == [] and not first.called
     fsync.gate.set()
