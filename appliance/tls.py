@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
+
 __all__ = ["TLSPolicy", "DEFAULT_CIPHERS", "MIN_VERSIONS", "server_options",
            "client_options", "check_ciphers", "check_ca_file",
            "VerifyingPolicy"]
@@ -105,9 +108,11 @@ def server_options(options: dict[str, str], policy: TLSPolicy) -> Any:
             for block in text.split(marker)[:-1]:
                 chain.append(crypto.load_certificate(crypto.FILETYPE_PEM,
                                                      block + marker))
-        dh = (ssl.DiffieHellmanParameters.fromFile(
-            ssl.FilePath(options["dhParameters"]))
-              if options.get("dhParameters") else None)
+        dh = None
+        if options.get("dhParameters"):
+            from twisted.python.filepath import FilePath
+            dh = ssl.DiffieHellmanParameters.fromFile(
+                FilePath(options["dhParameters"]))
     except Exception as e:
         raise ValueError(f"TLS key {key_path} / certificate {cert_path}: "
                          f"{e}") from e
@@ -156,12 +161,12 @@ def check_ca_file(path: str) -> str | None:
     return None
 
 
+@implementer(IPolicyForHTTPS)
 class VerifyingPolicy:
     """
     The HTTPS policy of the node's HTTP client (callbacks): the server's
     certificate and name are verified (L{client_options}), against a
-    pinned CA file or the system's trust store.  Implements
-    C{twisted.web.iweb.IPolicyForHTTPS}.
+    pinned CA file or the system's trust store.
     """
 
     def __init__(self, ca_file: Path | str | None = None) -> None:
@@ -172,11 +177,3 @@ class VerifyingPolicy:
         """@return: the TLS options for C{hostname}."""
         return client_options(hostname.decode("idna"), self.ca_file)
 
-
-def _declare_policy() -> None:
-    from twisted.web.iweb import IPolicyForHTTPS
-    from zope.interface import classImplements
-    classImplements(VerifyingPolicy, IPolicyForHTTPS)
-
-
-_declare_policy()

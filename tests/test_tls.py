@@ -303,3 +303,20 @@ def test_https_policy_verifies_pinned_and_default(tmp_path: Path,
     assert _tls_handshake_ok(pinned, server)
     default = VerifyingPolicy().creatorForNetloc(b"127.0.0.1", 443)
     assert not _tls_handshake_ok(default, server)
+
+
+def test_chain_and_dh_parameters(tmp_path: Path):
+    """A listener's extraCertChain is sent after its certificate; its
+    dhParameters file is loaded."""
+    import subprocess
+    _, ca_path, ca_key, ca_cert = _self_signed(tmp_path, "ca", "Test CA")
+    key, cert, *_ = _self_signed(tmp_path, "srv", "127.0.0.1",
+                                 issuer=(ca_key, ca_cert))
+    dh = tmp_path / "dh.pem"
+    subprocess.run(["openssl", "dhparam", "-dsaparam", "-out", str(dh), "2048"],
+                   check=True, capture_output=True, timeout=120)
+    ctx = server_options({"privateKey": str(key), "certKey": str(cert),
+                          "extraCertChain": str(ca_path),
+                          "dhParameters": str(dh)}, TLSPolicy()).getContext()
+    client = _handshake(ctx, SSL.TLS1_2_VERSION)
+    assert len(client.get_peer_cert_chain()) == 2
