@@ -6,8 +6,8 @@ who is alive and who delivers which message.
 
   - **Registry and heartbeat.**  Each node keeps its L{NodeRecord} in
     C{root["cluster"].nodes} and renews it, with the lease of every slot
-    it holds, every C{heartbeat} seconds in one batched write (it shares
-    the commit of whatever messages are queued then).
+    it holds, every C{heartbeat} seconds in one small transaction on a
+    connection of its own (a few objects, whatever the message rate).
   - **One owner per message.**  A message belongs to the slot of its id's
     epoch, that is to the node that accepted it, unless it was handed to
     another (L{appliance.cluster.leases}).  The core asks L{claim} before
@@ -34,10 +34,12 @@ from __future__ import annotations
 import secrets
 from typing import Any, Callable, Iterable
 
+import transaction
 from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from appliance.cluster import leases
@@ -139,6 +141,8 @@ class ClusterService(Service):
                          "beats_failed": 0}
         self._beater: task.LoopingCall | None = None
         self._beating = False
+        self._btm: transaction.TransactionManager | None = None
+        self._bconn: Any = None
         self._handing: set[int] = set()
         self._emptying: set[int] = set()
         self._beats = 0
@@ -166,6 +170,10 @@ class ClusterService(Service):
         super().stopService()
         if self._beater is not None and self._beater.running:
             self._beater.stop()
+        if self._bconn is not None:
+            self._btm.abort()
+            self._bconn.close()
+            self._bconn = self._btm = None
         try:
             self.storage.remove_change_listener(self._changed)
         except ValueError:
@@ -342,18 +350,43 @@ class ClusterService(Service):
 
     def beat(self) -> defer.Deferred | None:
         """
-        Renew this node's record and slots (one batched write); then read
-        the mailbox and take over lapsed slots.
+        Renew this node's record and slots in one small transaction of its
+        own (a connection the heartbeat alone uses, so that the lease does
+        not wait behind queued message writes: under overload those queue
+        for seconds, and a lease renewed through them lapsed on a live
+        node); then read the mailbox and take over lapsed slots.
 
-        @return: a Deferred firing after all that, or C{None} if the
-            previous heartbeat is not committed yet.
+        @return: a Deferred firing after all that, or C{None} when this
+            node no longer runs under its name.
         """
         if self._beating or self.usurped:
             return None
         self._beating = True
-        d = self.storage.batch(self._write_beat)
+        d = defer.maybeDeferred(self._commit_beat)
         d.addCallbacks(self._beaten, self._beat_failed)
         return d
+
+    def _commit_beat(self) -> list[int]:
+        """The heartbeat's transaction, retried on a conflict (a takeover
+        of one of its slots committed meanwhile)."""
+        if self._btm is None:
+            self._btm = transaction.TransactionManager()
+            self._bconn = self.storage.db.open(self._btm)
+        for attempt in range(3):
+            self._btm.abort()
+            try:
+                regained = self._write_beat(self._bconn.root())
+                self._btm.get().note(f"heartbeat of {self.node}")
+                self._btm.commit()
+                return regained
+            except ConflictError:
+                self._btm.abort()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                self._btm.abort()
+                raise
+        raise AssertionError("unreachable")
 
     def _write_beat(self, raw: Any) -> list[int]:
         now = self.clock.seconds()
@@ -379,6 +412,7 @@ class ClusterService(Service):
 
     def _beaten(self, regained: list[int]) -> None:
         self._beating = False
+        self.storage.sync()         # the reads see the renewal
         self.counters["heartbeats"] += 1
         if regained:
             self.log.info("node {node} renewed its lapsed slots {slots}",
