@@ -345,7 +345,7 @@ def peers(seconds: float, fast: P.DelayedSMSC,
     """The others' rates beside each bad peer, each case on a node of its
     own (nothing one case leaves behind weighs on the next): first the
     baseline (carrier2 feeding the fast SMSC at the same rate), then the
-    case, on the same node."""
+    case, on the same node, after a warm-up run that is not counted."""
     rows = []
     span = seconds + 1.5
 
@@ -368,6 +368,7 @@ def peers(seconds: float, fast: P.DelayedSMSC,
             try:
                 time.sleep(1.0)             # outbound binds up
                 good = apps["appgood"]
+                measure(node, good, FAST)   # warm-up, not counted
                 base = measure(node, good, FAST)
                 rate = measure(node, good, destination, begin, end)
                 rss = rss_kib(node.process.pid) / 1024
