@@ -427,8 +427,10 @@ class Via(_Parameters):
         if m is not None:
             transport, host, port, ptext = m.groups()
             if port is None or int(port) <= 65535:
-                params = tuple((n, v if eq else None) for n, eq, v in
-                               (p.partition("=") for p in ptext[1:].split(";"))) if ptext else ()
+                params: Params = ()
+                if ptext:
+                    params = tuple([(n, v if eq else None) for n, eq, v in
+                                    [p.partition("=") for p in ptext[1:].split(";")]])
                 via = cls("SIP/2.0", transport.upper(), host,
                           int(port) if port is not None else None, params)
                 via.rport  # validates
@@ -454,16 +456,32 @@ class Via(_Parameters):
     def stamped(self, received: str, rport: int | None) -> Via:
         """
         A copy with C{received} set, and C{rport} filled in when given
-        (RFC 3261 18.2.1, RFC 3581).
+        (RFC 3261 18.2.1, RFC 3581); each replaces the first parameter of
+        its name, or is appended.
 
         @param received: the source host of the request.
         @param rport: its source port, or C{None} to leave C{rport} alone.
         @return: the new Via.
         """
-        params = _set_param(self.params, "received", received)
-        if rport is not None:
-            params = _set_param(params, "rport", str(rport))
-        return Via(self.protocol, self.transport, self.host, self.port, params)
+        params = []
+        has_received = has_rport = False
+        for name, value in self.params:
+            lname = name.lower()
+            if lname == "received":
+                if not has_received:
+                    params.append(("received", received))
+                    has_received = True
+            elif lname == "rport" and rport is not None:
+                if not has_rport:
+                    params.append(("rport", str(rport)))
+                    has_rport = True
+            else:
+                params.append((name, value))
+        if not has_received:
+            params.append(("received", received))
+        if rport is not None and not has_rport:
+            params.append(("rport", str(rport)))
+        return Via(self.protocol, self.transport, self.host, self.port, tuple(params))
 
     @property
     def branch(self) -> str | None:

@@ -260,6 +260,9 @@ class NonInviteClientTransaction(_Transaction):
 class _ServerTransaction(_Transaction):
     """
     What both server transactions share: the last response sent.
+
+    @ivar last_response: the last response sent (a non-INVITE transaction
+        keeps only its bytes once completed).
     """
 
     kind = "server"
@@ -317,6 +320,10 @@ class NonInviteServerTransaction(_ServerTransaction):
         if self.transport.reliable:
             self.terminate()
         else:
+            # Timer J keeps the transaction 32 s to absorb retransmissions,
+            # which get the bytes in _wire: let the rest go meanwhile.
+            self.last_response = None
+            self.request._parsed.clear()
             self._start_timer("J", 64 * self._timers.t1, self.terminate)
         return True
 

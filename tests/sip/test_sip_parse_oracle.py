@@ -170,3 +170,18 @@ def test_via_fast_path_agrees(text: str) -> None:
     except (HeaderError, URIError):
         got = None
     assert got == expected, text
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_VIA_TEXT, st.sampled_from([None, 5060, 1]))
+def test_via_stamped_sets_received_and_rport(text: str, rport) -> None:  # type: ignore[no-untyped-def]
+    """Via.stamped gives what setting received, then rport, one at a time
+    gave (the first parameter of each name replaced, else appended)."""
+    try:
+        via = Via.parse(text)
+    except (HeaderError, URIError):
+        return
+    expected = via.with_param("received", "192.0.2.9")
+    if rport is not None:
+        expected = expected.with_param("rport", str(rport))
+    assert via.stamped("192.0.2.9", rport) == expected
