@@ -231,8 +231,8 @@ class SIPSection(ServiceSection):
     auth_failures: int = 10
     nat: str = "auto"
     max_requests_per_second: int = 0
-    overload_queue_ms: int = 500
-    overload_lag_ms: int = 500
+    overload_queue_ms: int = 1000
+    overload_lag_ms: int = 1000
     overload_backlog: int = 20000
     retry_after: int = 5
     udp_receive_buffer: int = 4 * 1024 * 1024
@@ -742,8 +742,8 @@ def _sip_section(c: _Collector, t: dict, base: Path,
             "max_message_bytes": (4096, 140, 1 << 20),
             "auth_failures": (10, 1, 100000),
             "max_requests_per_second": (0, 0, 1000000),
-            "overload_queue_ms": (500, 0, 60000),
-            "overload_lag_ms": (500, 0, 60000),
+            "overload_queue_ms": (1000, 0, 60000),
+            "overload_lag_ms": (1000, 0, 60000),
             "overload_backlog": (20000, 0, 10 ** 8),
             "retry_after": (5, 1, 3600),
             "udp_receive_buffer": (4 * 1024 * 1024, 65536, 1 << 30)}

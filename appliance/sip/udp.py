@@ -3,7 +3,9 @@ A UDP port that knows how long each datagram waited in the kernel.
 
 L{TimestampedPort} is Twisted's UDP port with the socket option
 C{SO_TIMESTAMPNS} (Linux): each datagram is read with C{recvmsg} together
-with the time the kernel queued it, and its protocol's C{arrived}
+with the time the kernel queued it (and, with C{SO_RXQ_OVFL}, the count of
+datagrams the kernel dropped on the socket so far, kept in
+L{TimestampedPort.kernel_drops}), and its protocol's C{arrived}
 attribute holds that time (wall-clock seconds, C{None} when the kernel
 gave none) while C{datagramReceived} runs.  The SIP protocol turns it into
 the queueing delay the overload check reads: when datagrams arrive faster
@@ -24,18 +26,25 @@ from twisted.python import log
 
 __all__ = ["SO_TIMESTAMPNS", "TimestampedPort", "listen_udp"]
 
-#: Linux's value, when the socket module does not name it.
+#: Linux's values, when the socket module does not name them.
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 _TIMESPEC = struct.Struct("@qq")
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+_COUNTER = struct.Struct("@I")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(_COUNTER.size)
 
 
 class TimestampedPort(udp.Port):
     """
     A UDP port reading each datagram with the kernel's receive time.
+
+    @ivar kernel_drops: datagrams the kernel dropped on this socket (its
+        receive buffer full), as of the last datagram read; C{None} when
+        the kernel does not say (no C{SO_RXQ_OVFL}).
     """
 
     timestamps = False
+    kernel_drops: int | None = None
 
     def createInternetSocket(self) -> socket.socket:
         """
@@ -47,6 +56,11 @@ class TimestampedPort(udp.Port):
             self.timestamps = True
         except OSError:
             self.timestamps = False
+        try:
+            skt.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+            self.kernel_drops = 0
+        except OSError:
+            self.kernel_drops = None
         return skt
 
     def doRead(self) -> None:
@@ -73,10 +87,13 @@ class TimestampedPort(udp.Port):
             read += len(data)
             arrived = None
             for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS \
-                        and len(value) >= _TIMESPEC.size:
+                if level != socket.SOL_SOCKET:
+                    continue
+                if kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
                     seconds, nanoseconds = _TIMESPEC.unpack_from(value)
                     arrived = seconds + nanoseconds * 1e-9
+                elif kind == SO_RXQ_OVFL and len(value) >= _COUNTER.size:
+                    self.kernel_drops = _COUNTER.unpack_from(value)[0]
             if self.addressFamily == socket.AF_INET6:
                 addr = addr[:2]
             protocol.arrived = arrived

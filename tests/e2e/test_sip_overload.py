@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.e2e.harness import wait_for
 from tests.e2e.sip_tools import DOMAIN, start_sip_node
 
 pytestmark = pytest.mark.e2e
@@ -80,5 +81,29 @@ def test_datagrams_that_waited_in_the_kernel_get_503(tmp_path):
         assert refused, "no request was refused"
         assert all(b"\r\nRetry-After: 5\r\n" in a for a in refused)
         assert "for queue" in node.log()
+    finally:
+        node.stop()
+
+
+def test_kernel_drops_logged_at_warning(tmp_path):
+    """Datagrams the kernel drops on a full receive buffer are counted
+    (SO_RXQ_OVFL) and logged at warning, not lost in silence."""
+    node = start_sip_node(tmp_path, {"1111": "pw"}, log_level="warning",
+                          udp_receive_buffer=65536)
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        here = sock.getsockname()[1]
+        port = node.port("sip_udp")
+        for n in range(20000):
+            sock.sendto((
+                f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{here};branch=z9hG4bKdrop{n}\r\n"
+                f"From: <sip:1111@{DOMAIN}>;tag=d{n}\r\nTo: <sip:{DOMAIN}>\r\n"
+                f"Call-ID: drop-{n}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\n"
+                "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", port))
+        sock.close()
+        wait_for(lambda: "the kernel dropped" in node.log(), timeout=20,
+                 what="a warning about the kernel's drops")
     finally:
         node.stop()
