@@ -2,14 +2,20 @@
 """
 What a bind attempt may cost the node: failed binds counted per source
 address (past the limit the source is locked out and refused without a
-password check), password checks in progress limited per source and in
-all, and the checks themselves run by an injected C{verify} (a thread in
-the node: scrypt costs some 40 ms and releases the GIL, so it must not
-run on the reactor thread).
+password check), password checks run one at a time per source and two at a time in all
+(a few more from one source wait their turn: a carrier opens its binds
+together), a password that checked out is remembered so a carrier's
+re-binds cost no new check, and the checks themselves run by an injected
+C{verify} (a thread in the node: scrypt costs some 40 ms and releases the
+GIL, so it must not run on the reactor thread).
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
+import os
+from collections import OrderedDict
 from typing import Any, Callable
 
 from twisted.internet import defer, threads
@@ -41,16 +47,22 @@ class BindGuard:
 
     @ivar limit: failures within C{window} seconds that lock a source
         out; it stays locked until the oldest of them is C{window} old.
-    @ivar per_source: checks one source may have in progress.
-    @ivar checking: checks in progress per source.
+    @ivar per_source: checks one source may have in progress or waiting
+        (they run one at a time per source); past it a bind is refused.
+    @ivar checking: checks in progress or waiting per source.
+    @ivar remembered: how many passwords that checked out are kept (as a
+        keyed hash with the stored hash they matched, never in clear) so a
+        re-bind costs no new check; a changed password has another stored
+        hash and is checked again.
     """
 
     log = Logger()
 
     def __init__(self, clock: Any, verify: Verify, limit: int = 5,
-                 window: float = 60.0, per_source: int = 1,
+                 window: float = 60.0, per_source: int = 8,
                  concurrent: int = 2, max_waiting: int = 64,
-                 max_sources: int = 100_000) -> None:
+                 max_sources: int = 100_000,
+                 remembered: int = 4096) -> None:
         self.clock = clock
         self.verify_fn = verify
         self.limit, self.window = limit, window
@@ -60,6 +72,10 @@ class BindGuard:
         self.checking: dict[str, int] = {}
         self._failures: dict[str, list[float]] = {}
         self._semaphore = defer.DeferredSemaphore(concurrent)
+        self._locks: dict[str, defer.DeferredLock] = {}
+        self.remembered = remembered
+        self._good: OrderedDict[bytes, None] = OrderedDict()
+        self._key = os.urandom(32)
 
     def locked(self, source: str) -> int:
         """@return: seconds until C{source} may try again (0: now)."""
@@ -100,19 +116,37 @@ class BindGuard:
         """@return: why a check for C{source} cannot start now, or
         C{None}."""
         if self.checking.get(source, 0) >= self.per_source:
-            return "a bind from this address is being checked"
+            return "too many binds from this address being checked"
         if len(self._semaphore.waiting) >= self.max_waiting:
             return "too many binds being checked"
         return None
 
+    def _digest(self, stored: str | None, password: str) -> bytes:
+        return hmac.new(self._key, f"{stored}\0{password}".encode(),
+                        hashlib.sha256).digest()
+
     def verify(self, source: str, stored: str | None,
                password: str) -> defer.Deferred:
         """
-        Check a password in the bounded queue (call L{busy} first).
+        Check a password (call L{busy} first): at once if it checked out
+        before against the same stored hash, else in the bounded queue,
+        one at a time per source.
 
         @return: a Deferred firing with whether it matches.
         """
+        digest = self._digest(stored, password) if stored else None
+        if digest is not None and digest in self._good:
+            self._good.move_to_end(digest)
+            return defer.succeed(True)
         self.checking[source] = self.checking.get(source, 0) + 1
+        lock = self._locks.get(source)
+        if lock is None:
+            lock = self._locks[source] = defer.DeferredLock()
+
+        def check():
+            if digest is not None and digest in self._good:
+                return True
+            return self._semaphore.run(self.verify_fn, stored, password)
 
         def done(result):
             left = self.checking.get(source, 1) - 1
@@ -120,6 +154,10 @@ class BindGuard:
                 self.checking[source] = left
             else:
                 self.checking.pop(source, None)
+                self._locks.pop(source, None)
+            if result is True and digest is not None:
+                self._good[digest] = None
+                while len(self._good) > self.remembered:
+                    self._good.popitem(last=False)
             return result
-        d = self._semaphore.run(self.verify_fn, stored, password)
-        return d.addBoth(done)
+        return lock.run(check).addBoth(done)

@@ -80,8 +80,10 @@ def test_wrong_password_then_lockout(env):
     env.checks.answer()
     assert responses(t)[0][0].status == 0
     env.clock.advance(61)
+    checks = len(env.checks.calls)
     _, t = send_bind(env, "127.0.0.5")
-    env.checks.answer()
+    # The right password checked out from 127.0.0.6: no new check.
+    assert len(env.checks.calls) == checks
     assert responses(t)[0][0].status == 0
 
 
@@ -117,16 +119,53 @@ def test_disallowed_address_refused_without_check(env):
     assert env.checks.calls == [] and t.disconnecting
 
 
-def test_one_check_per_source_at_a_time(env):
-    """While a check from an address is in progress, another bind from it
-    is refused at once; other addresses are checked meanwhile."""
-    s1, t1 = send_bind(env, "127.0.0.9")
-    _, t2 = send_bind(env, "127.0.0.9")
-    assert responses(t2)[0][0].status == status("ESME_RBINDFAIL")
-    _, t3 = send_bind(env, "127.0.0.10")
-    assert len(env.checks.calls) == 2
-    env.checks.answer(0)
+def test_checks_from_one_source_wait_their_turn():
+    """Binds a carrier opens together from one address are checked one at
+    a time, each answered in turn; other addresses are checked meanwhile;
+    past the per-source limit a bind is refused at once."""
+    e = Env(bind_failures=100)
+    e.checks = Checks()
+    e.server.bind_guard.verify_fn = e.checks
+    e.server.bind_guard.per_source = 3
+    try:
+        ts = [send_bind(e, "127.0.0.9", pw=f"wrong{i}")[1] for i in range(3)]
+        assert len(e.checks.calls) == 1
+        _, refused = send_bind(e, "127.0.0.9")
+        assert responses(refused)[0][0].status == status("ESME_RBINDFAIL")
+        send_bind(e, "127.0.0.10")
+        assert len(e.checks.calls) == 2
+        e.checks.answer(0)
+        assert responses(ts[0])[0][0].status == status("ESME_RINVPASWD")
+        assert len(e.checks.calls) == 3 and responses(ts[1]) == []
+        e.checks.answer(2)
+        assert responses(ts[1])[0][0].status == status("ESME_RINVPASWD")
+    finally:
+        e.close()
+
+
+def test_good_password_remembered_not_bad_ones(env):
+    """A carrier's re-bind with a password that checked out costs no new
+    check; a wrong password is checked every time; a changed password
+    (another stored hash) is checked again."""
+    s1, t1 = send_bind(env, "127.0.0.11")
+    env.checks.answer()
     assert responses(t1)[0][0].status == 0
+    s1.connectionLost(None)
+    s2, t2 = send_bind(env, "127.0.0.11")
+    assert len(env.checks.calls) == 1
+    assert responses(t2)[0][0].status == 0
+    s2.connectionLost(None)
+    for _ in range(2):
+        _, t = send_bind(env, "127.0.0.12", pw="wrong")
+        env.checks.answer()
+        assert responses(t)[0][0].status == status("ESME_RINVPASWD")
+    assert len(env.checks.calls) == 3
+    guard = env.server.bind_guard
+    assert not guard._good or all(
+        b"car1pass" not in k for k in guard._good)
+    guard._good.clear()
+    _, t3 = send_bind(env, "127.0.0.11")
+    assert len(env.checks.calls) == 4
 
 
 def test_checks_run_two_at_a_time():
