@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from peers_net import free_port, sink_stats, wait_port
+
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR = ROOT.parent.parent / "shared" / "anchors" / "jasmin"
 if not ANCHOR.exists():
@@ -78,35 +80,7 @@ end
 '''
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"port {port} not open")
-
-
-def sink_stats(ctl: int) -> dict:
-    with socket.create_connection(("127.0.0.1", ctl), 5) as s:
-        s.sendall(b"STATS\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
 
 
 def sink_reset(ctl: int) -> None:

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from peers_net import free_port, sink_stats, wait_port
+
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORS = ROOT.parent.parent / "shared" / "anchors"
 if not ANCHORS.exists():
@@ -47,35 +49,7 @@ FIRST_USER = 100000000
 SIP_DOMAIN = "127.0.0.1"
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"port {port} not open")
-
-
-def sink_binds(ctl: int) -> int:
-    with socket.create_connection(("127.0.0.1", ctl), 5) as s:
-        s.sendall(b"STATS\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data).get("binds", 0)
 
 
 def loadavg() -> str:
@@ -236,7 +210,7 @@ def node_smpp(n: int, work: Path, loads: Loads,
                             profile)
         port = wait_ports(node, work)["smpp"][0]
         deadline = time.monotonic() + 30
-        while sink_binds(ctl) < 1:
+        while sink_stats(ctl).get("binds", 0) < 1:
             if time.monotonic() > deadline:
                 raise RuntimeError("the node did not bind to the sink")
             time.sleep(0.1)
