@@ -122,8 +122,8 @@ class Admission(Service):
     log = Logger()
 
     def __init__(self, clock: IReactorTime, pending: Callable[[], int],
-                 max_delay: float = 0.2, min_pending: int = 200,
-                 max_pending: int = 4000, max_lag: float = 0.5,
+                 max_delay: float = 1.0, min_pending: int = 2000,
+                 max_pending: int = 20000, max_lag: float = 0.5,
                  interval: float = 0.05, metrics: Any = None,
                  cpu: Callable[[], float] = time.process_time) -> None:
         """
@@ -132,8 +132,10 @@ class Admission(Service):
             (C{Storage.pending}).
         @param max_delay: seconds of commits the queued writes may hold.
         @param min_pending: writes always allowed to wait (a quiet node
-            has no commit rate yet).
-        @param max_pending: writes never exceeded (two full batches).
+            has no commit rate yet): more than the windows of the binds a
+            node takes at once (40 binds of 50), so a burst within the
+            peers' windows is never refused.
+        @param max_pending: writes never exceeded.
         @param max_lag: reactor lateness beyond which new work is refused,
             when the process itself was busy meanwhile (at least half a
             core: a box starved by other processes is not helped by

@@ -42,6 +42,23 @@ def test_storage_backlog_refuses():
     assert a.pending_limit() == 10
 
 
+def test_burst_within_peers_windows_admitted_by_default():
+    """With the node's defaults, a quiet node's burst as large as 40 binds
+    with windows of 50 (2,000 writes waiting) is admitted; a backlog of a
+    full second's commits beyond that is refused."""
+    pending = [2000]
+    clock = Clock()
+    a = Admission(clock, lambda: pending[0])
+    assert a.overloaded() is None
+    for _ in range(10):
+        a.committed(500)            # 5,000 writes/s
+        clock.advance(0.1)
+    pending[0] = 5000
+    assert a.overloaded() is None
+    pending[0] = 5001
+    assert a.overloaded() == "storage"
+
+
 def test_reactor_lag_refuses_until_on_time():
     """A lag sample that ran later than max_lag while the process was busy
     refuses new work ("lag"); the same lag with the process idle (the box
