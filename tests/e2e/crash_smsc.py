@@ -30,6 +30,7 @@ from smpp.pdu import operations
 from smpp.pdu.pdu_types import EsmClass, EsmClassMode, EsmClassType
 
 from appliance.smpp import pdus
+from tests.e2e.smsc import _text
 
 BIND_IDS = (0x00000001, 0x00000002, 0x00000009)
 ENQUIRE_LINK, UNBIND = 0x00000015, 0x00000006
@@ -135,12 +136,6 @@ class Session(threading.Thread):
         else:
             self.send(pdus.HEADER.pack(16, pdus.GENERIC_NACK, 3,
                                        head.sequence))
-
-
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    return "" if value is None else str(value)
 
 
 class CrashSMSC:
