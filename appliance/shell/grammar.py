@@ -315,6 +315,9 @@ class Command:
     @ivar privileged: whether role C{view} is refused.
     @ivar render: for running-config: C{render(obj)} yields one tuple of
         values per line to write (setting commands), or C{None}.
+    @ivar render_root: C{render} is called as C{render(obj, root)}, with
+        the C{ApplianceRoot} being written (as C{children} is), for a
+        setting that names another top-level object.
     @ivar children: for commands that enter a mode: C{children(root, obj)}
         yields the keys of the objects to write, or C{None}.
     @ivar secret: its rendered values are secrets (a clear password, a
@@ -331,6 +334,7 @@ class Command:
     render: Callable[[Any], Iterable[tuple]] | None = None
     children: Callable[[Any, Any], Iterable[Any]] | None = None
     secret: bool = False
+    render_root: bool = False
 
     def format(self, values: Sequence[Any], mask: bool = False) -> str:
         """
@@ -413,7 +417,7 @@ class CommandTree:
     def command(self, mode: Mode, spec: str, help: Sequence[str],
                 action: str = "config", enters: Mode | None = None,
                 privileged: bool | None = None, render=None, children=None,
-                secret: bool = False):
+                secret: bool = False, render_root: bool = False):
         """
         Decorator declaring C{handler} as the command C{spec} in C{mode}.
 
@@ -426,6 +430,8 @@ class CommandTree:
         @param render: running-config values of this setting for an object.
         @param children: running-config keys of the objects it enters.
         @param secret: its rendered values are secrets (masked for view).
+        @param render_root: C{render} takes the root too:
+            C{render(obj, root)}.
         @return: the decorator; it returns the handler unchanged.
         """
         if privileged is None:
@@ -434,7 +440,7 @@ class CommandTree:
         def deco(handler):
             self.add(Command(mode, spec, parse_spec(spec, help), handler,
                              action, enters, privileged, render, children,
-                             secret))
+                             secret, render_root))
             return handler
         return deco
 

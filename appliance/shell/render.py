@@ -3,7 +3,8 @@ C{show running-config} and table output, both derived from declarations.
 
 The running configuration is written by walking the command tree from the
 config mode: each setting command's C{render(obj)} gives the values to
-write it with, each command that enters a sub-mode gives the keys of its
+write it with (C{render(obj, root)} for a setting that names another
+top-level object, such as a product's tariff), each command that enters a sub-mode gives the keys of its
 objects (C{children}), and L{Command.format} writes the line, so what is
 written parses back through the same declarations.
 """
@@ -25,7 +26,10 @@ def _write(tree: CommandTree, mode: Mode, root: Any, obj: Any, depth: int,
             continue
         if command.render is not None:
             # The config mode's own settings render from the root.
-            for values in command.render(root if obj is None else obj):
+            target = root if obj is None else obj
+            rendered = (command.render(target, root) if command.render_root
+                        else command.render(target))
+            for values in rendered:
                 lines.append(pad + command.format(values, mask))
         if command.enters is not None and command.children is not None:
             for key in command.children(root, obj):

@@ -343,3 +343,31 @@ def test_demo_rules_are_the_built_in_attribution(clock):
         assert book.decide(point).charge == RuleBook().decide(point).charge
         assert not book.decide(point).name.startswith("built-in")
     assert len(BUILT_IN) == 5
+
+
+def test_product_tariffs_rendered_from_the_root_written(storage):
+    """A product's C{tariff} and C{receiver-pays tariff} lines are
+    rendered from the tariffs of the root C{show running-config} writes,
+    handed to the render function, not looked up through the product's
+    database connection: a root whose tariffs lack APP and RECV writes
+    neither line, the storage's root writes both."""
+    from types import SimpleNamespace
+
+    from appliance.shell.commands.modes import CONFIG, TREE
+    from appliance.shell.render import running_config
+    root = storage.root()
+    assert "  tariff APP" in running_config(TREE, CONFIG, root)
+    others = {k: v for k, v in root.tariffs.items()
+              if k not in ("APP", "RECV")}
+    view = SimpleNamespace(tariffs=others, _p_jar=root._p_jar)
+    product = root.products["Call & Chat"]
+    by_spec = {c.spec: c for c in TREE.commands
+               if c.mode.kind == "product" and c.render_root}
+    assert set(by_spec) == {"tariff TARIFF",
+                            "receiver-pays tariff TARIFF"}
+    assert list(by_spec["tariff TARIFF"].render(product, root)) == [
+        ("APP",)]
+    assert list(by_spec["receiver-pays tariff TARIFF"].render(
+        product, root)) == [("RECV",)]
+    for command in by_spec.values():
+        assert list(command.render(product, view)) == []

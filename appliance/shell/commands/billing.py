@@ -151,21 +151,22 @@ def _product_terms(fn):
     return _render_terms("products", fn)
 
 
-def _product_tariff(product):
-    name = billing_of(product).product_tariff(
-        product, product._p_jar.root()["appliance"].tariffs)
+def _product_tariff(product, root):
+    """Running-config of C{tariff}: the tariff, if it still exists among
+    the tariffs of C{root} (the C{ApplianceRoot} being written)."""
+    name = billing_of(root).product_tariff(product, root.tariffs)
     return [] if name is None else [(name,)]
 
 
-def _receiver_tariff(product):
-    name = billing_of(product).receiver_tariff(
-        product, product._p_jar.root()["appliance"].tariffs)
+def _receiver_tariff(product, root):
+    """Running-config of C{receiver-pays tariff}, as L{_product_tariff}."""
+    name = billing_of(root).receiver_tariff(product, root.tariffs)
     return [] if name is None else [(name,)]
 
 
 @command(PRODUCT, "tariff TARIFF",
          help=("Rate what this product's accounts send", "Tariff name"),
-         render=_product_tariff)
+         render=_product_tariff, render_root=True)
 def product_tariff(ctx, name):
     _billing(ctx).set_product_tariff(ctx.obj, _tariff(ctx, name))
 
@@ -181,7 +182,7 @@ def no_product_tariff(ctx):
                "(each recipient on its own; prepaid accounts from their "
                "balance)", "With this tariff (per message or per part, "
                "as its unit says)", "Tariff name"),
-         render=_receiver_tariff)
+         render=_receiver_tariff, render_root=True)
 def product_receiver_pays(ctx, name):
     _billing(ctx).set_receiver_tariff(ctx.obj, _tariff(ctx, name))
 
