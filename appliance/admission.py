@@ -112,7 +112,9 @@ class Admission(Service):
     C{max_delay} seconds (at least C{min_pending}, at most
     C{max_pending}): what is admitted then waits at most about
     C{max_delay} for its commit; or while the reactor runs more than
-    C{max_lag} seconds late with the process itself busy.
+    C{max_lag} seconds late with the process itself busy.  The node's
+    thresholds come from the node file's C{[overload]} section
+    (L{appliance.config.OverloadSection}); the defaults here are its.
 
     @ivar lag: the reactor's lateness at the last sample, seconds.
     @ivar refusals: the node's L{Refusals}.

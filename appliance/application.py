@@ -222,7 +222,7 @@ def make_node(config: NodeConfig, reactor: Any,
     built = Built(live=LiveState(), metrics=metrics)
     if any(s.name in MESSAGING_SECTIONS for s in config.enabled()):
         from appliance.sip.service import TRANSPORT as LOCAL_TRANSPORT
-        sip = config.sip
+        sip, overload = config.sip, config.overload
         # Rating, prepaid charging and records, inside the core's writes.
         # Tenants (HTTP API users) pay through a lookup the HTTP domain owns.
         from appliance.http.model import tenant_of
@@ -236,7 +236,10 @@ def make_node(config: NodeConfig, reactor: Any,
                                    validity=sip.validity,
                                    charger=built.billing.charger,
                                    metrics=metrics, ownership=cluster,
-                                   lanes=Lanes())
+                                   lanes=Lanes(
+                                       overload.destination_in_flight,
+                                       overload.destination_waiting,
+                                       overload.total_waiting))
         if cluster is not None:
             cluster.dispatch = built.core.dispatch_ids
             built.core.add_transaction_hook(cluster.transaction_hook)
@@ -245,7 +248,10 @@ def make_node(config: NodeConfig, reactor: Any,
         child(node, built.core, "messaging")
         # What the listeners ask before they take new work (overload).
         built.admission = admission = Admission(
-            reactor, lambda: storage.pending, metrics=metrics)
+            reactor, lambda: storage.pending, max_delay=overload.max_delay,
+            min_pending=overload.min_pending,
+            max_pending=overload.max_pending, max_lag=overload.max_lag,
+            metrics=metrics)
         observe = storage.batch_observer
 
         def committed(size: int, seconds: float) -> None:

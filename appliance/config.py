@@ -141,6 +141,36 @@ class StorageSection:
 
 
 @dataclass(frozen=True)
+class OverloadSection:
+    """
+    C{[overload]}: when the node refuses new work at the door
+    (L{appliance.admission}) and how many deliveries one destination may
+    hold (L{appliance.messaging.lanes}).
+
+    @ivar max_delay: seconds of the storage's commits the writes waiting
+        for a commit may hold before new work is refused.
+    @ivar min_pending: writes always allowed to wait (a quiet node has no
+        commit rate yet).
+    @ivar max_pending: writes allowed to wait, at most.
+    @ivar max_lag: seconds the reactor may run late, with the process
+        busy, before new work is refused.
+    @ivar destination_in_flight: deliveries under way at once per
+        destination (an app's account, a service policy's route).
+    @ivar destination_waiting: messages waiting in memory for one
+        destination's lane; beyond, a message is scheduled for a later
+        attempt (it is on disk).
+    @ivar total_waiting: messages waiting in all lanes together.
+    """
+    max_delay: float = 1.0
+    min_pending: int = 2000
+    max_pending: int = 20000
+    max_lag: float = 0.5
+    destination_in_flight: int = 100
+    destination_waiting: int = 10_000
+    total_waiting: int = 100_000
+
+
+@dataclass(frozen=True)
 class ServiceSection:
     """
     A protocol service's section: whether it runs and where it listens,
@@ -321,6 +351,7 @@ class NodeConfig:
     storage: StorageSection = field(default_factory=StorageSection)
     services: tuple[ServiceSection, ...] = ()
     tls: TLSPolicy = field(default_factory=TLSPolicy)
+    overload: OverloadSection = field(default_factory=OverloadSection)
 
     def service(self, name: str) -> ServiceSection:
         """
@@ -544,7 +575,7 @@ def parse(text: str, source: Path | None = None,
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{source or 'config'}: not valid TOML: {e}"])
     c = _Collector()
-    known = {"node", "storage", "tls", *LISTENER_KINDS}
+    known = {"node", "storage", "tls", "overload", *LISTENER_KINDS}
     for key, value in data.items():
         if key not in known:
             c.errors.append(f"[{key}]: unknown section")
@@ -650,9 +681,36 @@ def parse(text: str, source: Path | None = None,
 
     _check_duplicate_listeners(c, services)
     tls = _tls_section(c, data.get("tls", {}))
+    overload = _overload_section(c, data.get("overload", {}))
     if c.errors:
         raise ConfigError(c.errors)
-    return NodeConfig(source, node, storage, tuple(services), tls)
+    return NodeConfig(source, node, storage, tuple(services), tls,
+                      overload=overload)
+
+
+def _overload_section(c: _Collector, t: dict) -> OverloadSection:
+    """Read and check C{[overload]}."""
+    limits: dict[str, tuple[type, Any, Any, Any]] = {
+        "max_delay": (float, 1.0, 0.01, 60.0),
+        "min_pending": (int, 2000, 1, 10_000_000),
+        "max_pending": (int, 20000, 1, 100_000_000),
+        "max_lag": (float, 0.5, 0.01, 60.0),
+        "destination_in_flight": (int, 100, 1, 100_000),
+        "destination_waiting": (int, 10_000, 0, 10_000_000),
+        "total_waiting": (int, 100_000, 0, 100_000_000)}
+    _unknown(c, "overload", t, set(limits))
+    values: dict[str, Any] = {}
+    for key, (kind, default, low, high) in limits.items():
+        value = _typed(c, "overload", t, key, kind, default)
+        if not low <= value <= high:
+            shown = (f"{low:g} and {high:g}" if kind is float
+                     else f"{low} and {high}")
+            c.error("overload", key, f"between {shown}")
+            value = default
+        values[key] = value
+    if values["max_pending"] < values["min_pending"]:
+        c.error("overload", "max_pending", "at least min_pending")
+    return OverloadSection(**values)
 
 
 def _tls_section(c: _Collector, t: dict) -> TLSPolicy:

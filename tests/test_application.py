@@ -165,3 +165,30 @@ def test_one_wiring_place(tmp_path):
                                       "smpp", "sip", "notification"]
     assert sip.application.invite == notification.sip_invite
     assert notification.core is core
+
+
+def test_overload_thresholds_wired(tmp_path):
+    """The C{[overload]} thresholds reach the node's admission and the
+    core's delivery lanes; without the section they keep their defaults."""
+    base = (f'[node]\ndata_dir = "{tmp_path}"\n[storage]\nuri = "memory:"\n'
+            '[shell]\nenabled = false\n'
+            '[smpp]\nenabled = true\n'
+            'listen = ["tcp:port=0:interface=127.0.0.1"]\n')
+    root = make_node(parse(base + "[overload]\nmax_delay = 3\n"
+                           "min_pending = 100\nmax_pending = 400\n"
+                           "max_lag = 2\ndestination_in_flight = 7\n"
+                           "destination_waiting = 8\ntotal_waiting = 9\n",
+                           base=tmp_path), MemoryReactorClock())
+    admission = root.getServiceNamed("admission")
+    assert (admission.max_delay, admission.min_pending,
+            admission.max_pending, admission.max_lag) == (3.0, 100, 400, 2.0)
+    lanes = root.getServiceNamed("messaging").lanes
+    assert (lanes.limit, lanes.queue_limit, lanes.total_waiting) == (7, 8, 9)
+    root = make_node(parse(base, base=tmp_path), MemoryReactorClock())
+    admission = root.getServiceNamed("admission")
+    assert (admission.max_delay, admission.min_pending,
+            admission.max_pending, admission.max_lag) == (1.0, 2000, 20000,
+                                                          0.5)
+    lanes = root.getServiceNamed("messaging").lanes
+    assert (lanes.limit, lanes.queue_limit, lanes.total_waiting) == (
+        100, 10_000, 100_000)

@@ -194,3 +194,46 @@ def test_sip_settings(tmp_path):
     assert any(e.startswith("[sip] digest_algorithms:") for e in errs)
     assert any(e.startswith("[sip] retry_schedule:") for e in errs)
     assert any(e.startswith("[sip] domain:") for e in errs)
+
+
+def test_overload_defaults_and_settings(tmp_path):
+    """C{[overload]} defaults to the thresholds the node always had
+    (1 s of commits, 2,000 to 20,000 writes waiting, 0.5 s of reactor
+    lag, 100 deliveries under way and 10,000 waiting per destination,
+    100,000 waiting in all), and each key sets its own value."""
+    o = parse("", base=tmp_path).overload
+    assert (o.max_delay, o.min_pending, o.max_pending, o.max_lag) == (
+        1.0, 2000, 20000, 0.5)
+    assert (o.destination_in_flight, o.destination_waiting,
+            o.total_waiting) == (100, 10_000, 100_000)
+    o = parse("[overload]\nmax_delay = 2\nmin_pending = 500\n"
+              "max_pending = 5000\nmax_lag = 0.25\n"
+              "destination_in_flight = 10\ndestination_waiting = 0\n"
+              "total_waiting = 50\n", base=tmp_path).overload
+    assert (o.max_delay, o.min_pending, o.max_pending, o.max_lag) == (
+        2.0, 500, 5000, 0.25)
+    assert isinstance(o.max_delay, float)
+    assert (o.destination_in_flight, o.destination_waiting,
+            o.total_waiting) == (10, 0, 50)
+
+
+def test_overload_errors_all_at_once(tmp_path):
+    """Every bad C{[overload]} key is reported in one go, each named with
+    its reason: out of range, wrong type, unknown, and a cap below the
+    floor."""
+    errors = errors_of("[overload]\nmax_delay = 0\nmin_pending = \"many\"\n"
+                       "max_pending = 10\nmax_lag = true\n"
+                       "destination_in_flight = 0\n"
+                       "total_waiting = -1\nlanes = 3\n", tmp_path)
+    assert errors == [
+        "[overload] lanes: unknown key",
+        "[overload] max_delay: between 0.01 and 60",
+        "[overload] min_pending: expected an integer, got str",
+        "[overload] max_lag: expected a number, got a boolean",
+        "[overload] destination_in_flight: between 1 and 100000",
+        "[overload] total_waiting: between 0 and 100000000",
+        "[overload] max_pending: at least min_pending"]
+    assert errors_of("[overload]\nmin_pending = 30000\n", tmp_path) == [
+        "[overload] max_pending: at least min_pending"]
+    assert errors_of("overload = 3\n", tmp_path) == [
+        "overload: expected a [overload] section"]
