@@ -600,8 +600,14 @@ class ClusterService(Service):
                              self.clock.seconds(), topic)
 
     def statistics(self) -> dict[str, int]:
-        """Counters for C{show statistics}."""
-        return dict(self.counters)
+        """Counters for C{show statistics}, with the storage's conflicts
+        (commits another node's writes made re-run, and those that ran
+        out of retries): what sharing one database costs."""
+        out = dict(self.counters)
+        out["storage_conflicts"] = getattr(self.storage, "conflicts", 0)
+        out["storage_conflicts_failed"] = getattr(
+            self.storage, "conflicts_failed", 0)
+        return out
 
 
 def _ago(now: float, then: float) -> str:

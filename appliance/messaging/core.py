@@ -32,6 +32,7 @@ from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from appliance.messaging.interfaces import (IDeliveryAgent, IMessagingCore,
@@ -53,6 +54,13 @@ from appliance.model.routing import route_table
 __all__ = ["MessagingCore", "NoCharge", "OUTCOMES", "MessageView", "NoRoute",
            "Outcome", "Refused", "Submission", "normalize_remote_id",
            "remote_id_forms", "retry_delay", "MAX_HOPS"]
+
+
+#: Times an outcome whose commit ran out of conflict retries is queued
+#: again (after 0.1 s, doubling), so that it is not lost to a busy
+#: shared database: a lost "delivered" would leave the message waiting,
+#: to be sent again after a restart or a takeover.
+RECORD_RETRIES = 5
 
 
 class NoCharge:
@@ -458,9 +466,27 @@ class MessagingCore(Service):
                             for w in writers)
             return MessageView.of(message), written
         d = self.storage.batch(write)
+        d.addErrback(self._record_again, write, view, 0)
         d.addCallback(self._recorded, state, reason)
         d.addErrback(lambda f: self.log.failure(
             "recording the outcome of message {id} failed", f, id=view.id))
+        return d
+
+    def _record_again(self, failure: Any, write: Callable, view: MessageView,
+                      tries: int) -> Any:
+        """An outcome's commit that still conflicted after the storage's
+        retries is queued again, a bounded number of times, later; the
+        message stays in flight meanwhile (not dispatched again)."""
+        if not failure.check(ConflictError) or tries >= RECORD_RETRIES:
+            return failure
+        self.counters["record_retries"] = \
+            self.counters.get("record_retries", 0) + 1
+        self.log.warn("outcome of message {id} conflicted; queued again "
+                      "({n} of {max})", id=view.id, n=tries + 1,
+                      max=RECORD_RETRIES)
+        d = task.deferLater(self.clock, 0.1 * 2 ** tries, self.storage.batch,
+                            write)
+        d.addErrback(self._record_again, write, view, tries + 1)
         return d
 
     def _recorded(self, result: tuple | None, state: str,
@@ -523,6 +549,11 @@ class MessagingCore(Service):
             message = store.get(id)
             if message is None or message.state not in ("accepted",
                                                          "delivering"):
+                continue
+            if message.remote is not None:
+                # Forwarded: the far side confirmed it (submit_sm_resp)
+                # and its receipt will settle it; sending it again would
+                # deliver it twice.
                 continue
             if self.dispatch(MessageView.of(message),
                              self._transport_of(message)) is not None:

@@ -262,6 +262,12 @@ class Storage(MultiService):
     @ivar lost_writes: changes found on the reader's connection outside a
         transaction, dropped when it synced (a batch function that wrote
         through C{root()}; should stay 0).
+    @ivar conflicts: commits that raised C{ConflictError} (another writer
+        of a shared database changed an object this one changed, and the
+        object's own resolution, if any, could not merge the two); each
+        is re-run up to L{RETRIES} times.
+    @ivar conflicts_failed: of those, commits that ran out of retries.
+    @ivar conflict_classes: class name of the conflicting object to count.
     """
 
     name = "storage"
@@ -316,6 +322,9 @@ class Storage(MultiService):
         self.generations: dict[str, int] = {}
         self.commits = 0
         self.lost_writes = 0
+        self.conflicts = 0
+        self.conflicts_failed = 0
+        self.conflict_classes: dict[str, int] = {}
         if threaded is None:
             threaded = IReactorFromThreads.providedBy(reactor)
         self.threaded = threaded
@@ -574,10 +583,10 @@ class Storage(MultiService):
             try:
                 with self.transaction(user=user, note=note) as root:
                     return fn(root, *args, **kwargs)
-            except ConflictError:
+            except ConflictError as e:
+                self._conflicted(e, attempt, note)
                 if attempt == RETRIES:
                     raise
-                self.log.warn("conflict in {note!r}, retrying", note=note)
 
     def add_change_listener(self, listener: Callable[[str], Any]) -> None:
         """Call C{listener(note)} after each committed transaction."""
@@ -811,9 +820,11 @@ class Storage(MultiService):
             self.commits += 1
         _run_hooks(hooks, ok)
         if not ok:
+            if outcome.check(ConflictError):
+                self._conflicted(outcome.value, attempt,
+                                 f"batch of {len(live)}")
             if (outcome.check(ConflictError) and attempt < RETRIES
                     and self._wconn is not None):
-                self.log.warn("batch commit conflicted, retrying")
                 self._start(items, results, live, attempt + 1, started)
                 return
             if not outcome.check(ConflictError):
@@ -821,6 +832,26 @@ class Storage(MultiService):
             for i in live:
                 results[i] = outcome
         self._done(items, results, started)
+
+    def _conflicted(self, error: ConflictError, attempt: int,
+                    note: str) -> None:
+        """Count and log a commit that conflicted with another writer's
+        (another node's, on a shared database): re-run up to L{RETRIES}
+        times, then failed."""
+        self.conflicts += 1
+        name = _conflict_class(error)
+        self.conflict_classes[name] = self.conflict_classes.get(name, 0) + 1
+        oid = getattr(error, "oid", None)
+        oid = "0x" + oid.hex().lstrip("0") if isinstance(oid, bytes) else "?"
+        if attempt < RETRIES:
+            self.log.info("commit of {note} conflicted on {cls} (attempt "
+                          "{n}, oid {oid}), retrying", note=note, cls=name,
+                          n=attempt + 1, oid=oid)
+        else:
+            self.conflicts_failed += 1
+            self.log.error("commit of {note} conflicted on {cls} {n} times "
+                           "(oid {oid}): failed", note=note, cls=name,
+                           n=attempt + 1, oid=oid)
 
     def _done(self, items: list, results: list, started: float) -> None:
         """Make the commit visible to the reactor's reads, start the next
@@ -925,6 +956,14 @@ class WriterThread(ThreadPool):
     def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:
         """A daemon thread."""
         return threading.Thread(*args, daemon=True, **kwargs)
+
+
+def _conflict_class(error: ConflictError) -> str:
+    """The class of the object a ConflictError names (C{?} if none)."""
+    try:
+        return error.get_class_name() or "?"
+    except Exception:
+        return "?"
 
 
 def _nothing(root: Any) -> None:
