@@ -86,6 +86,30 @@ def test_show_numbering_plan(admin, storage):
                                             "international", "national*"]
 
 
+def test_show_numbering_plan_lists_tenant_overrides(admin, storage):
+    """show numbering-plan lists an HTTP tenant that overrides the plan
+    (its effective values, * on its own, no number format since tenants
+    only send to the node), and not a tenant without overrides."""
+    assert run_script(storage, SCRIPT + """configure terminal
+ tenant acme
+  numbering-plan country-code 351
+  numbering-plan unknown-digits national
+ exit
+ tenant plain
+ exit
+end
+""").ok
+    text = run(admin, "show numbering-plan")
+    lines = {l.split()[1]: l.split() for l in text.splitlines()
+             if l.startswith("tenant ")}
+    assert list(lines) == ["acme"]
+    assert lines["acme"][2:] == ["351*", "0", "00", "1", "national*", "-"]
+    run(admin, "configure terminal", "tenant acme",
+        "no numbering-plan country-code", "no numbering-plan unknown-digits",
+        "end")
+    assert "tenant acme" not in run(admin, "show numbering-plan")
+
+
 def test_running_config_round_trip(storage, clock):
     """The plan and its overrides are written by show running-config and
     replay into an empty node to the same plan and the same text."""

@@ -18,12 +18,15 @@ the HTTP API's C{tenant NAME}), and C{show numbering-plan}.
      exit
 
 An override left unset inherits the node's value; C{no numbering-plan
-FIELD} goes back to inheriting it.
+FIELD} goes back to inheriting it.  C{show numbering-plan} lists every
+origin with an override: carriers and connections, and the kinds other
+domains register with L{override_origin} (the HTTP API's tenants).
 """
 from __future__ import annotations
 
-from appliance.model.numbering import OVERRIDES, PLAN_FIELDS, node_plan, \
-    plan_for
+from typing import Any, Callable, Mapping
+
+from appliance.model.numbering import OVERRIDES, PLAN_FIELDS, node_plan
 from appliance.shell.commands.helpers import setting
 from appliance.shell.commands.modes import CARRIER, CONFIG, CONNECTION, \
     command
@@ -120,6 +123,27 @@ def override_commands(mode: Mode, sends: bool) -> None:
 override_commands(CARRIER, sends=False)
 override_commands(CONNECTION, sends=True)
 
+#: Kinds of origin with overrides, in the order C{show numbering-plan}
+#: lists them: C{(kind, objects(root) -> name to object, sends)}.
+ORIGINS: list[tuple[str, Callable[[Any], Mapping[str, Any]], bool]] = [
+    ("carrier", lambda root: root.carriers, False),
+    ("connection", lambda root: root.connections, True),
+]
+
+
+def override_origin(kind: str, objects: Callable[[Any], Mapping[str, Any]],
+                    sends: bool = False) -> None:
+    """
+    Have C{show numbering-plan} list the overrides of another kind of
+    origin (declare its commands with L{override_commands}).
+
+    @param kind: the word shown before each name (C{tenant}).
+    @param objects: C{objects(root)} gives its objects by name, each with
+        C{plan_overrides()}.
+    @param sends: whether it sends numbers (else no number format).
+    """
+    ORIGINS.append((kind, objects, sends))
+
 
 def _cell(value) -> str:
     return "-" if value is None else str(value)
@@ -128,24 +152,23 @@ def _cell(value) -> str:
 @command(ANY, "show numbering-plan",
          help=("Show running system information", _PLAN), action="show")
 def show_numbering_plan(ctx):
-    """The node's plan, then each carrier and connection with overrides:
-    its effective values, C{*} on those it sets (carriers send nothing,
-    so they have no number format)."""
+    """The node's plan, then each carrier, connection and tenant with
+    overrides: its effective values, C{*} on those it sets (carriers and
+    tenants send nothing, so they have no number format)."""
     root = ctx.root
     plan = node_plan(root)
     lines = ["Node"]
     for word, _, attr, _, _ in FIELDS:
         lines.append(f"  {word:<21} {_cell(getattr(plan, attr))}")
     rows = []
-    for kind, container in (("carrier", root.carriers),
-                            ("connection", root.connections)):
-        for name, obj in container.items():
+    for kind, objects, sends in ORIGINS:
+        for name, obj in objects(root).items():
             own = obj.plan_overrides()
             if not any(v is not None for v in own.values()):
                 continue
-            effective = plan_for(root, kind, name)
+            effective = plan.overlaid(own)
             rows.append((f"{kind} {name}",) + tuple(
-                "-" if kind == "carrier" and attr == "number_format"
+                "-" if not sends and attr == "number_format"
                 else _cell(getattr(effective, attr))
                 + ("*" if own[attr] is not None else "")
                 for _, _, attr, _, _ in FIELDS))

@@ -13,7 +13,8 @@ from appliance.http.model import http_of, new_dlr_secret, tenant_of
 from appliance.model.errors import ModelError
 from appliance.shell.commands.helpers import flag, object_commands, setting
 from appliance.shell.commands.modes import CONFIG, POLICY, command
-from appliance.shell.commands.numbering import override_commands
+from appliance.shell.commands.numbering import override_commands, \
+    override_origin
 from appliance.shell.grammar import ANY, NO_STR, Mode
 from appliance.shell.render import table
 from appliance.shell.types import ArgumentType, _name, register_type
@@ -201,6 +202,16 @@ flag(TENANT, "shutdown", "enabled", False, "Refuse this tenant's requests")
 # How the numbers of its requests are read: the node's plan unless
 # overridden here (numbering-plan country-code 44, ...).
 override_commands(TENANT, sends=False)
+
+
+def _tenants_of(root) -> dict:
+    try:
+        return http_of(root).tenants
+    except ModelError:          # a database without the HTTP domain
+        return {}
+
+
+override_origin("tenant", _tenants_of, sends=False)
 
 # -- policies -------------------------------------------------------------
 
