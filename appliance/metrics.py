@@ -41,6 +41,8 @@ class _Gauges:
                 for values, value in read():
                     family.add_metric(list(values), float(value))
             except Exception:
+                # Broad: a reader is a service's callback; a bug in one
+                # must not fail the whole scrape.
                 self.log.failure("reading gauge {name} failed", name=name)
             yield family
 
@@ -179,9 +181,7 @@ def watch_node(metrics: Metrics, storage: Any, live: Any) -> None:
         sip = live.source("sip")
         if sip is None or not hasattr(sip, "statistics"):
             return []
-        try:
-            return [((), sip.statistics()["registered_contacts"])]
-        except Exception:
-            return []
+        # A failure is logged with its traceback by the collector.
+        return [((), sip.statistics()["registered_contacts"])]
     metrics.gauge("appliance_sip_registrations", "Live SIP registrations",
                   (), registrations)

@@ -113,7 +113,8 @@ def server_options(options: dict[str, str], policy: TLSPolicy) -> Any:
             from twisted.python.filepath import FilePath
             dh = ssl.DiffieHellmanParameters.fromFile(
                 FilePath(options["dhParameters"]))
-    except Exception as e:
+    except (OSError, crypto.Error) as e:
+        # A file that cannot be read, or OpenSSL refusing its content.
         raise ValueError(f"TLS key {key_path} / certificate {cert_path}: "
                          f"{e}") from e
     return ssl.CertificateOptions(
@@ -153,10 +154,11 @@ def check_ca_file(path: str) -> str | None:
         data = p.read_bytes()
     except OSError as e:
         return f"{path}: {e.strerror or e}"
+    from OpenSSL import crypto
     from twisted.internet import ssl
     try:
         ssl.Certificate.loadPEM(data)
-    except Exception:
+    except crypto.Error:
         return f"{path}: no PEM certificate in it"
     return None
 

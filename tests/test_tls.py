@@ -320,3 +320,17 @@ def test_chain_and_dh_parameters(tmp_path: Path):
                           "dhParameters": str(dh)}, TLSPolicy()).getContext()
     client = _handshake(ctx, SSL.TLS1_2_VERSION)
     assert len(client.get_peer_cert_chain()) == 2
+
+
+def test_junk_key_or_certificate_raises(tmp_path: Path):
+    """A key or certificate file whose content OpenSSL refuses is a
+    ValueError naming the files (the listener is not started)."""
+    key, cert, *_ = _self_signed(tmp_path, "srv")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("junk")
+    with pytest.raises(ValueError, match="junk.pem"):
+        server_options({"privateKey": str(junk), "certKey": str(cert)},
+                       TLSPolicy())
+    with pytest.raises(ValueError, match="junk.pem"):
+        server_options({"privateKey": str(key), "certKey": str(junk)},
+                       TLSPolicy())

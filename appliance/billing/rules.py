@@ -36,6 +36,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
+from appliance.model.errors import ModelError
 from appliance.model.numbers import PatternMatcher
 
 #: Origin kinds a rule can match.
@@ -137,7 +138,7 @@ class Rule:
             ipaddress.ip_network(str(source), strict=False)
         try:
             pattern = None if sender is None else PatternMatcher(sender)
-        except Exception as e:
+        except ModelError as e:
             raise ValueError(str(e)) from None
         return cls(name, origin_kind, origin, network, pattern, charge,
                    tariff)

@@ -20,7 +20,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from appliance.messaging.interfaces import IDeliveryAgent
@@ -81,12 +81,14 @@ class Settings:
 
 
 def _digits(text: str | None) -> str:
+    """@return: C{text} as E.164 digits, C{""} when it is not a number."""
+    from appliance.model.errors import ModelError
     from appliance.model.numbers import normalize_e164
     if not text:
         return ""
     try:
         return normalize_e164(text)
-    except Exception:
+    except ModelError:
         return ""
 
 
@@ -172,12 +174,13 @@ class NotificationService(Service):
 
         @return: whether it was ours (else the caller answers as before).
         """
+        from appliance.sip.headers import HeaderError
         from appliance.sip.message import make_response
         s = self.settings
         try:
             to = request.to_address()
-        except Exception:
-            return False
+        except HeaderError:
+            return False        # the caller answers it (400) as before
         service = _digits(request.uri.user) if request.uri.user else ""
         if service not in s.service_numbers:
             service = _digits(to.uri.user)
@@ -194,7 +197,7 @@ class NotificationService(Service):
 
     def _sip_trigger(self, request: Any, service: str
                      ) -> tuple[D.Trigger | None, str]:
-        from appliance.sip.headers import Address, split_list
+        from appliance.sip.headers import Address, HeaderError, split_list
         headers = request.headers
         diversions = []
         for value in headers.get_all("diversion"):
@@ -205,7 +208,7 @@ class NotificationService(Service):
                 d = Address.parse(diversions[-1])
                 called = _digits(d.uri.user)
                 reason = (d.param("reason") or "").strip('"').lower()
-            except Exception:
+            except HeaderError:
                 self.log.info("bad Diversion in INVITE: {v}",
                               v=diversions[-1])
         case = D.sip_case(reason)
@@ -222,8 +225,9 @@ class NotificationService(Service):
             anonymous = (a.uri.user or "").lower() == "anonymous" or \
                 a.uri.host.lower() == "anonymous.invalid" or \
                 a.display_name.lower() == "anonymous"
-        except Exception:
-            pass
+        except HeaderError:
+            self.log.info("bad caller address in INVITE: {v}",
+                          v=caller_value)
         restricted = anonymous or bool(privacy & {"id", "user", "header"})
         if not called:
             return None, answer
@@ -403,21 +407,20 @@ class NotificationService(Service):
                             count=count, reason=reason)
         self.log.info("{kind} to {to} from {sender}: {text!r}", kind=kind,
                       to=recipient, sender=sender, text=text)
-        try:
-            if s.delivery == "map" and self.map_agent is not None:
-                d = defer.maybeDeferred(self.map_agent.send, recipient,
-                                        sender, text)
-            elif self.core is not None:
-                from appliance.messaging.vocabulary import Submission
-                d = self.core.submit(Submission(
-                    ORIGIN_KIND, ORIGIN, sender, recipient, text,
-                    encoding=texts.coding(text)))
-            else:
-                raise RuntimeError("no way to send: no messaging core")
-        except Exception as e:
+        from appliance.messaging.vocabulary import (
+            NoRoute, Refused, Submission)
+        from appliance.model.errors import ModelError
+        if s.delivery == "map" and self.map_agent is not None:
+            d = defer.maybeDeferred(self.map_agent.send, recipient,
+                                    sender, text)
+        elif self.core is not None:
+            d = defer.maybeDeferred(self.core.submit, Submission(
+                ORIGIN_KIND, ORIGIN, sender, recipient, text,
+                encoding=texts.coding(text)))
+        else:
             self._count("sms-failed")
-            self.log.warn("{kind} to {to} not sent: {why}", kind=kind,
-                          to=recipient, why=str(e))
+            self.log.warn("{kind} to {to} not sent: no messaging core",
+                          kind=kind, to=recipient)
             return defer.succeed(None)
 
         def done(result):
@@ -429,8 +432,17 @@ class NotificationService(Service):
 
         def failed(f):
             self._count("sms-failed")
-            self.log.warn("{kind} to {to} not sent: {why}", kind=kind,
-                          to=recipient, why=f.getErrorMessage())
+            if f.check(NoRoute, Refused, ModelError):
+                # Refused by the core (no route, the payer, a field):
+                # nothing was stored.
+                self.log.warn("{kind} to {to} not sent: {why}", kind=kind,
+                              to=recipient, why=f.getErrorMessage())
+            else:
+                # Anything else (the MAP agent's failures, a bug) is
+                # logged with its traceback; the other message of the
+                # pair is still sent.
+                self.log.failure("{kind} to {to} not sent", f, kind=kind,
+                                 to=recipient, level=LogLevel.warn)
         return d.addCallbacks(done, failed)
 
     # -- expiry ------------------------------------------------------------

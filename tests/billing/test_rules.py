@@ -110,3 +110,16 @@ def test_describe():
                                "CHEAP")
     assert Rule.build("x", charge="nobody").describe() == \
         "anything: charge nobody"
+
+
+def test_bad_sender_pattern_is_a_value_error():
+    """A sender pattern the numbering model refuses is a C{ValueError}
+    naming the problem (the shell shows it); nothing else is turned into
+    one."""
+    import pytest
+    from appliance.model.errors import ModelError
+    with pytest.raises(ValueError, match="pattern") as e:
+        Rule.build("r", sender="", charge="nobody")
+    assert not isinstance(e.value, ModelError)
+    with pytest.raises(ValueError):
+        Rule.build("r", sender="44a%", charge="nobody")

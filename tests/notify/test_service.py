@@ -342,3 +342,58 @@ def test_sweep_walks_in_slices():
     assert storage.domain(KEY).pending_count() == 1
     assert storage.domain(KEY).get("4914", A) is not None
     svc.stopService()
+
+
+class RaisingCore(FakeCore):
+    """A core whose submit raises C{error} at once."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def submit(self, submission):
+        raise self.error
+
+
+def test_refused_and_broken_sends_counted_and_logged():
+    """A message the core refuses (no route) is counted C{sms-failed}
+    and logged as a warning with the reason; an unexpected error from
+    the core is counted too and logged with its traceback; neither
+    escapes into the ISUP handling, which still answers the call."""
+    from twisted.logger import LogLevel, capturedLogs
+
+    from appliance.messaging.vocabulary import NoRoute
+    for error, traceback in ((NoRoute("no route to 491800"), False),
+                             (ZeroDivisionError("bug"), True)):
+        svc, clock, storage, mapc, core = build(seized_timer=3)
+        svc.core = RaisingCore(error)
+        with capturedLogs() as events:
+            assert svc.isup_iam(iam(1)) == (17, 3.0)
+        assert svc.counters["sms-failed"] == 1
+        failures = [e for e in events if "log_failure" in e]
+        warned = [e for e in events if e["log_level"] == LogLevel.warn
+                  and "not sent" in e["log_format"]]
+        assert len(warned) == 1
+        if traceback:
+            assert failures == warned
+            assert failures[0]["log_failure"].check(ZeroDivisionError)
+        else:
+            assert failures == [] and warned[0]["why"] == "no route to 491800"
+        svc.stopService()
+
+
+def test_bad_caller_address_logged():
+    """An INVITE whose P-Asserted-Identity does not parse is still
+    answered (486), and the bad value is logged at info, not silently
+    dropped."""
+    from twisted.logger import capturedLogs
+    svc, clock, storage, mapc, core = build()
+    tx = FakeTx()
+    with capturedLogs() as events:
+        assert svc.sip_invite(invite(
+            "user-busy", "P-Asserted-Identity: <sip:a@b> junk\r\n"), tx)
+    assert tx.responses[0].status == 486
+    assert [e["v"] for e in events
+            if e.get("log_format", "").startswith("bad caller address")] \
+        == ["<sip:a@b> junk"]
+    svc.stopService()
