@@ -124,6 +124,8 @@ class NodeService(MultiService):
             self._abort(EXIT_DATABASE_NEWER)
             return
         except Exception:
+            # Broad: whatever keeps a child from starting stops the node
+            # (exit status 1), logged with its traceback.
             self.log.failure("start-up failed; stopping")
             self._abort(1)
             return
@@ -175,6 +177,8 @@ class NodeService(MultiService):
             try:
                 yield defer.maybeDeferred(child.stopService)
             except Exception:
+                # Broad: the children before it (the storage last) still
+                # stop and close.
                 self.log.failure("stopping {name} failed",
                                  name=child.name)
         self.context.ports.remove()

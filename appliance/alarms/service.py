@@ -171,6 +171,8 @@ class AlarmService(Service):
             try:
                 return f()
             except Exception:
+                # Broad: a reader is another service's callback; a bug in
+                # one must not stop the checks of the others.
                 self.log.failure("alarm reading {f!r} failed", f=f)
                 return default
         commit, self._commit_max = self._commit_max, 0.0
@@ -211,6 +213,8 @@ class AlarmService(Service):
             try:
                 listener(event)
             except Exception:
+                # Broad: a listener (SNMP traps, the shell) is a callback;
+                # the other listeners still get the event.
                 self.log.failure("alarm listener {l!r} failed", l=listener)
 
     # shell ------------------------------------------------------------
@@ -220,7 +224,8 @@ class AlarmService(Service):
         return {"active": len(self.table.active()),
                 "raised": self.counts["raised"],
                 "cleared": self.counts["cleared"],
-                "traps_sent": self.sender.sent}
+                "traps_sent": self.sender.sent,
+                "traps_failed": self.sender.failed}
 
     def shell_table(self, topic: str) -> tuple[tuple[str, ...], list]:
         """

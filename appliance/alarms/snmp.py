@@ -196,6 +196,8 @@ class TrapSender(DatagramProtocol):
         self.boots = boots
         self.started = clock.seconds()
         self.sent = 0
+        #: Traps that could not be encoded or written.
+        self.failed = 0
         self._ids = 0
 
     def _next_id(self) -> int:
@@ -226,5 +228,8 @@ class TrapSender(DatagramProtocol):
                 self.transport.write(data, (manager.address, manager.port))
                 self.sent += 1
             except Exception:
+                # Broad: a manager's keys, address or a bug in one trap's
+                # encoding must not keep the trap from the other managers.
+                self.failed += 1
                 self.log.failure("trap to {manager} failed",
                                  manager=manager.name)

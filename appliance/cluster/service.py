@@ -384,6 +384,7 @@ class ClusterService(Service):
                 if attempt == 2:
                     raise
             except BaseException:
+                # Anything else: leave the connection clean, re-raise.
                 self._btm.abort()
                 raise
         raise AssertionError("unreachable")

@@ -139,6 +139,8 @@ class StreamWriter:
                 if budget <= 0 and self._clock is not None:
                     break
         except Exception as e:
+            # Broad: the stream is a command's generator; its bug ends
+            # this output with an error line, the session goes on.
             self.log.failure("streamed output failed after {n} bytes", n=self.written)
             if not self.finished:
                 self._write(self._encode(f"% internal error: {e.__class__.__name__}\n"))

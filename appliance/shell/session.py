@@ -304,6 +304,8 @@ def execute(session: Session, line: str) -> Result:
         return Result("% the change conflicted with another, try again",
                       False)
     except Exception as e:
+        # Broad: a handler's bug is the operator's "% internal error",
+        # logged with its traceback; the shell keeps serving.
         log.failure("command {line!r} failed", line=_loggable(session, line))
         return Result(f"% internal error: {e.__class__.__name__}", False)
 
@@ -314,6 +316,8 @@ def _loggable(session: Session, line: str) -> str:
     try:
         match = session.tree.parse(session.mode, line, admin=True)
     except Exception:
+        # Broad: called while the failure being logged may be the
+        # parser's own; that failure is logged by the caller.
         return "(a line that does not parse)"
     if match.command.takes_secret:
         return match.command.format(match.values, mask=True)

@@ -34,7 +34,7 @@ from twisted.cred.credentials import ISSHPrivateKey, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer, threads
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python import components
 from zope.interface import implementer
 
@@ -101,8 +101,12 @@ def read_authorized_keys(path: Path | None) -> list[keys.Key]:
         try:
             found.append(keys.Key.fromString(line.encode("utf-8")))
         except Exception:
-            log.warn("{path}:{n}: not a public key, ignored",
-                     path=str(path), n=number)
+            # Broad: on a malformed line conch raises BadKeyError,
+            # ValueError, struct.error, IndexError, cryptography's
+            # UnsupportedAlgorithm and even AssertionError; one bad line
+            # must not lose the others' keys.
+            log.failure("{path}:{n}: not a public key, ignored",
+                        path=str(path), n=number, level=LogLevel.warn)
     return found
 
 
@@ -482,7 +486,7 @@ class LoggingUserAuthServer(SSHUserAuthServer):
             try:
                 peer = self.transport.transport.getPeer()
                 source = f"{peer.host}:{peer.port}"
-            except Exception:
+            except AttributeError:      # no transport, or not an IP peer
                 source = "?"
             log.warn("failed login for {user} from {source} ({method})",
                      user=self.user.decode("utf-8", "replace"), source=source,

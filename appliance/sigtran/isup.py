@@ -248,6 +248,9 @@ class ISUPLayer:
             try:
                 chosen = listener(call)
             except Exception:
+                # Broad: a listener (the notification service) is a
+                # callback; the call is still answered with the defaults.
+                self._count("listener failed")
                 self.log.failure("IAM listener failed")
                 continue
             if isinstance(chosen, tuple):

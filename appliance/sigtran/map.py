@@ -257,6 +257,11 @@ class MAPServer:
             try:
                 listener(alert, op.calling.gt or "")
             except Exception:
+                # Broad: a listener (the SMSC's retry, notifications) is a
+                # callback; the others still hear of it, the HLR gets its
+                # result.
+                self.counters["alert-listener-failed"] = \
+                    self.counters.get("alert-listener-failed", 0) + 1
                 self.log.failure("alert listener failed")
         return TC.Reply(TC.RESULT)
 

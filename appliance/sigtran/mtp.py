@@ -143,6 +143,8 @@ class M3UALayer:
         try:
             user.mtp_transfer(pd)
         except Exception:
+            # Broad: a user part's bug on one message must not take the
+            # association down; the peer keeps being served.
             self.counters["rx user failed"] += 1
             self.log.failure("user part {si} failed on a message", si=pd.si)
 

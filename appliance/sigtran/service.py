@@ -149,6 +149,8 @@ class SigtranService(MultiService):
                 try:
                     listener(settings)
                 except Exception:
+                    # Broad: a listener (TCAP/MAP, ISUP) is a callback;
+                    # the others still get the new settings.
                     self.log.failure("ss7 settings listener failed")
 
     def _add(self, s: PeerSettings, point_code: int) -> None:

@@ -397,6 +397,9 @@ class TCAPLayer:
             answer = handler(Incoming(inv.opcode, inv.param, ac, calling,
                                       called))
         except Exception:
+            # Broad: a handler (MAP) is a callback; its bug is a reject
+            # to the peer, the dialogue machinery goes on.
+            self._count("handler failed")
             self.log.failure("TCAP handler of operation {op} failed",
                              op=inv.opcode)
             answer = Reply(REJECT, code=T.R_MISTYPED_PARAMETER)

@@ -188,3 +188,43 @@ def test_check_interval_from_the_shell():
         "smpp-connection-down"]
     service.stopService()
     assert clock.getDelayedCalls() == []
+
+
+class FailingWire(Wire):
+    """A UDP transport that cannot write to one address."""
+
+    def __init__(self, bad):
+        super().__init__()
+        self.bad = bad
+
+    def write(self, data, addr):
+        if addr[0] == self.bad:
+            raise OSError("network unreachable")
+        super().write(data, addr)
+
+
+def test_trap_failure_counted_and_others_served():
+    """A trap that cannot be written to one manager is logged with its
+    traceback and counted (C{traps_failed}); the other manager still gets
+    its trap."""
+    from twisted.logger import LogLevel, capturedLogs
+    state = {"stp": "ASP-ACTIVE"}
+    clock, storage, service = make(Readers(
+        associations=lambda: list(state.items())), interval=5)
+    service.sender.transport = FailingWire("127.0.0.2")
+    configure(storage, "snmp-manager bad", " address 127.0.0.2", " exit",
+              "snmp-manager good", " address 127.0.0.1", " exit")
+    service.startService()
+    clock.advance(5)
+    state["stp"] = "ASP-DOWN"
+    with capturedLogs() as events:
+        clock.advance(5)
+    failures = [e for e in events if "log_failure" in e]
+    assert len(failures) == 2
+    assert all(e["log_level"] == LogLevel.critical for e in failures)
+    assert failures[0]["log_failure"].check(OSError)
+    assert {a for _, a in service.sender.transport.sent} == {
+        ("127.0.0.1", 162)}
+    stats = service.statistics()
+    assert (stats["traps_sent"], stats["traps_failed"]) == (2, 2)
+    service.stopService()

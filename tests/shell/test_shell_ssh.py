@@ -301,3 +301,24 @@ def test_normal_disconnect_is_not_an_error():
         transport.receiveError(DISCONNECT_BY_APPLICATION, b"disconnected by user")
         transport.receiveError(DISCONNECT_PROTOCOL_ERROR, b"bad packet")
     assert [e["log_level"] for e in events] == [LogLevel.info, LogLevel.warn]
+
+
+def test_bad_authorized_keys_lines_logged_others_read(tmp_path):
+    """Lines of the admin keys file that are not public keys (junk, a
+    truncated key, a bad base64 body) are each logged as a warning with
+    the reason's traceback, and the good key on the next line is still
+    read."""
+    from twisted.conch.ssh import keys
+    from twisted.logger import LogLevel, capturedLogs
+    from appliance.shell.ssh import read_authorized_keys
+    good = keys.Key(ed25519.Ed25519PrivateKey.generate()).public()
+    path = tmp_path / "admin_keys"
+    path.write_text("# comment\ngarbage\nssh-ed25519 AAAA\n"
+                    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ\n"
+                    + good.toString("OPENSSH").decode() + " ok@host\n")
+    with capturedLogs() as events:
+        found = read_authorized_keys(path)
+    assert [k.blob() for k in found] == [good.blob()]
+    warned = [e for e in events if e["log_level"] == LogLevel.warn]
+    assert [e["n"] for e in warned] == [2, 3, 4]
+    assert all("log_failure" in e for e in warned)

@@ -170,3 +170,25 @@ def test_unreachable_switch_is_not_sent_to(f):
     assert f.mtp.sent == []
     f.isup.stop()
     assert not [c for c in f.clock.getDelayedCalls() if c.active()]
+
+
+def test_failing_listener_counted_and_call_answered(f):
+    """An IAM listener that raises is logged with its traceback and
+    counted (C{listener failed}); the next listener still chooses, and
+    the call is answered ACM then REL as usual."""
+    from twisted.logger import capturedLogs
+
+    def broken(call):
+        raise ZeroDivisionError("bug")
+    f.isup.add_iam_listener(broken)
+    f.isup.add_iam_listener(lambda call: 17)
+    with capturedLogs() as events:
+        f.rx(iam())
+    acm, = f.sent()
+    assert acm.type == I.ACM
+    assert [e["log_failure"].type for e in events if "log_failure" in e] \
+        == [ZeroDivisionError]
+    assert f.isup.counters["listener failed"] == 1
+    f.clock.advance(3)
+    rel, = f.sent()
+    assert I.decode_cause(rel.variable[0]) == 17
