@@ -46,6 +46,13 @@ from tests.e2e.harness import wait_for
 FINAL = ("delivered", "failed", "expired")
 #: Origin kinds the provisioning's authorization rules all charge.
 BILLABLE = ("carrier", "account", "tenant", "connection")
+#: Origin kinds whose messages go to the apps (a carrier's, the vendor's
+#: MO) and to the vendor (an app's, the tenant's).
+TO_APPS = ("carrier", "connection")
+TO_VENDOR = ("account", "tenant")
+#: The C{stat:} of a receipt for each final state.
+RECEIPT_STAT = {"delivered": "DELIVRD", "failed": "UNDELIV",
+                "expired": "EXPIRED"}
 
 
 # -- the database after a kill -------------------------------------------------
@@ -61,6 +68,7 @@ class Stored:
     receipt: int
     remote: tuple | None
     transport: str | None
+    recipient: str | None = None
 
 
 @dataclass
@@ -71,6 +79,13 @@ class Snapshot:
     pending_receipts: list[tuple[str, str]]  # (carrier, message id hex)
     pending_callbacks: list[int]             # message ids
     seconds: float
+    #: (payer, id) of every record beyond the first for one message.
+    duplicate_records: list[tuple[str, int]] = field(default_factory=list)
+
+    def by_id(self) -> dict[int, tuple[str, Stored]]:
+        """Message id to its text and stored message."""
+        return {m.id: (text, m) for text, stored in self.by_text.items()
+                for m in stored}
 
 
 def read_database(path: Path) -> Snapshot:
@@ -92,10 +107,13 @@ def read_database(path: Path) -> Snapshot:
         for mid, m in root["messages"].messages.items():
             by_text[m.text or ""].append(Stored(
                 mid, m.origin_kind, m.state, m.error, m.payer, m.receipt,
-                m.remote, m.transport))
+                m.remote, m.transport, m.recipient))
         records = {}
+        duplicates = []
         for (payer, _month), bucket in root[BILLING].records.months.items():
             for record in bucket.records.values():
+                if (payer, record.id) in records:
+                    duplicates.append((payer, record.id))
                 records[(payer, record.id)] = record.state
         pending = [(key[0], record[0]) for key, record in
                    root[SMPP].receipts.items()]
@@ -104,7 +122,7 @@ def read_database(path: Path) -> Snapshot:
     finally:
         db.close()
     return Snapshot(dict(by_text), records, pending, callbacks,
-                    time.monotonic() - started)
+                    time.monotonic() - started, duplicates)
 
 
 # -- the campaign --------------------------------------------------------------
@@ -182,6 +200,12 @@ class Campaign:
 
     @ivar figures: the L{Figures}.
     """
+
+    #: Whether two copies from one run are a problem (not just a note):
+    #: to the apps, to the vendor, receipts to the carrier.
+    strict_apps = True
+    strict_vendor = True
+    strict_receipts = True
 
     def __init__(self, tmp: Path, runs: int = 3, seed: int | None = None,
                  up: tuple[float, float] = (0.5, 3.0),
@@ -386,8 +410,8 @@ class Campaign:
             elif len(stored) > 1:
                 self.problem(f"{label}: {ack.token!r} stored "
                              f"{len(stored)} times")
-            elif ack.id is not None and ack.kind == "carrier" and \
-                    int(ack.id, 16) != stored[0].id:
+            elif ack.id is not None and ack.kind in ("carrier", "tenant") \
+                    and int(ack.id, 16) != stored[0].id:
                 self.problem(f"{label}: {ack.token!r} given id {ack.id}, "
                              f"stored as {stored[0].id:x}")
         ids = {}
@@ -413,6 +437,12 @@ class Campaign:
             if mid not in ids:
                 self.problem(f"{label}: record of {payer} for message "
                              f"{mid:x} belongs to no message")
+            elif ids[mid].payer != payer:
+                self.problem(f"{label}: record of {payer} for message "
+                             f"{mid:x}, which {ids[mid].payer} pays")
+        for payer, mid in snap.duplicate_records:
+            self.problem(f"{label}: message {mid:x} has more than one "
+                         f"record for {payer}")
         for mid in snap.pending_callbacks:
             m = ids.get(mid)
             if m is None or m.state not in FINAL:
@@ -439,13 +469,44 @@ class Campaign:
     def check_snapshot(self, kill: Kill, index: int) -> None:
         """What the database holds right after kill number C{index}."""
         acks = self.acks()
-        self._check_common(kill.snapshot, f"kill {index + 1}", acks)
+        label = f"kill {index + 1}"
+        self._check_common(kill.snapshot, label, acks)
+        if index > 0:
+            self._check_kept(self.kills[index - 1].snapshot, kill.snapshot,
+                             label)
+
+    def _check_kept(self, before: Snapshot, after: Snapshot,
+                    label: str) -> None:
+        """
+        Nothing committed goes back: every message and billing record the
+        database held at the previous read is still there, and a message
+        final then is still in the same state (a committed transaction
+        lost at a restart shows here even if nothing was acknowledged for
+        it).
+        """
+        now = after.by_id()
+        for mid, (text, m) in before.by_id().items():
+            later = now.get(mid)
+            if later is None:
+                self.problem(f"{label}: message {mid:x} ({text!r}), "
+                             f"{m.state} before, is gone")
+            elif m.state in FINAL and later[1].state != m.state:
+                self.problem(f"{label}: message {mid:x} ({text!r}) was "
+                             f"{m.state}, is now {later[1].state}")
+        for key in before.records:
+            if key not in after.records:
+                self.problem(f"{label}: the record of {key[0]} for message "
+                             f"{key[1]:x} is gone")
 
     def check_final(self, snap: Snapshot) -> None:
         """The end: everything final, every copy explained."""
         acks = self.acks()
         with self.ledger.lock:
             receipts = {k: list(v) for k, v in self.ledger.receipts.items()}
+            stats = {k: list(v) for k, v in
+                     self.ledger.receipt_stats.items()}
+            lives = {k: list(v) for k, v in
+                     self.ledger.receipt_lives.items()}
             f = self.figures
             f.refused = dict(self.ledger.refused)
             f.unanswered = dict(self.ledger.unanswered)
@@ -466,6 +527,8 @@ class Campaign:
                                 for m in v))
         f.acknowledged = dict(Counter(a.kind for a in acks))
         self._check_common(snap, "end", acks)
+        if self.kills:
+            self._check_kept(self.kills[-1].snapshot, snap, "end")
         for text, stored in snap.by_text.items():
             for m in stored:
                 if m.state not in FINAL:
@@ -477,7 +540,7 @@ class Campaign:
                          "owed to carriers")
         self._check_apps(snap)
         self._check_vendor(snap)
-        self._check_receipts(snap, acks, receipts)
+        self._check_receipts(snap, acks, receipts, stats, lives)
         self._check_callbacks(snap, acks)
         if snap.pending_callbacks:
             self.problem(f"end: {len(snap.pending_callbacks)} callbacks "
@@ -493,55 +556,103 @@ class Campaign:
         return bisect.bisect_left(self.node.spawned, at)
 
     def _copies(self, what: str, times: list[float],
-                confirmed: Callable[[Snapshot], bool]) -> None:
+                confirmed: Callable[[Snapshot], bool],
+                lives: list[int] | None = None, strict: bool = False) -> None:
         """
         Copies of one thing sent more than once (a MESSAGE to the apps, a
         submit_sm to the vendor, a receipt to the carrier), received at
         C{times}: each copy after the first must come from a later run of
-        the node than the one before it (a retry within a run is only
-        noted), and from no run after a kill at which the database already
-        held it as confirmed (C{confirmed(snapshot)}): that would be a copy
-        of something the node knew was done.
+        the node than the one before it, and from no run after a kill at
+        which the database already held it as confirmed
+        (C{confirmed(snapshot)}): that would be a copy of something the
+        node knew was done.
+
+        @param lives: which run sent each copy, when the peer knows it
+            exactly (the node process's port or connection); by default
+            the run in which it arrived (L{life}).
+        @param strict: two copies from one run are a problem (each copy
+            a peer records was answered at once, so the node had no cause
+            to send it again); otherwise a retry within a run is noted.
         """
-        times = sorted(times)
-        lives = [self.life(t) for t in times]
-        for i in range(1, len(times)):
+        if lives is None:
+            lives = [self.life(t) for t in times]
+        order = sorted(zip(lives, times))
+        for i in range(1, len(order)):
+            life, previous = order[i][0], order[i - 1][0]
             done = [k for k, kill in enumerate(self.kills)
-                    if k + 1 < lives[i] and confirmed(kill.snapshot)]
+                    if k + 1 < life and confirmed(kill.snapshot)]
             if done:
-                self.problem(f"{what} sent again in run {lives[i]} though "
+                self.problem(f"{what} sent again in run {life} though "
                              f"the database held it as done at kill "
                              f"{done[0] + 1}")
-            elif lives[i] == lives[i - 1]:
-                self.note(f"{what} sent twice in run {lives[i]} (a retry, "
+            elif life == previous and strict:
+                self.problem(f"{what} sent twice in run {life}, the first "
+                             "copy answered, no kill in between")
+            elif life == previous:
+                self.note(f"{what} sent twice in run {life} (a retry, "
                           "no kill in between)")
 
+    def _app_life(self, delivery) -> int:
+        """The run that sent a MESSAGE: the one whose SIP port it came
+        from (L{tests.e2e.crash_peers.CampaignApp}), else by its time."""
+        source = getattr(delivery, "source", None)
+        life_of = getattr(self.node, "life_of", None)
+        if source is not None and life_of is not None:
+            life = life_of("sip_udp", source[1], delivery.at)
+            if life is not None:
+                return life
+        return self.life(delivery.at)
+
     def _check_apps(self, snap: Snapshot) -> None:
-        """Copies of one message to the apps: each carries its id as
-        Message-ID; a copy after a kill only if it was not delivered at
-        that kill."""
+        """
+        What the apps got: each copy carries its message's id as
+        Message-ID and reached the app of the message's recipient; a copy
+        after a kill only if it was not delivered at that kill, none
+        twice from one run (the app answered the first at once); every
+        message stored as delivered to an app (a carrier's, the vendor's
+        MO) reached one.
+        """
         copies: dict[str, list] = defaultdict(list)
         for app in self.apps:
             for d in app.app.deliveries:
-                copies[d.body.decode("utf-8", "replace")].append(d)
+                copies[d.body.decode("utf-8", "replace")].append(
+                    (d, app.user))
         for text, ds in copies.items():
             stored = snap.by_text.get(text)
             if not stored:
                 self.problem(f"apps got {text!r}, which is not stored")
                 continue
-            hexid = format(stored[0].id, "x")
-            for d in ds:
+            m = stored[0]
+            hexid = format(m.id, "x")
+            for d, user in ds:
                 if d.message_id != hexid:
                     self.problem(f"a copy of {text!r} carries Message-ID "
                                  f"{d.message_id}, not {hexid}")
+                if m.recipient is not None and user != m.recipient:
+                    self.problem(f"{text!r} for {m.recipient} reached the "
+                                 f"app of {user}")
             self.figures.duplicates_to_apps += len(ds) - 1
-            self._copies(f"{text!r} to the apps", [d.at for d in ds],
+            self._copies(f"{text!r} to the apps", [d.at for d, _ in ds],
                          lambda s, text=text: any(
                              m.state == "delivered"
-                             for m in s.by_text.get(text, ())))
+                             for m in s.by_text.get(text, ())),
+                         lives=[self._app_life(d) for d, _ in ds],
+                         strict=self.strict_apps)
+        for text, stored in snap.by_text.items():
+            for m in stored:
+                if m.state == "delivered" and m.kind in TO_APPS and \
+                        text not in copies:
+                    self.problem(f"end: {m.id:x} ({text!r}) is delivered "
+                                 "but no app got it")
 
     def _check_vendor(self, snap: Snapshot) -> None:
-        """Copies to the vendor: again only if not forwarded at a kill."""
+        """
+        What the vendor got: copies only if not forwarded at a kill;
+        every message stored as delivered to the vendor (an app's, the
+        tenant's) reached it, and delivered it is exactly when the node
+        answered the vendor's receipt for the id it holds (the vendor's
+        receipts all say DELIVRD).
+        """
         copies: dict[str, list] = defaultdict(list)
         for s in self.smsc.received:
             copies[s.text].append(s)
@@ -551,63 +662,127 @@ class Campaign:
                              "stored")
                 continue
             self.figures.duplicates_to_vendor += len(ss) - 1
+            lives = [self.life(x.session_at) if x.session_at else
+                     self.life(x.at) for x in ss]
             self._copies(f"{text!r} to the vendor", [x.at for x in ss],
                          lambda s, text=text: any(
                              m.remote is not None or m.state in FINAL
-                             for m in s.by_text.get(text, ())))
+                             for m in s.by_text.get(text, ())),
+                         lives=lives, strict=self.strict_vendor)
+        with self.smsc.lock:
+            answered = {k.lower() for k in self.smsc.receipts_acked}
+        for text, stored in snap.by_text.items():
+            for m in stored:
+                if m.kind not in TO_VENDOR or m.state not in FINAL:
+                    continue
+                remote = str(m.remote[1]).lower() if m.remote else None
+                if m.state == "delivered" and text not in copies:
+                    self.problem(f"end: {m.id:x} ({text!r}) is delivered "
+                                 "but the vendor never got it")
+                elif m.state == "delivered" and remote not in answered:
+                    self.problem(f"end: {m.id:x} ({text!r}) is delivered "
+                                 f"with no receipt answered for its id "
+                                 f"{remote}")
+                elif m.state != "delivered" and remote in answered:
+                    self.problem(f"end: {m.id:x} ({text!r}) is {m.state} "
+                                 f"though its receipt {remote} (DELIVRD) "
+                                 "was answered")
 
     def _check_callbacks(self, snap: Snapshot, acks: list[Ack]) -> None:
-        """The tenant's final reports: one for each of its messages, with
-        its final state; a copy after a kill only if that kill's database
-        still owed it."""
+        """The tenant's final reports: one for each of its messages
+        stored (acknowledged or not: its dlr-url is kept with it), with
+        its final state; none for a message not stored; a copy after a
+        kill only if that kill's database still owed it."""
         reports: dict[str, list] = defaultdict(list)
         for at, mid, state in self.callbacks.reports:
             reports[mid].append((at, state))
-        for ack in acks:
-            if ack.kind != "tenant":
-                continue
-            stored = snap.by_text.get(ack.token)
-            got = reports.get(ack.id, [])
+        ids = snap.by_id()
+        for mid in reports:
+            try:
+                number = int(mid, 16)
+            except ValueError:
+                number = None
+            if number not in ids:
+                self.problem(f"the tenant got a report of {mid}, which is "
+                             "not stored")
+        tokens = {ack.token for ack in acks if ack.kind == "tenant"}
+        tokens |= {text for text, stored in snap.by_text.items()
+                   if any(m.kind == "tenant" for m in stored)}
+        for token in sorted(tokens):
+            stored = snap.by_text.get(token)
+            if not stored:
+                continue        # lost: a problem already
+            hexid = format(stored[0].id, "x")
+            got = reports.get(hexid, [])
             if not got:
-                self.problem(f"the tenant never got the report of {ack.id} "
-                             f"({ack.token!r})")
+                self.problem(f"the tenant never got the report of {hexid} "
+                             f"({token!r})")
                 continue
-            if stored and any(state != stored[0].state for _, state in got):
-                self.problem(f"a report of {ack.id} says "
+            if any(state != stored[0].state for _, state in got):
+                self.problem(f"a report of {hexid} says "
                              f"{sorted({s for _, s in got})}, the message is "
                              f"{stored[0].state}")
             self.figures.duplicate_callbacks += len(got) - 1
-            number = int(ack.id, 16)
+            number = stored[0].id
 
-            def sent(s: Snapshot, token=ack.token, number=number) -> bool:
+            def sent(s: Snapshot, token=token, number=number) -> bool:
                 return any(m.state in FINAL for m in
                            s.by_text.get(token, ())) and \
                     number not in s.pending_callbacks
-            self._copies(f"report {ack.id}", [at for at, _ in got], sent)
+            self._copies(f"report {hexid}", [at for at, _ in got], sent)
 
     def _check_receipts(self, snap: Snapshot, acks: list[Ack],
-                        receipts: dict[str, list[float]]) -> None:
-        """The carrier's receipts: each owed one arrived; a copy after a
-        kill only if that kill's database still owed it."""
-        for ack in acks:
-            if ack.kind != "carrier":
+                        receipts: dict[str, list[float]],
+                        stats: dict[str, list[str]] | None = None,
+                        lives: dict[str, list] | None = None) -> None:
+        """
+        The carrier's receipts: each owed arrived (for every message of
+        the carrier stored asking for one, acknowledged or not) and says
+        the message's final state; none arrived for a message not stored;
+        a copy after a kill only if that kill's database still owed it.
+
+        @param stats: receipt id to the C{stat:} of each copy.
+        @param lives: receipt id to the run that sent each copy (the
+            connection it came over), C{None} where unknown.
+        """
+        stats = stats or {}
+        lives = lives or {}
+        ids = snap.by_id()
+        for rid in receipts:
+            try:
+                number = int(rid, 16)
+            except ValueError:
+                number = None
+            if number not in ids:
+                self.problem(f"the carrier got a receipt for {rid}, which "
+                             "is not stored")
+        for mid, (token, m) in sorted(ids.items()):
+            if m.kind != "carrier" or not m.receipt:
                 continue
-            rid = ack.id.lower()
+            rid = format(mid, "x")
             times = receipts.get(rid, ())
             if not times:
                 self.problem(f"the carrier never got the receipt of "
-                             f"{ack.id} ({ack.token!r})")
+                             f"{rid} ({token!r})")
                 continue
             self.figures.duplicate_receipts += len(times) - 1
-            stored = snap.by_text.get(ack.token) or ()
+            said = {s for s in stats.get(rid, ())}
+            expected = RECEIPT_STAT.get(m.state)
+            if said and said != {expected}:
+                self.problem(f"receipt {rid} says {sorted(said)}, the "
+                             f"message is {m.state}")
 
-            def sent(s: Snapshot, rid=rid, token=ack.token) -> bool:
+            def sent(s: Snapshot, rid=rid, token=token) -> bool:
                 final = any(m.state in FINAL for m in
                             s.by_text.get(token, ()))
                 owed = any(r.lower() == rid for c, r in s.pending_receipts)
                 return final and not owed
-            if stored:
-                self._copies(f"receipt {ack.id}", times, sent)
+            known = lives.get(rid)
+            exact = None
+            if known and len(known) == len(times) and None not in known:
+                exact = list(known)
+            self._copies(f"receipt {rid}", list(times), sent, lives=exact,
+                         strict=self.strict_receipts and exact is not None)
 
 
 CARRIER_NAME = "CrashCarrier"

@@ -98,6 +98,12 @@ class Ledger:
     #: receipt id (the carrier's message id) to arrival times.
     receipts: dict[str, list[float]] = field(
         default_factory=lambda: defaultdict(list))
+    #: receipt id to the C{stat:} of each copy, in arrival order.
+    receipt_stats: dict[str, list[str]] = field(
+        default_factory=lambda: defaultdict(list))
+    #: receipt id to the node process that sent each copy.
+    receipt_lives: dict[str, list[int | None]] = field(
+        default_factory=lambda: defaultdict(list))
     counter: int = 0
 
     def token(self, kind: str) -> str:
@@ -110,9 +116,22 @@ class Ledger:
         with self.lock:
             self.acks[token] = Ack(kind, token, time.monotonic(), id)
 
-    def receipt(self, mid: str) -> None:
+    def receipt(self, mid: str, stat: str | None = None,
+                life: int | None = None) -> None:
+        """One receipt arrived: its id, C{stat:} and the node process
+        whose connection it came over (L{CampaignNode.life_of})."""
         with self.lock:
             self.receipts[mid.lower()].append(time.monotonic())
+            self.receipt_stats[mid.lower()].append(stat or "")
+            self.receipt_lives[mid.lower()].append(life)
+
+
+def receipt_stat(text: str) -> str | None:
+    """The C{stat:} word of a receipt's text, or C{None}."""
+    for word in text.split():
+        if word.startswith("stat:"):
+            return word[5:]
+    return None
 
 
 class CallbackReceiver:
@@ -206,6 +225,8 @@ class CampaignNode:
         self.spawned: list[float] = []
         self.generation = 0
         self.ports: dict[str, list[int]] = {}
+        #: the ports of each process, by generation - 1.
+        self.history: list[dict[str, list[int]]] = []
 
     @property
     def data_fs(self) -> Path:
@@ -225,9 +246,28 @@ class CampaignNode:
                              self.node.log_path)
             self.node.wait_ready(timeout=60)
         ready = time.monotonic() - started
-        self.ports = dict(self.node.ports)
+        # The generation first: a peer that reads the generation and then
+        # the ports never pairs an old generation with new ports.
+        ports = dict(self.node.ports)
         self.generation += 1
+        self.history.append(ports)
+        self.ports = ports
         return ready
+
+    def life_of(self, key: str, port: int, at: float) -> int | None:
+        """
+        Which process (1 for the first, as L{generation}) listened on
+        C{port} for C{key} (C{sip_udp}, C{smpp}) at monotonic time C{at}:
+        the latest one started before C{at} with that port (an ephemeral
+        port may come back in a later process).  C{None}: none did.
+        """
+        found = None
+        for life, ports in enumerate(self.history, 1):
+            if self.spawned[life - 1] > at:
+                break
+            if port in ports.get(key, ()):
+                found = life
+        return found
 
     def port(self, key: str) -> int | None:
         ports = self.ports.get(key)
@@ -276,6 +316,8 @@ class CarrierPeer(Peer):
         rng = random.Random(1)
         while not self.stopping.is_set():
             generation, port = self.node.generation, self.node.port("smpp")
+            life = self.node.life_of("smpp", port, time.monotonic()) \
+                if port is not None else None
             if port is None:
                 self.stopping.wait(0.05)
                 continue
@@ -299,11 +341,12 @@ class CarrierPeer(Peer):
                 mid = getattr(pdu, "receipted_message_id", None)
                 if isinstance(mid, bytes):
                     mid = mid.decode()
+                text = pdu.short_message or b""
+                text = text.decode("latin-1") if isinstance(text, bytes) \
+                    else text
                 if not mid:
-                    text = pdu.short_message
-                    text = text.decode() if isinstance(text, bytes) else text
                     mid = text.split()[0].partition(":")[2]
-                self.ledger.receipt(mid)
+                self.ledger.receipt(mid, receipt_stat(text), life)
             client.set_message_sent_handler(sent)
             client.set_message_received_handler(received)
             client.set_error_pdu_handler(lambda pdu: None)
@@ -350,6 +393,28 @@ class CarrierPeer(Peer):
                     pass
 
 
+class CampaignApp(SIPApp):
+    """
+    A L{SIPApp} that also notes where each MESSAGE came from: the
+    delivery's C{source} is the C{(host, port)} it was sent from, the SIP
+    listener of the node process that sent it (each process binds its own
+    ephemeral port), so a copy is told apart from a retry exactly, not by
+    its arrival time.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._from = None
+        self.on_delivery = self._noted
+
+    def _request(self, message, data, addr) -> None:
+        self._from = addr
+        super()._request(message, data, addr)
+
+    def _noted(self, delivery) -> None:
+        delivery.source = self._from
+
+
 class AppPeer(Peer):
     """One app: registered on every start, sends to the vendor's numbers."""
 
@@ -357,7 +422,7 @@ class AppPeer(Peer):
         super().__init__(node, ledger, rate, f"app-{user}")
         self.user = user
         self.mute_share = 0.2
-        self.app = SIPApp(user, APP_PASSWORD, DOMAIN, ("127.0.0.1", 0))
+        self.app = CampaignApp(user, APP_PASSWORD, DOMAIN, ("127.0.0.1", 0))
         self.registered = 0
 
     def run(self) -> None:

@@ -49,6 +49,9 @@ class Submitted:
     destination: str
     text: str
     at: float
+    #: when the session it came over was accepted (which node process
+    #: sent it: a process's connections are all opened after its start).
+    session_at: float = 0.0
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Session(threading.Thread):
         self.lock = threading.Lock()
         self.bound = False
         self.alive = True
+        self.accepted = time.monotonic()
 
     def send(self, data: bytes) -> bool:
         try:
@@ -121,7 +125,8 @@ class Session(threading.Thread):
                 return
             mid = self.smsc.submitted(_text(p.get("source_addr")),
                                       destination,
-                                      p.get("short_message") or b"")
+                                      p.get("short_message") or b"",
+                                      self.accepted)
             self.send(pdus.ok_response(head, mid))
         elif head.command_id == ENQUIRE_LINK:
             self.send(pdus.HEADER.pack(16, ENQUIRE_LINK | pdus.RESPONSE_BIT,
@@ -209,14 +214,15 @@ class CrashSMSC:
 
     # -- what the node sends -----------------------------------------------
 
-    def submitted(self, source: str, destination: str, text: bytes) -> str:
+    def submitted(self, source: str, destination: str, text: bytes,
+                  session_at: float = 0.0) -> str:
         """Record a submit_sm; owe its receipt; @return: our id."""
         with self.lock:
             mid = f"V{len(self.received) + 1}"
             now = time.monotonic()
             decoded = text.decode("latin-1")
             self.received.append(Submitted(mid, source, destination, decoded,
-                                           now))
+                                           now, session_at))
             receipt = (f"id:{mid} sub:001 dlvrd:001 submit date:"
                        f"{time.strftime('%y%m%d%H%M')} done date:"
                        f"{time.strftime('%y%m%d%H%M')} stat:DELIVRD err:000 "
