@@ -322,3 +322,50 @@ def test_bad_authorized_keys_lines_logged_others_read(tmp_path):
     warned = [e for e in events if e["log_level"] == LogLevel.warn]
     assert [e["n"] for e in warned] == [2, 3, 4]
     assert all("log_failure" in e for e in warned)
+
+
+class ThreadPoolReactor:
+    """A reactor whose thread pool keeps the jobs until L{run} (so a test
+    sees what waits for the pool) and whose callFromThread calls at once."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def getThreadPool(self):
+        return self
+
+    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
+        self.jobs.append((on_result, f, args, kwargs))
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+    def run(self):
+        jobs, self.jobs = self.jobs, []
+        for on_result, f, args, kwargs in jobs:
+            on_result(True, f(*args, **kwargs))
+
+
+def test_password_checked_in_the_thread_pool(storage, admin):
+    """In the node the password (scrypt) is checked in the reactor's
+    thread pool, never on the reactor thread: the login is answered only
+    once the pool's job has run; the SSH factory hands the shell's
+    reactor to the checker."""
+    from twisted.cred.credentials import IUsernamePassword
+    from appliance.shell.ssh import make_factory
+    execute_lines(admin, "configure terminal", "operator bob", "role admin",
+                  "password pw-123", "exit")
+    reactor = ThreadPoolReactor()
+    checker = OperatorPasswordChecker(storage, reactor)
+    d = checker.requestAvatarId(UsernamePassword(b"bob", b"pw-123"))
+    assert not d.called and len(reactor.jobs) == 1
+    reactor.run()
+    assert d.result == OperatorIdentity("bob", "admin")
+    bad = checker.requestAvatarId(UsernamePassword(b"bob", b"nope"))
+    assert not bad.called
+    reactor.run()
+    assert bad.result.check(UnauthorizedLogin)
+    bad.addErrback(lambda f: None)
+    factory = make_factory(ShellContext(storage, clock=reactor), new_key(),
+                           None)
+    assert factory.portal.checkers[IUsernamePassword].reactor is reactor
