@@ -404,11 +404,18 @@ class TCAPLayer:
                              op=inv.opcode)
             answer = Reply(REJECT, code=T.R_MISTYPED_PARAMETER)
         if isinstance(answer, defer.Deferred):
-            answer.addErrback(lambda f: (self.log.failure(
-                "TCAP handler failed", f), Reply(ERROR, code=34))[1])
+            answer.addErrback(self._handler_failed, inv.opcode)
             answer.addCallback(self._respond, d, reply_to)
         else:
             self._respond(answer, d, reply_to)
+
+    def _handler_failed(self, failure: Any, opcode: int) -> Reply:
+        """A handler's Deferred failed: logged with its traceback,
+        counted, answered with a system failure (code 34)."""
+        self._count("handler failed")
+        self.log.failure("TCAP handler of operation {op} failed", failure,
+                         op=opcode)
+        return Reply(ERROR, code=34)
 
     def _refusal(self, ac: tuple[int, ...]) -> tuple[int, ...] | None:
         """@return: the context to propose instead of C{ac}, or None."""

@@ -132,3 +132,30 @@ class TCAPTests(SynchronousTestCase):
         self.client.stop()
         assert self.successResultOf(d).kind == "abort" and not self.clock.getDelayedCalls()
         assert self.client.summary()["open"] == 0
+
+    def test_failing_handler_counted_and_answered(self):
+        """A handler that raises gets the peer a reject, one whose
+        Deferred fails a returnError (system failure, 34); each is logged
+        with its traceback and counted (C{handler failed}); the layer
+        serves the next invoke."""
+        from twisted.logger import capturedLogs
+        from appliance.sigtran.tcap import REJECT
+
+        def broken(op):
+            raise ZeroDivisionError("bug")
+        self.server.serve(20, {3}, {45: broken,
+                                    46: lambda op: defer.fail(KeyError(1)),
+                                    47: lambda op: Reply(RESULT)})
+        with capturedLogs() as events:
+            first = self.successResultOf(
+                self.client.invoke(HLR, AC3, 45, None))
+            second = self.successResultOf(
+                self.client.invoke(HLR, AC3, 46, None))
+        assert first.kind == REJECT
+        assert (second.kind, second.code) == (ERROR, 34)
+        assert [e["log_failure"].type for e in events
+                if "log_failure" in e] == [ZeroDivisionError, KeyError]
+        assert self.server.counters["handler failed"] == 2
+        assert len(self.flushLoggedErrors(ZeroDivisionError, KeyError)) == 2
+        third = self.successResultOf(self.client.invoke(HLR, AC3, 47, None))
+        assert third.kind == RESULT
