@@ -63,17 +63,26 @@ def frame_name(frame: str) -> str:
     return f"{name} ({path})"
 
 
+#: The innermost frames of a thread pool worker waiting for work.
+IDLE_WORKER = ["Queue.get (queue.py)", "Condition.wait (threading.py)"]
+
+
 def summarise(raw: Path, title: str, top: int = 30) -> str:
     self_t: collections.Counter = collections.Counter()
     total_t: collections.Counter = collections.Counter()
     stacks: collections.Counter = collections.Counter()
-    samples = 0
+    samples = idle = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack:
             continue
         n = int(count)
         frames = [frame_name(f) for f in stack.split(";")]
+        if frames[-2:] == IDLE_WORKER:
+            # A thread pool's worker waiting for work (py-spy does not
+            # always see it as idle): not CPU spent.
+            idle += n
+            continue
         # the first frame is the thread name under --threads; skip none
         samples += n
         self_t[frames[-1]] += n
@@ -82,7 +91,8 @@ def summarise(raw: Path, title: str, top: int = 30) -> str:
         stacks[";".join(frames[-8:])] += n
     pct = lambda n: f"{100 * n / samples:5.1f}%"  # noqa: E731
     lines = [f"# {title}", f"# {samples} samples (py-spy, 100 Hz, "
-             "active threads only)", "", "## top by self time"]
+             f"active threads only; {idle} of idle pool workers waiting "
+             "for work left out)", "", "## top by self time"]
     lines += [f"{pct(n)}  {f}" for f, n in self_t.most_common(top)]
     lines += ["", "## top by total time (inclusive)"]
     lines += [f"{pct(n)}  {f}" for f, n in total_t.most_common(top)]
