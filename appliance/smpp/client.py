@@ -256,9 +256,11 @@ class ESMEProtocol(Protocol):
         message_id = ""
         if h.status == 0 and h.command_id == SUBMIT_SM | pdus.RESPONSE_BIT:
             try:
-                raw = pdus.decode(frame).params.get("message_id") or b""
-                message_id = raw.decode("latin-1") \
-                    if isinstance(raw, bytes) else str(raw)
+                message_id = pdus.fast_submit_sm_resp_id(frame)
+                if message_id is None:
+                    raw = pdus.decode(frame).params.get("message_id") or b""
+                    message_id = raw.decode("latin-1") \
+                        if isinstance(raw, bytes) else str(raw)
             except pdus.PDUError as e:
                 self.log.warn("{name}: bad submit_sm_resp: {why}",
                               name=self.name, why=str(e))

@@ -487,3 +487,24 @@ def fast_submit_sm_resp(sequence: int, message_id: str) -> bytes:
                                               message_id=message_id))
     body = message_id.encode("ascii") + b"\0"
     return HEADER.pack(16 + len(body), _SUBMIT_SM_RESP, 0, sequence) + body
+
+
+def fast_submit_sm_resp_id(frame: bytes) -> str | None:
+    """
+    The message_id of a successful submit_sm_resp read straight from the
+    octets: what C{decode(frame).params["message_id"]} gives (latin-1,
+    C{""} for an empty one), or C{None} when the body is not one
+    C-octet-string of at most 65 octets filling the PDU (the caller then
+    decodes it with the library).
+
+    @param frame: a whole submit_sm_resp from L{split_frames}.
+    """
+    if not FAST_PDUS:
+        return None
+    n = len(frame)
+    if n < 17 or n > 16 + 65 or frame[-1] != 0:
+        return None
+    body = frame[16:-1]
+    if b"\0" in body:
+        return None
+    return body.decode("latin-1")

@@ -221,6 +221,12 @@ def _registered(value: int) -> pdu_types.RegisteredDelivery:
     return pdu_types.RegisteredDelivery(receipt)
 
 
+_SUBMIT_HEAD = struct.Struct(">IIII")
+_SUBMIT_SM = 0x00000004
+#: The L{HOPS_TAG} TLV's tag and length (its one value octet follows).
+_HOPS_HEAD = struct.pack(">HH", HOPS_TAG, 1)
+
+
 class Outgoing(NamedTuple):
     """
     A message ready to send: one C{submit_sm} builder per part.
@@ -254,6 +260,9 @@ class Outgoing(NamedTuple):
         @param sequence: the PDU's sequence_number.
         @return: the whole C{submit_sm}, hop TLV included.
         """
+        fast = self._fast_frame(part, sequence)
+        if fast is not None:
+            return fast
         enc = self.encoding
         pdu = operations.SubmitSM(
             sequence,
@@ -268,6 +277,39 @@ class Outgoing(NamedTuple):
             data_coding=_DATA_CODINGS[enc.data_coding],
             short_message=enc.segments[part])
         return with_tlv(pdus.encode(pdu), hops_tlv(self.hops))
+
+    def _fast_frame(self, part: int, sequence: int) -> bytes | None:
+        """
+        L{frame} packed with C{struct} instead of C{smpp.pdu3} (its PDU
+        object, enum members and field encoders cost about a third of
+        the node's egress), octet for octet what the library encodes;
+        C{None} for anything but the shapes L{submit_frames} makes (the
+        library then encodes it, and refuses what it must).
+        """
+        if not pdus.FAST_PDUS:
+            return None
+        enc = self.encoding
+        src, dst = self.source, self.destination
+        message = enc.segments[part]
+        rd = self.registered_delivery
+        if (len(src.addr) > 20 or len(dst.addr) > 20 or b"\0" in src.addr
+                or b"\0" in dst.addr or len(message) > 254
+                or src.ton not in _TONS or dst.ton not in _TONS
+                or src.npi not in _NPIS or dst.npi not in _NPIS
+                or enc.data_coding not in _DATA_CODINGS
+                or rd not in (0, 1, 2)):
+            return None
+        body = b"".join((
+            b"\0", bytes((src.ton, src.npi)), src.addr, b"\0",
+            bytes((dst.ton, dst.npi)), dst.addr, b"\0",
+            # esm_class, protocol_id, priority_flag, the two empty times,
+            # registered_delivery, replace_if_present_flag, data_coding,
+            # sm_default_msg_id, sm_length
+            bytes((0x40 if enc.parts > 1 else 0, 0, 0, 0, 0, rd, 0,
+                   enc.data_coding, 0, len(message))),
+            message, _HOPS_HEAD, bytes((max(0, min(255, self.hops)),))))
+        return _SUBMIT_HEAD.pack(16 + len(body), _SUBMIT_SM, 0,
+                                 sequence) + body
 
 
 def submit_frames(sender: str, recipient: str, text: str, reference: int,
