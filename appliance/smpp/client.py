@@ -110,7 +110,9 @@ class ESMEProtocol(Protocol):
     @ivar state: C{binding}, C{bound}, C{unbinding} or C{closed}.
     @ivar bound: fires with this protocol once bound.
     @ivar window: requests allowed outstanding.
-    @ivar outstanding: sequence number to (Deferred, timer, command id).
+    @ivar outstanding: sequence number to (Deferred, deadline, command
+        id), oldest first (every request has the same timeout, so one
+        timer armed at the oldest deadline serves them all).
     @ivar on_receipt: called with the decoded deliver_sm; returns the
         deliver_sm_resp status (or a Deferred of it).
     @ivar on_slot: called whenever a window slot frees or the bind comes up.
@@ -148,8 +150,10 @@ class ESMEProtocol(Protocol):
         self.name = name
         self.state = "binding"
         self.bound: defer.Deferred = defer.Deferred()
-        self.outstanding: dict[int, tuple[defer.Deferred, IDelayedCall,
+        self.outstanding: dict[int, tuple[defer.Deferred, float,
                                           int]] = {}
+        #: The one response timer, armed at the oldest deadline.
+        self._expiry: IDelayedCall | None = None
         self.peer_system_id = ""
         self.submits = 0
         self._buffer = b""
@@ -187,15 +191,13 @@ class ESMEProtocol(Protocol):
         """Fail everything outstanding; tell the owner."""
         was = self.state
         self.state = "closed"
-        for timer in (self._idle, self._bind_timer):
+        for timer in (self._idle, self._bind_timer, self._expiry):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._idle = self._bind_timer = None
+        self._idle = self._bind_timer = self._expiry = None
         self._fail_bind(BindLost("connection closed before the bind"))
         pending, self.outstanding = self.outstanding, {}
-        for d, timer, _ in pending.values():
-            if timer.active():
-                timer.cancel()
+        for d, _, _ in pending.values():
             d.errback(Failure(BindLost("connection lost")))
         if self._closing is not None and not self._closing.called:
             self._closing.callback(None)
@@ -250,9 +252,7 @@ class ESMEProtocol(Protocol):
             self.log.debug("{name}: unexpected {pdu} seq {seq}",
                            name=self.name, pdu=h.name, seq=h.sequence)
             return
-        d, timer, _ = entry
-        if timer.active():
-            timer.cancel()
+        d = entry[0]
         message_id = ""
         if h.status == 0 and h.command_id == SUBMIT_SM | pdus.RESPONSE_BIT:
             try:
@@ -347,11 +347,33 @@ class ESMEProtocol(Protocol):
                  ) -> defer.Deferred:
         seq = self._next_sequence()
         d: defer.Deferred = defer.Deferred()
-        timer = self.clock.callLater(self.timers.response_timeout,
-                                     self._timed_out, seq)
-        self.outstanding[seq] = (d, timer, command_id)
+        timeout = self.timers.response_timeout
+        self.outstanding[seq] = (d, self.clock.seconds() + timeout,
+                                 command_id)
+        if self._expiry is None:
+            self._expiry = self.clock.callLater(timeout, self._expire)
         self._write(build(seq))
         return d
+
+    def _expire(self) -> None:
+        """
+        Fail the requests whose deadline passed (the oldest first), then
+        arm the timer at the next oldest's deadline.  One timer per bind
+        instead of a delayed call per submit_sm: the responses of a busy
+        bind come in milliseconds, and each per-request timer cost its
+        heap insertion and cancellation.
+        """
+        self._expiry = None
+        now = self.clock.seconds()
+        expired = []
+        for seq, (_, deadline, _) in self.outstanding.items():
+            if deadline > now:
+                self._expiry = self.clock.callLater(deadline - now,
+                                                    self._expire)
+                break
+            expired.append(seq)
+        for seq in expired:
+            self._timed_out(seq)
 
     def _timed_out(self, seq: int) -> None:
         entry = self.outstanding.pop(seq, None)

@@ -155,6 +155,32 @@ class ClientTests(SynchronousTestCase):
         self.protocol.dataReceived(submit_resp(h.sequence))
         assert not self.transport.disconnecting
 
+    def test_response_timeouts_staggered(self):
+        """Requests sent at different times each time out at their own
+        deadline, answered ones never; one timer serves them all."""
+        self.bind()
+        timers = len(self.clock.getDelayedCalls())
+        d1 = self.protocol.submit(lambda seq: pdus.request(4, seq))
+        self.clock.advance(4)
+        d2 = self.protocol.submit(lambda seq: pdus.request(4, seq))
+        self.clock.advance(3)
+        d3 = self.protocol.submit(lambda seq: pdus.request(4, seq))
+        assert len(self.clock.getDelayedCalls()) == timers + 1
+        [(h1, _), (h2, _), (h3, _)] = written(self.transport)
+        self.protocol.dataReceived(submit_resp(h1.sequence))
+        assert self.successResultOf(d1) == (0, "ff")
+        self.clock.advance(3.5)         # t=10.5: d1's deadline, answered
+        self.assertNoResult(d2)
+        self.clock.advance(3.5)         # t=14: d2's deadline
+        self.failureResultOf(d2, RequestTimeout)
+        self.assertNoResult(d3)
+        self.clock.advance(2.9)
+        self.assertNoResult(d3)
+        self.clock.advance(0.1)         # t=17: d3's deadline
+        self.failureResultOf(d3, RequestTimeout)
+        assert self.protocol.free == 2
+        assert len(self.clock.getDelayedCalls()) == timers
+
     def test_lost_bind_fails_outstanding(self):
         """Losing the connection fails every outstanding submit with
         L{BindLost} and cancels its timers."""
