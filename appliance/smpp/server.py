@@ -59,6 +59,11 @@ class CarrierBind:
     max_binds: int
 
 
+def _accepted(id: int) -> tuple:
+    """What L{SMPPServer._one} gives for a stored message."""
+    return Status.ESME_ROK, R.message_id(id), id
+
+
 class SMPPServer:
     """
     Decisions for every session of the SMPP service.
@@ -257,8 +262,10 @@ class SMPPServer:
     def count(self, session: Any, counter: str, n: int = 1) -> None:
         """Add to a carrier's counter."""
         if session.carrier is not None:
-            c = self.counters.setdefault(session.carrier.name,
-                                         dict.fromkeys(COUNTERS, 0))
+            name = session.carrier.name
+            c = self.counters.get(name)
+            if c is None:
+                c = self.counters[name] = dict.fromkeys(COUNTERS, 0)
             c[counter] += n
 
     # -- submits ---------------------------------------------------------
@@ -380,6 +387,16 @@ class SMPPServer:
                            carrier=rec.name, why=str(e))
             return pdus.bare_response(resp, h.sequence,
                                       Status.ESME_RINVSRCADR)
+        if h.command_id != pdus.SUBMIT_MULTI and len(submit.recipients) == 1:
+            # One recipient: its Deferred answers it (no DeferredList).
+            (ton, npi, addr), = submit.recipients
+            number = self.recipient(root, plan, ton, npi, addr)
+            if number is None:
+                return self._single_done(
+                    (Status.ESME_RINVDSTADR, "", None), session, h)
+            return self._one(rec, source, number, text, concat, encoding,
+                             receipt, pid, submit.hops, session.peer or None
+                             ).addCallback(self._single_done, session, h)
         results = [self._one(rec, source, number, text, concat, encoding,
                              receipt, pid, submit.hops,
                              session.peer or None)
@@ -391,7 +408,8 @@ class SMPPServer:
         if h.command_id == pdus.SUBMIT_MULTI:
             d.addCallback(self._multi_done, session, h, submit)
         else:
-            d.addCallback(self._single_done, session, h)
+            d.addCallback(lambda results: self._single_done(
+                results[0], session, h))
         return d
 
     def recipient(self, root: Any, plan: Plan, ton: int, npi: int,
@@ -413,8 +431,8 @@ class SMPPServer:
             return resolve_name(root, number)
         return number.digits
 
-    def _single_done(self, results, session, h) -> bytes:
-        status, mid, _ = results[0]
+    def _single_done(self, result, session, h) -> bytes:
+        status, mid, _ = result
         if status != Status.ESME_ROK:
             self.count(session, "rejected")
             return pdus.bare_response(pdus.response_id(h.command_id),
@@ -466,14 +484,12 @@ class SMPPServer:
             return self._part_of(rec, source, number, text, concat,
                                  encoding, receipt, pid, submission)
         try:
-            d = self.core.submit(submission)
-            d.addCallback(lambda id: (Status.ESME_ROK, R.message_id(id), id))
             # A refusal found in the accepting transaction (another node
             # spent the prepaid balance meanwhile) is answered like one
             # found before it.
-            d.addErrback(lambda f: (self._refusal(rec, number, f.trap(
-                Refused) and f.value), "", None))
-            return d
+            return self.core.submit(submission).addCallbacks(
+                _accepted, lambda f: (self._refusal(rec, number, f.trap(
+                    Refused) and f.value), "", None))
         except (NoRoute, Refused, ModelError) as e:
             return defer.succeed((self._refusal(rec, number, e), "", None))
         except ReassemblyFull:

@@ -436,9 +436,15 @@ class SMPPSession(Protocol):
         self.in_flight += 1
         self.server.took(self)
         self.submits += 1
-        d = defer.maybeDeferred(self.server.submit, self, h, submit)
-        d.addErrback(self._submit_failed, h)
-        d.addCallback(self._answer)
+        try:
+            result = self.server.submit(self, h, submit)
+        except Exception:
+            result = self._submit_failed(Failure(), h)
+        if isinstance(result, defer.Deferred):
+            result.addErrback(self._submit_failed, h)
+            result.addCallback(self._answer)
+        else:
+            self._answer(result)
 
     def _submit_failed(self, failure: Failure, h: pdus.Header) -> bytes:
         self.log.failure("submit from {peer} failed", failure,
