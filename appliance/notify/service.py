@@ -526,8 +526,15 @@ class OptOutAgent:
 
         def write(raw):
             raw[KEY].blacklist.add(sender)
-        self.service._count("opt-outs")
-        self.log.info("{sender} opted out of notifications", sender=sender)
-        d = self.service.storage.batch(write)
-        d.addCallback(lambda _: self.service._configured())
-        return d.addCallback(lambda _: Outcome("delivered"))
+
+        def effective(_):
+            # Only now, committed and in the snapshot the hot paths read,
+            # is the opt-out in force: say so (and count it) only now, so
+            # that whoever reads the log or the counter and then calls B
+            # sees B's calls send nothing.
+            self.service._configured()
+            self.service._count("opt-outs")
+            self.log.info("{sender} opted out of notifications",
+                          sender=sender)
+            return Outcome("delivered")
+        return self.service.storage.batch(write).addCallback(effective)

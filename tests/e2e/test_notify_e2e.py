@@ -114,12 +114,16 @@ def test_isup_busy_no_reply_and_clir(tmp_path, network):
     # B opts out by SMS to the service number: no Who Called any more.
     mo = sim.ctl(cmd="mo", **{"from": BUSY, "to": SERVICE, "text": "stop"})
     assert mo["result"] == "ok", mo
+    # The node logs this once the blacklist is committed and in force.
     wait_for(lambda: "opted out" in node.log(), 15, what="opt-out")
     call(sim, BUSY, 1)
     # A later busy call to another B is shown alone: B got nothing.
     call(sim, BACK, 1)
-    wait_for(lambda: len(shown(sim)) == 2, 15, interval=0.3, what="next SMS")
-    assert shown(sim)[1][0] == IMSI[BACK]
+    wait_for(lambda: shown(sim, IMSI[BACK]), 15, interval=0.3,
+             what="Who Called to the next B")
+    assert sorted(m[0] for m in shown(sim)) == [IMSI[BUSY], IMSI[BACK]], \
+        shown(sim)
+    assert node.log().count(f"who-called to {BUSY} ") == 1
     assert "Traceback" not in node.log()
 
 

@@ -278,6 +278,30 @@ def test_opt_out_keyword():
     svc.stopService()
 
 
+def test_opt_out_said_only_once_in_force():
+    """The opt-out is logged and counted only once the blacklist is
+    committed and in the settings snapshot: a busy call to B on any
+    reactor turn after the "opted out" line sends nothing (the e2e test
+    waited on that line and sometimes still saw a Who Called to B)."""
+    from twisted.logger import Logger
+    from appliance.messaging.vocabulary import MessageView
+    svc, clock, storage, mapc, core = build(opt_out_keyword="STOP")
+    said = []
+    svc.agent.log = Logger(observer=lambda e: said.append(
+        (e["log_format"], B in svc.settings.blacklist)))
+    d = svc.agent.deliver(MessageView(1, B, SERVICE, None, "stop", "gsm7",
+                                      1, 0.0, 0, 100.0))
+    assert not d.called
+    assert said == [] and svc.counters["opt-outs"] == 0
+    flush(clock, storage)
+    assert d.result.kind == "delivered"
+    assert said == [("{sender} opted out of notifications", True)]
+    assert svc.counters["opt-outs"] == 1
+    svc.isup_iam(iam(1))
+    assert core.sent == []
+    svc.stopService()
+
+
 def test_cancel_after_answer_and_unknown_invite():
     """The SIP application answers INVITEs the hook takes, keeps 405 for
     the others."""
