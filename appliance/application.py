@@ -294,6 +294,11 @@ def make_node(config: NodeConfig, reactor: Any,
         # the node holding it, across the cluster.
         from appliance.cluster.locator import RegistrarLocator
         built.cluster.locator = RegistrarLocator(built.sip.store.holders)
+    if built.cluster is not None and built.live.carriers is not None:
+        # Carriers' receipts go out over the node holding their bind.
+        server = built.live.carriers.server
+        built.cluster.place_receipts(server.courier,
+                                     server.receiving_carriers)
     watch_node(metrics, storage, built.live)
     node.live = built.live
     return node

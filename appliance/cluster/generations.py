@@ -10,4 +10,13 @@ def evolve1(root) -> None:
         root[KEY] = ClusterRoot()
 
 
-GENERATIONS = (evolve1,)
+def evolve2(root) -> None:
+    """Create C{root["cluster"].receipt_handed} (receipts handed to the
+    node holding their carrier's bind), if absent."""
+    from BTrees.LOBTree import LOBTree
+    c = root["cluster"]
+    if c.receipt_handed is None:
+        c.receipt_handed = LOBTree()
+
+
+GENERATIONS = (evolve1, evolve2)

@@ -5,7 +5,7 @@ an app's registration.
 """
 from zope.interface import Interface
 
-__all__ = ["IOwnership", "IRegistrationLocator"]
+__all__ = ["IOwnership", "IReceiptPlacement", "IRegistrationLocator"]
 
 
 class IOwnership(Interface):
@@ -75,3 +75,36 @@ class IRegistrationLocator(Interface):
         An app of C{username} registered on this node (after the REGISTER
         committed).
         """
+
+
+class IReceiptPlacement(Interface):
+    """
+    Which node sends a carrier's pending receipts: the receipt courier
+    asks before it sends one, and hands on those whose carrier has its
+    receiving binds on another node (L{appliance.cluster.receipts}).
+    """
+
+    def next_seq():
+        """@return: a new receipt sequence number, of this node's slot."""
+
+    def mine(seq):
+        """@return: whether this node may send the receipt C{seq} now."""
+
+    def bound_elsewhere(carrier):
+        """@return: another alive node holding a receiving bind of
+            C{carrier}, or C{None}."""
+
+    def carriers_bound():
+        """@return: the carriers some alive node holds a receiving bind
+            of (this node's included)."""
+
+    def hand(raw, seq, target):
+        """Inside a batched write: hand receipt C{seq} to node C{target};
+        @return: whether it was handed (this node still held it)."""
+
+    def note_handed(n):
+        """C{n} receipts were handed to other nodes (committed)."""
+
+    def forget(raw, seq):
+        """Inside the write that drops receipt C{seq}: forget its
+        hand-over."""

@@ -15,7 +15,10 @@ What several nodes on one database share about each other
     few messages owned by another node than the one that accepted them
     (delivered over another node's flow), dropped when they are final;
   - C{mailboxes}: node name to the ids of messages it should look at now
-    (handed to it, or its own ones an app registered for on another node).
+    (handed to it, or its own ones an app registered for on another node);
+  - C{receipt_handed}: receipt sequence number to the epoch of the slot
+    that sends it, for the receipts handed to a node holding a receiving
+    bind of their carrier (L{appliance.cluster.receipts}).
 
 Where an app is registered is the SIP registrar's to say (its bindings
 carry their node); C{presence} is left from before that and unused.
@@ -47,6 +50,8 @@ class NodeRecord(Persistent):
     @ivar lease: seconds its slots last after a heartbeat.
     @ivar slot: the epoch it accepts messages under now.
     @ivar stopped: when it stopped cleanly (C{None}: running or killed).
+    @ivar carriers: the carriers it holds receiving (receiver or
+        transceiver) SMPP binds of, as of its last heartbeat.
     """
 
     name: str = ""
@@ -56,6 +61,7 @@ class NodeRecord(Persistent):
     lease: float = 10.0
     slot: int = 0
     stopped: float | None = None
+    carriers: frozenset = frozenset()
 
     def __init__(self, name: str) -> None:
         """@param name: the node's name."""
@@ -96,12 +102,14 @@ class ClusterRoot(Persistent):
     handed: LOBTree | None = None
     mailboxes: OOBTree | None = None
     presence: OOBTree | None = None
+    receipt_handed: LOBTree | None = None
 
     def __init__(self) -> None:
         self.nodes = OOBTree()
         self.slots = LOBTree()
         self.handed = LOBTree()
         self.mailboxes = OOBTree()
+        self.receipt_handed = LOBTree()
 
     def mailbox(self, node: str) -> LLTreeSet:
         """

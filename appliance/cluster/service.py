@@ -138,7 +138,10 @@ class ClusterService(Service):
         self.usurped = False
         self.counters = {"heartbeats": 0, "slots_taken": 0, "handed_out": 0,
                          "handed_in": 0, "pointed_out": 0,
-                         "beats_failed": 0}
+                         "beats_failed": 0, "receipts_handed": 0}
+        #: Receipts to carriers (L{place_receipts}), or C{None}.
+        self.receipts: Any = None
+        self._courier: Any = None
         self._beater: task.LoopingCall | None = None
         self._beating = False
         self._btm: transaction.TransactionManager | None = None
@@ -215,6 +218,23 @@ class ClusterService(Service):
         for slot in c.slots.values():
             if slot.holder == self.node:
                 slot.expires = min(slot.expires, now)
+
+    def place_receipts(self, courier: Any,
+                       receiving: Callable[[], Iterable[str]]) -> None:
+        """
+        Share the sending of carriers' receipts with the other nodes
+        (L{appliance.cluster.receipts}): the courier asks this node's
+        L{ReceiptPlacement}, the heartbeat says which carriers this node
+        holds receiving binds of, and after each heartbeat the courier
+        takes in and hands on (L{ReceiptCourier.rehome}).
+
+        @param courier: the SMPP server's receipt courier.
+        @param receiving: the carriers with a receiving bind here now.
+        """
+        from appliance.cluster.receipts import ReceiptPlacement
+        self.receipts = ReceiptPlacement(self, receiving)
+        courier.placement = self.receipts
+        self._courier = courier
 
     # -- the core's questions (IOwnership) -------------------------------
 
@@ -396,6 +416,10 @@ class ClusterService(Service):
         if record is None or record.incarnation != self.incarnation:
             raise Usurped(self.node)
         record.beat = now
+        if self.receipts is not None:
+            carriers = frozenset(self.receipts.receiving())
+            if carriers != record.carriers:
+                record.carriers = carriers
         return self._renew(c, now)
 
     def _renew(self, c: Any, now: float) -> list[int]:
@@ -421,6 +445,11 @@ class ClusterService(Service):
             self._dispatch_slots(regained)
         self.read_mailbox()
         self.take_over()
+        if self._courier is not None:
+            try:
+                self._courier.rehome(self.storage.domain("smpp"))
+            except Exception:
+                self.log.failure("receipts not rehomed")
         self._beats += 1
         if self._beats % TIDY_EVERY == 1:
             self.tidy()

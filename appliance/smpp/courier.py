@@ -13,6 +13,14 @@ response timeout or a closed session puts it back in line: it is tried
 again at the next retry tick (every C{retry_interval} seconds) or when
 the carrier binds again.  While the carrier has no such bind the
 receipts simply wait on disk.
+
+On a database several nodes share, the cluster's L{placement}
+(L{appliance.cluster.receipts}) says which node sends each receipt: the
+courier numbers receipts from its node's slot, sends only those its node
+holds, hands those whose carrier is bound on another node only to that
+node (in the commit that writes them when it can), and at each heartbeat
+(L{rehome}) takes in what was handed to it or taken over with a dead
+node's slot.
 """
 from __future__ import annotations
 
@@ -59,11 +67,19 @@ class ReceiptCourier:
         self.sending: set[tuple] = set()
         self.sent: dict[str, int] = {}
         self._loop: task.LoopingCall | None = None
+        #: The cluster's L{appliance.cluster.interfaces.IReceiptPlacement}
+        #: on a shared database (set by the wiring), else C{None}.
+        self.placement: Any = None
+        #: Keys being handed to another node (not sent meanwhile).
+        self._handing: set[tuple] = set()
 
     def load(self, smpp: Any) -> int:
         """Read the pending receipts from the L{SMPPState}; @return: count."""
         self.pending.clear()
         for key, record in smpp.receipts.items():
+            if self.placement is not None and \
+                    not self.placement.mine(key[1]):
+                continue
             self.pending.setdefault(key[0], OrderedDict())[key] = \
                 R.Receipt(*record)
         return sum(len(p) for p in self.pending.values())
@@ -94,15 +110,24 @@ class ReceiptCourier:
 
         def add(raw):
             st = state(raw)
-            return [st.add_receipt(carrier, record) for record in records]
+            target = self._elsewhere(carrier)
+            out = []
+            for record in records:
+                key = st.add_receipt(carrier, record, self._seq())
+                out.append((key, target is not None and
+                            self.placement.hand(raw, key[1], target)))
+            return out
         d = self.storage.batch(add)
 
-        def stored(keys):
+        def stored(rows):
             line = self.pending.setdefault(carrier, OrderedDict())
-            for key, record in zip(keys, records):
-                line[key] = R.Receipt(*record)
+            for (key, handed), record in zip(rows, records):
+                if handed:
+                    self.placement.note_handed(1)
+                else:
+                    line[key] = R.Receipt(*record)
             self.flush(carrier)
-            return keys
+            return [key for key, _ in rows]
         d.addCallback(stored)
         return d
 
@@ -129,8 +154,27 @@ class ReceiptCourier:
                                    message.recipient)) for mid in ids]
         if aliases:
             st.aliases.pop(message.id, None)
-        return message.origin, [(st.add_receipt(message.origin, record),
-                                 record) for record in records]
+        target = self._elsewhere(message.origin)
+        rows = []
+        for record in records:
+            key = st.add_receipt(message.origin, record, self._seq())
+            handed = target is not None and \
+                self.placement.hand(raw, key[1], target)
+            rows.append((key, None if handed else record))
+        return message.origin, rows
+
+    def _seq(self) -> int | None:
+        """A receipt's sequence number from the cluster, or C{None} (the
+        state's own counter, on a database of this node alone)."""
+        return self.placement.next_seq() if self.placement is not None \
+            else None
+
+    def _elsewhere(self, carrier: str) -> str | None:
+        """The node to hand a carrier's new receipts to: one holding a
+        receiving bind of it, when this node holds none."""
+        if self.placement is None or self.receivers(carrier):
+            return None
+        return self.placement.bound_elsewhere(carrier)
 
     def committed(self, view: Any, final: str, written: Any) -> None:
         """After that commit: line the receipts up and send them."""
@@ -139,7 +183,12 @@ class ReceiptCourier:
         carrier, rows = written
         line = self.pending.setdefault(carrier, OrderedDict())
         for key, record in rows:
-            line[key] = R.Receipt(*record)
+            if record is not None:
+                line[key] = R.Receipt(*record)
+            else:                       # handed to another node
+                self.placement.note_handed(1)
+        if not line:
+            del self.pending[carrier]
         self.flush(carrier)
 
     def flush_all(self) -> None:
@@ -156,7 +205,13 @@ class ReceiptCourier:
         if not sessions:
             return
         for key, receipt in list(line.items()):
-            if key in self.sending:
+            if key in self.sending or key in self._handing:
+                continue
+            if self.placement is not None and \
+                    not self.placement.mine(key[1]):
+                # Its slot was taken over (this node was cut off past its
+                # lease): the taker sends it.
+                del line[key]
                 continue
             session = next((s for s in sessions if s.can_deliver()), None)
             if session is None:
@@ -185,6 +240,8 @@ class ReceiptCourier:
 
         def remove(raw):
             state(raw).receipts.pop(key, None)
+            if self.placement is not None:
+                self.placement.forget(raw, key[1])
         d = self.storage.batch(remove)
 
         def removed(_):
@@ -205,3 +262,80 @@ class ReceiptCourier:
                       "will retry", key=key, carrier=carrier,
                       why=failure.getErrorMessage())
         self.sending.discard(key)
+
+    # -- several nodes on one database ---------------------------------------
+
+    def rehome(self, smpp: Any) -> tuple[int, int]:
+        """
+        At each heartbeat of a cluster node: line up the receipts this node
+        holds for carriers bound here that are not in line yet (handed to
+        it, or taken over with a dead node's slot), and hand on those it
+        holds for carriers bound only on another node.
+
+        @param smpp: the reactor thread's L{SMPPState}.
+        @return: how many were taken in and how many are being handed.
+        """
+        placement = self.placement
+        if placement is None:
+            return 0, 0
+        taken = 0
+        hand: dict[str, list[tuple]] = {}
+        for carrier in sorted(placement.carriers_bound()):
+            here = bool(self.receivers(carrier))
+            target = None if here else placement.bound_elsewhere(carrier)
+            if not here and target is None:
+                continue
+            before = taken
+            line = self.pending.get(carrier)
+            for key, record in smpp.receipts_for(carrier):
+                if key in self.sending or key in self._handing or \
+                        not placement.mine(key[1]):
+                    continue
+                if here:
+                    if line is None:
+                        line = self.pending.setdefault(carrier,
+                                                       OrderedDict())
+                    if key not in line:
+                        line[key] = R.Receipt(*record)
+                        taken += 1
+                else:
+                    hand.setdefault(target, []).append(key)
+            if taken > before:
+                self.flush(carrier)
+        for target, keys in hand.items():
+            self._hand(target, keys)
+        if taken:
+            self.log.info("took in {n} receipts owed to carriers bound here",
+                          n=taken)
+        return taken, sum(map(len, hand.values()))
+
+    def _hand(self, target: str, keys: list[tuple]) -> None:
+        """Hand C{keys} to node C{target} in one batched write; once it
+        committed they leave this node's line."""
+        self._handing.update(keys)
+
+        def write(raw):
+            return [key for key in keys
+                    if self.placement.hand(raw, key[1], target)]
+
+        def handed(done):
+            for key in done:
+                line = self.pending.get(key[0])
+                if line is not None:
+                    line.pop(key, None)
+                    if not line:
+                        del self.pending[key[0]]
+            if done:
+                self.placement.note_handed(len(done))
+                self.log.info("handed {n} receipts to node {node}, which "
+                              "holds their carrier's bind", n=len(done),
+                              node=target)
+
+        def finished(result):
+            self._handing.difference_update(keys)
+            return result
+        d = self.storage.batch(write)
+        d.addCallback(handed)
+        d.addBoth(finished)
+        d.addErrback(lambda f: self.log.failure(
+            "handing receipts to {node} failed", f, node=target))

@@ -254,6 +254,11 @@ class SMPPServer:
         if session in rr:
             rr.remove(session)
 
+    def receiving_carriers(self) -> list[str]:
+        """@return: the carriers with a session here that takes
+        deliver_sm (receiver or transceiver, bound)."""
+        return [name for name, sessions in self._rr.items() if sessions]
+
     def receivers(self, carrier: str) -> list:
         """@return: the carrier's sessions that take deliver_sm (the list
         the courier rotates)."""

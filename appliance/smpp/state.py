@@ -59,14 +59,21 @@ class SMPPState(Persistent):
         self.epoch += 1
         return self.epoch
 
-    def add_receipt(self, carrier: str, record: tuple) -> tuple[str, int]:
+    def add_receipt(self, carrier: str, record: tuple,
+                    seq: int | None = None) -> tuple[str, int]:
         """
         Queue a receipt for a carrier.
 
+        @param seq: its sequence number, from the caller (nodes sharing a
+            database number their receipts from their own epochs, so that
+            they never write this object's counter both at once); by
+            default the next of C{receipt_seq}.
         @return: its key.
         """
-        self.receipt_seq += 1
-        key = (carrier, self.receipt_seq)
+        if seq is None:
+            self.receipt_seq += 1
+            seq = self.receipt_seq
+        key = (carrier, seq)
         self.receipts[key] = tuple(record)
         return key
 
