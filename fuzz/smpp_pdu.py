@@ -1,6 +1,10 @@
 """
-Fuzz the SMPP server's decode path (framing, header, PDU and TLV decoding,
-submit_multi): it raises only L{FramingError} and L{PDUError}.
+Fuzz the SMPP decode paths of the node (framing, header, PDU and TLV
+decoding, submit_multi, the fields of a submit_sm, data_sm or deliver_sm,
+the struct reader of the common submit_sm and the raw hop-count TLV
+reader), as the server session and the outbound connection run them:
+they raise only L{FramingError} and L{PDUError}, and the struct reader,
+when it takes a submit_sm, gives exactly what the library's decode gives.
 
     python fuzz/smpp_pdu.py -max_total_time=60 /tmp/new fuzz/corpus/smpp_pdu
 """
@@ -12,6 +16,11 @@ import atheris
 
 with atheris.instrument_imports():
     from appliance.smpp import pdus as P
+    from appliance.smpp.remote import read_hops
+
+# submit_sm, data_sm (SUBMITS of the session) and deliver_sm (an outbound
+# connection's incoming traffic): their fields are read by submit_fields.
+WITH_FIELDS = (P.SUBMIT_SM, 0x00000103, 0x00000005)
 
 
 def test_one_input(data: bytes) -> None:
@@ -21,13 +30,21 @@ def test_one_input(data: bytes) -> None:
         return
     for frame in frames:
         h = P.header(frame)
+        fields = None
         try:
             if h.command_id == P.SUBMIT_MULTI:
                 P.decode_submit_multi(frame)
             else:
-                P.decode(frame)
-        except P.PDUError:
-            pass
+                pdu = P.decode(frame)
+                if h.command_id in WITH_FIELDS:
+                    fields = P.submit_fields(pdu)
+        except P.PDUError as e:
+            fields = ("error", e.status)
+        fast = P.fast_submit_sm(frame)
+        if fast is not None:
+            assert fast == fields, (frame.hex(), fast, fields)
+        hops = read_hops(frame)
+        assert hops is None or 0 <= hops <= 255, hops
 
 
 if __name__ == "__main__":
