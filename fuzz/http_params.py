@@ -1,8 +1,9 @@
 """
 Fuzz what the HTTP API reads from a request: the query string or form
 (as Twisted splits it), a JSON body, the Authorization header, message
-ids, and the send parameters built from them; Kannel dlr-url templates.
-They raise only L{APIError}.
+ids, and the send parameters built from them; Kannel dlr-url templates
+(those C{check_url} accepts, as the node expands no other).  They raise
+only L{APIError}.
 
     python fuzz/http_params.py -max_total_time=60 /tmp/new fuzz/corpus/http_params
 """
@@ -57,12 +58,15 @@ def test_one_input(data: bytes) -> None:
         pass
     text = raw.decode("utf-8", "replace")
     S.parse_id(text)
-    out = P.kannel_dlr_url(text, 1, "351912345678", "ACME", 1.0e9, text)
-    assert isinstance(out, str)
     try:
         P.check_url("dlr-url", text)
     except OURS:
-        pass
+        return
+    # The node expands only a dlr-url that check_url accepted (the
+    # callback's URL is the submission's checked dlr-url).  Expanding
+    # every input as a template was most of the cost of a long input.
+    out = P.kannel_dlr_url(text, 1, "351912345678", "ACME", 1.0e9, text)
+    assert isinstance(out, str)
 
 
 if __name__ == "__main__":
