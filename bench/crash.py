@@ -8,7 +8,12 @@ confirmed at that kill (each copy to an app with the same Message-ID).
 
     .venv/bin/python bench/crash.py [--runs 100] [--baseline 5] [--seed N]
         [--min-up 0.5] [--max-up 3.0] [--carrier 15] [--app 3]
-        [--tenant 5] [--mo 5] [--keep DIR]
+        [--tenant 5] [--mo 5] [--startup-share 0.1] [--keep DIR]
+
+A share of the restarts (C{--startup-share}) is killed again while
+starting, at a random moment before the listeners are ready (opening the
+database after the crash, the first commits, the index save), and
+started once more; those kills are counted apart from the runs.
 
 Prints one line per run, the figures (runs, messages, acknowledged by
 kind, lost, not final, duplicates, recovery time from the restart to
@@ -52,6 +57,9 @@ def main() -> int:
                        ("mo", 5)):
         parser.add_argument(f"--{kind}", type=float, default=rate,
                             help=f"{kind} messages per second")
+    parser.add_argument("--startup-share", type=float, default=0.1,
+                        help="share of restarts killed again while starting, "
+                        "before the listeners are ready")
     parser.add_argument("--keep", type=Path, default=None,
                         help="run in this folder and keep it")
     args = parser.parse_args()
@@ -63,7 +71,7 @@ def main() -> int:
     before = os.getloadavg()
     campaign = Campaign(
         tmp, runs=args.runs, seed=args.seed, up=(args.min_up, args.max_up),
-        baseline=args.baseline,
+        baseline=args.baseline, startup_share=args.startup_share,
         rates={"carrier": args.carrier, "app": args.app,
                "tenant": args.tenant, "mo": args.mo},
         log=lambda line: print(line, flush=True))

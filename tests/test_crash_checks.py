@@ -302,3 +302,15 @@ def test_receipt_stat_read_from_the_text():
     assert receipt_stat("id:1 sub:001 dlvrd:000 stat:UNDELIV err:001 "
                         "text:x") == "UNDELIV"
     assert receipt_stat("no receipt") is None
+
+
+def test_summary_names_the_figures():
+    """The summary line gives the kills just before the baseline beside
+    it, and the notes' count."""
+    f = Figures(runs=3, recovery=[1.0, 9.0, 2.0], baseline_recovery=[4.0],
+                first_ack=[5.0, None, 6.0], notes=["n"])
+    line = f.summary()
+    assert "after SIGTERM, 1 times: median 4.00 s; the last 1 kills, same " \
+        "database size: median 2.00 s" in line
+    assert "kill to first acknowledgement median 6.00 s, max 6.00 s" in line
+    assert "problems 0, notes 1" in line

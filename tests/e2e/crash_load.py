@@ -137,12 +137,18 @@ class Kill:
     recovery: float = 0.0    # seconds from the process start to ready
     first_ack: float | None = None
     graceful: bool = False   # a SIGTERM (before the drain), not a kill
+    #: killed while starting, before its listeners were ready
+    startup: bool = False
+    #: the restart after this kill was itself killed while starting
+    restart_killed: bool = False
 
 
 @dataclass
 class Figures:
     """What the campaign measured."""
     runs: int = 0
+    #: further SIGKILLs of a restarting node, before it was ready
+    startup_kills: int = 0
     messages: int = 0
     acknowledged: dict = field(default_factory=dict)
     lost: int = 0
@@ -167,12 +173,17 @@ class Figures:
     def summary(self) -> str:
         rec = sorted(self.recovery)
         fa = sorted(x for x in self.first_ack if x is not None)
+        # The kills just before the SIGTERM restarts: the same database
+        # size and nearly the same load as the baseline.
+        last = sorted(self.recovery[-len(self.baseline_recovery):]) \
+            if self.baseline_recovery else []
 
         def pct(values, p):
             return values[min(len(values) - 1, int(p * len(values)))] \
                 if values else float("nan")
         return (
-            f"runs {self.runs}, messages {self.messages} (acknowledged "
+            f"runs {self.runs} (and {self.startup_kills} kills during "
+            f"start-up), messages {self.messages} (acknowledged "
             f"{sum(self.acknowledged.values())}: "
             + ", ".join(f"{k} {v}" for k, v in sorted(
                 self.acknowledged.items()))
@@ -186,10 +197,14 @@ class Figures:
             f"ready) median {pct(rec, 0.5):.2f} s, max "
             f"{rec[-1] if rec else float('nan'):.2f} s (after SIGTERM, "
             f"{len(self.baseline_recovery)} times: median "
-            f"{pct(sorted(self.baseline_recovery), 0.5):.2f} s); kill to first "
-            f"acknowledgement median {pct(fa, 0.5):.2f} s; refused "
+            f"{pct(sorted(self.baseline_recovery), 0.5):.2f} s; the last "
+            f"{len(last)} kills, same database size: median "
+            f"{pct(last, 0.5):.2f} s); kill to first "
+            f"acknowledgement median {pct(fa, 0.5):.2f} s, max "
+            f"{fa[-1] if fa else float('nan'):.2f} s; refused "
             f"{self.refused}, unanswered {self.unanswered}; problems "
-            f"{len(self.problems)}; {self.seconds:.0f} s")
+            f"{len(self.problems)}, notes {len(self.notes)}; "
+            f"{self.seconds:.0f} s")
 
 
 class Campaign:
@@ -211,7 +226,8 @@ class Campaign:
                  up: tuple[float, float] = (0.5, 3.0),
                  rates: dict[str, float] | None = None,
                  drain_timeout: float = 120.0, log: Callable = print,
-                 log_level: str = "info", baseline: int = 1):
+                 log_level: str = "info", baseline: int = 1,
+                 startup_share: float = 0.0):
         """
         @param runs: kills.
         @param baseline: graceful restarts (SIGTERM) after the kills, the
@@ -220,10 +236,15 @@ class Campaign:
             kill (seconds, uniform).
         @param rates: messages per second by kind (carrier, app, tenant,
             mo).
+        @param startup_share: the share of restarts after a kill that are
+            killed again while starting (at a random moment before the
+            listeners are ready: opening the database after a crash, the
+            first commits, the index save at start), then started again.
         """
         self.tmp = tmp
         self.runs = runs
         self.baseline = baseline
+        self.startup_share = startup_share
         self.seed = seed if seed is not None else random.randrange(1 << 30)
         self.random = random.Random(self.seed)
         self.up = up
@@ -291,6 +312,10 @@ class Campaign:
         kill = Kill(at, up, snapshot, graceful=graceful)
         self.kills.append(kill)
         self.check_snapshot(kill, len(self.kills) - 1)
+        if not graceful and self.startup_share and \
+                self.random.random() < self.startup_share:
+            kill.restart_killed = True
+            self._startup_kill(run)
         kill.recovery = self.node.start()
         kill.restarted = time.monotonic()
         if graceful:
@@ -305,6 +330,23 @@ class Campaign:
                  f"s; ready again in {kill.recovery:.2f} s; acknowledged so "
                  f"far {len(self.ledger.acks)}; problems "
                  f"{len(self.figures.problems)}")
+
+    def _startup_kill(self, run: int) -> None:
+        """Start the node and SIGKILL it at a random moment before it is
+        ready (within the median start time so far), then read and check
+        its database as after any kill."""
+        starts = sorted(self.figures.recovery) or [2.0]
+        # Most of a start is Python's imports: the later part of it is
+        # where the database is opened and first written.
+        delay = self.random.uniform(0.3, 1.0) * starts[len(starts) // 2]
+        ready = self.node.kill_starting(delay)
+        kill = Kill(time.monotonic(), delay,
+                    read_database(self.node.data_fs), startup=True)
+        self.kills.append(kill)
+        self.check_snapshot(kill, len(self.kills) - 1)
+        self.figures.startup_kills += 1
+        self.say(f"run {run}: the restart killed {delay:.2f} s after its "
+                 f"start{' (it was ready)' if ready else ''}")
 
     def stopping_wait(self, seconds: float) -> None:
         """Let the load run for C{seconds} (the node up)."""
@@ -514,7 +556,10 @@ class Campaign:
             self.smsc.mo_refused.values()).items()})
         times = sorted(a.at for a in acks)
         for kill in self.kills:
-            if kill.graceful:
+            # From a kill to the first acknowledgement after its restart;
+            # a restart itself killed while starting is left out (its
+            # time would count two starts).
+            if kill.graceful or kill.startup or kill.restart_killed:
                 continue
             after = [t for t in times if t > kill.restarted]
             kill.first_ack = after[0] - kill.at if after else None
@@ -790,7 +835,8 @@ CARRIER_NAME = "CrashCarrier"
 
 def main_figures(figures: Figures) -> dict[str, Any]:
     """The figures as a plain dict (for the bench's JSON line)."""
-    return {"runs": figures.runs, "messages": figures.messages,
+    return {"runs": figures.runs, "startup_kills": figures.startup_kills,
+            "messages": figures.messages,
             "acknowledged": figures.acknowledged, "lost": figures.lost,
             "not_final": figures.not_final, "states": figures.states,
             "duplicates_to_apps": figures.duplicates_to_apps,

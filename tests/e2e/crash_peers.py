@@ -254,9 +254,32 @@ class CampaignNode:
         self.ports = ports
         return ready
 
+    def kill_starting(self, delay: float) -> bool:
+        """
+        Start a process and SIGKILL it C{delay} seconds later, before it
+        is ready if it is not ready by then (peers never see its ports).
+
+        @return: whether it had become ready all the same.
+        """
+        (self.tmp / "node" / "data" / "ports.json").unlink(missing_ok=True)
+        self.spawned.append(time.monotonic())
+        self.history.append({})
+        self.node = Node(self.node.config, self.node.data_dir,
+                         self.node.log_path)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            if self.node.process.poll() is not None:
+                raise RuntimeError("node died on its own while starting:\n"
+                                   + self.log()[-5000:])
+            time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
+        ready = (self.tmp / "node" / "data" / "ports.json").exists()
+        self.node.kill()
+        return ready
+
     def life_of(self, key: str, port: int, at: float) -> int | None:
         """
-        Which process (1 for the first, as L{generation}) listened on
+        Which process (1 for the first, 2 for the next one started...)
+        listened on
         C{port} for C{key} (C{sip_udp}, C{smpp}) at monotonic time C{at}:
         the latest one started before C{at} with that port (an ephemeral
         port may come back in a later process).  C{None}: none did.
