@@ -16,13 +16,14 @@ cut at each M3UA length).  Usage::
 """
 from __future__ import annotations
 
+import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.sigtran.m3ua import NAMES
+from tests.e2e.harness import wait_for
 
 
 @dataclass
@@ -95,35 +96,82 @@ def split(stream: bytes) -> list[bytes]:
 
 
 class Capture:
-    """A tshark capture of one loopback TCP port."""
+    """
+    A tshark capture of one loopback TCP port.
+
+    Whether the capture runs, and whether it has caught up with the
+    traffic, is seen the same way: a UDP datagram to a socket of ours on
+    the loopback (the capture filter takes it too) is sent, and the
+    capture file is read until the datagram is in it.  tshark says
+    "Capturing on" a moment before its filter takes packets (the first
+    datagram after it is often lost), and packets in the kernel's queue
+    when it is stopped are lost: a fixed pause guessed at both.
+    """
 
     def __init__(self, port: int):
         self.port = port
         self.dir = tempfile.TemporaryDirectory()
         self.path = Path(self.dir.name) / "capture.pcapng"
         self.process: subprocess.Popen | None = None
+        self._marker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._marker.bind(("127.0.0.1", 0))
+        self._marks = 0
 
-    def start(self) -> "Capture":
-        """Start capturing; returns once tshark says it captures."""
+    def start(self, timeout: float = 30.0) -> "Capture":
+        """Start capturing; returns once a packet is seen captured."""
         self.err = Path(self.dir.name) / "tshark.err"
+        marker = self._marker.getsockname()[1]
         self.process = subprocess.Popen(
-            ["tshark", "-q", "-i", "lo", "-f", f"tcp port {self.port}",
+            ["tshark", "-q", "-i", "lo", "-f",
+             f"tcp port {self.port} or udp port {marker}",
              "-w", str(self.path)], stdout=subprocess.DEVNULL,
             stderr=open(self.err, "wb"))
-        deadline = time.monotonic() + 15
-        while b"Capturing on" not in self.err.read_bytes():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("tshark did not start: "
-                                   + self.err.read_text(errors="replace"))
-            time.sleep(0.05)
+        # Until tshark runs at all, then until its filter takes packets:
+        # a new datagram at each try, since one sent too early is lost.
+        wait_for(lambda: self._alive() and b"Capturing on" in
+                 self.err.read_bytes(), timeout, interval=0.05,
+                 what="tshark to start")
+        wait_for(lambda: self._caught_up(self._mark()), timeout,
+                 interval=0.2, what="tshark capturing")
         return self
 
-    def stop(self) -> list[bytes]:
+    def _alive(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError("tshark ended: "
+                               + self.err.read_text(errors="replace"))
+        return True
+
+    def _mark(self) -> bytes:
+        """Send one datagram to the marker socket; @return: its payload."""
+        self._marks += 1
+        payload = b"mark %d" % self._marks
+        self._marker.sendto(payload, self._marker.getsockname())
+        return payload
+
+    def _caught_up(self, payload: bytes) -> bool:
+        """Whether the capture file holds the datagram C{payload} (a file
+        being written may end in half a packet: tshark then complains,
+        and what it read before counts)."""
+        self._alive()
+        if not self.path.exists():
+            return False
+        seen = subprocess.run(
+            ["tshark", "-r", str(self.path), "-Y",
+             f"udp.port == {self._marker.getsockname()[1]}", "-T", "fields",
+             "-e", "data"], capture_output=True, text=True).stdout
+        return payload.hex() in seen.split()
+
+    def stop(self, timeout: float = 30.0) -> list[bytes]:
         """
         Stop and @return: the M3UA frames seen, per TCP connection and
-        direction, in capture order of their first byte.
+        direction, in capture order of their first byte.  Stops once the
+        capture holds a datagram sent now, so every packet sent before
+        this call is in it.
         """
-        time.sleep(0.5)     # let the last packets reach the capture
+        last = self._mark()
+        wait_for(lambda: self._caught_up(last), timeout, interval=0.2,
+                 what="tshark catching up with the traffic")
+        self._marker.close()
         self.process.terminate()
         self.process.wait(10)
         rows = subprocess.run(
