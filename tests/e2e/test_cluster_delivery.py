@@ -25,6 +25,7 @@ from tests.e2e.postgres import Cluster, pg_bin
 from tests.e2e.zeo import ZEOServer
 from tests.e2e.sip_tools import DOMAIN, SIPP, SIPp, received_requests, \
     write_users
+from tests.e2e.test_shell_ssh import keygen, ssh
 from tests.e2e.test_usecase1 import (JOHN, JOHN_PASSWORD, Carrier,
                                      demo_in_tmp)
 
@@ -93,16 +94,25 @@ end
 """
 
 
-def cluster_node(tmp_path: Path, name: str, uri: str) -> Node:
+def cluster_node(tmp_path: Path, name: str, uri: str,
+                 shell: bool = False) -> Node:
     """A node named C{name} on C{uri} with SMPP and SIP (UDP) on loopback,
     provisioned with the demo and carrier PRE (by whichever node starts
-    first)."""
+    first); with C{shell}, the shell too (L{show}: the key C{tmp_path /
+    "admin"})."""
     (tmp_path / name / "data" / "ports.json").unlink(missing_ok=True)
     script = tmp_path / "cluster.cli"
     script.write_text(demo_in_tmp(tmp_path).read_text() + PREPAID)
+    shell_section = {}
+    if shell:
+        if not (tmp_path / "admin").exists():
+            (tmp_path / "admin_keys").write_text(
+                keygen(tmp_path / "admin") + "\n")
+        shell_section = {"enabled": True,
+                         "admin_keys": str(tmp_path / "admin_keys")}
     return start_node(
         tmp_path, name=name,
-        node={"provision": str(script)},
+        node={"provision": str(script)}, shell=shell_section,
         storage={"uri": uri, "lease": LEASE, "heartbeat": HEARTBEAT},
         sip={"enabled": True, "listen": ["udp:port=0:interface=127.0.0.1"],
              "domain": DOMAIN, "realm": DOMAIN, "min_expires": 60,
@@ -110,6 +120,26 @@ def cluster_node(tmp_path: Path, name: str, uri: str) -> Node:
              "validity": 300},
         smpp={"enabled": True, "listen": "tcp:port=0:interface=127.0.0.1",
               "bind_failures": 1000})
+
+
+def show(tmp_path: Path, node: Node, command: str) -> list[list[str]]:
+    """The rows of a shell table on C{node} (over OpenSSH), split on
+    whitespace."""
+    rc, out, err = ssh(tmp_path, node, "admin", tmp_path / "admin", command)
+    assert rc == 0, (out, err)
+    return [line.split() for line in out.splitlines() if line.strip()]
+
+
+def registered_accounts(tmp_path: Path, node: Node) -> set[str]:
+    """The accounts C{node} lists as registered, on any node (the others'
+    as of its last poll of the database)."""
+    return {row[0] for row in show(tmp_path, node, "show sip registrations")}
+
+
+def queue(tmp_path: Path, node: Node) -> dict[str, int]:
+    """C{show queue} on C{node}: state to number of messages."""
+    return {row[0]: int(row[-1]) for row in show(tmp_path, node, "show queue")
+            if len(row) == 2 and row[-1].isdigit()}
 
 
 def app_on(workdir: Path, node: Node, expected: int) -> SIPp:
@@ -355,8 +385,8 @@ def test_both_nodes_serve_load(tmp_path, database):
     queue up the node's admission may answer ESME_RTHROTTLED, and nothing
     refused is delivered (the numbers are printed)."""
     import threading
-    a = cluster_node(tmp_path, "a", database[0])
-    b = cluster_node(tmp_path, "b", database[1])
+    a = cluster_node(tmp_path, "a", database[0], shell=True)
+    b = cluster_node(tmp_path, "b", database[1], shell=True)
     apps = []
     for name, node, user, password in (
             ("john", a, JOHN, JOHN_PASSWORD),
@@ -371,7 +401,10 @@ def test_both_nodes_serve_load(tmp_path, database):
                              and m.first_line.startswith("SIP/2.0 200")
                              for m in app.sent_and_received()),
                  what=f"{name}'s app registered")
-    time.sleep(1.0)     # both nodes' polls see both registrations
+    both = {JOHN, "222333444"}
+    wait_for(lambda: all(registered_accounts(tmp_path, n) >= both
+                         for n in (a, b)), 20, interval=0.2,
+             what="both nodes listing both registrations")
     answers: dict[bytes, int] = {}
     dids = ["964111222333", "964222333444"]
 
@@ -396,7 +429,20 @@ def test_both_nodes_serve_load(tmp_path, database):
                 app.sent_and_received(), "MESSAGE")]
         wait_for(lambda: set(bodies()) >= acked, 60, interval=0.1,
                  what="every acknowledged message at its app")
-        time.sleep(3)       # a copy sent late, or a refused one, shows now
+        # Until no message waits on either node's view of the database:
+        # then no copy can be sent late, and a refused message that was
+        # stored all the same is counted.
+        def settled(node):
+            q = queue(tmp_path, node)
+            return q.get("accepted") == q.get("delivering") == 0 and sum(
+                q.get(s, 0) for s in ("delivered", "failed", "expired")
+            ) >= len(acked)
+        wait_for(lambda: settled(a) and settled(b), 60, interval=0.5,
+                 what="nothing waiting on either node")
+        assert queue(tmp_path, a) == queue(tmp_path, b) == {
+            "accepted": 0, "delivering": 0, "delivered": len(acked),
+            "failed": 0, "expired": 0}, (queue(tmp_path, a),
+                                         queue(tmp_path, b))
         got = bodies()
         assert sorted(got) == sorted(acked)
         print(f"{len(acked)} acknowledged and delivered once; refused: "
