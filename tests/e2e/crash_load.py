@@ -355,6 +355,8 @@ class Campaign:
             if self.node.node.process.poll() is not None:
                 raise RuntimeError("node died on its own:\n"
                                    + self.node.log()[-5000:])
+            # Pacing: the load runs for a chosen while before the kill;
+            # no condition ends it early but the node dying on its own.
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def _drain(self) -> None:

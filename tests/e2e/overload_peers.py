@@ -86,6 +86,8 @@ def bind(port: int, system_id: str, password: str,
         try:
             return _bind(port, system_id, password, timeout)
         except BindFailed:
+            # This polls the condition (the bind succeeds), backing off
+            # while the node is busy with this address's earlier bind.
             time.sleep(0.1 + 0.1 * attempt)
     return _bind(port, system_id, password, timeout)
 
@@ -163,8 +165,8 @@ def open_loop_smpp(port: int, system_id: str, password: str,
     @param queue: gets L{Bins.as_tuple} at the end.
     """
     s = bind(port, system_id, password)
-    while time.time() < start_at:
-        time.sleep(0.001)
+    while time.time() < start_at:     # pacing: every load process
+        time.sleep(0.001)             # starts at the same instant
     t0 = time.monotonic()
     bins = Bins(t0)
     sent_at: dict[int, float] = {}
@@ -239,8 +241,8 @@ def closed_loop_smpp(port: int, system_id: str, password: str,
     @param queue: gets C{(accepted, refused, latencies)}.
     """
     s = bind(port, system_id, password)
-    while time.time() < start_at:
-        time.sleep(0.001)
+    while time.time() < start_at:     # pacing: every load process
+        time.sleep(0.001)             # starts at the same instant
     body = submit_body(destination, b"the other carrier's message")
     sent_at: dict[int, float] = {}
     seq, accepted, refused, latencies = 1, 0, 0, []
@@ -355,8 +357,8 @@ def open_loop_http(port: int, token: str, phases: list[tuple[float, float]],
     free = list(socks)
     sent_at: dict = {}
     bufs = {c: b"" for c in socks}
-    while time.time() < start_at:
-        time.sleep(0.001)
+    while time.time() < start_at:     # pacing: every load process
+        time.sleep(0.001)             # starts at the same instant
     t0 = time.monotonic()
     bins = Bins(t0)
     edges, t = [], 0.0
@@ -396,8 +398,8 @@ def open_loop_http(port: int, token: str, phases: list[tuple[float, float]],
             break
         busy = list(sent_at)
         if not busy:
-            time.sleep(0.001)
-            continue
+            time.sleep(0.001)     # pacing: nothing outstanding, the next
+            continue              # request is not due yet
         r, _, _ = select.select(busy, [], [], 0.001)
         now = time.monotonic()
         for c in r:
@@ -680,8 +682,8 @@ def closed_loop_http(port: int, token: str, seconds: float,
     """
     socks = [socket.create_connection(("127.0.0.1", port), 10)
              for _ in range(connections)]
-    while time.time() < start_at:
-        time.sleep(0.001)
+    while time.time() < start_at:     # pacing: every load process
+        time.sleep(0.001)             # starts at the same instant
     t0 = time.monotonic()
     end = t0 + seconds
     buf = {c: b"" for c in socks}
