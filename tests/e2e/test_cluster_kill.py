@@ -35,6 +35,7 @@ from tests.e2e.crash_smsc import CrashSMSC
 from tests.e2e.harness import Node, start_node, wait_for
 from tests.e2e.postgres import Cluster, pg_bin
 from tests.e2e.sip_app import SIPApp
+from tests.e2e.test_shell_ssh import keygen, ssh
 
 pytestmark = [
     pytest.mark.e2e,
@@ -55,15 +56,41 @@ def pg():
 
 
 def node_on(tmp_path: Path, name: str, uri: str, script: Path) -> Node:
+    """A node on C{uri}, with the shell (the key C{tmp_path / "admin"})."""
+    if not (tmp_path / "admin").exists():
+        (tmp_path / "admin_keys").write_text(keygen(tmp_path / "admin")
+                                             + "\n")
     return start_node(
         tmp_path, name=name,
         node={"provision": str(script), "log_level": "info"},
+        shell={"enabled": True, "admin_keys": str(tmp_path / "admin_keys")},
         storage={"uri": uri, "lease": LEASE, "heartbeat": HEARTBEAT},
         smpp={"enabled": True, "listen": "tcp:port=0:interface=127.0.0.1"},
         sip={"enabled": True, "listen": ["udp:port=0:interface=127.0.0.1"],
              "domain": DOMAIN, "realm": DOMAIN, "min_expires": 60,
              "max_expires": 3600, "retry_schedule": [1, 2],
              "validity": 3600, "auth_failures": 100000})
+
+
+def registered_accounts(tmp_path: Path, node: Node) -> set[str]:
+    """The accounts C{node}'s shell lists as registered on any node (the
+    others' as of its last poll of the database)."""
+    rc, out, err = ssh(tmp_path, node, "admin", tmp_path / "admin",
+                       "show sip registrations")
+    assert rc == 0, (out, err)
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def settled(db) -> bool:
+    """Whether the database holds no message waiting and no receipt owed
+    (then no node has anything left to send)."""
+    conn = db.open()
+    try:
+        root = conn.root()
+        return len(root["messages"].waiting) == 0 and \
+            len(root["smpp"].receipts) == 0
+    finally:
+        conn.close()
 
 
 class CarrierLoad(threading.Thread):
@@ -183,7 +210,9 @@ def test_kill_one_of_two_mid_traffic(tmp_path, pg):
             assert app.register(timeout=20) == 200
         wait_for(lambda: len(smsc.sessions) >= 2, 30,
                  what="both nodes bound to the vendor")
-        time.sleep(1.0)     # each node's poll sees the other's app
+        wait_for(lambda: all(registered_accounts(tmp_path, n)
+                             >= set(APPS[:2]) for n in (a, b)), 30,
+                 interval=0.2, what="each node listing both apps")
         on_a = CarrierLoad(a.port("smpp"), "before", 40, acked, receipts,
                            lock)
         loads.append(on_a)
@@ -208,7 +237,7 @@ def test_kill_one_of_two_mid_traffic(tmp_path, pg):
                            lock)
         loads.append(on_b)
         on_b.start()
-        time.sleep(2)
+        time.sleep(2)           # pacing: B gets two seconds of load
         on_b.producing.clear()
 
         def arrived():
@@ -223,7 +252,15 @@ def test_kill_one_of_two_mid_traffic(tmp_path, pg):
             s.text == t for s in smsc.received)}
         wait_for(lambda: all(acked[t] in receipts for t in acked), 60,
                  interval=0.2, what="a receipt for every acked message")
-        time.sleep(LEASE)   # late copies would show now
+        # Late copies would come from what is still waiting or owed:
+        # once the database holds none, nothing is left to send.
+        from appliance.store.database import open_database
+        db = open_database(uri, tmp_path)
+        try:
+            wait_for(lambda: settled(db), LEASE + 60, interval=0.5,
+                     what="nothing waiting or owed in the database")
+        finally:
+            db.close()
         took = time.monotonic() - killed
     finally:
         for load in loads:
