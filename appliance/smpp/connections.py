@@ -186,40 +186,58 @@ class ConnectionPool(MultiService):
         """
         return self._deliver(message)
 
-    @defer.inlineCallbacks
-    def _deliver(self, view: Any):
+    def _deliver(self, view: Any) -> defer.Deferred:
         table = self.core.route_table()
         entry = table.entry(view.route) if view.route else None
         if entry is None:
-            return Outcome("failed", f"service policy {view.route!r} "
-                           "no longer exists")
+            return defer.succeed(Outcome(
+                "failed", f"service policy {view.route!r} no longer exists"))
         if not entry.connections:
-            return Outcome("failed", f"service policy {entry.name} has no "
-                           "connections")
+            return defer.succeed(Outcome(
+                "failed", f"service policy {entry.name} has no connections"))
         if view.text is None:
-            return Outcome("failed", "message has no text")
+            return defer.succeed(Outcome("failed", "message has no text"))
         try:
+            # The concatenation reference is taken only for a message of
+            # several parts (a single part carries none).
             outgoing = submit_frames(
-                view.sender, view.recipient, view.text,
-                self.references.next(view.recipient), view.hops + 1,
+                view.sender, view.recipient, view.text, 0, view.hops + 1,
                 self.registered_delivery, view.encoding)
+            if outgoing.parts > 1:
+                outgoing = submit_frames(
+                    view.sender, view.recipient, view.text,
+                    self.references.next(view.recipient), view.hops + 1,
+                    self.registered_delivery, view.encoding)
         except ValueError as e:
-            return Outcome("failed", f"cannot be sent as SMS: {e}")
-        reasons = []
-        for name in entry.connections:
+            return defer.succeed(Outcome("failed",
+                                         f"cannot be sent as SMS: {e}"))
+        return self._over(entry.connections, 0, outgoing, [])
+
+    def _over(self, names: tuple, first: int, outgoing: Any,
+              reasons: list[str]) -> defer.Deferred:
+        """Send over the first of C{names[first:]} with a bind up, falling
+        through on a transient result (a callback chain, no generator)."""
+        for i in range(first, len(names)):
+            name = names[i]
             conn = self.connections.get(name)
             if conn is None or not conn.available:
                 reasons.append(f"{name}: "
                                f"{conn.state if conn else 'not configured'}")
                 continue
-            kind, reason, message_id = yield conn.send(outgoing)
-            if kind == "ok":
-                return Outcome("forwarded", f"accepted by {name}",
-                               remote_id=message_id, connection=name)
-            if kind == "permanent":
-                return Outcome("failed", f"{name}: {reason}")
-            reasons.append(f"{name}: {reason}")
-        return Outcome("retry", "; ".join(reasons))
+            return conn.send(outgoing).addCallback(
+                self._sent, name, names, i + 1, outgoing, reasons)
+        return defer.succeed(Outcome("retry", "; ".join(reasons)))
+
+    def _sent(self, result: tuple, name: str, names: tuple, following: int,
+              outgoing: Any, reasons: list[str]) -> Any:
+        kind, reason, message_id = result
+        if kind == "ok":
+            return Outcome("forwarded", f"accepted by {name}",
+                           remote_id=message_id, connection=name)
+        if kind == "permanent":
+            return Outcome("failed", f"{name}: {reason}")
+        reasons.append(f"{name}: {reason}")
+        return self._over(names, following, outgoing, reasons)
 
     # -- receipts ------------------------------------------------------------
 

@@ -278,7 +278,11 @@ class OutboundConnection(Service):
     @property
     def available(self) -> bool:
         """Whether at least one bind is up."""
-        return any(b.up for b in self.binds)
+        for bind in self.binds:
+            protocol = bind.protocol
+            if protocol is not None and protocol.state == "bound":
+                return True
+        return False
 
     @property
     def state(self) -> str:
@@ -330,14 +334,14 @@ class OutboundConnection(Service):
     def pump(self) -> None:
         """Hand free slots to waiters, in order."""
         while self._waiters:
-            if not self.available:
-                waiters, self._waiters = self._waiters, collections.deque()
-                for d in waiters:
-                    d.errback(BindLost(f"connection {self.settings.name} "
-                                       "has no bind up"))
-                return
             protocol = self._pick()
             if protocol is None:
+                if not self.available:
+                    waiters, self._waiters = self._waiters, \
+                        collections.deque()
+                    for d in waiters:
+                        d.errback(BindLost(f"connection {self.settings.name}"
+                                           " has no bind up"))
                 return
             if self.settings.throughput:
                 now = self.clock.seconds()
@@ -362,8 +366,7 @@ class OutboundConnection(Service):
                 return bind.protocol
         return None
 
-    @defer.inlineCallbacks
-    def send(self, outgoing: Any):
+    def send(self, outgoing: Any) -> defer.Deferred:
         """
         Submit every part of a message, one after another.
 
@@ -373,9 +376,41 @@ class OutboundConnection(Service):
             kind C{ok} (message_id of the last part), C{transient} or
             C{permanent}.
         """
+        outgoing = addressed(outgoing, self.settings.plan)
+        if outgoing.parts > 1:
+            return self._send_parts(outgoing)
+        # One part (most messages): a plain callback chain, no generator.
+        d = self.acquire()
+        d.addCallback(self._submit_one, outgoing)
+        d.addCallbacks(self._sent_one, self._not_sent)
+        return d
+
+    def _submit_one(self, protocol: ESMEProtocol, outgoing: Any
+                    ) -> defer.Deferred:
+        self.counters["submitted"] += 1
+        return protocol.submit(functools.partial(outgoing.frame, 0))
+
+    def _sent_one(self, result: Any) -> tuple[str, str, str]:
+        kind = classify(result.status)
+        if kind != "ok":
+            self.counters[kind] += 1
+            return (kind, status_name(result.status), "")
+        if not result.message_id:
+            self.counters["permanent"] += 1
+            return ("permanent", "submit_sm_resp without message_id", "")
+        self.counters["accepted"] += 1
+        return ("ok", "", result.message_id)
+
+    def _not_sent(self, failure: Any) -> tuple[str, str, str]:
+        failure.trap(BindLost, RequestTimeout)
+        self.counters["transient"] += 1
+        return ("transient", str(failure.value), "")
+
+    @defer.inlineCallbacks
+    def _send_parts(self, outgoing: Any):
+        """L{send} for a message of several parts."""
         message_id = ""
         earlier: list[str] = []
-        outgoing = addressed(outgoing, self.settings.plan)
         for part in range(outgoing.parts):
             try:
                 protocol = yield self.acquire()
