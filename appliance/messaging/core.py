@@ -26,6 +26,7 @@ states only once they are on disk.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Callable, Iterable
 
 from twisted.application.service import Service
@@ -177,6 +178,10 @@ class MessagingCore(Service):
         self.ownership: Any = ownership if ownership is not None \
             else SoleOwner()
         self._scan_skipped = 0
+        #: Lane slots freed while deliveries were being started (see
+        #: L{_attempted}).
+        self._starts: deque = deque()
+        self._starting = False
         self._ids: MessageIds | None = None
         self._routes = None
         self._scanner: task.LoopingCall | None = None
@@ -410,21 +415,47 @@ class MessagingCore(Service):
 
     def _deliver(self, view: MessageView, agent: IDeliveryAgent,
                  lane: tuple) -> defer.Deferred:
-        """One attempt holding a slot of C{lane}; when its outcome is
-        recorded the slot passes to the lane's next waiting message."""
+        """
+        One attempt holding a slot of C{lane}.  Once the agent has its
+        outcome the slot passes to the lane's next waiting message, while
+        the outcome is recorded: the destination is done with this one,
+        so its next delivery does not wait for a commit (the message
+        stays in C{in_flight}, not dispatched again, until recorded).
+        """
         self.in_flight[view.id] = self.clock.seconds()
-        d = defer.maybeDeferred(agent.deliver, view)
+        try:
+            d = agent.deliver(view)
+        except Exception:
+            d = defer.fail()
+        else:
+            if not isinstance(d, defer.Deferred):
+                d = defer.succeed(d)
         d.addErrback(self._agent_error, view)
-        d.addCallback(self._record, view)
-
-        def done(result):
-            self.in_flight.pop(view.id, None)
-            following = self.lanes.leave(lane)
-            if following is not None:
-                self._deliver(following, agent, lane)
-            return result
-        d.addBoth(done)
+        d.addCallback(self._attempted, view, agent, lane)
+        d.addBoth(self._attempt_over, view.id)
         return d
+
+    def _attempted(self, outcome: Outcome, view: MessageView,
+                   agent: IDeliveryAgent, lane: tuple) -> defer.Deferred:
+        """The agent's outcome is in: free the lane's slot, record it."""
+        following = self.lanes.leave(lane)
+        if following is not None:
+            self._starts.append((following, agent, lane))
+            if not self._starting:
+                # Started here, not from within each other's callbacks:
+                # agents that answer at once would otherwise recurse
+                # through the whole lane's queue.
+                self._starting = True
+                try:
+                    while self._starts:
+                        self._deliver(*self._starts.popleft())
+                finally:
+                    self._starting = False
+        return self._record(outcome, view)
+
+    def _attempt_over(self, result: Any, id: int) -> Any:
+        self.in_flight.pop(id, None)
+        return result
 
     def _agent_error(self, failure, view: MessageView) -> Outcome:
         self.log.failure("delivery agent failed on message {id}", failure,
