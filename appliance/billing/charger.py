@@ -217,6 +217,21 @@ class Authorization(NamedTuple):
         """Every charge, the rule's payer first."""
         return tuple(c for c in (self.payer, self.receiver) if c is not None)
 
+    def price_of(self, payer: str) -> tuple[Decimal, str] | None:
+        """
+        What this authorization charges C{payer}, as rated once here (the
+        record and any debit carry the same rate).
+
+        @param payer: C{kind:name}, e.g. C{tenant:acme}.
+        @return: C{(amount, currency)}, or C{None} when it charges that
+            payer nothing rated (another payer, or no tariff).
+        """
+        for charge in (self.payer, self.receiver):
+            if charge is not None and charge.payer == payer and \
+                    charge.rate is not None:
+                return charge.rate.amount, charge.rate.currency
+        return None
+
 
 class _Payer(NamedTuple):
     key: str

@@ -8,8 +8,7 @@ committed.  Also the status of a tenant's message.
 from __future__ import annotations
 
 import time
-from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -44,6 +43,13 @@ def parse_id(text: str | None) -> int | None:
         return None
 
 
+def _price(authorization: Any, payer: str) -> tuple | None:
+    """The amount and currency the core's authorization charges
+    C{payer} (the billing charge's C{price_of}), or C{None}."""
+    price_of = getattr(authorization.charge, "price_of", None)
+    return price_of(payer) if price_of is not None else None
+
+
 def refusal(error: Exception) -> tuple[str, str]:
     """The stable code and reason of a per-recipient refusal."""
     if isinstance(error, NoRoute):
@@ -67,17 +73,13 @@ class Sender:
     log = Logger()
 
     def __init__(self, core: Any, storage: Any, clock: Any,
-                 price: Callable[[Any, str, int, float], tuple | None],
                  queue_limit: int = 1_000_000) -> None:
         """
         @param core: the L{IMessagingCore}.
         @param storage: the storage (queue depth, status look-ups).
-        @param price: C{price(tenant, recipient, parts, now)} gives
-            C{(amount, currency)} or C{None}, for the answer only.
         @param queue_limit: waiting messages beyond which requests get 503.
         """
         self.core, self.storage, self.clock = core, storage, clock
-        self.price = price
         self.queue_limit = queue_limit
         self._queue: tuple[float, int] = (float("-inf"), 0)
         # (plan, sender as given) -> as normalized: tenants send from a
@@ -139,7 +141,7 @@ class Sender:
         if self.queue_full():
             raise APIError("queue_full", "the node's queue is full; try "
                            "again later", retry_after=5)
-        now = self.clock.seconds()
+        payer = f"tenant:{tenant.name}"
         results: list[Any] = []
         waits = []
         for to in request.recipients:
@@ -150,53 +152,53 @@ class Sender:
                 number = number.digits
             except ModelError as e:
                 results.append((to, APIError("invalid_parameter",
-                                             f"to: {e}", "to")))
+                                             f"to: {e}", "to"), None))
                 continue
             submission = Submission(
                 "tenant", tenant.name, sender, number,
                 request.body, request.encoding, request.parts,
                 request.validity, 1 if meta else 0, 0, meta, source)
             try:
-                d = self.core.submit(submission)
+                # Rated once: the price answered is the charge's own.
+                authorization = self.core.authorize(submission)
+                d = self.core.submit(submission, authorization)
             except (NoRoute, Refused, ModelError) as e:
-                results.append((number, e))
+                results.append((number, e, None))
                 continue
             slot = len(results)
-            results.append((number, None))
+            results.append((number, None, _price(authorization, payer)))
             stamp, depth = self._queue
             self._queue = (stamp, depth + 1)
-            waits.append(d.addBoth(self._stored, results, slot, number))
+            waits.append(d.addBoth(self._stored, results, slot))
         if len(waits) == 1:
             d = waits[0]
         elif waits:
             d = defer.gatherResults(waits)
         else:
-            d = defer.succeed(None)
-        return d.addCallback(lambda _: self._answer(tenant, request,
-                                                    results, now))
+            return defer.succeed(self._answer(request, results))
+        return d.addCallback(lambda _: self._answer(request, results))
 
-    def _stored(self, result: Any, results: list, slot: int,
-                number: str) -> None:
+    def _stored(self, result: Any, results: list, slot: int) -> None:
+        number, _, price = results[slot]
         if isinstance(result, int):
-            results[slot] = (number, result)
+            results[slot] = (number, result, price)
         elif result.check(Refused):
             # Found in the accepting transaction (another node spent the
             # prepaid balance meanwhile): a refusal like any other.
-            results[slot] = (number, result.value)
+            results[slot] = (number, result.value, None)
         else:
             self.log.failure("storing a message to {to} failed", result,
                              to=number)
             results[slot] = (number, APIError("internal", "the message "
-                                              "could not be stored"))
+                                              "could not be stored"), None)
 
-    def _answer(self, tenant: Any, request: SendRequest, results: list,
-                now: float) -> tuple[int, dict]:
+    @staticmethod
+    def _answer(request: SendRequest, results: list) -> tuple[int, dict]:
         rows, first_id, first_error = [], None, None
-        for number, outcome in results:
+        for number, outcome, price in results:
             if isinstance(outcome, int):
                 row = {"to": number, "id": message_id(outcome),
                        "status": "accepted"}
-                price = self.price(tenant, number, request.parts, now)
                 if price is not None:
                     row["price"], row["currency"] = str(price[0]), price[1]
                 first_id = first_id or row["id"]

@@ -184,7 +184,8 @@ class HTTPService(MultiService):
         @param section: the L{appliance.config.HTTPSection}.
         @param core: the messaging core.
         @param ports: the node's port map.
-        @param charger: the billing charger (prices in the answers).
+        @param charger: the billing charger (the prices answered come from
+            the core's authorization of each recipient, rated once).
         @param metrics: the node's L{appliance.metrics.Metrics}.
         @param verify: password check returning a Deferred (default: in
             the reactor's thread pool).
@@ -205,8 +206,7 @@ class HTTPService(MultiService):
                            _thread_verify(reactor), section.auth_failures,
                            section.max_in_flight, section.tenant_in_flight,
                            admission=admission)
-        self.sender = Sender(core, storage, reactor, self._price,
-                             section.queue_limit)
+        self.sender = Sender(core, storage, reactor, section.queue_limit)
         self.callbacks = CallbackSender(storage, reactor, metrics=metrics)
         self.callbacks.setServiceParent(self)
         self.resource = APIResource(
@@ -220,20 +220,6 @@ class HTTPService(MultiService):
             metrics.gauge("appliance_http_requests_in_flight",
                           "Send requests being served", (),
                           lambda: [((), self.guard.in_flight)])
-
-    def _price(self, tenant: Any, recipient: str, parts: int,
-               now: float) -> tuple | None:
-        if self.charger is None or tenant.tariff is None:
-            return None
-        from appliance.billing.rating import NoPrice, rate
-        tariff = self.charger.tariffs.get(tenant.tariff)
-        if tariff is None:
-            return None
-        try:
-            charged = rate(tariff, recipient, parts, now)
-        except NoPrice:
-            return None
-        return charged.amount, charged.currency
 
     def _balance(self, tenant: Any) -> tuple:
         stored = self.storage.domain(KEY).tenants.get(tenant.name)
@@ -316,7 +302,8 @@ def make_service(section: Any, node: Any, core: Any, charger: Any = None,
     @param section: the L{appliance.config.HTTPSection}.
     @param node: the L{appliance.node.NodeContext}.
     @param core: the L{IMessagingCore}.
-    @param charger: the billing charger (prices in the answers).
+    @param charger: the billing charger (the prices answered come from
+            the core's authorization of each recipient, rated once).
     @param metrics: the node's L{appliance.metrics.Metrics}.
     @param admission: the node's L{appliance.admission.Admission}.
     """

@@ -56,7 +56,7 @@ def send(node, api=None, **more):
     if api == "jasmin":
         meta = (("api", "jasmin"), ("dlr-url", request.dlr_url),
                 ("dlr-level", "2"), ("dlr-method", "POST"))
-    d = Sender(node.core, node.storage, node.clock, lambda *a: None).send(
+    d = Sender(node.core, node.storage, node.clock).send(
         node.tenant(), request, meta)
     node.commit()
     return d.result[1]["id"]

@@ -16,9 +16,7 @@ def node(storage, clock):
 
 
 def sender(node, queue_limit=1000):
-    def price(tenant, number, parts, now):
-        return (Decimal("0.01"), "USD") if number.startswith("351") else None
-    return Sender(node.core, node.storage, node.clock, price, queue_limit)
+    return Sender(node.core, node.storage, node.clock, queue_limit)
 
 
 def request(to, body="hello", sender_="123456789", **more):
@@ -97,6 +95,44 @@ def test_prepaid_debited(node, storage):
     node.commit()
     assert d.result[0] == 200
     assert node.tenant().balance == Decimal("0.99")
+
+
+def test_price_answered_is_the_charge(node, storage):
+    """The price in the answer is the one the charger rated for the
+    tenant (rated once): a rule's own tariff wins over the tenant's, and
+    the billing record carries that amount; with a rule that charges
+    nobody the answer shows no price."""
+    from appliance.billing.model import billing_of
+    from appliance.shell.script import run_script
+    assert run_script(storage, """configure terminal
+ tariff R
+  currency EUR
+  prefix 351 0.07
+ exit
+ authorization-rule api
+  match origin tenant acme
+  charge sender
+  tariff R
+ exit
+end
+""").ok
+    d = sender(node).send(node.tenant(), request("351912345678"))
+    node.commit()
+    [row] = d.result[1]["recipients"]
+    assert (row["price"], row["currency"]) == ("0.07", "EUR")
+    [record] = list(billing_of(storage.root()).records.records(
+        "tenant:acme", 0, 4_000_000_000))
+    assert (record.amount, record.currency) == (Decimal("0.07"), "EUR")
+    assert run_script(storage, """configure terminal
+ authorization-rule api
+  charge nobody
+ exit
+end
+""").ok
+    d = sender(node).send(node.tenant(), request("351912345678"))
+    node.commit()
+    [row] = d.result[1]["recipients"]
+    assert row["status"] == "accepted" and "price" not in row
 
 
 def test_sender_not_allowed_and_queue_full(node, storage):
