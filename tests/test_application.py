@@ -37,6 +37,29 @@ def test_make_service_tree(tmp_path):
     assert root.context.storage.db is None
 
 
+def test_collector_settled_once_the_node_is_up(tmp_path, monkeypatch):
+    """makeService leaves the collector alone until the node is up; then
+    start-up's objects are frozen and the thresholds raised (the ready
+    value passes through)."""
+    import gc
+    from appliance import tap
+    calls = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "set_threshold",
+                        lambda *t: calls.append(("threshold", t)))
+    conf = tmp_path / "a.conf"
+    conf.write_text(f'[node]\ndata_dir = "{tmp_path}/d"\n')
+    options = Options()
+    options.parseOptions(["--config", str(conf)])
+    root = makeService(options)
+    assert calls == []
+    seen = []
+    root.ready.callback({"shell": [2022]})
+    root.ready.addCallback(seen.append)
+    assert calls == ["freeze", ("threshold", tap.GC_THRESHOLDS)]
+    assert seen == [{"shell": [2022]}]
+
+
 def test_services_follow_storage(tmp_path):
     """Enabled sections become named children after the storage, made by
     their factory with the node context and what was built before them;
