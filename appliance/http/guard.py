@@ -175,35 +175,53 @@ class Guard:
     def authenticate(self, source: str, authorization: bytes | None,
                      params: dict[str, list[str]]) -> defer.Deferred:
         """
-        @return: a Deferred firing with the L{Tenant}, or failing with
-            L{APIError} (401 wrong or no credentials, 429 too many failures
-            from this address, 403 address not allowed or tenant shut down).
+        @return: a Deferred firing with the tenant, or failing with
+            L{APIError} (see L{check}).
+        """
+        try:
+            result = self.check(source, authorization, params)
+        except APIError as e:
+            return defer.fail(e)
+        if isinstance(result, defer.Deferred):
+            return result
+        return defer.succeed(result)
+
+    def check(self, source: str, authorization: bytes | None,
+              params: dict[str, list[str]]) -> Any:
+        """
+        Authenticate a request, at once when that needs no password
+        hashing (a Bearer token; a password that checked out before
+        against the same stored hash).
+
+        @return: the tenant (its L{appliance.http.model.TenantView}), or a
+            Deferred firing with it once a password has been verified off
+            the reactor thread.
+        @raise APIError: 401 wrong or no credentials, 429 too many
+            failures from this address, 403 address not allowed or tenant
+            shut down (the Deferred fails with the same).
         """
         wait = self.failures.blocked(source)
         if wait:
             self.refusals.refused("http", "auth failures")
-            return defer.fail(APIError(
-                "throttled", "too many failed authentications from this "
-                "address", retry_after=wait))
+            raise APIError("throttled", "too many failed authentications "
+                           "from this address", retry_after=wait)
         try:
             kind, name, secret = credentials(authorization, params)
         except APIError as e:
             self._failed(source, None, e.reason)
-            return defer.fail(e)
+            raise
         if kind == "none":
-            return defer.fail(APIError("unauthorized", "credentials "
-                                       "required (Basic, Bearer or "
-                                       "username and password)"))
+            raise APIError("unauthorized", "credentials required (Basic, "
+                           "Bearer or username and password)")
         root = self.tenants()
         if kind == "token":
             tenant = root.by_token(secret)
             if tenant is None:
-                return self._refuse(source, None, "unknown token")
+                self._refuse(source, None, "unknown token")
             return self._admit(source, tenant)
         tenant = root.tenants.get(name)
         if tenant is None or tenant.password_hash is None:
-            return self._refuse(source, name, "unknown tenant or no "
-                                "password set")
+            self._refuse(source, name, "unknown tenant or no password set")
         key = self._cache_key(tenant.name, secret)
         stored = tenant.password_hash
         if self._verified.get(key) == stored:
@@ -212,7 +230,7 @@ class Guard:
 
         def checked(ok: bool):
             if not ok:
-                return self._refuse(source, name, "wrong password")
+                self._refuse(source, name, "wrong password")
             if len(self._verified) > 10_000:
                 self._verified.clear()
             self._verified[key] = stored
@@ -225,23 +243,21 @@ class Guard:
                       "{name}: {why}", source=source, name=name or "-",
                       why=why)
 
-    def _refuse(self, source: str, name: str | None,
-                why: str) -> defer.Deferred:
+    def _refuse(self, source: str, name: str | None, why: str) -> None:
         self._failed(source, name, why)
-        return defer.fail(APIError("unauthorized", "authentication failed"))
+        raise APIError("unauthorized", "authentication failed")
 
-    def _admit(self, source: str, tenant: Any) -> defer.Deferred:
+    def _admit(self, source: str, tenant: Any) -> Any:
         if not tenant.enabled:
-            return defer.fail(APIError("forbidden",
-                                       f"tenant {tenant.name} is shut down"))
+            raise APIError("forbidden", f"tenant {tenant.name} is shut down")
         if not tenant.source_allowed(source):
             self.log.warn("HTTP request of tenant {name} from {source}: "
                           "address not allowed", name=tenant.name,
                           source=source)
-            return defer.fail(APIError(
+            raise APIError(
                 "address_not_allowed",
-                f"requests from {source} are not allowed for this tenant"))
-        return defer.succeed(tenant)
+                f"requests from {source} are not allowed for this tenant")
+        return tenant
 
     # -- limits ----------------------------------------------------------
 

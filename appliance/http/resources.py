@@ -10,8 +10,10 @@ import ipaddress
 import json
 import time
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, Callable
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -25,6 +27,39 @@ from appliance.http.sending import message_id
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 HTML = b"text/html"
+
+
+_ANSWER = ("id", "parts", "recipients")
+_ACCEPTED = ("to", "id", "status")
+_PRICED = ("to", "id", "status", "price", "currency")
+
+
+def send_json(data: dict) -> bytes:
+    """
+    C{json.dumps(data).encode()} of a send answer, written directly for
+    its usual shape (an id, parts, accepted recipients with or without a
+    price); anything else (refusals, other keys) goes through
+    C{json.dumps}.  The bytes are the same either way.
+    """
+    if tuple(data) != _ANSWER or type(data["parts"]) is not int:
+        return json.dumps(data).encode("utf-8")
+    rows = []
+    for row in data["recipients"]:
+        keys = tuple(row)
+        if row.get("status") != "accepted":
+            return json.dumps(data).encode("utf-8")
+        if keys == _PRICED:
+            rows.append('{"to": %s, "id": %s, "status": "accepted", '
+                        '"price": %s, "currency": %s}' % (
+                            _quote(row["to"]), _quote(row["id"]),
+                            _quote(row["price"]), _quote(row["currency"])))
+        elif keys == _ACCEPTED:
+            rows.append('{"to": %s, "id": %s, "status": "accepted"}' % (
+                _quote(row["to"]), _quote(row["id"])))
+        else:
+            return json.dumps(data).encode("utf-8")
+    return ('{"id": %s, "parts": %d, "recipients": [%s]}' % (
+        _quote(data["id"]), data["parts"], ", ".join(rows))).encode("utf-8")
 
 
 def _networks(texts) -> list:
@@ -148,21 +183,71 @@ class APIResource(Resource):
 
     def _authenticated(self, request: Any, params: dict,
                        then: Callable, fail: Callable, endpoint: str) -> Any:
-        """Authenticate, then call C{then(tenant)} returning (status, ...)
-        or a Deferred of it; errors go to C{fail(error)}."""
-        d = self.guard.authenticate(self._source(request),
-                                    request.getHeader(b"authorization"),
-                                    params)
-        entered: list[str] = []
+        """
+        Authenticate, then call C{then(tenant)} giving the answer's bytes
+        or a Deferred of them; errors go to C{fail(error)}.  A request
+        whose credentials need no password hashing is served without a
+        Deferred of its own (the one C{then} returns is the only one).
 
-        def admitted(tenant):
-            self.guard.enter(tenant.name)
-            entered.append(tenant.name)
-            return then(tenant)
+        @return: the answer, or C{NOT_DONE_YET} while it is waited for.
+        """
+        try:
+            tenant = self.guard.check(self._source(request),
+                                      request.getHeader(b"authorization"),
+                                      params)
+        except APIError as e:
+            return self._now(request, endpoint, fail(e))
+        if not isinstance(tenant, defer.Deferred):
+            return self._serve(request, tenant, then, fail, endpoint)
 
-        def answered(result):
-            if entered:
-                self.guard.leave(entered[0])
+        def verified(tenant):
+            out = self._serve(request, tenant, then, fail, endpoint)
+            if out is not server.NOT_DONE_YET:
+                self._finish(request, out)
+
+        def refused(failure):
+            if failure.check(APIError):
+                self._finish(request, self._now(request, endpoint,
+                                                fail(failure.value)))
+            else:
+                self.log.failure("HTTP authentication failed", failure)
+                self._finish(request, self._now(request, endpoint, fail(
+                    APIError("internal", "internal error"))))
+        tenant.addCallbacks(verified, refused)
+        tenant.addErrback(lambda f: self.log.failure("answering failed", f))
+        return server.NOT_DONE_YET
+
+    def _serve(self, request: Any, tenant: Any, then: Callable,
+               fail: Callable, endpoint: str) -> Any:
+        """Call C{then(tenant)} counted in flight for the tenant.
+        @return: the answer, or C{NOT_DONE_YET} (answered from the
+        Deferred C{then} returned)."""
+        name = tenant.name
+        try:
+            self.guard.enter(name)
+        except APIError as e:
+            return self._now(request, endpoint, fail(e))
+        try:
+            result = then(tenant)
+        except APIError as e:
+            self.guard.leave(name)
+            return self._now(request, endpoint, fail(e))
+        except Exception:
+            self.guard.leave(name)
+            self.log.failure("HTTP request failed")
+            return self._now(request, endpoint,
+                             fail(APIError("internal", "internal error")))
+        if not isinstance(result, defer.Deferred):
+            self.guard.leave(name)
+            return self._now(request, endpoint, result)
+        result.addBoth(self._answered, request, name, fail, endpoint)
+        return server.NOT_DONE_YET
+
+    def _answered(self, result: Any, request: Any, name: str,
+                  fail: Callable, endpoint: str) -> None:
+        """The Deferred of a served request fired: answer it."""
+        self.guard.leave(name)
+        try:
             if isinstance(result, Failure):
                 if result.check(APIError):
                     result = fail(result.value)
@@ -172,10 +257,15 @@ class APIResource(Resource):
             self._finish(request, result)
             if self.metrics is not None:
                 self._observe(request, endpoint)
-        d.addCallback(admitted)
-        d.addBoth(answered)
-        d.addErrback(lambda f: self.log.failure("answering failed", f))
-        return server.NOT_DONE_YET
+        except Exception:
+            self.log.failure("answering failed")
+
+    def _now(self, request: Any, endpoint: str, body: bytes) -> bytes:
+        """An answer given without waiting (twisted.web writes it with
+        its length): observed, then returned."""
+        if self.metrics is not None:
+            self._observe(request, endpoint)
+        return body
 
     def _observe(self, request: Any, endpoint: str) -> None:
         histogram = self._latencies.get(endpoint)
@@ -195,11 +285,15 @@ class APIResource(Resource):
             self.guard.throttle(tenant, len(send.recipients))
             meta = self._meta(send)
             d = self.sender.send(tenant, send, meta, self._source(request))
-            return d.addCallback(lambda answer: self._json(
-                request, endpoint, *answer))
+            return d.addCallback(self._send_answer, request, endpoint)
         return self._authenticated(request, params, then, lambda e:
                                    self._error(request, endpoint, e),
                                    endpoint)
+
+    def _send_answer(self, answer: tuple[int, dict], request: Any,
+                     endpoint: str) -> bytes:
+        status, data = answer
+        return self._write(request, endpoint, status, send_json(data))
 
     @staticmethod
     def _meta(send: SendRequest) -> tuple:
