@@ -98,9 +98,9 @@ def start_sink(python: str, port: int, ctl: int, log: Path):
     return p
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int], system: bool = False) -> float:
     """User plus system CPU time of processes (and their waited-for
-    children), from /proc."""
+    children), from /proc; with C{system}, the system time only."""
     total = 0
     tick = os.sysconf("SC_CLK_TCK")
     for pid in pids:
@@ -109,7 +109,8 @@ def cpu_seconds(pids: list[int]) -> float:
         except OSError:
             continue
         f = fields.split()
-        total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+        total += int(f[12]) + int(f[14]) if system else \
+            int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
     return total / tick
 
 
@@ -130,11 +131,13 @@ def run_wrk(base: str, prefix: str, suffix: str, headers: dict,
            + LUA.replace("%%", "%"))
     script.write_text(lua)
     cpu0 = cpu_seconds(list(pids))
+    sys0 = cpu_seconds(list(pids), system=True)
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d",
          f"{duration}s", "--latency", "-s", str(script), base],
         capture_output=True, text=True, timeout=duration + 60).stdout
     cpu = cpu_seconds(list(pids)) - cpu0
+    system = cpu_seconds(list(pids), system=True) - sys0
     total = int(re.search(r"(\d+) requests in", out).group(1))
     seconds = float(re.search(r"requests in ([\d.]+)s", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -150,9 +153,26 @@ def run_wrk(base: str, prefix: str, suffix: str, headers: dict,
             "p50_ms": _ms(dist["50"]), "p99_ms": _ms(dist["99"]),
             "socket_errors": errors.group(0) if errors else "none",
             "statuses": statuses,
-            "cpu_s": cpu,
+            "cpu_s": cpu, "system_s": system,
             "accepted_per_cpu_s": (total - bad) / cpu if cpu else 0.0,
             "raw": out}
+
+
+def batch_stats(base: str) -> tuple[float, float, float]:
+    """@return: the node's batched commits so far, the writes they
+    carried and their seconds, from C{/metrics}."""
+    import urllib.request
+    text = urllib.request.urlopen(base + "/metrics", timeout=10).read()
+    values = {}
+    for line in text.decode().splitlines():
+        for name in ("appliance_commit_batch_size_count",
+                     "appliance_commit_batch_size_sum",
+                     "appliance_commit_seconds_sum"):
+            if line.startswith(name + " "):
+                values[name] = float(line.split()[1])
+    return (values.get("appliance_commit_batch_size_count", 0.0),
+            values.get("appliance_commit_batch_size_sum", 0.0),
+            values.get("appliance_commit_seconds_sum", 0.0))
 
 
 def node_config(work: Path, sink_port: int) -> Path:
@@ -215,9 +235,17 @@ def bench_node(args, work: Path) -> dict:
                 args.threads, work)                           # warm-up
         time.sleep(1)
         sink_reset(ctl)
+        before = batch_stats(base)
         result = run_wrk(base, "/sendsms/send", "", auth, args.duration,
                          args.connections, args.threads, work,
                          pids=[node.pid])
+        after = batch_stats(base)
+        commits = after[0] - before[0]
+        result["commits"] = commits
+        result["writes_per_commit"] = (after[1] - before[1]) / commits \
+            if commits else 0.0
+        result["commit_ms"] = (after[2] - before[2]) / commits * 1000 \
+            if commits else 0.0
         time.sleep(2)
         result["sink"] = sink_stats(ctl)
         check = subprocess.run(
@@ -310,8 +338,13 @@ def in_process(requests: int, fake_core: bool, basic: bool = False,
     if fake_core:
         ids = itertools.count(1)
 
+        from appliance.messaging.vocabulary import Authorization
+
         class Accepting:
-            def submit(self, submission):
+            def authorize(self, submission):
+                return Authorization(None, None, clock.seconds())
+
+            def submit(self, submission, authorization=None):
                 return defer.succeed(next(ids))
         service.sender.core = Accepting()
     site = APISite(service.resource, service.section, service.reactor)
@@ -373,10 +406,15 @@ def main() -> None:
     ap.add_argument("--cprofile", metavar="FILE",
                     help="with --in-process: profile the HTTP layer's "
                     "Bearer requests into FILE")
+    ap.add_argument("--with-core", action="store_true",
+                    help="with --cprofile: profile the requests through "
+                    "the real core, billing and an in-memory database")
     args = ap.parse_args()
     if args.in_process and args.cprofile:
-        cost = in_process(args.in_process, True, profile=args.cprofile)
-        print(f"HTTP layer, Bearer, under cProfile: {cost * 1e6:.0f} us "
+        cost = in_process(args.in_process, not args.with_core,
+                          profile=args.cprofile)
+        what = "with core and billing" if args.with_core else "HTTP layer"
+        print(f"{what}, Bearer, under cProfile: {cost * 1e6:.0f} us "
               f"CPU per request; summary in {args.cprofile}")
         return
     if args.in_process:
@@ -402,6 +440,10 @@ def main() -> None:
               f"{ours['p50_ms']:.2f} ms, p99 {ours['p99_ms']:.2f} ms, "
               f"{ours['non_2xx']} non-2xx {ours['statuses']}, sink got "
               f"{ours['sink'].get('count')}; {ours['socket_errors']}")
+        print(f"  CPU {ours['cpu_s']:.2f} s of which system "
+              f"{ours['system_s']:.2f} s; {ours['commits']:.0f} batched "
+              f"commits, {ours['writes_per_commit']:.1f} writes and "
+              f"{ours['commit_ms']:.2f} ms each")
         print("  check:", ours["check"].strip())
         rows.append(("node /sendsms/send", ours))
         if not args.no_jasmin:

@@ -111,6 +111,9 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=3)
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--title", default="")
+    ap.add_argument("--gil", action="store_true",
+                    help="sample only the thread holding the GIL (where "
+                    "the Python CPU goes; waits in fsync or epoll drop out)")
     argv = sys.argv[1:]
     if "--" not in argv:
         ap.error("the bench's command line goes after --")
@@ -136,7 +139,8 @@ def main() -> None:
         spy = subprocess.run(
             [str(PYSPY), "record", "--pid", str(seen[a.nth - 1]), "--format",
              "raw", "--rate", "100", "--duration", str(a.duration),
-             "--nonblocking", "-o", str(raw)], timeout=a.duration + 60,
+             "--nonblocking", "-o", str(raw)] + (["--gil"] if a.gil else []),
+            timeout=a.duration + 60,
             stdout=subprocess.DEVNULL)
         bench.wait(900)
     finally:
