@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from appliance.sip.interfaces import ITransactionUser
+from appliance.sip.tokens import token_hex
 from appliance.sip.message import Request, Response, make_response
 from appliance.sip.transaction import State
 
@@ -168,5 +169,4 @@ class SIPApplication:
 
 
 def _tag() -> str:
-    import secrets
-    return secrets.token_hex(6)
+    return token_hex(6)

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 
 from appliance.sip.digest import (DigestError, NonceCounter, NonceFactory, Outcome, Verifier,
                                   parse_authorization)
+from appliance.sip.tokens import token_hex
 from appliance.sip.message import Request, Response, make_response
 
 __all__ = ["AccountBook", "AuthResult", "Credentials", "DigestGate", "FailureLimiter"]
@@ -430,4 +431,4 @@ class DigestGate:
 
 
 def _tag() -> str:
-    return secrets.token_hex(6)
+    return token_hex(6)

@@ -19,7 +19,6 @@ an app drops a copy by that header.
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -33,6 +32,7 @@ from appliance.sip.bindings import Binding
 from appliance.sip.flows import FlowTable
 from appliance.sip.headermap import Headers
 from appliance.sip.message import Request, Response
+from appliance.sip.tokens import token_hex
 from appliance.sip.transaction import new_branch
 from appliance.sip.uri import URI
 
@@ -200,9 +200,9 @@ class SIPDeliveryAgent:
         headers = Headers()
         headers.add("Via", f"SIP/2.0/{transport.name} {host}:{port};branch={new_branch()};rport")
         headers.add("Max-Forwards", "70")
-        headers.add("From", from_header(message.sender, self.domain, secrets.token_hex(6)))
+        headers.add("From", from_header(message.sender, self.domain, token_hex(6)))
         headers.add("To", f"<sip:{message.account}@{self.domain}>")
-        headers.add("Call-ID", f"{secrets.token_hex(12)}@{self.domain}")
+        headers.add("Call-ID", f"{token_hex(12)}@{self.domain}")
         headers.add("CSeq", "1 MESSAGE")
         headers.add("Message-ID", message_id(message.id))
         headers.add("Content-Type", "text/plain;charset=UTF-8")

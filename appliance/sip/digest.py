@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import re
-import secrets
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from enum import Enum
 from typing import Callable, Mapping, Sequence
 
 from twisted.internet.interfaces import IReactorTime
+
+from appliance.sip.tokens import token_bytes
 
 __all__ = [
     "ALGORITHMS", "Challenge", "DigestError", "NonceCounter", "NonceFactory",
@@ -218,13 +219,13 @@ class NonceFactory:
         self.lifetime = lifetime
 
     def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:16]
+        return hmac.digest(self._secret, payload, "sha256")[:16]
 
     def make(self) -> str:
         """
         @return: a fresh nonce (43 characters, URL-safe base64).
         """
-        payload = struct.pack(">Q", int(self._clock.seconds())) + secrets.token_bytes(8)
+        payload = struct.pack(">Q", int(self._clock.seconds())) + token_bytes(8)
         return base64.urlsafe_b64encode(payload + self._mac(payload)).rstrip(b"=").decode()
 
     def check(self, nonce: str) -> NonceStatus:

@@ -28,6 +28,7 @@ from appliance.model.errors import ModelError
 from appliance.model.numbering import (DEFAULT_PLAN, NPI_ISDN, TON_UNKNOWN,
                                        Plan, normalize)
 from appliance.sip.auth import DigestGate
+from appliance.sip.tokens import token_hex
 from appliance.sip.message import Request, Response, make_response
 
 __all__ = ["MessageIntake", "parse_content_type"]
@@ -188,5 +189,4 @@ def _phrase(text: str) -> str:
 
 
 def _tag() -> str:
-    import secrets
-    return secrets.token_hex(6)
+    return token_hex(6)

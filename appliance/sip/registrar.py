@@ -35,6 +35,7 @@ from appliance.sip import bindings as B
 from appliance.sip.auth import DigestGate
 from appliance.sip.bindings import Binding, ContactChange, RegisterError, from_record
 from appliance.sip.headers import HeaderError
+from appliance.sip.tokens import token_hex
 from appliance.sip.message import Request, make_response
 from appliance.sip.uri import URIError
 
@@ -635,5 +636,4 @@ def _clean(text: str) -> str:
 
 
 def _tag() -> str:
-    import secrets
-    return secrets.token_hex(6)
+    return token_hex(6)

@@ -299,13 +299,13 @@ class SIPService(Service):
             return REGISTRATION_HEADERS, sorted(rows)
         if topic == "transactions":
             rows = []
+            j = 64 * self.layer.timers.t1
             for tx in self.layer.transactions():
-                try:
-                    branch = tx.request.top_via().branch or "-"
-                except ValueError:
-                    branch = "-"
-                rows.append((branch, tx.kind, tx.request.method, tx.state.value,
-                             f"{max(0.0, now - tx.created):.1f}s"))
+                created = getattr(tx, "created", None)
+                if created is None:  # a CompletedTransaction: timer J's deadline
+                    created = tx.deadline - j
+                rows.append((tx.branch or "-", tx.kind, tx.method, tx.state.value,
+                             f"{max(0.0, now - created):.1f}s"))
             return TRANSACTION_HEADERS, sorted(rows)
         raise KeyError(f"no SIP table {topic!r}: registrations or transactions")
 

@@ -10,10 +10,18 @@ one L{TimerWheel} (one delayed call of the clock for all of them), which
 tests drive with C{task.Clock}. A transaction renders each message it
 sends once and retransmits those bytes. INVITE server transactions follow
 RFC 6026 (an I{Accepted} state absorbs INVITE retransmissions after a 2xx).
+
+A non-INVITE server transaction over UDP that has sent its final response
+spends the 32 s of timer J doing one thing: re-sending that response to
+retransmissions of its request.  The layer then keeps a
+L{CompletedTransaction} in its place (the key, the response's bytes, where
+they go), and the request, its headers and the transaction object go:
+every REGISTER and MESSAGE leaves that behind for 32 s, so at a few
+hundred requests a second it is most of what the SIP side holds.
 """
 from __future__ import annotations
 
-import secrets
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Hashable
@@ -26,9 +34,10 @@ from appliance.sip.headers import HeaderError, Via
 from appliance.sip.interfaces import ISIPTransport, ITransactionUser
 from appliance.sip.message import Request, Response, make_response
 from appliance.sip.timers import Timer, TimerWheel
+from appliance.sip.tokens import token_hex
 
 __all__ = [
-    "MAGIC_COOKIE", "InviteServerTransaction", "NonInviteClientTransaction",
+    "MAGIC_COOKIE", "CompletedTransaction", "InviteServerTransaction", "NonInviteClientTransaction",
     "NonInviteServerTransaction", "State", "TimerSettings", "TransactionLayer",
     "new_branch", "response_destination",
 ]
@@ -72,7 +81,7 @@ def new_branch() -> str:
     """
     @return: a fresh, unguessable branch with the RFC 3261 magic cookie.
     """
-    return MAGIC_COOKIE + secrets.token_hex(10)
+    return MAGIC_COOKIE + token_hex(10)
 
 
 def response_destination(via: Via, source: Address) -> Address:
@@ -156,6 +165,19 @@ class _Transaction:
         @return: the names of the timers currently running (C{"E"}, C{"F"}...).
         """
         return sorted(self._calls)
+
+    @property
+    def method(self) -> str:
+        """The method of the transaction's request."""
+        return self.request.method
+
+    @property
+    def branch(self) -> str | None:
+        """The branch of the request's top Via, or C{None}."""
+        try:
+            return self.request.top_via().branch
+        except ValueError:
+            return None
 
     def _send(self, message: Request | Response | bytes) -> bool:
         try:
@@ -291,7 +313,14 @@ class _ServerTransaction(_Transaction):
 class NonInviteServerTransaction(_ServerTransaction):
     """
     Server transaction for a request other than INVITE and ACK (17.2.2).
+
+    @ivar on_completed: set by the layer: called with the transaction once
+        its final response went out over UDP, to keep a
+        L{CompletedTransaction} for timer J in its place; when C{None} the
+        transaction runs timer J itself.
     """
+
+    on_completed: Callable[[NonInviteServerTransaction], None] | None = None
 
     def receive_request(self, request: Request) -> None:
         """
@@ -319,6 +348,10 @@ class NonInviteServerTransaction(_ServerTransaction):
         self.state = State.COMPLETED
         if self.transport.reliable:
             self.terminate()
+        elif self.on_completed is not None and self._wire:
+            # Timer J: the layer keeps the bytes and lets this object go.
+            self.last_response = None
+            self.on_completed(self)
         else:
             # Timer J keeps the transaction 32 s to absorb retransmissions,
             # which get the bytes in _wire: let the rest go meanwhile.
@@ -326,6 +359,59 @@ class NonInviteServerTransaction(_ServerTransaction):
             self.request._parsed.clear()
             self._start_timer("J", 64 * self._timers.t1, self.terminate)
         return True
+
+
+class CompletedTransaction:
+    """
+    What is left of a non-INVITE server transaction over UDP once its final
+    response is sent (RFC 3261 17.2.2, state Completed): retransmissions of
+    the request get those bytes again until timer J ends it.
+
+    @ivar key: the matching key (L{TransactionLayer.server_key}).
+    @ivar wire: the final response's bytes.
+    @ivar transport: the L{ISIPTransport} it went on.
+    @ivar address: where it went.
+    @ivar deadline: the clock time timer J fires.
+    """
+
+    __slots__ = ("key", "wire", "transport", "address", "deadline")
+
+    log = Logger()
+    kind = "server"
+    state = State.COMPLETED
+
+    def __init__(self, key: Hashable, wire: bytes, transport: ISIPTransport, address: Address,
+                 deadline: float) -> None:
+        self.key = key
+        self.wire = wire
+        self.transport = transport
+        self.address = address
+        self.deadline = deadline
+
+    @property
+    def method(self) -> str:
+        """The request's method (the last element of every key)."""
+        return self.key[-1]  # type: ignore[index]
+
+    @property
+    def branch(self) -> str | None:
+        """The request's branch, for an RFC 3261 key; else C{None}."""
+        key = self.key
+        return key[1] if key[0] == "3261" else None  # type: ignore[index]
+
+    def receive_request(self, request: Request) -> None:
+        """
+        A retransmission of the request: send the final response again.
+
+        @param request: the retransmitted request.
+        """
+        try:
+            self.transport.send(self.wire, self.address)
+        except Exception:
+            self.log.failure("sending to {address} failed", address=self.address)
+
+    def __repr__(self) -> str:
+        return f"<CompletedTransaction {self.method} {self.key!r}>"
 
 
 class InviteServerTransaction(_ServerTransaction):
@@ -441,6 +527,10 @@ class TransactionLayer:
         self.wheel = TimerWheel(clock)
         self._server: dict[Hashable, ServerTransaction] = {}
         self._client: dict[Hashable, NonInviteClientTransaction] = {}
+        self._completed: dict[Hashable, CompletedTransaction] = {}
+        # Completed ones in the order timer J ends them (one delay for all).
+        self._expiry: deque[CompletedTransaction] = deque()
+        self._expiry_call: Any = None
 
     @staticmethod
     def server_key(request: Request, method: str | None = None) -> Hashable:
@@ -484,7 +574,7 @@ class TransactionLayer:
     def _receive_request(self, request: Request, transport: ISIPTransport,
                          source: Address) -> None:
         key = self.server_key(request)
-        existing = self._server.get(key)
+        existing = self._server.get(key) or self._completed.get(key)
         if existing is not None:
             existing.receive_request(request)
             return
@@ -502,12 +592,14 @@ class TransactionLayer:
         self._server[key] = tx
         if isinstance(tx, InviteServerTransaction):
             tx.start()
+        elif not transport.reliable:
+            tx.on_completed = self._complete
         if not self._call_user(request, tx) and tx.state in (State.TRYING, State.PROCEEDING):
             tx.respond(make_response(request, 500))
 
     def _refuse(self, request: Request, transport: ISIPTransport, address: Address) -> None:
         """Answer C{503} with C{Retry-After}, keeping no state."""
-        response = make_response(request, 503, to_tag=secrets.token_hex(6))
+        response = make_response(request, 503, to_tag=token_hex(6))
         response.headers.add("Retry-After", str(self.admission.retry_after))
         try:
             transport.send(response.to_bytes(), address)
@@ -571,20 +663,56 @@ class TransactionLayer:
         except HeaderError:
             return None
 
-    def transactions(self) -> list[_Transaction]:
+    def transactions(self) -> list[Any]:
         """
-        @return: every live transaction, server ones first (for
-            C{show sip transactions}).
+        @return: every live transaction, server ones first, then the
+            completed ones waiting for timer J (L{CompletedTransaction}),
+            then client ones (for C{show sip transactions}).
         """
-        return [*self._server.values(), *self._client.values()]
+        return [*self._server.values(), *self._completed.values(), *self._client.values()]
 
     def stop(self) -> None:
         """
         Terminate every transaction and cancel its timers (service stop).
         """
-        for tx in self.transactions():
+        for tx in [*self._server.values(), *self._client.values()]:
             tx.terminate()
+        self._completed.clear()
+        self._expiry.clear()
+        if self._expiry_call is not None and self._expiry_call.active():
+            self._expiry_call.cancel()
+        self._expiry_call = None
         self.wheel.stop()
+
+    #: Timer J may end completed transactions up to this much late, so
+    #: that one delayed call ends a slice of them rather than each its own.
+    EXPIRY_SLACK = 0.1
+
+    def _complete(self, tx: NonInviteServerTransaction) -> None:
+        """Keep a completed UDP transaction's response bytes for timer J,
+        in place of the transaction."""
+        if self._server.get(tx.key) is tx:
+            del self._server[tx.key]
+        delay = 64 * self.timers.t1
+        record = CompletedTransaction(tx.key, tx._wire, tx.transport, tx.address,
+                                      self._clock.seconds() + delay)
+        self._completed[tx.key] = record
+        self._expiry.append(record)
+        if self._expiry_call is None:
+            self._expiry_call = self._clock.callLater(delay, self._expire)
+
+    def _expire(self) -> None:
+        """Timer J of the completed transactions due (FIFO: one delay)."""
+        self._expiry_call = None
+        now = self._clock.seconds()
+        queue, completed = self._expiry, self._completed
+        while queue and queue[0].deadline <= now:
+            record = queue.popleft()
+            if completed.get(record.key) is record:
+                del completed[record.key]
+        if queue:
+            self._expiry_call = self._clock.callLater(
+                max(queue[0].deadline - now, self.EXPIRY_SLACK), self._expire)
 
     def _forget_server(self, tx: _Transaction) -> None:
         if self._server.get(tx.key) is tx:

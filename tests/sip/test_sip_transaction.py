@@ -228,11 +228,40 @@ def test_non_invite_server_absorbs_and_timer_j() -> None:
     assert not tx.respond(make_response(req, 500))
     assert transport.sent[0][1] == SOURCE
     clock.advance(64 * T1 - 0.01)
-    assert tx.state is State.COMPLETED
+    [kept] = layer.transactions()
+    assert kept.state is State.COMPLETED and kept.method == "MESSAGE"
+    layer.receive(request(), transport, SOURCE)
+    assert transport.first_lines()[4:] == ["SIP/2.0 202 Accepted"]
     clock.advance(0.01)
-    assert tx.state is State.TERMINATED and layer.transactions() == []
+    assert layer.transactions() == [] and clock.getDelayedCalls() == []
     layer.receive(request(), transport, SOURCE)
     assert len(user.requests) == 2
+
+
+def test_completed_udp_transaction_keeps_only_the_response_bytes() -> None:
+    """
+    Once a non-INVITE server transaction over UDP has sent its final
+    response, the layer keeps a L{CompletedTransaction} (its key, the
+    response bytes, the address) instead of the transaction and its
+    request; a retransmission gets the same bytes, and the timer J of many
+    completed transactions ends them with one delayed call.
+    """
+    from appliance.sip.transaction import CompletedTransaction
+    clock, user, layer, transport = setup(answer=200)
+    for i in range(3):
+        layer.receive(request(branch=f"z9hG4bKc{i}"), transport, SOURCE)
+        clock.advance(1)
+    kept = layer.transactions()
+    assert [type(k) for k in kept] == [CompletedTransaction] * 3
+    assert [k.branch for k in kept] == ["z9hG4bKc0", "z9hG4bKc1", "z9hG4bKc2"]
+    assert not hasattr(kept[0], "request") and kept[0].wire == transport.sent[0][0]
+    layer.receive(request(branch="z9hG4bKc1"), transport, SOURCE)
+    assert transport.sent[-1] == transport.sent[1] and len(user.requests) == 3
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(64 * T1 - 3 + 0.5)      # 0.5 s past the first one's timer J
+    assert [k.branch for k in layer.transactions()] == ["z9hG4bKc1", "z9hG4bKc2"]
+    clock.advance(1.5)
+    assert layer.transactions() == [] and clock.getDelayedCalls() == []
 
 
 def test_non_invite_server_reliable_terminates_at_once() -> None:
