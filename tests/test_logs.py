@@ -60,3 +60,27 @@ def test_failure_traceback():
     assert text.splitlines()[0] == "<3>[x] boom"
     assert all(l.startswith("<3>[x] ") for l in text.splitlines())
     assert "ZeroDivisionError" in text
+
+
+def test_shows_answers_for_the_node_filter() -> None:
+    """
+    L{shows} says whether the process's level filter passes an event: at
+    info, debug events of the node are not shown, a component set to
+    debug shows them; with no filter at all every event counts as shown.
+    """
+    import gc
+
+    from appliance import logs
+    from twisted.logger import LogLevel
+    for f in list(logs._FILTERS):
+        logs._FILTERS.discard(f)
+    assert logs.shows("appliance.sip.registrar.Registrar", LogLevel.debug)
+    f = logs.LevelFilter(lambda event: None, "info")
+    assert not logs.shows("appliance.sip.registrar.Registrar", LogLevel.debug)
+    assert logs.shows("appliance.sip.registrar.Registrar", LogLevel.info)
+    f.set_levels({"sip": "debug"})
+    assert logs.shows("appliance.sip.registrar.Registrar", LogLevel.debug)
+    assert not logs.shows("appliance.smpp.server", LogLevel.debug)
+    del f
+    gc.collect()
+    assert logs.shows("appliance.smpp.server", LogLevel.debug)

@@ -129,8 +129,6 @@ class MessageIntake:
 
     def _accepted(self, message_id: int, request: Request, tx: Any, username: str) -> None:
         self.received += 1
-        self.log.debug("MESSAGE from {username} accepted as {id}", username=username,
-                       id=message_id)
         tx.respond(make_response(request, 202, to_tag=_tag()))
 
     def _failed(self, failure: Any, request: Request, tx: Any, username: str,

@@ -59,25 +59,28 @@ def stamp_via(request: Request, source: Address) -> None:
         request.set_top_via(via.stamped(host, None))
 
 
-def _deliver(data: bytes, source: Address, transport: ISIPTransport, receiver: MessageReceiver,
-             agent: str, log: Logger, reply: Callable[[bytes], None]) -> None:
+def _deliver(data: bytes, source: Address, protocol: SIPDatagramProtocol | SIPStreamProtocol,
+             receiver: MessageReceiver) -> None:
     """
     Parse one message and pass it on, or answer or drop it if malformed.
+
+    The protocol's logger and warn-agent are reached only for a malformed
+    message (C{protocol.log} makes a new Logger at each access).
     """
     try:
-        message = parse(data, stream=transport.reliable)
+        message = parse(data, stream=protocol.reliable)
         if isinstance(message, Request):
             stamp_via(message, source)
     except (SIPParseError, HeaderError) as e:
         error = e if isinstance(e, SIPParseError) else SIPParseError(str(e))
-        response = make_error_response(error, agent)
-        log.warn("malformed SIP message from {source} ({size} bytes): {reason}; {action}",
-                 source=source, size=len(data), reason=error.reason,
-                 action="answered 400" if response is not None else "dropped")
+        response = make_error_response(error, protocol._agent())
+        protocol.log.warn("malformed SIP message from {source} ({size} bytes): {reason};"
+                          " {action}", source=source, size=len(data), reason=error.reason,
+                          action="answered 400" if response is not None else "dropped")
         if response is not None:
-            reply(response.to_bytes())
+            protocol.send(response.to_bytes(), source)
         return
-    receiver.receive(message, transport, source)
+    receiver.receive(message, protocol, source)
 
 
 @implementer(ISIPTransport)
@@ -130,8 +133,7 @@ class SIPDatagramProtocol(DatagramProtocol):
             if waited is not None:
                 waited(time.time() - self.arrived)  # type: ignore[operator]
             source = (addr[0], addr[1])
-            _deliver(datagram, source, self, self.receiver, self._agent(), self.log,
-                     lambda data: self.send(data, source))
+            _deliver(datagram, source, self, self.receiver)
         except Exception:
             self.log.failure("SIP datagram from {source} not handled", source=addr)
         finally:
@@ -225,10 +227,12 @@ class SIPStreamProtocol(Protocol):
                                   source=self.peer, reason=item.reason)
                     self.transport.loseConnection()
                 else:
-                    _deliver(item, self.peer, self, self.receiver, self.agent or "appliance",
-                             self.log, self.send)
+                    _deliver(item, self.peer, self, self.receiver)
             except Exception:
                 self.log.failure("SIP message from {source} not handled", source=self.peer)
+
+    def _agent(self) -> str:
+        return self.agent or "appliance"
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """

@@ -186,8 +186,13 @@ class SIPService(Service):
     def _online(self, username: str) -> None:
         if self.core is None:
             return
-        d = defer.maybeDeferred(self.core.account_online, username)
-        d.addErrback(lambda f: self.log.failure("account_online({u}) failed", f, u=username))
+        try:
+            d = self.core.account_online(username)
+        except Exception:
+            self.log.failure("account_online({u}) failed", u=username)
+            return
+        if isinstance(d, defer.Deferred):
+            d.addErrback(lambda f: self.log.failure("account_online({u}) failed", f, u=username))
 
     def _connection_made(self, protocol: SIPStreamProtocol) -> None:
         self.flows.made(protocol)
