@@ -362,8 +362,8 @@ class DigestGate:
         """
         response = make_response(request, 407 if proxy else 401, to_tag=_tag())
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        for c in self.verifier.challenges(stale=stale):
-            response.headers.add(name, c.header_value())
+        for value in self.verifier.challenge_values(stale=stale):
+            response.headers.add(name, value)
         return response
 
     def refuse(self, request: Request, source: str, reason: str) -> Response:

@@ -39,6 +39,7 @@ _PARAM_RE = re.compile(
     r'\s*([A-Za-z0-9\-_.!%*+`\'~]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,"]+)\s*(,|$)', re.S
 )
 _NC_RE = re.compile(r"^[0-9a-fA-F]{8}$")
+_ESCAPE_RE = re.compile(r"\\(.)", re.S)
 
 
 class DigestError(ValueError):
@@ -51,9 +52,18 @@ def _h(algorithm: str, text: str) -> str:
     return ALGORITHMS[algorithm](text.encode("utf-8")).hexdigest()
 
 
+#: Algorithm names as clients write them (any case) to ours.
+_SPELLINGS: dict[str, str] = {}
+
+
 def _algorithm(name: str) -> str:
+    known = _SPELLINGS.get(name)
+    if known is not None:
+        return known
     for known in ALGORITHMS:
         if known.lower() == name.lower():
+            if len(_SPELLINGS) < 64:     # bounded: names come from the network
+                _SPELLINGS[name] = known
             return known
     raise DigestError(f"unsupported algorithm {name!r}")
 
@@ -90,7 +100,9 @@ def parse_authorization(value: str) -> dict[str, str]:
             raise DigestError(f"bad Digest parameters at {rest[pos:pos + 20]!r}")
         name, raw = m.group(1).lower(), m.group(2)
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1], flags=re.S)
+            raw = raw[1:-1]
+            if "\\" in raw:
+                raw = _ESCAPE_RE.sub(r"\1", raw)
         if name in params:
             raise DigestError(f"repeated Digest parameter {name!r}")
         params[name] = raw
@@ -341,6 +353,26 @@ class Verifier:
         @return: fresh challenges, one per offered algorithm.
         """
         return challenges(self.realm, self.nonces.make(), self.algorithms, stale=stale)
+
+    def challenge_values(self, stale: bool = False) -> list[str]:
+        """
+        The header values of L{challenges}, built from a template made
+        once per realm (every 401 and 407 carries them).
+
+        @param stale: mark them stale.
+        @return: one C{Digest ...} value per offered algorithm, in order.
+        """
+        templates = self._templates
+        if templates is None:
+            templates = self._templates = {
+                flag: [(head, tail) for head, _, tail in
+                       (Challenge(self.realm, "\0", a, stale=flag).header_value().rpartition("\0")
+                        for a in self.algorithms)]
+                for flag in (False, True)}
+        nonce = self.nonces.make()  # URL-safe base64: nothing to quote
+        return [head + nonce + tail for head, tail in templates[stale]]
+
+    _templates: dict[bool, list[tuple[str, str]]] | None = None
 
     def verify(self, header_value: str | Mapping[str, str], method: str,
                ha1_for: Callable[[str, str], str | None]) -> Verdict:

@@ -203,3 +203,21 @@ def test_right_response_on_a_nonce_of_another_secret_is_stale():
     assert after.verify(credential("forged", "MD5"), "REGISTER", lookup).outcome is Outcome.STALE
     assert after.verify(credential("forged", "MD5", password="bad"), "REGISTER",
                         lookup).outcome is Outcome.FAILED
+
+
+def test_challenge_values_are_the_challenges_header_values() -> None:
+    """
+    L{Verifier.challenge_values} (built from a template) gives exactly the
+    header values of L{Verifier.challenges} for its nonce, stale or not,
+    in the configured order, with a realm that needs quoting.
+    """
+    clock = Clock()
+    verifier = Verifier('a "quoted" realm', NonceFactory(b"k" * 32, clock), NonceCounter(),
+                        ("SHA-256", "MD5"))
+    for stale in (False, True):
+        values = verifier.challenge_values(stale=stale)
+        nonce = values[0].split('nonce="', 1)[1].split('"', 1)[0]
+        assert verifier.nonces.check(nonce) is NonceStatus.VALID
+        assert values == [c.header_value() for c in
+                          challenges('a "quoted" realm', nonce, ("SHA-256", "MD5"), stale=stale)]
+    assert verifier.challenge_values() != verifier.challenge_values()  # a fresh nonce each
