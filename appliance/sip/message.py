@@ -150,10 +150,20 @@ class Message:
         @param via: the new top Via.
         @raise HeaderError: if there is no Via or one does not split.
         """
+        text = str(via)
+        items = self.headers._items
+        for i, item in enumerate(items):
+            if item[0] == "via":
+                if "," not in item[2] and '"' not in item[2]:
+                    # One Via on the first Via line (the usual case):
+                    # replace that line alone, without splitting the others.
+                    items[i] = ("via", item[1], text)
+                    self._parsed["via"] = (text, via)
+                    return
+                break
         values = self.headers.get_all("via")
         if not values:
             raise HeaderError("no Via")
-        text = str(via)
         self.headers.set_all("via", [text, *values[1:]])
         self._parsed["via"] = (text, via)
 

@@ -45,6 +45,30 @@ class TimestampedPort(udp.Port):
 
     timestamps = False
     kernel_drops: int | None = None
+    #: Destination hosts Twisted's C{write} has accepted (IP addresses of
+    #: this port's family), bounded: C{write} checks each host with
+    #: C{isIPAddress} and C{isIPv6Address} twice per datagram.
+    _sendable: dict[str, bool] | None = None
+    MAX_SENDABLE = 4096
+
+    def write(self, datagram: bytes, addr: Any = None) -> Any:
+        """
+        Send a datagram: straight to C{sendto} for a host already
+        accepted, else through Twisted's checks (which raise for host
+        names and the other address family) and remember the host.
+        """
+        sendable = self._sendable
+        if sendable is None:
+            sendable = self._sendable = {}
+        if addr is not None and addr[0] in sendable and not self._connectedAddr:
+            try:
+                return self.socket.sendto(datagram, addr)
+            except OSError:
+                pass  # Twisted's write sends again and handles the error its way
+        result = super().write(datagram, addr)
+        if addr is not None and len(sendable) < self.MAX_SENDABLE:
+            sendable[addr[0]] = True
+        return result
 
     def createInternetSocket(self) -> socket.socket:
         """
