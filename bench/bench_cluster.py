@@ -21,13 +21,24 @@ Several nodes on one database (issue 17, item 5, Bench), in one run:
 
 PostgreSQL is Debian's, a throwaway cluster (tests/e2e/postgres.py, fsync
 on, as an operator runs it); the nodes run as in the e2e tests
-(C{twistd -n appliance}, loopback, log level warning).
+(C{twistd -n appliance}, loopback, log level warning).  Each mode also
+prints the commits that conflicted with the other node's (re-run; from
+the nodes' logs, by the class of the object) and those that ran out of
+retries.
+
+With C{BENCH_PROFILE=DIR} in the environment, py-spy (in the venv:
+C{pip install py-spy}) samples every node of every mode for the whole
+mode (C{--nonblocking}, 100 Hz) and writes collapsed stacks to
+C{DIR/<mode>-n<i>.txt}; C{bench/pyspy_top.py} sums them by function.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 import queue
+import re
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -128,6 +139,7 @@ class Figures:
     notes: str
     resent: int = 0
     two_nodes: int = 0
+    conflicts: str = "-"
 
     def row(self, base: "Figures") -> str:
         """A Markdown table row, with ratios against C{base}."""
@@ -141,7 +153,7 @@ class Figures:
                 f"| {ratio(self.delivered_per_s, base.delivered_per_s)} "
                 f"| {self.errors} | {self.duplicates} ({self.resent} "
                 f"sent again, {self.two_nodes} by two nodes) "
-                f"| {self.notes} |")
+                f"| {self.conflicts} | {self.notes} |")
 
 
 def node_on(tmp_path: Path, name: str, uri: str | None, script: Path,
@@ -158,6 +170,40 @@ def node_on(tmp_path: Path, name: str, uri: str | None, script: Path,
              "validity": 3600},
         smpp={"enabled": True, "listen": "tcp:port=0:interface=127.0.0.1",
               "window": max(window, 10), "queue_limit": 1_000_000})
+
+
+def conflicts(log: str) -> tuple[dict[str, int], int]:
+    """A node log's commits re-run after a conflict, by class, and the
+    commits that ran out of retries."""
+    retried: dict[str, int] = {}
+    for name in re.findall(r"conflicted on (\S+) \(attempt", log):
+        retried[name] = retried.get(name, 0) + 1
+    return retried, len(re.findall(r"conflicted on \S+ \d+ times", log))
+
+
+def profile(nodes, label: str) -> list:
+    """With C{BENCH_PROFILE} set: a py-spy sampling each node."""
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        return []
+    Path(out).mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    spy = Path(sys.executable).parent / "py-spy"
+    return [subprocess.Popen(
+        [str(spy), "record", "--pid", str(n.process.pid), "--nonblocking",
+         "-r", "100", "-f", "raw", "-o", f"{out}/{slug}-n{i}.txt"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i, n in enumerate(nodes)]
+
+
+def stop_profile(spies: list) -> None:
+    for p in spies:
+        p.send_signal(signal.SIGINT)
+    for p in spies:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def carrier_to_app(label: str, uris: list[str | None], count: int,
@@ -184,6 +230,7 @@ def carrier_to_app(label: str, uris: list[str | None], count: int,
             logs = [AppLog(s.messages) for s in sipps]
             # Let every node's poll see the others' registrations.
             time.sleep(1.5 if len(nodes) > 1 else 0)
+            spies = profile(nodes, label)
             out: multiprocessing.Queue = multiprocessing.Queue()
             procs = [multiprocessing.Process(
                 target=one_bind,
@@ -212,12 +259,20 @@ def carrier_to_app(label: str, uris: list[str | None], count: int,
             time.sleep(2)       # copies sent late would show now
             sum(log.poll() for log in logs)
             resent, two_nodes = copies(sipps)
+            stop_profile(spies)
         finally:
             for s in sipps:
                 s.stop()
             for n in nodes:
                 n.stop()
             kill_all()
+        counted = [conflicts(n.log()) for n in nodes]
+    conflict_text = "; ".join(
+        f"n{i}: {sum(r.values())} re-run ("
+        + ", ".join(f"{k.rsplit('.', 1)[-1]} {v}" for k, v in
+                    sorted(r.items(), key=lambda kv: -kv[1]))
+        + f"), {f} failed" for i, (r, f) in enumerate(counted)) \
+        if len(nodes) > 1 else "-"
     notes = [r["failure"] for r in results if r["failure"]]
     distinct = sum(len(log.tags) for log in logs)
     lat = sorted(x for r in results for x in r["latencies"])
@@ -234,7 +289,7 @@ def carrier_to_app(label: str, uris: list[str | None], count: int,
         distinct / (delivered_at - start) if delivered_at else 0.0,
         sum(r["errors"] for r in results),
         sum(log.copies for log in logs) - distinct, "; ".join(notes) or "-",
-        resent, two_nodes)
+        resent, two_nodes, conflict_text)
 
 
 def copies(sipps) -> tuple[int, int]:
@@ -318,8 +373,9 @@ def main() -> None:
               f"receipts; load average {load_before[0]:.1f} at the start\n")
         print("| mode | msgs | accepted/s | ratio | p50 ms | p99 ms "
               "| delivered/s | ratio | refused | duplicate MESSAGEs "
-              "| notes |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+              "| conflicts | notes |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|",
+              flush=True)
         rows = []
         for label, uris in modes:
             rows.append(carrier_to_app(label, uris, count, binds, window,

@@ -87,6 +87,57 @@ def record_key(time: float, id: int) -> tuple[int, int]:
 _ZERO = (0, 0, Decimal(0))
 
 
+def _inline_totals(state: tuple | None) -> dict:
+    """The items of a small OOBTree's state (its one bucket inline).
+
+    @raise ValueError: a tree of several buckets."""
+    if state is None:
+        return {}
+    # ((bucket state,),) with the bucket's state (items,): one bucket,
+    # inline; a tree of several has its children and first bucket.
+    if len(state) != 1 or len(state[0]) != 1 or \
+            not isinstance(state[0][0], tuple) or len(state[0][0]) != 1:
+        raise ValueError("not a single-bucket tree")
+    items = state[0][0][0]
+    return dict(zip(items[::2], items[1::2]))
+
+
+class Totals(OOBTree):
+    """
+    A payer-month's running totals, C{(prefix, currency, state)} to
+    C{(count, units, amount)}, whose concurrent changes add up: several
+    nodes on one database each add their records to the same payer's
+    totals, and a plain OOBTree cannot merge two changes of one key's
+    value (every such pair of commits conflicted, and the later one was
+    re-run).  The resolution adds each side's change to the other's,
+    for a tree of one bucket (a payer-month has a few keys); larger ones
+    resolve as any OOBTree.
+    """
+
+    def _p_resolveConflict(self, old, committed, new):
+        """@return: C{committed} plus what C{new} changed from C{old}."""
+        try:
+            before, theirs, ours = (_inline_totals(s)
+                                    for s in (old, committed, new))
+        except ValueError:
+            return super()._p_resolveConflict(old, committed, new)
+        merged = dict(theirs)
+        for key in set(before) | set(ours):
+            b, o = before.get(key, _ZERO), ours.get(key, _ZERO)
+            if b == o:
+                continue
+            t = merged.get(key, _ZERO)
+            total = tuple(t[i] + o[i] - b[i] for i in range(3))
+            if total == (0, 0, 0):
+                merged.pop(key, None)
+            else:
+                merged[key] = total
+        if not merged:
+            return None
+        return (((tuple(x for key in sorted(merged)
+                        for x in (key, merged[key])),),),)
+
+
 class PayerMonth(Persistent):
     """
     One payer's records of one UTC month, and their running totals.
@@ -103,7 +154,7 @@ class PayerMonth(Persistent):
 
     def __init__(self) -> None:
         self.records = OOBTree()
-        self.totals = OOBTree()
+        self.totals = Totals()
         self.count = Length()
 
     def _add_total(self, record: Record, sign: int) -> None:

@@ -7,8 +7,9 @@ from twisted.internet import defer
 from ZODB.POSException import ConflictError
 
 from appliance.cluster.model import KEY
-from appliance.messaging.vocabulary import Outcome
-from tests.cluster.test_service import LEASE, accepted, two  # noqa: F401
+from appliance.messaging.vocabulary import Outcome, Submission
+from tests.cluster.test_service import (LEASE, USER, accepted,  # noqa: F401
+                                        two)
 
 
 def test_in_flight_at_kill_sent_again_by_taker(two):
@@ -107,3 +108,24 @@ def test_conflicts_counted(two):
     assert two.b.storage.conflict_classes.get(
         "appliance.cluster.model.NodeRecord") == 1
     assert two.b.cluster.statistics()["storage_conflicts"] >= 1
+
+
+def test_handed_messages_loaded_in_one_round_trip(two, monkeypatch):
+    """Messages handed to B (accepted on A for B's app) are loaded on B's
+    connection with one prefetch of all of them, not one load each, and
+    then delivered by B."""
+    from ZODB.Connection import Connection
+    fetched = []
+    monkeypatch.setattr(Connection, "prefetch",
+                        lambda self, *args: fetched.append(
+                            [m.id for m in args[0]]), raising=False)
+    two.b.register()
+    two.run(1)
+    two.a.storage.batch_delay = 1.0      # three accepts in one commit
+    ds = [two.a.core.submit(Submission("carrier", "Carrier1", "9647", USER,
+                                       text=str(i))) for i in range(3)]
+    two.run(1.2)
+    ids = [accepted(d) for d in ds]
+    two.run(1)
+    assert sorted(two.b.agent.ids) == sorted(ids)
+    assert sorted(ids) in [sorted(f) for f in fetched]

@@ -210,7 +210,8 @@ def test_failing_function_left_out(storage, clock, fsync, tmp_path):
 
 def test_conflict_retried(storage, clock, fsync, tmp_path):
     """A batch whose commit conflicts with another connection's commit is
-    re-applied on fresh data and committed: nothing is lost."""
+    counted, re-applied on fresh data after a short random wait, and
+    committed: nothing is lost."""
     storage.run(lambda root: put(storage._root(), "n", 0))
     other_tm = transaction.TransactionManager()
     other = storage.db.open(other_tm)
@@ -226,8 +227,12 @@ def test_conflict_retried(storage, clock, fsync, tmp_path):
     other_tm.commit()
     other.close()
     storage._commit_lock.release()
+    clock.pump()                            # the commit's conflict is back
+    assert storage.conflicts == 1 and not d.called
+    clock.advance(1)                        # the re-run, after its wait
     assert clock.pump_until(d) == 11
     assert on_disk(tmp_path / "Data.fs")["n"] == 11
+    assert storage.conflicts_failed == 0
 
 
 def test_after_commit_hooks_on_the_reactor_thread(storage, clock, fsync):
