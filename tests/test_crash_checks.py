@@ -314,3 +314,23 @@ def test_summary_names_the_figures():
         "database size: median 2.00 s" in line
     assert "kill to first acknowledgement median 6.00 s, max 6.00 s" in line
     assert "problems 0, notes 1" in line
+
+
+def test_billed_to_the_payer_its_rule_names():
+    """The provisioning charges each origin its sender: a message billed
+    to someone else (a record to match, so only the payer is wrong) is a
+    problem."""
+    def m(payer):
+        return Stored(1, "account", "delivered", None, payer, 0, None,
+                      "smpp", "447700900001", "96470000001")
+    c = campaign()
+    c._check_common(snapshot({"a": m("account:96470000001")},
+                             {("account:96470000001", 1): "delivered"}),
+                    "kill 1", [])
+    assert c.figures.problems == []
+    c._check_common(snapshot({"a": m("carrier:CrashCarrier")},
+                             {("carrier:CrashCarrier", 1): "delivered"}),
+                    "kill 1", [])
+    assert c.figures.problems == ["kill 1: message 1 ('a') is billed to "
+                                  "carrier:CrashCarrier, its rule charges "
+                                  "account:96470000001"]

@@ -69,6 +69,7 @@ class Stored:
     remote: tuple | None
     transport: str | None
     recipient: str | None = None
+    origin: str | None = None
 
 
 @dataclass
@@ -107,7 +108,7 @@ def read_database(path: Path) -> Snapshot:
         for mid, m in root["messages"].messages.items():
             by_text[m.text or ""].append(Stored(
                 mid, m.origin_kind, m.state, m.error, m.payer, m.receipt,
-                m.remote, m.transport, m.recipient))
+                m.remote, m.transport, m.recipient, m.origin))
         records = {}
         duplicates = []
         for (payer, _month), bucket in root[BILLING].records.months.items():
@@ -465,6 +466,14 @@ class Campaign:
                 if m.payer is None and m.kind in BILLABLE:
                     self.problem(f"{label}: message {m.id:x} ({text!r}) "
                                  f"from a {m.kind} has no payer")
+                elif m.payer is not None and m.origin is not None and \
+                        m.kind in BILLABLE and \
+                        m.payer != f"{m.kind}:{m.origin}":
+                    # The provisioning's rules charge every origin kind
+                    # its sender (carrier, connection, account, tenant).
+                    self.problem(f"{label}: message {m.id:x} ({text!r}) "
+                                 f"is billed to {m.payer}, its rule "
+                                 f"charges {m.kind}:{m.origin}")
                 elif m.payer is not None and (m.payer, m.id) not in \
                         snap.records:
                     self.problem(f"{label}: message {m.id:x} ({text!r}) "
