@@ -858,5 +858,6 @@ def main_figures(figures: Figures) -> dict[str, Any]:
             "vendor_receipts": figures.vendor_receipts,
             "reports": figures.reports,
             "recovery_s": figures.recovery,
-            "baseline_recovery_s": figures.baseline_recovery, "problems": figures.problems,
+            "baseline_recovery_s": figures.baseline_recovery,
+            "first_ack_s": figures.first_ack, "problems": figures.problems,
             "seconds": figures.seconds}
