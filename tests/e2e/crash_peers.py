@@ -271,6 +271,8 @@ class CampaignNode:
             if self.node.process.poll() is not None:
                 raise RuntimeError("node died on its own while starting:\n"
                                    + self.log()[-5000:])
+            # Pacing, not a condition: the kill comes at a chosen moment
+            # of the start-up, whatever the node has done by then.
             time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
         ready = (self.tmp / "node" / "data" / "ports.json").exists()
         self.node.kill()
