@@ -33,6 +33,7 @@ thread's connection, writes go through the storage's batched commits.
 from __future__ import annotations
 
 import secrets
+import threading
 from typing import Any, Callable, Iterable
 
 import transaction
@@ -40,6 +41,7 @@ from twisted.application.service import Service
 from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
@@ -58,6 +60,18 @@ NODE_HEADERS = ("Node", "State", "Last beat", "Started", "Slots",
                 "Waiting", "Mailbox")
 LEASE_HEADERS = ("Slot", "Holder", "Lease left", "Previous holder",
                  "Waiting", "Handed in")
+
+
+class _BeatThread(ThreadPool):
+    """The heartbeat's one daemon thread."""
+
+    def __init__(self) -> None:
+        super().__init__(1, 1, "cluster-heartbeat")
+
+    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:
+        """A daemon thread: a process that exits without stopping the
+        service is not held up by it."""
+        return threading.Thread(*args, daemon=True, **kwargs)
 
 
 class Usurped(Exception):
@@ -168,9 +182,7 @@ class ClusterService(Service):
                       lease=self.lease, beat=self.heartbeat)
         self.storage.add_change_listener(self._changed)
         if IReactorFromThreads.providedBy(self.clock):
-            from appliance.store.database import WriterThread
-            self._pool = WriterThread()
-            self._pool.name = "cluster-heartbeat"
+            self._pool = _BeatThread()
             self._pool.start()
         self._beater = task.LoopingCall(self.beat)
         self._beater.clock = self.clock
@@ -329,8 +341,8 @@ class ClusterService(Service):
 
         def failed(f: Any) -> None:
             self._handing.discard(id)
-            self.log.failure("message {id} not handed to {target}", f,
-                             id=id, target=target)
+            self._failed(f, "handing message {id} to {target}", id=id,
+                         target=target)
         d.addCallbacks(done, failed)
 
     def _write_hand(self, raw: Any, id: int, target: str) -> bool:
@@ -382,7 +394,7 @@ class ClusterService(Service):
         if owners:
             self.counters["pointed_out"] += sum(map(len, owners.values()))
             self.storage.batch(self._write_mail, owners).addErrback(
-                lambda f: self.log.failure("pointing out messages failed", f))
+                self._failed, "pointing out messages")
 
     @staticmethod
     def _write_mail(raw: Any, owners: dict[str, list[int]]) -> None:
@@ -489,6 +501,15 @@ class ClusterService(Service):
         if self._beats % TIDY_EVERY == 1:
             self.tidy()
 
+    def _failed(self, failure: Any, what: str, **fields: Any) -> None:
+        """A cluster write that failed: a conflict that ran out of the
+        storage's retries is a warning (the next heartbeat, poll or tidy
+        does it again), anything else an error with its traceback."""
+        if failure.check(ConflictError):
+            self.log.warn(what + " conflicted; done again later", **fields)
+            return
+        self.log.failure(what + " failed", failure, **fields)
+
     def _beat_failed(self, failure: Any) -> None:
         self._beating = False
         self.counters["beats_failed"] += 1
@@ -516,8 +537,9 @@ class ClusterService(Service):
         wanted = leases.takeable(slots, self._alive(), self.node, now)
         if wanted:
             d = self.storage.batch(self._write_take, wanted)
-            d.addCallbacks(self._taken, lambda f: self.log.failure(
-                "taking over slots {slots} failed", f, slots=wanted))
+            d.addCallbacks(self._taken, self._failed,
+                           errbackArgs=("taking over slots {slots}",),
+                           errbackKeywords={"slots": wanted})
         return wanted
 
     def _write_take(self, raw: Any, keys: list[int]) -> list[tuple[int, str]]:
@@ -605,9 +627,11 @@ class ClusterService(Service):
         self._emptying.update(ids)
         d = self.storage.batch(self._write_empty, ids)
 
-        def emptied(_: Any) -> None:
+        def emptied(result: Any) -> Any:
             self._emptying.difference_update(ids)
+            return result
         d.addBoth(emptied)
+        d.addErrback(self._failed, "emptying the mailbox")
         self.counters["handed_in"] += len(ids)
         if self.dispatch is not None:
             self._prefetch(ids)
@@ -644,8 +668,8 @@ class ClusterService(Service):
                 if key in mine and id not in store.waiting]
         if orphans or idle or done:
             d = self.storage.batch(self._write_tidy, orphans, idle, done)
-            d.addCallbacks(self._tidied, lambda f: self.log.failure(
-                "cluster tidy-up failed", f))
+            d.addCallbacks(self._tidied, self._failed,
+                           errbackArgs=("the cluster tidy-up",))
 
     def _write_tidy(self, raw: Any, orphans: list[int], idle: list[int],
                     done: list[int] = ()) -> list[int]:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
-
+from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from appliance.messaging.interfaces import IStateWriter
@@ -337,5 +337,13 @@ class ReceiptCourier:
         d = self.storage.batch(write)
         d.addCallback(handed)
         d.addBoth(finished)
-        d.addErrback(lambda f: self.log.failure(
-            "handing receipts to {node} failed", f, node=target))
+        def failed(f):
+            if f.check(ConflictError):
+                # The next heartbeat tries again.
+                self.log.warn("handing receipts to {node} conflicted; "
+                              "tried again at the next heartbeat",
+                              node=target)
+                return
+            self.log.failure("handing receipts to {node} failed", f,
+                             node=target)
+        d.addErrback(failed)
