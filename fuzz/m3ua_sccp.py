@@ -6,7 +6,8 @@ Each input is a TCP byte stream: it goes through the stream framer into
 an L{Association} (active, as an SG would see it), and each frame is
 also decoded on its own, with the SCCP message of a DATA decoded too.
 Only C{M3UAError} and C{SCCPError} may come out of the decoders; the
-framer and the association must never raise.  Run::
+framer and the association must never raise, nor catch and log an
+exception (a logged traceback is a crash here too).  Run::
 
     python fuzz/m3ua_sccp.py -max_total_time=60 /tmp/new fuzz/corpus/m3ua_sccp
 """
@@ -16,6 +17,8 @@ import sys
 
 import atheris
 
+from twisted.logger import globalLogBeginner              # not instrumented
+
 with atheris.instrument_imports():
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
@@ -24,6 +27,16 @@ with atheris.instrument_imports():
     from appliance.sigtran.mtp import M3UALayer
     from appliance.sigtran.scrc import SCCPRouter
     from appliance.sigtran.transport import M3UAStreamProtocol
+
+
+_failures: list[dict] = []
+
+
+def _observe(event: dict) -> None:
+    """Keep the events that carry a traceback: some part caught an
+    exception and logged it, which on these inputs is a bug."""
+    if "log_failure" in event:
+        _failures.append(event)
 
 
 def _association():
@@ -62,9 +75,17 @@ def one_input(data: bytes) -> None:
     # is a bug, so make it a crash.
     if layer.counters["rx user failed"]:
         raise RuntimeError("the SCCP user part raised on this input")
+    if _failures:
+        failure = _failures[0]["log_failure"]
+        _failures.clear()
+        raise RuntimeError("an exception was caught and logged on this "
+                           "input:\n" + failure.getTraceback())
 
 
 def main() -> None:
+    # Log events go to _observe only (not to a buffer of 64k events).
+    globalLogBeginner.beginLoggingTo([_observe], discardBuffer=True,
+                                     redirectStandardIO=False)
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
 
