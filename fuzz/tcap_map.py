@@ -1,7 +1,10 @@
 """
 Fuzz the TCAP and MAP decoders and the TCAP layer that answers what
 arrives: the decoders raise only L{TCAPError} / L{MAPError}; the layer
-never raises (it answers with an Abort or a Reject, or drops).
+never raises (it answers with an Abort or a Reject, or drops), and
+nothing catches and logs an exception on the way (the TCAP layer turns
+a MAP handler's exception into a Reject and a logged traceback: here
+that is a crash).
 
     python fuzz/tcap_map.py -max_total_time=60 /tmp/new fuzz/corpus/tcap_map
 """
@@ -13,6 +16,7 @@ import atheris
 
 from twisted.internet import defer                       # not instrumented
 from twisted.internet.task import Clock
+from twisted.logger import globalLogBeginner
 
 from appliance.sigtran.interfaces import SCCPAddress
 from tests.sigtran.fakes import FakeSCCP
@@ -30,6 +34,15 @@ sccp = FakeSCCP("447700900000")
 layer = TCAPLayer(sccp, Clock(), 8, limit=1000)
 MAPServer(layer, lambda mo: defer.succeed(MAPOutcome("ok")))
 FROM = SCCPAddress(gt="19995550002", ssn=8)
+
+_failures: list[dict] = []
+
+
+def _observe(event: dict) -> None:
+    """Keep the events that carry a traceback: some part caught an
+    exception and logged it, which on these inputs is a bug."""
+    if "log_failure" in event:
+        _failures.append(event)
 
 
 def test_one_input(data: bytes) -> None:
@@ -49,10 +62,18 @@ def test_one_input(data: bytes) -> None:
                 M.decode_error_param(getattr(c, "code", 0) or 0, param)
     layer.unitdata(sccp.local_address(8), FROM, data)
     sccp.sent.clear()
+    if _failures:
+        failure = _failures[0]["log_failure"]
+        _failures.clear()
+        raise RuntimeError("an exception was caught and logged on this "
+                           "input:\n" + failure.getTraceback())
     if len(layer.dialogues) > 900:
         layer.stop()
 
 
 if __name__ == "__main__":
+    # Log events go to _observe only (not to a buffer of 64k events).
+    globalLogBeginner.beginLoggingTo([_observe], discardBuffer=True,
+                                     redirectStandardIO=False)
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
