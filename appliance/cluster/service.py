@@ -88,7 +88,7 @@ def _waiting_ids(store: Any, lo: int, hi: int) -> Iterable[int]:
 def _waiting_epochs(store: Any) -> list[int]:
     """The epochs that have waiting messages (one jump per epoch)."""
     out = []
-    epoch = 0
+    epoch = 1                   # epoch 0 holds only the store's sentinel
     waiting = store.waiting
     while True:
         try:

@@ -64,3 +64,34 @@ def test_a_total_back_to_zero_leaves(tmp_path):
         assert KEY not in c0.root()["t"]
     finally:
         db.close()
+
+
+def test_two_nodes_waiting_sets_merge(tmp_path):
+    """One node delivers an account's last waiting message while another
+    accepts a new one for it: both commits go through (the waiting,
+    unscheduled and per-account sets keep their sentinel, so neither
+    change empties a bucket), and the sets hold just the new message."""
+    from appliance.messaging.store import MessageStore
+    from tests.messaging.test_store import NOW, _message
+    db = ZODB.DB(FileStorage(str(tmp_path / "Data.fs")))
+    try:
+        tm0 = transaction.TransactionManager()
+        c0 = db.open(tm0)
+        c0.root()["m"] = store = MessageStore()
+        store.add(_message(1 << 32 | 1))
+        tm0.commit()
+        tma, tmb = transaction.TransactionManager(), \
+            transaction.TransactionManager()
+        sa, sb = db.open(tma).root()["m"], db.open(tmb).root()["m"]
+        sa.set_state(sa.get(1 << 32 | 1), "delivered", now=NOW)
+        sb.add(_message(2 << 32 | 1))
+        tma.commit()
+        tmb.commit()            # conflicted when the sets emptied
+        tm0.abort()
+        store = c0.root()["m"]
+        new = 2 << 32 | 1
+        assert list(store.waiting.keys(min=1)) == [new]
+        assert store.unscheduled_ids() == [new]
+        assert [m.id for m in store.waiting_for("111222333")] == [new]
+    finally:
+        db.close()

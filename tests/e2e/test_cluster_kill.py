@@ -1,5 +1,5 @@
 """
-Two real nodes on one PostgreSQL database under traffic, one killed with
+Two real nodes on one database (PostgreSQL, ZEO) under traffic, one killed with
 SIGKILL in the middle of it (issue 17, item 5): what was in flight on the
 killed node is sent again by the other, nothing acknowledged is lost,
 nothing confirmed is sent twice, and receipts reach the carrier over
@@ -35,6 +35,7 @@ from tests.e2e.crash_smsc import CrashSMSC
 from tests.e2e.harness import Node, start_node, wait_for
 from tests.e2e.postgres import Cluster, pg_bin
 from tests.e2e.sip_app import SIPApp
+from tests.e2e.zeo import ZEOServer
 from tests.e2e.test_shell_ssh import keygen, ssh
 
 pytestmark = [
@@ -47,12 +48,19 @@ pytestmark = [
 LEASE, HEARTBEAT = 3.0, 0.5
 
 
-@pytest.fixture
-def pg():
-    c = Cluster().start()
-    c.create_database("kill")
-    yield c
-    c.stop()
+@pytest.fixture(params=["postgresql", "zeo"])
+def database(request):
+    """The database both nodes use, C{(uri_a, uri_b)}: PostgreSQL (A over
+    TCP with a password, B over the Unix socket) or a ZEO server."""
+    if request.param == "postgresql":
+        c = Cluster().start()
+        c.create_database("kill")
+        yield c.uri("kill"), c.socket_uri("kill")
+        c.stop()
+        return
+    server = ZEOServer().start()
+    yield server.uri, server.uri
+    server.stop()
 
 
 def node_on(tmp_path: Path, name: str, uri: str, script: Path) -> Node:
@@ -87,7 +95,7 @@ def settled(db) -> bool:
     conn = db.open()
     try:
         root = conn.root()
-        return len(root["messages"].waiting) == 0 and \
+        return not list(root["messages"].waiting.keys(min=1)) and \
             len(root["smpp"].receipts) == 0
     finally:
         conn.close()
@@ -178,7 +186,7 @@ class CarrierLoad(threading.Thread):
                 pass
 
 
-def test_kill_one_of_two_mid_traffic(tmp_path, pg):
+def test_kill_one_of_two_mid_traffic(tmp_path, database):
     """
     Node A killed with SIGKILL while a carrier on A sends to apps on both
     nodes and to a vendor: every submit acknowledged with ESME_ROK ends
@@ -194,9 +202,9 @@ def test_kill_one_of_two_mid_traffic(tmp_path, pg):
     smsc = CrashSMSC(receipt_delay=0.05)
     script = tmp_path / "provision.cli"
     script.write_text(provision(smsc.port))
-    uri = pg.uri("kill")
+    uri = database[0]
     a = node_on(tmp_path, "a", uri, script)
-    b = node_on(tmp_path, "b", pg.socket_uri("kill"), script)
+    b = node_on(tmp_path, "b", database[1], script)
     apps = [SIPApp(APPS[0], APP_PASSWORD, DOMAIN,
                    ("127.0.0.1", b.port("sip_udp"))),
             SIPApp(APPS[1], APP_PASSWORD, DOMAIN,
@@ -306,7 +314,7 @@ def test_kill_one_of_two_mid_traffic(tmp_path, pg):
             assert message is not None, token
             assert message.state == "delivered", (token, message.state,
                                                   message.error)
-        assert len(store.waiting) == 0
+        assert not list(store.waiting.keys(min=1))
         assert len(root["smpp"].receipts) == 0
         vendor_copies = 0
         texts = defaultdict(list)

@@ -184,8 +184,12 @@ def test_remove_cleans_every_index(store):
     assert store.remove(2)
     assert sum(store.counts().values()) == 0
     assert store.oldest_waiting() is None
-    assert len(store.messages) == 0 and len(store.account_ids) == 0
-    assert len(store.waiting) == 0
+    assert len(store.messages) == 0
+    # Only the sentinel stays: the sets never empty (a change two
+    # writers' commits could not merge), the account's set stays.
+    assert list(store.account_ids["111222333"]) == [0]
+    assert list(store.waiting) == [0] and list(store.unscheduled) == [0]
+    assert store.unscheduled_ids() == []
 
 
 def test_survives_filestorage_reopen(tmp_path):
