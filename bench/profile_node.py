@@ -63,11 +63,15 @@ def frame_name(frame: str) -> str:
     return f"{name} ({path})"
 
 
+#: Frames of what runs once, not per message (L{summarise} C{steady}).
+STARTUP = ("makeService ", "NodeService.startService ", "_find_and_load ",
+           "verify_secret ", "hash_secret ")
 #: The innermost frames of a thread pool worker waiting for work.
 IDLE_WORKER = ["Queue.get (queue.py)", "Condition.wait (threading.py)"]
 
 
-def summarise(raw: Path, title: str, top: int = 30) -> str:
+def summarise(raw: Path, title: str, top: int = 30,
+              steady: bool = False, rate: int = 100) -> str:
     self_t: collections.Counter = collections.Counter()
     total_t: collections.Counter = collections.Counter()
     stacks: collections.Counter = collections.Counter()
@@ -83,6 +87,11 @@ def summarise(raw: Path, title: str, top: int = 30) -> str:
             # always see it as idle): not CPU spent.
             idle += n
             continue
+        if steady and any(f.startswith(STARTUP) for f in frames):
+            # Start-up and binds (imports, generations, provisioning,
+            # the four binds' password checks): not per message.
+            idle += n
+            continue
         # the first frame is the thread name under --threads; skip none
         samples += n
         self_t[frames[-1]] += n
@@ -90,9 +99,10 @@ def summarise(raw: Path, title: str, top: int = 30) -> str:
             total_t[f] += n
         stacks[";".join(frames[-8:])] += n
     pct = lambda n: f"{100 * n / samples:5.1f}%"  # noqa: E731
-    lines = [f"# {title}", f"# {samples} samples (py-spy, 100 Hz, "
+    lines = [f"# {title}", f"# {samples} samples (py-spy, {rate} Hz, "
              f"active threads only; {idle} of idle pool workers waiting "
-             "for work left out)", "", "## top by self time"]
+             "for work" + (", start-up and binds" if steady else "")
+             + " left out)", "", "## top by self time"]
     lines += [f"{pct(n)}  {f}" for f, n in self_t.most_common(top)]
     lines += ["", "## top by total time (inclusive)"]
     lines += [f"{pct(n)}  {f}" for f, n in total_t.most_common(top)]
@@ -114,7 +124,21 @@ def main() -> None:
     ap.add_argument("--gil", action="store_true",
                     help="sample only the thread holding the GIL (where "
                     "the Python CPU goes; waits in fsync or epoll drop out)")
+    ap.add_argument("--raw", help="summarise this py-spy raw file instead "
+                    "of running a bench")
+    ap.add_argument("--rate", type=int, default=200,
+                    help="the raw file's sampling rate (--raw; bench_peers "
+                    "records at 200 Hz)")
+    ap.add_argument("--steady", action="store_true",
+                    help="leave out start-up and binds (see STARTUP)")
     argv = sys.argv[1:]
+    if "--raw" in argv:
+        a = ap.parse_args(argv)
+        text = summarise(Path(a.raw), a.title or a.name, steady=a.steady,
+                         rate=a.rate)
+        (ROOT / "bench" / "profiles" / f"{a.name}.txt").write_text(text)
+        print(text[:3000])
+        return
     if "--" not in argv:
         ap.error("the bench's command line goes after --")
     cut = argv.index("--")
@@ -147,7 +171,7 @@ def main() -> None:
         if bench.poll() is None:
             bench.terminate()
             bench.wait(30)
-    text = summarise(raw, a.title or a.name)
+    text = summarise(raw, a.title or a.name, steady=a.steady)
     (out / f"{a.name}.txt").write_text(text)
     print(text[:3000])
 
