@@ -123,6 +123,9 @@ class SMPPServer:
         #: Submits in processing in all sessions, and sessions with any.
         self.in_flight = 0
         self.busy = 0
+        #: Messages waiting as of the storage's commit C{_counted_at}.
+        self._waiting = 0
+        self._counted_at: int | None = None
 
     # -- life cycle ----------------------------------------------------
 
@@ -291,9 +294,15 @@ class SMPPServer:
         return True
 
     def _queue_full(self) -> bool:
-        counts = self.storage.messages().counts()
-        return counts["accepted"] + counts["delivering"] \
-            >= self.section.queue_limit
+        # The reader sees the store move only when a batch commits, so
+        # the waiting count is read once per commit, not per submit
+        # (five counters looked up each time before).
+        commits = getattr(self.storage, "commits", None)
+        if commits is None or commits != self._counted_at:
+            counts = self.storage.messages().counts()
+            self._waiting = counts["accepted"] + counts["delivering"]
+            self._counted_at = commits
+        return self._waiting >= self.section.queue_limit
 
     def admit(self, session: Any) -> Any:
         """
