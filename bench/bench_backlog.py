@@ -143,22 +143,36 @@ def measure(path: str, m: int, window: int) -> None:
 def main(sizes: str = "0,100000,300000", m: str = "20000",
          window: str = "2000") -> None:
     rows = []
-    for k in [int(x) for x in sizes.split(",")]:
+    order = [int(x) for x in sizes.split(",")]
+    # Every size is prepared first, then measured in the order given, each
+    # run on a fresh copy of its database: "0,1000000,0" measures the empty
+    # queue before and after the big one, minutes apart rather than the
+    # quarter of an hour preparing a million messages takes.
+    prepared: dict[int, tuple[str, float]] = {}
+    for k in dict.fromkeys(order):
         path = tempfile.mkdtemp(prefix="bench-backlog-")
         t0 = time.perf_counter()
         subprocess.run([sys.executable, __file__, "--prepare", path,
                         str(k)], check=True)
-        prepared = time.perf_counter() - t0
+        prepared[k] = (path, time.perf_counter() - t0)
+        print(f"prepared {k} in {prepared[k][1]:.0f} s", flush=True)
+    for k in order:
+        pristine, prepare_s = prepared[k]
+        path = tempfile.mkdtemp(prefix="bench-backlog-run-")
+        subprocess.run(["cp", "-r", pristine + "/.", path], check=True)
+        size = os.path.getsize(os.path.join(path, "Data.fs"))
         out = subprocess.run([sys.executable, __file__, "--measure", path,
                               m, window], check=True, capture_output=True,
                              text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        r["k"], r["prepare_s"] = k, prepared
-        size = os.path.getsize(os.path.join(path, "Data.fs"))
+        r["k"], r["prepare_s"] = k, prepare_s
         r["file_mb"] = size / 2**20
+        r["load"] = open("/proc/loadavg").read().split()[0]
         rows.append(r)
         subprocess.run(["rm", "-rf", path])
         print(f"waiting {k}: {json.dumps(r)}", flush=True)
+    for path, _ in prepared.values():
+        subprocess.run(["rm", "-rf", path])
     base = rows[0]
     print(f"\ningress of {m} offline messages, window {window}, FileStorage,"
           " writer thread")
