@@ -42,5 +42,16 @@ def test_three_kills_lose_nothing(tmp_path):
     assert {"carrier", "app", "tenant", "mo"} <= set(figures.acknowledged)
     assert figures.receipts and figures.vendor_receipts and figures.reports
     assert figures.lost == 0, figures.problems
+    # Which process sent each copy is known exactly, so the checks of
+    # copies within one process are the strict ones.
+    deliveries = [d for app in campaign.apps for d in app.app.deliveries]
+    assert deliveries and all(
+        campaign.node.life_of("sip_udp", d.source[1], d.at)
+        for d in deliveries)
+    lives = [life for v in campaign.ledger.receipt_lives.values()
+             for life in v]
+    assert lives and None not in lives
+    assert campaign.smsc.received and all(
+        s.session_at for s in campaign.smsc.received)
     assert figures.problems == [], "\n".join(figures.problems) + \
         campaign.node.log()[-4000:]
