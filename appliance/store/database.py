@@ -986,11 +986,14 @@ class WriterThread(ThreadPool):
 
 
 def _conflict_class(error: ConflictError) -> str:
-    """The class of the object a ConflictError names (C{?} if none)."""
+    """The class of the object a ConflictError names, or, if it names
+    none, the error's own type in brackets (RelStorage's row-lock
+    failures, for one)."""
     try:
-        return error.get_class_name() or "?"
+        name = error.get_class_name()
     except Exception:
-        return "?"
+        name = None
+    return name or f"[{type(error).__name__}]"
 
 
 def _nothing(root: Any) -> None:
