@@ -190,7 +190,8 @@ class MessagingCore(Service):
         self._purger.clock = clock
         self.purge_interval = purge_interval
         self.counters = {"accepted": 0, "no_route": 0, "delivered": 0,
-                         "failed": 0, "expired": 0, "retries": 0}
+                         "failed": 0, "expired": 0, "retries": 0,
+                         "agent_errors": 0, "listener_errors": 0}
 
     # -- life cycle ----------------------------------------------------
 
@@ -426,6 +427,8 @@ class MessagingCore(Service):
         try:
             d = agent.deliver(view)
         except Exception:
+            # Broad: an agent's bug (raised, not a failed Deferred) is
+            # the same internal error: logged, counted, retried.
             d = defer.fail()
         else:
             if not isinstance(d, defer.Deferred):
@@ -458,6 +461,7 @@ class MessagingCore(Service):
         return result
 
     def _agent_error(self, failure, view: MessageView) -> Outcome:
+        self.counters["agent_errors"] += 1
         self.log.failure("delivery agent failed on message {id}", failure,
                          id=view.id)
         return Outcome("retry", "internal error")
@@ -538,11 +542,16 @@ class MessagingCore(Service):
             try:
                 writer.committed(view, state, value)
             except Exception:
+                # Broad: the state is committed; a writer's (billing,
+                # receipts) bug must not keep the others from hearing it.
+                self.counters["listener_errors"] += 1
                 self.log.failure("state writer failed after the commit")
         for listener in list(self._listeners):
             try:
                 listener(view, state)
             except Exception:
+                # Broad: a listener is a callback; the others still run.
+                self.counters["listener_errors"] += 1
                 self.log.failure("outcome listener failed")
 
     def scan(self) -> None:

@@ -389,7 +389,7 @@ class Storage(MultiService):
         try:
             changes = evolve_database(db, self.domains)
         except Exception:
-            db.close()
+            db.close()      # whatever refused the start: leave it closed
             raise
         for domain, (old, new) in changes.items():
             if old != new:
@@ -538,6 +538,8 @@ class Storage(MultiService):
             self.sync()
             tid = self._last_tid()
         except Exception:
+            # Broad: a poll runs from a timer; a database error is logged
+            # with its traceback and the next poll tries again.
             self.log.failure("database poll failed")
             return False
         if tid == self._seen_tid:
@@ -572,6 +574,7 @@ class Storage(MultiService):
             try:
                 yield self.root()
             except BaseException:
+                # Anything the block raised: nothing of it is committed.
                 tm.abort()
                 raise
             tm.commit()
@@ -610,6 +613,8 @@ class Storage(MultiService):
             try:
                 listener(note)
             except Exception:
+                # Broad: a listener is another service's callback; the
+                # others still reconcile after the commit.
                 self.log.failure("change listener {listener!r} failed",
                                  listener=listener)
 
@@ -665,6 +670,8 @@ class Storage(MultiService):
         # that was queued before it.
         d = self.batch(_nothing)
         self._commit_batch()        # unless a commit is under way
+        # A failed commit is logged ("batch commit failed") and fails each
+        # write's own Deferred; flush only waits for it.
         return d.addErrback(lambda _: None)
 
     def _commit_soon(self) -> None:
@@ -727,6 +734,8 @@ class Storage(MultiService):
             try:
                 results[i] = fn(root, *args, **kwargs)
             except Exception:
+                # Broad: a write that raises fails alone; its caller's
+                # Deferred gets the Failure, the batch commits the rest.
                 results[i] = Failure()
         if last < len(items):
             self._reactor.callLater(0, self._apply_slices, items, results,
@@ -791,6 +800,7 @@ class Storage(MultiService):
                 try:
                     results[i] = fn(root, *args, **kwargs)
                 except Exception:
+                    # Broad, as in _apply_slices: it fails alone.
                     results[i] = Failure()
                     failed_one = True
             if not failed_one:
@@ -810,6 +820,7 @@ class Storage(MultiService):
             try:
                 self._wtm.commit()
             except BaseException:
+                # The commit failed: leave the writer clean, re-raise.
                 self._wtm.abort()
                 raise
             finally:
@@ -991,7 +1002,7 @@ def _conflict_class(error: ConflictError) -> str:
     failures, for one)."""
     try:
         name = error.get_class_name()
-    except Exception:
+    except AttributeError:      # BTreesConflictError sets no class_name
         name = None
     return name or f"[{type(error).__name__}]"
 
@@ -1020,6 +1031,8 @@ def _run_hooks(hooks: list, ok: bool) -> None:
         try:
             hook(ok, *args, **kwargs)
         except Exception:
+            # Broad: as transaction does, a hook's failure is logged and
+            # the other hooks still run.
             Storage.log.failure("after-commit hook {hook!r} failed",
                                 hook=hook)
 

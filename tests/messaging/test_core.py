@@ -213,7 +213,9 @@ class CoreTests(SynchronousTestCase):
         self.assertEqual(self.stored(id).state, "expired")
 
     def test_agent_error_is_retry(self):
-        """An agent that raises does not lose the message: it is retried."""
+        """An agent that raises does not lose the message: it is retried;
+        the error is logged with its traceback and counted
+        (C{agent_errors} in show statistics)."""
         class Broken:
             def deliver(self, view):
                 raise RuntimeError("bug")
@@ -222,7 +224,28 @@ class CoreTests(SynchronousTestCase):
         self.clock.advance(0)
         self.clock.advance(0.001)
         self.assertEqual(self.stored(id).state, "delivering")
-        self.flushLoggedErrors(RuntimeError)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.core.statistics()["agent_errors"], 1)
+
+    def test_listener_error_counted_others_told(self):
+        """An outcome listener that raises is logged and counted
+        (C{listener_errors}); the listeners after it still hear of the
+        final state."""
+        heard = []
+
+        def broken(view, state):
+            raise RuntimeError("bug")
+        self.core.add_outcome_listener(broken)
+        self.core.add_outcome_listener(
+            lambda view, state: heard.append(state))
+        id = self.submit()
+        self.clock.advance(0)
+        self.agent.answer("delivered")
+        self.clock.advance(0.001)
+        self.assertEqual(self.stored(id).state, "delivered")
+        self.assertEqual(heard, ["delivered"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.core.statistics()["listener_errors"], 1)
 
     def test_resume_after_restart(self):
         """Messages accepted but never tried are dispatched at start."""

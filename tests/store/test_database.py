@@ -324,3 +324,16 @@ def test_index_not_saved_when_off_or_not_filestorage(tmp_path):
     assert memory._indexer is None
     assert memory.save_index().called
     memory.stopService()
+
+
+def test_conflict_class_of_a_btrees_conflict():
+    """A BTrees conflict names no class (ZODB sets none on it): the
+    conflict counter files it under its own type; an object's conflict
+    names the object's class."""
+    from BTrees.OOBTree import OOBTree
+    from ZODB.POSException import BTreesConflictError, ConflictError
+    from appliance.store.database import _conflict_class
+    assert _conflict_class(BTreesConflictError(1, 2, 3, 4)) == \
+        "[BTreesConflictError]"
+    assert _conflict_class(ConflictError(object=OOBTree())) == \
+        "BTrees.OOBTree.OOBTree"
