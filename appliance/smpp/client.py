@@ -416,6 +416,8 @@ class ESMEProtocol(Protocol):
             return
         d = self._request(ENQUIRE_LINK,
                           lambda seq: pdus.request(ENQUIRE_LINK, seq))
+        # Its timeout is logged and closes the bind (_timed_out); a lost
+        # connection fails it too: nothing is left to do here.
         d.addErrback(lambda f: None)
         self._touch()
 

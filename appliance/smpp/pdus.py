@@ -145,7 +145,11 @@ def decode(frame: bytes) -> pdu_types.PDU:
         return _encoder.decode(io.BytesIO(frame))
     except PDUParseError as e:
         raise PDUError(e.status, str(e)) from None
-    except Exception as e:  # the library raises ValueError, KeyError...
+    except Exception as e:
+        # Broad: on bytes from a peer the library raises ValueError,
+        # KeyError, struct.error and more besides its own errors; each is
+        # the peer's malformed PDU, answered with its SMPP error (the
+        # fuzz harness fuzz/smpp_pdu.py holds decode to PDUError).
         raise PDUError(Status.ESME_RUNKNOWNERR,
                        f"{type(e).__name__}: {e}") from None
 
@@ -398,7 +402,7 @@ def _octet(field: str, value: int) -> int | None:
         pass
     try:
         decoded = _MANDATORY[field].decode(io.BytesIO(bytes((value,))))
-    except Exception:
+    except PDUParseError:       # every refusal, over all 256 values
         cache[value] = None
         return None
     if field in ("esm_class", "data_coding", "registered_delivery"):

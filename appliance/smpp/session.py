@@ -267,7 +267,8 @@ class SMPPSession(Protocol):
             try:
                 self.pdu_received(frame)
             except Exception:
-                # A bug must not take the session down with the PDU.
+                # Broad: a bug must not take the session down with the
+                # PDU; logged with its traceback, answered ESME_RSYSERR.
                 self.log.failure("handling a PDU from {peer} failed",
                                  peer=self.peer)
                 h = pdus.header(frame)
@@ -439,6 +440,8 @@ class SMPPSession(Protocol):
         try:
             result = self.server.submit(self, h, submit)
         except Exception:
+            # Broad: as a failed Deferred, a bug is logged with its
+            # traceback and answered ESME_RSYSERR; the bind goes on.
             result = self._submit_failed(Failure(), h)
         if isinstance(result, defer.Deferred):
             result.addErrback(self._submit_failed, h)

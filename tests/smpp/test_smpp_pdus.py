@@ -81,3 +81,18 @@ def test_decode_garbage_is_pdu_error():
                         else pdus.decode(frame)
             except pdus.PDUError as e:
                 assert pdus.status_value(e.status) > 0
+
+
+
+def test_one_octet_fields_read_every_value():
+    """For every one-octet field the fast path reads, each of the 256
+    values gives the library's reading or None (refused): the library
+    raises only its parse errors there, so nothing else escapes."""
+    from appliance.smpp.pdus import _octet
+    for field in ("source_addr_ton", "source_addr_npi", "dest_addr_ton",
+                  "dest_addr_npi", "esm_class", "protocol_id",
+                  "priority_flag", "registered_delivery",
+                  "replace_if_present_flag", "data_coding"):
+        readings = [_octet(field, v) for v in range(256)]
+        assert all(r is None or isinstance(r, int) for r in readings), field
+        assert readings[0] is not None, field
