@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 from twisted.application.service import Service
 from twisted.internet import defer, task
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
@@ -258,7 +258,7 @@ class CallbackSender(Service):
         """Callbacks waiting in the queue."""
         try:
             return len(self._http().callbacks)
-        except Exception:
+        except (KeyError, RuntimeError):    # no HTTP domain; storage closed
             return 0
 
     def scan(self) -> None:
@@ -298,8 +298,14 @@ class CallbackSender(Service):
             d = self.agent_for(ca_file).request(
                 method, url.encode("utf-8"), Headers(headers),
                 _Body(body) if body else None)
-        except Exception as e:
-            d = defer.fail(e)
+        except Exception:
+            # Broad: a request the agent cannot even start (a URL it
+            # refuses, a bug) is a failed attempt, retried with backoff;
+            # logged with its traceback.
+            self.log.failure("callback of message {id} to {url} not "
+                             "started", id=message_id(callback.message),
+                             url=_shown(callback.url), level=LogLevel.warn)
+            d = defer.fail()
         timer = self.clock.callLater(self.timeout, d.cancel)
 
         jasmin = meta.get("api") == "jasmin"

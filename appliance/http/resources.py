@@ -233,6 +233,8 @@ class APIResource(Resource):
             self.guard.leave(name)
             return self._now(request, endpoint, fail(e))
         except Exception:
+            # Broad: a handler's bug is the tenant's 500 "internal",
+            # logged with its traceback; the listener keeps serving.
             self.guard.leave(name)
             self.log.failure("HTTP request failed")
             return self._now(request, endpoint,
@@ -258,6 +260,8 @@ class APIResource(Resource):
             if self.metrics is not None:
                 self._observe(request, endpoint)
         except Exception:
+            # Broad: this runs as a Deferred's callback; a bug writing
+            # one answer is logged here, not lost in the Deferred.
             self.log.failure("answering failed")
 
     def _now(self, request: Any, endpoint: str, body: bytes) -> bytes:

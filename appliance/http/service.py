@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet import defer, threads
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python import failure
 from twisted.web import http, server
 
@@ -89,7 +89,10 @@ class LimitedRequest(server.Request):
         self.prepath, self.postpath, self.sitepath = [], [], []
         try:
             self.render(self.site.resource)
-        except BaseException:
+        except Exception:
+            # Broad, as twisted.web's Request.process: a resource's bug is
+            # a 500, logged with its traceback by processingFailed; the
+            # listener keeps serving.
             self.processingFailed(failure.Failure())
 
 
@@ -234,6 +237,10 @@ class HTTPService(MultiService):
                     self.storage.db.storage.isReadOnly():
                 problems.append("storage is read-only")
         except Exception as e:
+            # Broad: health reports whatever the storage raises as
+            # failing; logged with its traceback.
+            self.log.failure("health check: storage failed",
+                             level=LogLevel.warn)
             problems.append(f"storage: {e}")
         if len(self._ports) < len(self.section.listen):
             problems.append("not every listener is up")

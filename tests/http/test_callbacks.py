@@ -213,3 +213,48 @@ def test_failed_callback_waits_for_its_backoff_commit(node, storage, clock):
     sender.scan()
     assert len(agent.requests) == 1 and sender.in_flight == set()
     sender.stopService()
+
+
+
+class RaisingAgent:
+    """An HTTP client that raises before it returns a Deferred."""
+
+    def request(self, method, url, headers=None, body=None):
+        raise ValueError("bad URL")
+
+
+def test_request_that_cannot_start_is_logged_and_retried(node, storage,
+                                                          clock):
+    """A callback whose request the agent cannot even start (it raises:
+    a URL it refuses, a bug) is logged with its traceback at warning,
+    counted failed and retried after the backoff like any failed
+    attempt."""
+    from twisted.logger import LogLevel, capturedLogs
+    send(node)
+    deliver(node)
+    sender = CallbackSender(storage, clock, agent=RaisingAgent(), interval=1)
+    with capturedLogs() as events:
+        sender.startService()
+        storage.flush()
+    [callback] = http_of(storage.root()).callbacks.values()
+    assert callback.attempts == 1 and "bad URL" in callback.error
+    failures = [e for e in events if "log_failure" in e]
+    assert [e["log_level"] for e in failures] == [LogLevel.warn]
+    assert failures[0]["log_failure"].check(ValueError)
+    assert sender.counters["failed"] == 1
+    sender.stopService()
+
+
+def test_pending_without_an_open_storage_is_zero(clock):
+    """pending() (show http, /metrics) is 0 when the storage is not open
+    or has no HTTP domain, the two conditions it expects."""
+    class Closed:
+        def domain(self, key):
+            raise RuntimeError("storage is not open")
+
+    class Bare:
+        def domain(self, key):
+            raise KeyError(key)
+    for storage in (Closed(), Bare()):
+        assert CallbackSender(storage, clock, agent=FakeAgent()).pending() \
+            == 0

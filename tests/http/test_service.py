@@ -128,3 +128,21 @@ def test_tenants_read_from_a_snapshot_rebuilt_on_commit(service, storage):
         assert status_of(exchange(service, req)) == 403
     finally:
         service.stopService()
+
+
+
+def test_health_reports_a_storage_failure_and_logs_it(service, monkeypatch):
+    """A storage that raises makes /healthz's health failing with the
+    reason, and the failure is logged with its traceback at warning."""
+    from twisted.logger import LogLevel, capturedLogs
+
+    def broken():
+        raise OSError("disk gone")
+    monkeypatch.setattr(service.storage, "messages", broken)
+    with capturedLogs() as events:
+        health = service.health()
+    assert health["status"] == "failing"
+    assert "storage: disk gone" in health["problems"]
+    failures = [e for e in events if "log_failure" in e]
+    assert [e["log_level"] for e in failures] == [LogLevel.warn]
+    assert failures[0]["log_failure"].check(OSError)
