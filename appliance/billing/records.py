@@ -7,15 +7,21 @@ month is many small buckets rather than one hot object: adding a record
 touches the payer-month's record BTree bucket, one running-total entry
 and a C{BTrees.Length}.  Records are immutable tuples stored inline in the
 BTree buckets (no persistent object each), keyed by C{(time in ms, message
-id)}, so a time range is a key range.  The running totals, per
+id)}, so a time range is a key range.  Each is kept packed (L{pack}: one
+bytes value, its fields pickled once when it is written), because every
+batched commit that adds or changes a record pickles its whole bucket
+again: stored as a L{Record}, each of the bucket's up to 30 records cost
+the database's pickler some 19 objects on every such commit.  Records
+stored before they were packed are read as they are (L{unpack}).  The running totals, per
 C{(prefix, currency, state)}, are updated in the same transaction as the
 record, so a whole month settles from a few entries instead of a scan, and
 a record's state change moves its figures from one state to the other.
 """
 from __future__ import annotations
 
+import pickle
 from decimal import Decimal
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
@@ -138,6 +144,27 @@ class Totals(OOBTree):
                         for x in (key, merged[key])),),),)
 
 
+def pack(record: Record) -> bytes:
+    """
+    @return: the record as its bucket keeps it: its fields (the amounts
+        as text) pickled into one bytes value.
+    """
+    return pickle.dumps(record[:11] + (str(record.price), str(record.amount))
+                        + record[13:], 4)
+
+
+def unpack(value: Any) -> Record:
+    """
+    @param value: a bucket's value: L{pack}'s bytes, or a L{Record} stored
+        before records were packed.
+    @return: the L{Record}.
+    """
+    if isinstance(value, Record):
+        return value
+    f = pickle.loads(value)
+    return Record(*f[:11], Decimal(f[11]), Decimal(f[12]), *f[13:])
+
+
 class PayerMonth(Persistent):
     """
     One payer's records of one UTC month, and their running totals.
@@ -202,7 +229,7 @@ class RecordStore(Persistent):
         bucket = self._bucket(record.payer, month_of(record.time), True)
         if record.key in bucket.records:
             raise ValueError(f"message {record.id} already has a record")
-        bucket.records[record.key] = record
+        bucket.records[record.key] = pack(record)
         bucket._add_total(record, 1)
         bucket.count.change(1)
 
@@ -213,7 +240,8 @@ class RecordStore(Persistent):
         bucket = self._bucket(payer, month_of(time), False)
         if bucket is None:
             return None
-        return bucket.records.get(record_key(time, id))
+        value = bucket.records.get(record_key(time, id))
+        return None if value is None else unpack(value)
 
     def set_state(self, payer: str, time: float, id: int, state: str
                   ) -> Record | None:
@@ -227,12 +255,13 @@ class RecordStore(Persistent):
         old = bucket.records.get(key) if bucket is not None else None
         if old is None:
             return None
+        old = unpack(old)
         if old.state == state:
             return old
         new = old._replace(state=state)
         bucket._add_total(old, -1)
         bucket._add_total(new, 1)
-        bucket.records[key] = new
+        bucket.records[key] = pack(new)
         return new
 
     def records(self, payer: str, start: float, end: float
@@ -249,8 +278,9 @@ class RecordStore(Persistent):
             bucket = self._bucket(payer, month, False)
             if bucket is None:
                 continue
-            yield from bucket.records.values(min=low, max=high,
-                                              excludemax=True)
+            for value in bucket.records.values(min=low, max=high,
+                                               excludemax=True):
+                yield unpack(value)
 
     def totals(self, payer: str, month: str
                ) -> list[tuple[tuple[str, str, str], tuple[int, int, Decimal]]]:

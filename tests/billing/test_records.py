@@ -12,7 +12,7 @@ from zope.interface.verify import verifyObject
 
 from appliance.billing.interfaces import IRecordStore
 from appliance.billing.rating import parse_date
-from appliance.billing.records import Record, RecordStore
+from appliance.billing.records import Record, RecordStore, pack, unpack
 from appliance.billing.settlement import (
     ALL_STATES, billable_states, export_csv, settle, sum_records,
     volume_fee)
@@ -48,6 +48,43 @@ def test_add_get_state_and_totals():
     with pytest.raises(ValueError):
         store.add(record(1, NOV_1 + 1))
     assert store.payers() == ["carrier:TATA"]
+
+
+@given(st.integers(1, 2 ** 63), st.floats(0, 4e9), st.text(max_size=20),
+       st.none() | st.text(max_size=8),
+       st.decimals(min_value=0, max_value=10 ** 6, places=6), st.booleans())
+def test_packed_records_read_back_equal(id, time, origin, tariff, price,
+                                        prepaid):
+    """A packed record reads back equal, amounts exact to the last digit
+    and of type Decimal."""
+    r = Record(id, time, "originating", "tenant:acme", "origin-pays",
+               origin, "351912345678", 2, 2, tariff, "351", price,
+               price * 2, "EUR", prepaid, "accepted")
+    back = unpack(pack(r))
+    assert back == r and type(back.amount) is Decimal
+    assert str(back.price) == str(price)
+
+
+def test_buckets_keep_packed_records_and_read_old_ones():
+    """Buckets keep a record as one bytes value; a record stored before
+    records were packed (a Record in the bucket) is still read, changed
+    and counted like a packed one."""
+    store = RecordStore()
+    store.add(record(1, NOV_1 + 1))
+    month = store.months[("carrier:TATA", "2026-11")]
+    assert isinstance(month.records[(int((NOV_1 + 1) * 1000), 1)], bytes)
+    old = record(2, NOV_1 + 2)
+    store.add(old)
+    month.records[old.key] = old            # as an older node wrote it
+    assert store.get("carrier:TATA", NOV_1 + 2, 2) == old
+    assert [r.id for r in store.records("carrier:TATA", NOV_1,
+                                        DEC_1)] == [1, 2]
+    assert store.set_state("carrier:TATA", NOV_1 + 2, 2,
+                           "delivered").state == "delivered"
+    assert isinstance(month.records[old.key], bytes)
+    assert sorted(store.totals("carrier:TATA", "2026-11")) == [
+        (("964", "USD", "accepted"), (1, 1, Decimal("0.01"))),
+        (("964", "USD", "delivered"), (1, 1, Decimal("0.01")))]
 
 
 def test_range_and_partial_month():

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from appliance.billing.records import unpack as unpack_record
 from tests.e2e.crash_peers import (  # noqa: F401 (re-exported)
     APPS, CARRIER, DOMAIN, TENANT, TOKEN, VENDOR_PREFIX, Ack, AppPeer,
     CallbackReceiver, CampaignNode, CarrierPeer, Ledger, Peer, TenantPeer,
@@ -112,7 +113,7 @@ def read_database(path: Path) -> Snapshot:
         records = {}
         duplicates = []
         for (payer, _month), bucket in root[BILLING].records.months.items():
-            for record in bucket.records.values():
+            for record in map(unpack_record, bucket.records.values()):
                 if (payer, record.id) in records:
                     duplicates.append((payer, record.id))
                 records[(payer, record.id)] = record.state
