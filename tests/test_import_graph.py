@@ -51,10 +51,9 @@ ALLOWED = {
     # "test route" shows the rule that would apply: it builds the charger's
     # rule book from the database (pure, no charging).
     ("appliance.shell.commands.billing", "appliance.billing.charger"),
-    # Still to untangle (not a shell reading a model): the HTTP API's price
-    # quote calls billing's pure rater; notify builds SIP requests and MAP
-    # TPDUs itself instead of being handed senders by the wiring.
-    ("appliance.http.service", "appliance.billing.rating"),
+    # Still to untangle (not a shell reading a model): notify builds SIP
+    # requests and MAP TPDUs itself instead of being handed senders by the
+    # wiring.
     ("appliance.notify.service", "appliance.sigtran.tpdu"),
     ("appliance.notify.service", "appliance.sip.headers"),
     ("appliance.notify.service", "appliance.sip.message"),
