@@ -119,6 +119,8 @@ class SIPApplication:
                 if self.invite(request, tx):
                     return
             except Exception:
+                # Broad: the notification service's hook; the INVITE is
+                # answered as if it had declined.
                 self.log.failure("INVITE hook failed")
         handler = self._methods.get(method)
         if handler is not None:

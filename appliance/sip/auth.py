@@ -229,6 +229,8 @@ class AccountBook:
             account = reader.root().accounts.get(username)
             found = None if account is None else Credentials.of(account, username)
         except Exception:
+            # Broad: a database read (its errors depend on the storage);
+            # the request is answered as for an unknown account.
             self.log.failure("account {username} unreadable", username=username)
             return None
         self.reads += 1
@@ -255,6 +257,7 @@ class AccountBook:
         try:
             serial = self._read_serial()
         except Exception:
+            # Broad: a database read; a new snapshot is taken instead.
             self.log.failure("configuration serial unreadable")
             self._stale = True
             return
@@ -268,6 +271,7 @@ class AccountBook:
                 reader.release()  # back to the pool: leave its cache empty
                 reader.close()
             except Exception:
+                # Broad: closing a reader must not stop the new snapshot.
                 self.log.failure("account reader not closed")
 
     def rebuild(self) -> None:
@@ -280,11 +284,13 @@ class AccountBook:
             serial = self._read_serial()
             reader = self._storage.reader()
         except Exception:
+            # Broad: database reads; the old snapshot serves meanwhile.
             self.log.failure("account snapshot not rebuilt")
             return
         try:
             plan = self._plan_of(reader.root()) if self._plan_of is not None else None
         except Exception:
+            # Broad: as above.
             self.log.failure("account snapshot not rebuilt")
             reader.close()
             return

@@ -147,6 +147,8 @@ class SIPDeliveryAgent:
                 request = self._request(message, binding, transport)
                 tx = self.layer.send_request(request, transport, binding.target)
             except Exception as e:
+                # Broad: one contact's failure (a rendering bug, a closed
+                # flow) is its 503; the other contacts are still tried.
                 self.log.failure("MESSAGE {id} to {contact} not sent", id=message.id,
                                  contact=binding.contact)
                 finals.append(defer.succeed(_synthetic(503, f"Not Sent: {e}")))

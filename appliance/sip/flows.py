@@ -95,6 +95,7 @@ class FlowTable:
             try:
                 callback(protocol.name, (host, port))
             except Exception:
+                # Broad: a callback; the other callbacks still run.
                 self.log.failure("flow loss callback failed")
 
     def get(self, transport: str, peer: Address) -> Any | None:

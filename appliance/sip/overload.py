@@ -64,7 +64,7 @@ def socket_inode(port: Any) -> int | None:
     """
     try:
         return os.fstat(port.fileno()).st_ino
-    except Exception:
+    except (AttributeError, OSError):  # no fileno (a fake), or closed
         return None
 
 
@@ -150,6 +150,8 @@ class LoadShedder:
         try:
             return int(self._drops())  # type: ignore[misc]
         except Exception:
+            # Broad: a reader of /proc (OSError, a format it cannot parse);
+            # the shedder keeps its last count.
             self.log.failure("reading the kernel's UDP drop counter failed")
             return self._drops_seen or 0
 

@@ -135,6 +135,8 @@ class SIPDatagramProtocol(DatagramProtocol):
             source = (addr[0], addr[1])
             _deliver(datagram, source, self, self.receiver)
         except Exception:
+            # Broad: a bug on one datagram must not stop the UDP listener
+            # serving the others.
             self.log.failure("SIP datagram from {source} not handled", source=addr)
         finally:
             if waited is not None:
@@ -195,6 +197,7 @@ class SIPStreamProtocol(Protocol):
             try:
                 self.on_made(self)
             except Exception:
+                # Broad: the flow table's callback; the connection is served.
                 self.log.failure("on_made callback failed")
 
     def send(self, data: bytes, address: Address | None = None) -> None:
@@ -215,6 +218,8 @@ class SIPStreamProtocol(Protocol):
         try:
             items = self.framer.feed(data)
         except Exception:
+            # Broad: bad framing comes back as FramingError items; this is
+            # a framer bug, so this connection is closed, the others served.
             self.log.failure("SIP data from {source} not framed", source=self.peer)
             self.transport.loseConnection()
             return
@@ -229,6 +234,7 @@ class SIPStreamProtocol(Protocol):
                 else:
                     _deliver(item, self.peer, self, self.receiver)
             except Exception:
+                # Broad: a bug on one message; the next ones are served.
                 self.log.failure("SIP message from {source} not handled", source=self.peer)
 
     def _agent(self) -> str:
@@ -245,4 +251,5 @@ class SIPStreamProtocol(Protocol):
             try:
                 self.on_lost(self)
             except Exception:
+                # Broad: the flow table's callback; the loss is complete.
                 self.log.failure("on_lost callback failed")

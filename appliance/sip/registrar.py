@@ -386,6 +386,8 @@ class BindingStore:
         try:
             remote = tuple(self._remote(username, self._clock.seconds()))
         except Exception:
+            # Broad: a database read (ZODB, RelStorage, ZEO errors); this
+            # node's bindings still answer.
             self.log.failure("bindings of {username} on other nodes unreadable",
                              username=username)
             return local
@@ -438,6 +440,7 @@ class BindingStore:
                     if live:
                         others.setdefault(username, []).extend(live)
         except Exception:
+            # Broad: as in lookup, this node's bindings are still listed.
             self.log.failure("bindings of other nodes unreadable")
         for username in sorted(set(self._bindings) | set(others)):
             for b in self.get(username):
@@ -552,6 +555,7 @@ class Registrar:
             try:
                 self.online(username)
             except Exception:
+                # Broad: the core's callback; the REGISTER is answered.
                 self.log.failure("account_online({username}) failed", username=username)
 
     def lookup(self, aor: str) -> tuple[Binding, ...]:

@@ -189,6 +189,7 @@ class SIPService(Service):
         try:
             d = self.core.account_online(username)
         except Exception:
+            # Broad: the core's callback; the REGISTER is answered anyway.
             self.log.failure("account_online({u}) failed", u=username)
             return
         if isinstance(d, defer.Deferred):
@@ -263,6 +264,7 @@ class SIPService(Service):
             try:
                 protocol.transport.loseConnection()
             except Exception:
+                # Broad: the stop goes on closing the other connections.
                 self.log.failure("closing a SIP connection failed")
         self.flows.udp.clear()
         self._udp_inodes.clear()

@@ -148,6 +148,7 @@ class TimerWheel:
                 try:
                     fn(*args)  # type: ignore[misc]
                 except Exception:
+                    # Broad: one timer's bug must not stop the wheel.
                     self.log.failure("timer {fn} failed", fn=fn)
         finally:
             self._running = False

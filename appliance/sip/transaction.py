@@ -152,6 +152,7 @@ class _Transaction:
         try:
             fn()
         except Exception:
+            # Broad: a timer's bug must not stop the timer wheel.
             self.log.failure("timer {timer} of {tx} failed", timer=name, tx=self)
 
     def _cancel_timers(self, *names: str) -> None:
@@ -184,6 +185,8 @@ class _Transaction:
             data = message if isinstance(message, bytes) else message.to_bytes()
             self.transport.send(data, self.address)
         except Exception:
+            # Broad: a transport's error (OSError, a closed connection) or
+            # a rendering bug is a transport error of this transaction.
             self.log.failure("sending to {address} failed", address=self.address)
             return False
         return True
@@ -225,6 +228,7 @@ class NonInviteClientTransaction(_Transaction):
         try:
             self._wire = self.request.to_bytes()
         except Exception:
+            # Broad: a rendering bug ends the transaction with a 503.
             self.log.failure("request {tx} not rendered", tx=self)
         if not self._wire or not self._send(self._wire):
             self._finish(make_response(self.request, 503, "Transport Error"))
@@ -276,6 +280,7 @@ class NonInviteClientTransaction(_Transaction):
         try:
             self._user.response_received(response, self)
         except Exception:
+            # Broad: the user's callback; the transaction completes.
             self.log.failure("transaction user failed on a response")
 
 
@@ -303,6 +308,7 @@ class _ServerTransaction(_Transaction):
         try:
             self._wire = response.to_bytes()
         except Exception:
+            # Broad: a rendering bug; nothing is sent for this response.
             self._wire = b""
             self.log.failure("response {status} on {tx} not rendered",
                              status=response.status, tx=self)
@@ -408,6 +414,7 @@ class CompletedTransaction:
         try:
             self.transport.send(self.wire, self.address)
         except Exception:
+            # Broad: as in _Transaction._send; the peer retransmits.
             self.log.failure("sending to {address} failed", address=self.address)
 
     def __repr__(self) -> str:
@@ -492,6 +499,7 @@ class InviteServerTransaction(_ServerTransaction):
         try:
             self._user.transaction_timed_out(self)
         except Exception:
+            # Broad: the user's callback; the transaction is terminated.
             self.log.failure("transaction user failed on timer H")
 
 
@@ -604,12 +612,14 @@ class TransactionLayer:
         try:
             transport.send(response.to_bytes(), address)
         except Exception:
+            # Broad: as in _send; the refusal keeps no state either way.
             self.log.failure("sending 503 to {address} failed", address=address)
 
     def _call_user(self, request: Request, tx: ServerTransaction | None) -> bool:
         try:
             self.user.request_received(request, tx)
         except Exception:
+            # Broad: the user's bug is answered 500 by the caller.
             self.log.failure("transaction user failed on {method}", method=request.method)
             return False
         return True

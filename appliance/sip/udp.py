@@ -123,7 +123,9 @@ class TimestampedPort(udp.Port):
             protocol.arrived = arrived
             try:
                 protocol.datagramReceived(data, addr)
-            except BaseException:
+            except Exception:
+                # Broad: one datagram's bug must not stop the reads; logged
+                # with its traceback (SystemExit and the like propagate).
                 log.err()
             finally:
                 protocol.arrived = None

@@ -171,3 +171,16 @@ def test_drops_exposed_in_metrics(tmp_path: Path) -> None:
         assert 'appliance_sip_drops{kind="udp_kernel"} 4.0' in text
     finally:
         bench.stop()
+
+
+
+def test_socket_inode_of_no_socket():
+    """A port without a file descriptor (a fake) or a closed one has no
+    inode: None, not an error."""
+    from appliance.sip.overload import socket_inode
+
+    class Closed:
+        def fileno(self):
+            return -1
+    assert socket_inode(object()) is None
+    assert socket_inode(Closed()) is None
