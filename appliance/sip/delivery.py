@@ -114,6 +114,7 @@ class SIPDeliveryAgent:
         self._local_host = local_host
         self.delivered = 0
         self.attempts = 0
+        self._bound: dict[Any, tuple[str, int]] = {}
 
     def usable(self, username: str | None) -> list[tuple[Binding, Any]]:
         """
@@ -187,8 +188,16 @@ class SIPDeliveryAgent:
         return Outcome("failed", f"{best.status} {best.reason}")
 
     def _via_host(self, transport: Any, destination: str) -> tuple[str, int]:
+        known = self._bound.get(transport)
+        if known is not None:
+            return known
         local = transport.transport.getHost()
         host, port = getattr(local, "host", ""), getattr(local, "port", 5060)
+        if host not in ("", "0.0.0.0", "::") and transport.name == "UDP":
+            # A socket bound to one address: the same Via whatever the
+            # destination (getHost makes an address object at each call).
+            if len(self._bound) < 64:
+                self._bound[transport] = (f"[{host}]" if ":" in host else host, port)
         if host in ("", "0.0.0.0", "::") and self._local_host is not None:
             host = self._local_host(destination) or host
         if host in ("", "0.0.0.0", "::"):

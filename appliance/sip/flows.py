@@ -10,6 +10,7 @@ contact goes out of the UDP socket of the destination's address family.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from typing import Any, Callable
@@ -23,6 +24,7 @@ __all__ = ["FlowTable", "is_ipv6", "probe_local_host"]
 Address = tuple[str, int]
 
 
+@functools.lru_cache(maxsize=4096)  # the same few hosts on every delivery
 def is_ipv6(host: str) -> bool:
     """
     @param host: an address or name (IPv6 with or without brackets).
@@ -63,6 +65,7 @@ class FlowTable:
 
     def __init__(self) -> None:
         self.udp: list[Any] = []
+        self._udp_v6: dict[Any, bool] = {}
         self._flows: dict[tuple[str, str, int], Any] = {}
         self._lost: list[Callable[[str, Address], None]] = []
 
@@ -116,10 +119,20 @@ class FlowTable:
         """
         want6 = is_ipv6(host)
         for protocol in self.udp:
-            local = getattr(protocol.transport, "getHost", lambda: None)()
-            if is_ipv6(getattr(local, "host", "")) == want6:
+            if self._local_is_ipv6(protocol) == want6:
                 return protocol
         return None
+
+    def _local_is_ipv6(self, protocol: Any) -> bool:
+        """Whether a UDP protocol's socket is IPv6, asked of its port once
+        (getHost makes an address object at each call)."""
+        found = self._udp_v6.get(protocol)
+        if found is None:
+            local = getattr(protocol.transport, "getHost", lambda: None)()
+            if local is None:
+                return False        # not listening yet: ask again next time
+            found = self._udp_v6[protocol] = is_ipv6(getattr(local, "host", ""))
+        return found
 
     def connections(self) -> list[Any]:
         """
