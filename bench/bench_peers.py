@@ -46,6 +46,9 @@ TWISTD = Path(sys.executable).parent / "twistd"
 VENV = Path(os.environ.get("VENV", "/opt/anchors/jasmin-venv"))
 QUIET_WAIT = int(os.environ.get("QUIET_WAIT", "5"))
 FIRST_USER = 100000000
+#: Registrations per second the node is preloaded with before the SIP
+#: ladder (each is the account's first read from the database).
+PRELOAD_RATE = int(os.environ.get("PRELOAD_RATE", "500"))
 SIP_DOMAIN = "127.0.0.1"
 
 
@@ -371,7 +374,7 @@ enabled = false
                                 f"--config {config}",
            "BENCH_PRODUCT_CWD": str(node_dir),
            "BENCH_PRODUCT_PORTS": "data/ports.json",
-           "PRELOAD_PORT": "5070", "PRELOAD_RATE": "500"}
+           "PRELOAD_PORT": "5070", "PRELOAD_RATE": str(PRELOAD_RATE)}
     loads.sample()
     res = run_sip(kam, env, ladder, duration)
     loads.sample()
@@ -399,10 +402,12 @@ def main() -> None:
                     help="append the table to bench/RESULTS.md")
     ap.add_argument("--only", choices=("smpp", "sip"))
     ap.add_argument("--keep", help="work in this directory and keep it")
+    ap.add_argument("--ladder", help="the SIP ladder, calls/s separated by commas")
     args = ap.parse_args()
     n = 3000 if args.quick else 20000
     users = 500 if args.quick else 5000
-    ladder = "200,500" if args.quick else "500,1000,2000,3000,5000,8000,10000"
+    ladder = args.ladder or ("200,500" if args.quick else
+                             "500,1000,2000,3000,5000,8000,10000")
     duration = 5 if args.quick else 10
     loads = Loads()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
