@@ -103,8 +103,14 @@ class Node:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 20.0) -> dict[str, list[int]]:
-        """Wait for C{ports.json}; fail early if the process dies."""
+    def wait_ready(self, timeout: float = 60.0) -> dict[str, list[int]]:
+        """Wait for C{ports.json}; fail early if the process dies.
+
+        The bound only limits how long a node that never comes up holds the
+        test: a healthy node is seen as soon as it writes C{ports.json}.  On a
+        box loaded by parallel SIP or two-node PostgreSQL runs, start-up was
+        seen to take more than 20 s.
+        """
         ports_file = self.data_dir / "ports.json"
 
         def ready():

@@ -284,7 +284,7 @@ def test_arabic_three_parts_byte_exact():
     assert results[2].encode("utf-8") == text.encode("utf-8")
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=600),
        st.integers(0, 255), st.randoms())
 def test_split_reassemble_property(text, reference, rnd):
