@@ -274,8 +274,15 @@ class CampaignNode:
             # Pacing, not a condition: the kill comes at a chosen moment
             # of the start-up, whatever the node has done by then.
             time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
-        ready = (self.tmp / "node" / "data" / "ports.json").exists()
         self.node.kill()
+        # Read after the kill, so nothing can be sent between the read and
+        # the kill: a process that became ready may already have delivered
+        # (to apps registered in an earlier life), and which process sent
+        # each copy is checked by its source port (L{life_of}).
+        ports_file = self.tmp / "node" / "data" / "ports.json"
+        ready = ports_file.exists()
+        if ready:
+            self.history[-1] = json.loads(ports_file.read_text())
         return ready
 
     def life_of(self, key: str, port: int, at: float) -> int | None:
