@@ -1,7 +1,9 @@
 """
 C{show cluster}: the nodes sharing this node's database, alive or not,
-and the leases on their queued messages (the C{cluster} live source, the
-node's L{appliance.cluster.service.ClusterService}).
+the leases on their queued messages, and what else each node holds: the
+carriers it holds receiving binds of, the receipts owed to carriers and
+the tenants' delivery-report callbacks it is to send (the C{cluster} live
+source, the node's L{appliance.cluster.service.ClusterService}).
 """
 from __future__ import annotations
 
@@ -21,4 +23,8 @@ def show_cluster(ctx):
     if nodes is None:
         return ALONE
     leases = ctx.live.table("cluster", "leases")
-    return table(*nodes).rstrip("\n") + "\n\n" + table(*leases)
+    holds = ctx.live.table("cluster", "holds")
+    out = table(*nodes).rstrip("\n") + "\n\n" + table(*leases)
+    if holds is not None:
+        out = out.rstrip("\n") + "\n\n" + table(*holds)
+    return out
