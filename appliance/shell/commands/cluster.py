@@ -17,8 +17,14 @@ ALONE = "This node is alone on its database (not a cluster).\n"
 @command(ANY, "show cluster",
          help=("Show running system information",
                "Nodes sharing the database, their leases and what each "
-               "holds"), action="show")
+               "holds: messages, receiving binds, receipts, callbacks"),
+         action="show")
 def show_cluster(ctx):
+    """Three tables: the nodes (state, heartbeat, slots, the messages
+    their slots own, mailbox), the leases (each slot's holder, lease left,
+    previous holder, messages), and what else each node holds (the
+    carriers it holds receiving binds of, the receipts owed to carriers
+    and the tenants' callbacks it is to send)."""
     nodes = ctx.live.table("cluster", "nodes")
     if nodes is None:
         return ALONE
