@@ -141,8 +141,12 @@ def make_http(section: Any, context: NodeContext, built: Built) -> Any:
                            charger=built.billing.charger,
                            metrics=built.metrics,
                            admission=built.admission)
+    # On a shared database each callback is sent by one node only.
+    placement = built.cluster.place_callbacks(service.callbacks) \
+        if built.cluster is not None else None
     built.core.add_transaction_hook(queue_hook(context.reactor,
-                                               service.callbacks.kick))
+                                               service.callbacks.kick,
+                                               placement))
     built.live.add_source("http", service)
     return service
 

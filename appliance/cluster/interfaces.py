@@ -5,7 +5,8 @@ an app's registration.
 """
 from zope.interface import Interface
 
-__all__ = ["IOwnership", "IReceiptPlacement", "IRegistrationLocator"]
+__all__ = ["ICallbackPlacement", "IOwnership", "IReceiptPlacement",
+           "IRegistrationLocator"]
 
 
 class IOwnership(Interface):
@@ -108,3 +109,19 @@ class IReceiptPlacement(Interface):
     def forget(raw, seq):
         """Inside the write that drops receipt C{seq}: forget its
         hand-over."""
+
+
+class ICallbackPlacement(Interface):
+    """
+    Which node POSTs a tenant's delivery-report callback: the hook that
+    queues one numbers it from this node's slot, and the callback sender
+    asks before it sends one (L{appliance.cluster.callbacks}).
+    """
+
+    def next_serial():
+        """@return: a new callback serial of this node's slot, or C{None}
+        (no slot yet: the queue numbers it)."""
+
+    def mine(serial):
+        """@return: whether this node may send the callback C{serial}
+        now."""

@@ -30,7 +30,7 @@ from appliance.cluster.interfaces import IReceiptPlacement
 from appliance.cluster.model import KEY
 from appliance.messaging.vocabulary import MessageIds
 
-__all__ = ["ReceiptPlacement"]
+__all__ = ["ReceiptPlacement", "slot_mine", "slot_numbers"]
 
 
 def receipt_handed(c: Any) -> LOBTree:
@@ -40,6 +40,45 @@ def receipt_handed(c: Any) -> LOBTree:
     if c.receipt_handed is None:
         c.receipt_handed = LOBTree()
     return c.receipt_handed
+
+
+def slot_mine(cluster: Any, seq: int, handed: Any = None) -> bool:
+    """
+    Whether node C{cluster} may act now on the thing numbered C{seq} from a
+    slot's epoch (C{epoch << 32 | n}: a receipt, a callback), unless
+    C{handed} maps it to another slot.  A number of epoch 0 (taken from a
+    counter in the database, before the cluster) has no slot: the first
+    node alive by name, the one that adopts orphaned epochs, acts on it.
+
+    @param cluster: the L{appliance.cluster.service.ClusterService}.
+    @param handed: number to the slot it was handed to, or C{None}.
+    """
+    if cluster.usurped:
+        return False
+    if leases.epoch_of(seq) == 0 and not (handed and seq in handed):
+        return leases.taker(cluster._alive() + [cluster.node]) == \
+            cluster.node
+    slot = cluster._root().slots.get(leases.slot_of(seq, handed))
+    return slot is not None and leases.may_act(
+        slot.holder, slot.expires, cluster.node, cluster.clock.seconds(),
+        cluster.margin)
+
+
+def slot_numbers(cluster: Any) -> Callable[[], int | None]:
+    """
+    @return: a function giving new numbers of node C{cluster}'s current
+        slot (C{epoch << 32 | n}), or C{None} before the node took its
+        epoch; a new epoch (a restart) starts a new count.
+    """
+    ids: list[MessageIds] = []
+
+    def next_number() -> int | None:
+        if cluster.slot is None:
+            return None
+        if not ids or ids[0].epoch != cluster.slot:
+            ids[:] = [MessageIds(cluster.slot)]
+        return ids[0].next()
+    return next_number
 
 
 @implementer(IReceiptPlacement)
@@ -69,17 +108,8 @@ class ReceiptPlacement:
         receipt numbered before the cluster, from the state's counter, is
         of epoch 0, which has no slot: the first node alive by name, the
         one that adopts orphaned epochs, sends those)."""
-        if self.cluster.usurped:
-            return False
-        c = self.cluster._root()
-        handed = c.receipt_handed
-        if leases.epoch_of(seq) == 0 and not (handed and seq in handed):
-            return leases.taker(self.cluster._alive() +
-                                [self.cluster.node]) == self.cluster.node
-        slot = c.slots.get(leases.slot_of(seq, handed))
-        return slot is not None and leases.may_act(
-            slot.holder, slot.expires, self.cluster.node,
-            self.cluster.clock.seconds(), self.cluster.margin)
+        return slot_mine(self.cluster, seq,
+                         self.cluster._root().receipt_handed)
 
     def bound_elsewhere(self, carrier: str) -> str | None:
         """@return: an alive node other than this one holding a receiving

@@ -60,6 +60,7 @@ NODE_HEADERS = ("Node", "State", "Last beat", "Started", "Slots",
                 "Waiting", "Mailbox")
 LEASE_HEADERS = ("Slot", "Holder", "Lease left", "Previous holder",
                  "Waiting", "Handed in")
+HOLDS_HEADERS = ("Node", "Receiving binds of", "Receipts", "Callbacks")
 
 
 class _BeatThread(ThreadPool):
@@ -87,17 +88,62 @@ def _waiting_ids(store: Any, lo: int, hi: int) -> Iterable[int]:
 
 def _waiting_epochs(store: Any) -> list[int]:
     """The epochs that have waiting messages (one jump per epoch)."""
+    return _key_epochs(store.waiting)
+
+
+def _key_epochs(tree: Any) -> list[int]:
+    """The epochs, from 1, of the integer keys of C{tree} (one jump per
+    epoch; epoch 0 holds the message store's sentinel, and the callbacks
+    numbered before the cluster, which have no slot)."""
     out = []
-    epoch = 1                   # epoch 0 holds only the store's sentinel
-    waiting = store.waiting
+    epoch = 1
     while True:
         try:
-            key = waiting.minKey(leases.epoch_range(epoch)[0])
+            key = tree.minKey(leases.epoch_range(epoch)[0])
         except ValueError:
             return out
         epoch = leases.epoch_of(key)
         out.append(epoch)
         epoch += 1
+
+
+def _receipt_slots(c: Any, smpp: Any) -> dict[int, int]:
+    """Slot to the number of carriers' receipts pending in it (epoch 0:
+    numbered before the cluster, sent by the first node alive)."""
+    out: dict[int, int] = {}
+    receipts = getattr(smpp, "receipts", None)
+    if not receipts:
+        return out
+    handed = c.receipt_handed
+    for _, seq in receipts.keys():
+        key = leases.slot_of(seq, handed)
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def _callback_slots(http: Any) -> dict[int, int]:
+    """Slot to the number of tenants' callbacks queued in it (epoch 0:
+    numbered before the cluster, sent by the first node alive)."""
+    out: dict[int, int] = {}
+    callbacks = getattr(http, "callbacks", None)
+    if not callbacks:
+        return out
+    for serial in callbacks.keys():
+        key = leases.epoch_of(serial)
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def _held_epochs(c: Any, smpp: Any, http: Any) -> set[int]:
+    """The slots owning pending receipts or queued callbacks (a slot
+    that owns any must not be retired, and one without a slot must be
+    adopted, or nobody would ever send them)."""
+    out = set(_receipt_slots(c, smpp))
+    callbacks = getattr(http, "callbacks", None)
+    if callbacks:
+        out.update(_key_epochs(callbacks))
+    out.discard(0)
+    return out
 
 
 @implementer(IOwnership)
@@ -156,6 +202,8 @@ class ClusterService(Service):
                          "beats_failed": 0, "receipts_handed": 0}
         #: Receipts to carriers (L{place_receipts}), or C{None}.
         self.receipts: Any = None
+        #: Tenants' callbacks (L{place_callbacks}), or C{None}.
+        self.callbacks: Any = None
         self._courier: Any = None
         self._beater: task.LoopingCall | None = None
         self._beating = False
@@ -227,6 +275,14 @@ class ClusterService(Service):
     def _root(self) -> Any:
         return self.storage.domain(KEY)
 
+    def _domain(self, key: str) -> Any:
+        """Another domain's root entry, read as data (the SMPP receipts,
+        the HTTP callbacks), or C{None}."""
+        try:
+            return self.storage.domain(key)
+        except KeyError:
+            return None
+
     def _enter(self, root: Any, now: float) -> None:
         c = self.storage.domain(KEY)
         record = c.nodes.get(self.node)
@@ -271,6 +327,20 @@ class ClusterService(Service):
         self.receipts = ReceiptPlacement(self, receiving)
         courier.placement = self.receipts
         self._courier = courier
+
+    def place_callbacks(self, sender: Any) -> Any:
+        """
+        Share the sending of tenants' delivery-report callbacks with the
+        other nodes (L{appliance.cluster.callbacks}): the sender asks this
+        node's L{CallbackPlacement} before each POST.
+
+        @param sender: the HTTP service's callback sender.
+        @return: the placement, for the hook that queues callbacks.
+        """
+        from appliance.cluster.callbacks import CallbackPlacement
+        self.callbacks = CallbackPlacement(self)
+        sender.placement = self.callbacks
+        return self.callbacks
 
     # -- the core's questions (IOwnership) -------------------------------
 
@@ -645,16 +715,21 @@ class ClusterService(Service):
 
     def tidy(self) -> None:
         """
-        Adopt epochs with waiting messages and no slot (messages stored
-        before the cluster, or whose slot was lost), if this node is the
-        first one alive, and retire the slots this node holds that own no
-        waiting message any more.
+        Adopt epochs with waiting messages, pending carriers' receipts or
+        queued callbacks and no slot (messages stored before the cluster,
+        or whose slot was lost), if this node is the first one alive, and
+        retire the slots this node holds that own none of those any more
+        (a slot retired with receipts or callbacks in it left them to
+        nobody).
         """
         c = self._root()
         store = self.storage.messages()
         epochs = set(_waiting_epochs(store))
         epochs.update(key for id, key in c.handed.items()
                       if id in store.waiting)
+        # Receipts and callbacks a slot owns keep it (and want a holder).
+        epochs.update(_held_epochs(c, self._domain("smpp"),
+                                   self._domain("http")))
         orphans = sorted(e for e in epochs if e not in c.slots)
         if orphans and leases.taker(self._alive() + [self.node]) != self.node:
             orphans = []
@@ -700,13 +775,21 @@ class ClusterService(Service):
                     ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
         """
         C{show cluster}: topic C{nodes} (each node, alive or not, how many
-        slots it holds and how many waiting messages they own) or
-        C{leases} (each slot, its holder and how long its lease has left).
+        slots it holds and how many waiting messages they own), C{leases}
+        (each slot, its holder and how long its lease has left) or
+        C{holds} (what each node holds besides: the carriers it holds
+        receiving binds of, the receipts owed to carriers and the
+        tenants' callbacks it is to send).
 
         @raise KeyError: another topic.
         """
         return cluster_table(self._root(), self.storage.messages(),
-                             self.clock.seconds(), topic)
+                             self.clock.seconds(), topic,
+                             smpp=self._domain("smpp"),
+                             http=self._domain("http"),
+                             receiving=self.receipts.receiving()
+                             if self.receipts is not None else None,
+                             me=self.node)
 
     def statistics(self) -> dict[str, int]:
         """Counters for C{show statistics}, with the storage's conflicts
@@ -723,10 +806,22 @@ def _ago(now: float, then: float) -> str:
     return f"{max(0.0, now - then):.1f}s ago"
 
 
-def cluster_table(c: Any, store: Any, now: float, topic: str
+def cluster_table(c: Any, store: Any, now: float, topic: str, *,
+                  smpp: Any = None, http: Any = None,
+                  receiving: Iterable[str] | None = None,
+                  me: str | None = None
                   ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """The tables of L{ClusterService.shell_table}, from C{root["cluster"]}
-    and the message store as of now."""
+    """
+    The tables of L{ClusterService.shell_table}, from C{root["cluster"]}
+    and the message store as of now.
+
+    @param smpp: C{root["smpp"]} (its pending receipts), or C{None}.
+    @param http: C{root["http"]} (its queued callbacks), or C{None}.
+    @param receiving: the carriers node C{me} holds receiving binds of
+        now (the other nodes' as of their last heartbeat).
+    """
+    if topic == "holds":
+        return _holds_table(c, now, smpp, http, receiving, me)
     waiting: dict[int, int] = {}
     for key in c.slots.keys():
         lo, hi = leases.epoch_range(key)
@@ -760,4 +855,44 @@ def cluster_table(c: Any, store: Any, now: float, topic: str
                          slot.previous or "-", str(waiting.get(key, 0)),
                          str(handed_in.get(key, 0))))
         return LEASE_HEADERS, rows
-    raise KeyError(f"no cluster table {topic!r}: nodes or leases")
+    raise KeyError(f"no cluster table {topic!r}: nodes, leases or holds")
+
+
+def _holds_table(c: Any, now: float, smpp: Any, http: Any,
+                 receiving: Iterable[str] | None, me: str | None
+                 ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """
+    C{holds}: per node, the carriers it holds receiving binds of (so the
+    receipts owed to them go out over it), the pending receipts and the
+    queued callbacks its slots own (those it sends, or hands on for a
+    carrier bound elsewhere); receipts and callbacks numbered before the
+    cluster (epoch 0) count for the first node alive, which sends them;
+    a last row C{(no holder)} counts those of a slot nobody holds (the
+    first node alive adopts it at its next tidy-up).
+    """
+    receipts = _receipt_slots(c, smpp)
+    callbacks = _callback_slots(http)
+    alive = [name for name, record in c.nodes.items() if record.alive(now)]
+    first = leases.taker(alive)
+    holder = {key: slot.holder for key, slot in c.slots.items()}
+    held: dict[str, list[int]] = {}
+    orphans = [0, 0]
+    for i, counts in enumerate((receipts, callbacks)):
+        for key, n in counts.items():
+            name = first if key == 0 else holder.get(key)
+            if name is None:
+                orphans[i] += n
+            else:
+                held.setdefault(name, [0, 0])[i] += n
+    rows = []
+    for name, record in c.nodes.items():
+        carriers = set(receiving) if name == me and receiving is not None \
+            else set(record.carriers)
+        r, cb = held.pop(name, (0, 0))
+        rows.append((name, ",".join(sorted(carriers)) or "-", str(r),
+                     str(cb)))
+    for name, (r, cb) in sorted(held.items()):     # a holder not listed
+        rows.append((name, "-", str(r), str(cb)))
+    if orphans[0] or orphans[1]:
+        rows.append(("(no holder)", "-", str(orphans[0]), str(orphans[1])))
+    return HOLDS_HEADERS, rows

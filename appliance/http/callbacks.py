@@ -15,6 +15,12 @@ dlr-url as a GET with its escapes; Jasmin's as a form), deletes each once
 answered 2xx (and, for Jasmin's, with the body C{ACK/Jasmin}, as Jasmin
 itself requires of a receiver), and retries a failure with exponential
 backoff until the message's validity ends.
+
+On a database several nodes share, the cluster's placement
+(L{appliance.cluster.callbacks}) numbers each callback from the slot of
+the node that queued it and says which node sends it: the slot's holder,
+so that each report is POSTed by one node, and by the node that took the
+slot over when its holder was killed.
 """
 from __future__ import annotations
 
@@ -72,11 +78,15 @@ def report_body(message: Any, state: str, now: float) -> bytes:
     return json.dumps(out, sort_keys=True).encode("utf-8")
 
 
-def queue_hook(clock: Any, kick: Any = None):
+def queue_hook(clock: Any, kick: Any = None, placement: Any = None):
     """
     @return: the core's transaction hook that queues callbacks.
 
     @param kick: called after the commit of a transaction that queued one.
+    @param placement: on a shared database, the cluster's
+        L{appliance.cluster.interfaces.ICallbackPlacement}, which numbers
+        the callbacks from this node's slot; C{None}: the queue numbers
+        them.
     """
     def hook(raw: Any, message: Any, state: str) -> None:
         if message.origin_kind != "tenant" or not message.meta:
@@ -92,7 +102,8 @@ def queue_hook(clock: Any, kick: Any = None):
         http.queue_callback(Callback(
             message.id, message.origin, url,
             report_body(message, state, now), now,
-            max(message.validity, now + 60)))
+            max(message.validity, now + 60)),
+            placement.next_serial() if placement is not None else None)
         if kick is not None:
             txn = raw._p_jar.transaction_manager.get()
             txn.addAfterCommitHook(lambda ok: ok and kick())
@@ -199,6 +210,10 @@ class CallbackSender(Service):
         self._loop: task.LoopingCall | None = None
         self._pool: HTTPConnectionPool | None = None
         self._kicked = None
+        #: The cluster's L{appliance.cluster.interfaces.ICallbackPlacement}
+        #: on a shared database (set by the wiring), else C{None}: this
+        #: node sends every callback.
+        self.placement: Any = None
 
     def _http(self) -> Any:
         return self.storage.domain(KEY)
@@ -262,14 +277,19 @@ class CallbackSender(Service):
             return 0
 
     def scan(self) -> None:
-        """Send what is due (up to the concurrency)."""
+        """Send what is due (up to the concurrency); on a shared database
+        only the callbacks this node holds (expiring one is acting on it
+        too)."""
         now = self.clock.seconds()
         http = self._http()
+        placement = self.placement
         expired = []
         for serial, callback in http.callbacks.items():
             if len(self.in_flight) >= self.concurrency:
                 break
             if serial in self.in_flight or callback.due > now:
+                continue
+            if placement is not None and not placement.mine(serial):
                 continue
             if now >= callback.expires:
                 expired.append(serial)

@@ -473,11 +473,20 @@ class HTTPRoot(Persistent):
 
     # -- callbacks -------------------------------------------------------
 
-    def queue_callback(self, callback: Callback) -> int:
-        """@return: the serial it is kept under."""
-        self.serial += 1
-        self.callbacks[self.serial] = callback
-        return self.serial
+    def queue_callback(self, callback: Callback,
+                       serial: int | None = None) -> int:
+        """
+        @param serial: the serial to keep it under, from the caller (nodes
+            sharing a database number their callbacks from their own
+            epochs, so that they never write this object's counter both
+            at once); by default the next of C{serial}.
+        @return: the serial it is kept under.
+        """
+        if serial is None:
+            self.serial += 1
+            serial = self.serial
+        self.callbacks[serial] = callback
+        return serial
 
 
 def new_dlr_secret() -> str:

@@ -67,3 +67,19 @@ def test_lease_defaults(tmp_path):
     """By default a lease lasts 10 s and a heartbeat comes every second."""
     config = parse("", base=tmp_path)
     assert (config.storage.lease, config.storage.heartbeat) == (10.0, 1.0)
+
+
+@pytest.mark.parametrize("uri,placed", [("zeo://127.0.0.1:1", True),
+                                        ("memory:", False)])
+def test_callbacks_placed_on_a_shared_database(tmp_path, uri, placed):
+    """On a shared database the HTTP callback sender asks the cluster's
+    placement which callbacks it sends; on its own database it has none
+    (it sends every callback)."""
+    root = node_on(tmp_path, uri, "[http]\nenabled = true\n"
+                   'listen = ["tcp:port=0:interface=127.0.0.1"]\n')
+    sender = root.getServiceNamed("http").callbacks
+    if placed:
+        assert sender.placement is root.getServiceNamed("cluster").callbacks
+        assert sender.placement is not None
+    else:
+        assert sender.placement is None

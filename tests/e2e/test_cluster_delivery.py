@@ -528,3 +528,44 @@ def test_both_nodes_serve_load(tmp_path, database):
                                          key=lambda kv: -kv[1]))
     for node in (a, b):
         assert "recording the outcome of message" not in node.log()
+
+
+def test_show_cluster_lists_what_each_node_holds(tmp_path, database):
+    """'show cluster' on B, with Carrier1 bound (transceiver) to A and
+    three messages accepted on A waiting for John's app (registered
+    nowhere): both nodes alive, A's slot owning the three waiting
+    messages, and A holding Carrier1's receiving bind (its heartbeat
+    says so), B none."""
+    a = cluster_node(tmp_path, "a", database[0], shell=True)
+    b = cluster_node(tmp_path, "b", database[1], shell=True)
+    carrier = Carrier(a)
+    try:
+        for i in range(3):
+            carrier.submit(f"held {i}", "Viber")
+
+        def tables():
+            # Node rows: name, state, "0.3s ago", "2.8s ago", slots,
+            # waiting, mailbox (the ages split in two words each).
+            rows = show(tmp_path, b, "show cluster")
+            return ({r[0]: r for r in rows if len(r) == 9
+                     and r[1] in ("alive", "stopped", "gone")},
+                    {r[0]: r for r in rows if len(r) == 4})
+
+        def ready():
+            nodes, holds = tables()
+            return nodes.get("a", [""] * 9)[7] == "3" and \
+                holds.get("a", ["", ""])[1] == "Carrier1"
+        wait_for(ready, timeout=10,
+                 what="A's messages and bind in show cluster")
+        nodes, holds = tables()
+        assert nodes["a"][1] == nodes["b"][1] == "alive"
+        assert nodes["b"][7] == "0"
+        assert holds["b"][1:] == ["-", "0", "0"]
+        assert holds["a"][2:] == ["0", "0"]
+        text = "\n".join(" ".join(r) for r in show(tmp_path, b,
+                                                    "show cluster"))
+        assert "Receiving binds of" in text and "Holder" in text
+    finally:
+        carrier.close()
+        a.stop()
+        b.stop()
