@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import os
 import resource
 import shutil
 import tempfile
@@ -46,6 +47,12 @@ from appliance.store.database import Storage, open_database
 
 NOV_1 = calendar.timegm((2026, 11, 1, 0, 0, 0))
 DEC_1 = calendar.timegm((2026, 12, 1, 0, 0, 0))
+
+
+def cpu_seconds() -> float:
+    """User plus system CPU of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rss_mb() -> float:
@@ -97,7 +104,9 @@ def traffic(reactor, n: int, window: int, billing: bool,
 
     @param receiving: also charge the receiving account (receiver pays,
         prepaid).
-    @return: (messages per second, commits, records written).
+    @return: (messages per second, commits, records written, CPU
+        seconds of this process per message: every thread, the writer's
+        commits too).
     """
     tmp = tempfile.mkdtemp(prefix="bench-billing-")
     storage = Storage(lambda: open_database("Data.fs", Path(tmp)),
@@ -125,6 +134,7 @@ def traffic(reactor, n: int, window: int, billing: bool,
     core.add_outcome_listener(final)
     sent = {"n": 0}
     start = time.perf_counter()
+    cpu = cpu_seconds()
 
     def submit(_=None):
         if sent["n"] >= n:
@@ -137,6 +147,7 @@ def traffic(reactor, n: int, window: int, billing: bool,
         submit()
     yield all_final
     elapsed = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu
     records = 0
     if billing:
         records = storage._root()["billing"].records.count(
@@ -146,7 +157,7 @@ def traffic(reactor, n: int, window: int, billing: bool,
     commits = storage.commits
     yield storage.stopService()
     shutil.rmtree(tmp)
-    return n / elapsed, commits, records
+    return n / elapsed, commits, records, cpu / n
 
 
 def build_records(path: str, n: int, batch: int = 250_000) -> float:
@@ -214,19 +225,24 @@ def main(reactor, args):
     n, window = args.messages, args.window
     print(f"part 1: {n} messages carrier -> app, window {window}, "
           "FileStorage, fsync'd batches")
-    plain, c1, _ = yield traffic(reactor, n, window, billing=False)
-    billed, c2, records = yield traffic(reactor, n, window, billing=True)
-    print(f"  without billing: {plain:9.0f} msg/s ({c1} commits)")
+    plain, c1, _, plain_cpu = yield traffic(reactor, n, window,
+                                            billing=False)
+    billed, c2, records, billed_cpu = yield traffic(reactor, n, window,
+                                                    billing=True)
+    print(f"  without billing: {plain:9.0f} msg/s ({c1} commits), "
+          f"{plain_cpu * 1e6:,.0f} µs CPU per message")
     print(f"  with billing:    {billed:9.0f} msg/s ({c2} commits, "
-          f"{records} records)")
+          f"{records} records), {billed_cpu * 1e6:,.0f} µs CPU per message")
     print(f"  billing costs {100 * (1 - billed / plain):.1f}% of the "
-          "throughput")
+          f"throughput, {(billed_cpu - plain_cpu) * 1e6:,.0f} µs CPU per "
+          f"message (load average {os.getloadavg()[0]:.1f})")
     if args.receiver_pays:
-        both, c3, _ = yield traffic(reactor, n, window, billing=True,
-                                    receiving=True)
+        both, c3, _, both_cpu = yield traffic(reactor, n, window,
+                                              billing=True, receiving=True)
         print(f"  with billing and receiver pays (prepaid): {both:9.0f} "
               f"msg/s ({c3} commits); costs "
-              f"{100 * (1 - both / plain):.1f}%")
+              f"{100 * (1 - both / plain):.1f}%, "
+              f"{(both_cpu - plain_cpu) * 1e6:,.0f} µs CPU per message")
     if not args.records:
         return
     tmp = tempfile.mkdtemp(prefix="bench-records-")

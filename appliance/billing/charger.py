@@ -633,24 +633,25 @@ class Charger:
         receiver = f"account:{message.account}" if message.account else None
         if payer is None and receiver is None:
             return
-        billing = raw[KEY]
+        records = raw[KEY].records
         final_loss = state in ("failed", "expired")
         if payer is not None:
-            billing.records.set_state(payer, message.created, message.id,
-                                      state)
+            records.restate(payer, message.created, message.id, state)
             if final_loss and message.charged:
                 self._adjust(raw, payer, message.charged)
                 message.charged = Decimal(0)
         if receiver is None or receiver == payer:
             return
-        old = billing.records.get(receiver, message.created, message.id)
-        if old is None or old.state == state:
+        # The receiver's record, if it pays to receive: its fields before
+        # the change (records.restate: prepaid at 14, amount at 12 as
+        # text, state at 15).
+        old = records.restate(receiver, message.created, message.id, state)
+        if old is None or old[15] == state:
             return
-        billing.records.set_state(receiver, message.created, message.id,
-                                  state)
-        if final_loss and old.prepaid and old.amount > 0 and \
-                old.state not in ("failed", "expired"):
-            self._adjust(raw, receiver, old.amount)
+        if final_loss and old[14] and old[15] not in ("failed", "expired"):
+            amount = Decimal(old[12])
+            if amount > 0:
+                self._adjust(raw, receiver, amount)
 
     def _adjust(self, raw: Any, payer: str, delta: Decimal
                 ) -> Decimal | None:
