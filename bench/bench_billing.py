@@ -16,7 +16,14 @@ settlement of the whole month (running totals), a scan of every record
 (a period that cuts the month, as a partial settlement or a CSV export
 does) and the CSV export itself.
 
+Part 0 (C{--charger N}): the charger alone, in process, on an in-memory
+database: CPU per message (C{time.process_time}) of C{authorize} (an
+account sending to an app account whose product charges for receiving,
+both postpaid: two charges), then C{accepted} and C{state_changed}
+(delivered) inside transactions of 500 messages, commits excluded.
+
     .venv/bin/python bench/bench_billing.py [--messages N] [--records N]
+        [--charger N]
 """
 from __future__ import annotations
 
@@ -220,8 +227,81 @@ def settle_records(path: str) -> dict:
     return out
 
 
+class _Stored:
+    """What the charger reads and writes of a stored message."""
+
+    def __init__(self, id, created, sender, recipient, account):
+        self.id, self.created = id, created
+        self.sender, self.recipient, self.account = sender, recipient, account
+        self.parts, self.state = 1, "accepted"
+        self.rule = self.payer = None
+        self.charge_units, self.charged = 1, Decimal(0)
+
+
+def charger_cost(n: int) -> dict:
+    """
+    Part 0: the charger's own CPU per message (see the module docstring).
+
+    @return: microseconds per message by step.
+    """
+    from twisted.internet.testing import MemoryReactorClock
+    from appliance.application import memory_storage
+    from appliance.billing.model import billing_of
+    clock = MemoryReactorClock()
+    clock.advance(NOV_1 + 3600)
+    storage = memory_storage(reactor=clock)
+    with storage.transaction(note="setup") as root:
+        provision(root)
+        root.add_tariff("APP")
+        root.tariffs["APP"].set_price("964", "0.05")
+        billing = billing_of(root)
+        billing.set_product_tariff(root.products["App"], root.tariffs["APP"])
+        billing.set_receiver_tariff(root.products["App"], root.tariffs["APP"])
+        root.add_account("C", "9647500000002")
+        root.set_account_product("9647500000002", "App")
+    service = BillingService(storage, clock)
+    service.startService()
+    charger = service.charger
+    sender, to = "9647500000002", "9647500000001"
+    submission = Submission("account", sender, sender, to, "hi")
+    now = clock.seconds()
+    auths = []
+    t = time.process_time()
+    for _ in range(n):
+        auths.append(charger.authorize(submission, "sip", to, "local", now))
+    out = {"authorize": time.process_time() - t}
+    messages = [_Stored(i + 1, now + i * 0.001, sender, to, to)
+                for i in range(n)]
+    raw = storage._root()
+    for step in ("accepted", "state_changed"):
+        spent = 0.0
+        for first in range(0, n, 500):
+            with storage.transaction(note="bench"):
+                t = time.process_time()
+                for m, auth in zip(messages[first:first + 500],
+                                   auths[first:first + 500]):
+                    if step == "accepted":
+                        charger.accepted(raw, m, auth)
+                    else:
+                        charger.state_changed(raw, m, "delivered")
+                spent += time.process_time() - t
+        out[step] = spent
+    service.stopService()
+    storage.close()
+    return {k: v / n * 1e6 for k, v in out.items()}
+
+
 def main(reactor, args):
-    """Run both parts and print the figures."""
+    """Run the parts asked for and print the figures."""
+    if args.charger:
+        cost = charger_cost(args.charger)
+        print(f"part 0: the charger alone, {args.charger} messages "
+              "(account to app, receiver pays, postpaid), in process: "
+              + ", ".join(f"{k} {v:.1f} µs" for k, v in cost.items())
+              + f", total {sum(cost.values()):.1f} µs CPU per message "
+              f"(load average {os.getloadavg()[0]:.1f})")
+        if not args.messages:
+            return
     n, window = args.messages, args.window
     print(f"part 1: {n} messages carrier -> app, window {window}, "
           "FileStorage, fsync'd batches")
@@ -267,6 +347,8 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=int, default=1000)
     parser.add_argument("--records", type=int, default=1_000_000,
                         help="records for part 2 (0: skip part 2)")
+    parser.add_argument("--charger", type=int, default=0,
+                        help="part 0 with this many messages (0: skip)")
     parser.add_argument("--receiver-pays", action="store_true",
                         help="part 1 also with a prepaid receiving account")
     options = parser.parse_args()
