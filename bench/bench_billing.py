@@ -16,12 +16,20 @@ settlement of the whole month (running totals), a scan of every record
 (a period that cuts the month, as a partial settlement or a CSV export
 does) and the CSV export itself.
 
+Part 0 (C{--charger N}): the charger alone, in process, on an in-memory
+database: CPU per message (C{time.process_time}) of C{authorize} (an
+account sending to an app account whose product charges for receiving,
+both postpaid: two charges), then C{accepted} and C{state_changed}
+(delivered) inside transactions of 500 messages, commits excluded.
+
     .venv/bin/python bench/bench_billing.py [--messages N] [--records N]
+        [--charger N]
 """
 from __future__ import annotations
 
 import argparse
 import calendar
+import os
 import resource
 import shutil
 import tempfile
@@ -46,6 +54,12 @@ from appliance.store.database import Storage, open_database
 
 NOV_1 = calendar.timegm((2026, 11, 1, 0, 0, 0))
 DEC_1 = calendar.timegm((2026, 12, 1, 0, 0, 0))
+
+
+def cpu_seconds() -> float:
+    """User plus system CPU of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rss_mb() -> float:
@@ -97,7 +111,9 @@ def traffic(reactor, n: int, window: int, billing: bool,
 
     @param receiving: also charge the receiving account (receiver pays,
         prepaid).
-    @return: (messages per second, commits, records written).
+    @return: (messages per second, commits, records written, CPU
+        seconds of this process per message: every thread, the writer's
+        commits too).
     """
     tmp = tempfile.mkdtemp(prefix="bench-billing-")
     storage = Storage(lambda: open_database("Data.fs", Path(tmp)),
@@ -125,6 +141,7 @@ def traffic(reactor, n: int, window: int, billing: bool,
     core.add_outcome_listener(final)
     sent = {"n": 0}
     start = time.perf_counter()
+    cpu = cpu_seconds()
 
     def submit(_=None):
         if sent["n"] >= n:
@@ -137,6 +154,7 @@ def traffic(reactor, n: int, window: int, billing: bool,
         submit()
     yield all_final
     elapsed = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu
     records = 0
     if billing:
         records = storage._root()["billing"].records.count(
@@ -146,7 +164,7 @@ def traffic(reactor, n: int, window: int, billing: bool,
     commits = storage.commits
     yield storage.stopService()
     shutil.rmtree(tmp)
-    return n / elapsed, commits, records
+    return n / elapsed, commits, records, cpu / n
 
 
 def build_records(path: str, n: int, batch: int = 250_000) -> float:
@@ -209,24 +227,102 @@ def settle_records(path: str) -> dict:
     return out
 
 
+class _Stored:
+    """What the charger reads and writes of a stored message."""
+
+    def __init__(self, id, created, sender, recipient, account):
+        self.id, self.created = id, created
+        self.sender, self.recipient, self.account = sender, recipient, account
+        self.parts, self.state = 1, "accepted"
+        self.rule = self.payer = None
+        self.charge_units, self.charged = 1, Decimal(0)
+
+
+def charger_cost(n: int) -> dict:
+    """
+    Part 0: the charger's own CPU per message (see the module docstring).
+
+    @return: microseconds per message by step.
+    """
+    from twisted.internet.testing import MemoryReactorClock
+    from appliance.application import memory_storage
+    from appliance.billing.model import billing_of
+    clock = MemoryReactorClock()
+    clock.advance(NOV_1 + 3600)
+    storage = memory_storage(reactor=clock)
+    with storage.transaction(note="setup") as root:
+        provision(root)
+        root.add_tariff("APP")
+        root.tariffs["APP"].set_price("964", "0.05")
+        billing = billing_of(root)
+        billing.set_product_tariff(root.products["App"], root.tariffs["APP"])
+        billing.set_receiver_tariff(root.products["App"], root.tariffs["APP"])
+        root.add_account("C", "9647500000002")
+        root.set_account_product("9647500000002", "App")
+    service = BillingService(storage, clock)
+    service.startService()
+    charger = service.charger
+    sender, to = "9647500000002", "9647500000001"
+    submission = Submission("account", sender, sender, to, "hi")
+    now = clock.seconds()
+    auths = []
+    t = time.process_time()
+    for _ in range(n):
+        auths.append(charger.authorize(submission, "sip", to, "local", now))
+    out = {"authorize": time.process_time() - t}
+    messages = [_Stored(i + 1, now + i * 0.001, sender, to, to)
+                for i in range(n)]
+    raw = storage._root()
+    for step in ("accepted", "state_changed"):
+        spent = 0.0
+        for first in range(0, n, 500):
+            with storage.transaction(note="bench"):
+                t = time.process_time()
+                for m, auth in zip(messages[first:first + 500],
+                                   auths[first:first + 500]):
+                    if step == "accepted":
+                        charger.accepted(raw, m, auth)
+                    else:
+                        charger.state_changed(raw, m, "delivered")
+                spent += time.process_time() - t
+        out[step] = spent
+    service.stopService()
+    storage.close()
+    return {k: v / n * 1e6 for k, v in out.items()}
+
+
 def main(reactor, args):
-    """Run both parts and print the figures."""
+    """Run the parts asked for and print the figures."""
+    if args.charger:
+        cost = charger_cost(args.charger)
+        print(f"part 0: the charger alone, {args.charger} messages "
+              "(account to app, receiver pays, postpaid), in process: "
+              + ", ".join(f"{k} {v:.1f} µs" for k, v in cost.items())
+              + f", total {sum(cost.values()):.1f} µs CPU per message "
+              f"(load average {os.getloadavg()[0]:.1f})")
+        if not args.messages:
+            return
     n, window = args.messages, args.window
     print(f"part 1: {n} messages carrier -> app, window {window}, "
           "FileStorage, fsync'd batches")
-    plain, c1, _ = yield traffic(reactor, n, window, billing=False)
-    billed, c2, records = yield traffic(reactor, n, window, billing=True)
-    print(f"  without billing: {plain:9.0f} msg/s ({c1} commits)")
+    plain, c1, _, plain_cpu = yield traffic(reactor, n, window,
+                                            billing=False)
+    billed, c2, records, billed_cpu = yield traffic(reactor, n, window,
+                                                    billing=True)
+    print(f"  without billing: {plain:9.0f} msg/s ({c1} commits), "
+          f"{plain_cpu * 1e6:,.0f} µs CPU per message")
     print(f"  with billing:    {billed:9.0f} msg/s ({c2} commits, "
-          f"{records} records)")
+          f"{records} records), {billed_cpu * 1e6:,.0f} µs CPU per message")
     print(f"  billing costs {100 * (1 - billed / plain):.1f}% of the "
-          "throughput")
+          f"throughput, {(billed_cpu - plain_cpu) * 1e6:,.0f} µs CPU per "
+          f"message (load average {os.getloadavg()[0]:.1f})")
     if args.receiver_pays:
-        both, c3, _ = yield traffic(reactor, n, window, billing=True,
-                                    receiving=True)
+        both, c3, _, both_cpu = yield traffic(reactor, n, window,
+                                              billing=True, receiving=True)
         print(f"  with billing and receiver pays (prepaid): {both:9.0f} "
               f"msg/s ({c3} commits); costs "
-              f"{100 * (1 - both / plain):.1f}%")
+              f"{100 * (1 - both / plain):.1f}%, "
+              f"{(both_cpu - plain_cpu) * 1e6:,.0f} µs CPU per message")
     if not args.records:
         return
     tmp = tempfile.mkdtemp(prefix="bench-records-")
@@ -251,6 +347,8 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=int, default=1000)
     parser.add_argument("--records", type=int, default=1_000_000,
                         help="records for part 2 (0: skip part 2)")
+    parser.add_argument("--charger", type=int, default=0,
+                        help="part 0 with this many messages (0: skip)")
     parser.add_argument("--receiver-pays", action="store_true",
                         help="part 1 also with a prepaid receiving account")
     options = parser.parse_args()

@@ -18,7 +18,13 @@ UDP on loopback, log level warning).  Accounts are written straight into
 the database between a first and a second start (provisioning 100,000
 accounts through the shell would take one transaction per command).
 
-    .venv/bin/python bench/bench_sip.py [N_REGISTER] [N_MESSAGE]
+    .venv/bin/python bench/bench_sip.py [N_REGISTER] [N_MESSAGE] [SENDERS]
+
+SENDERS (default N_MESSAGE: each MESSAGE from another account) spreads the
+MESSAGEs over that many accounts, SIPp cycling through them, so each sends
+N_MESSAGE / SENDERS: what an account costs at its first message (its
+snapshots filled) is then a small share, as in traffic where apps send
+more than once.
 """
 from __future__ import annotations
 
@@ -83,7 +89,8 @@ def add_accounts(data_dir: Path, names: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main(n_register: int = 100_000, n_message: int = 20_000) -> None:
+def main(n_register: int = 100_000, n_message: int = 20_000,
+         senders: int | None = None) -> None:
     """Run the three measurements and print them."""
     if SIPP is None:
         sys.exit("needs sipp (Debian sip-tester)")
@@ -135,7 +142,7 @@ def main(n_register: int = 100_000, n_message: int = 20_000) -> None:
                  timeout=30, what="receiver registered")
         csv = write_users(tmp / "message.csv",
                           [(u, PASSWORD, RECIPIENT)
-                           for u in names[:n_message]])
+                           for u in names[:senders or n_message]])
         start = time.perf_counter()
         cpu = cpu_seconds(pid)
         msg = SIPp(tmp / "message", "message_uac.xml", udp, transport="udp",
@@ -145,7 +152,8 @@ def main(n_register: int = 100_000, n_message: int = 20_000) -> None:
         got = uas.wait()
         delivered = time.perf_counter() - start
         cpu = cpu_seconds(pid) - cpu
-        print(f"MESSAGE app to app: {msg.successful} accepted (202), "
+        print(f"MESSAGE app to app from {senders or n_message} accounts: "
+              f"{msg.successful} accepted (202), "
               f"{msg.failed} failed in {accepted:.1f} s = "
               f"{msg.successful / accepted:,.0f} accepted/s; receiver done "
               f"(rc {got.returncode}) after {delivered:.1f} s = "
@@ -166,4 +174,4 @@ def _registered(uas: SIPp) -> bool:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    main(*(int(a) for a in sys.argv[1:4]))

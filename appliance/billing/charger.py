@@ -233,6 +233,16 @@ class Authorization(NamedTuple):
         return None
 
 
+class _AccountPlan(NamedTuple):
+    """An account's billing configuration, snapshotted (L{Charger._plan}).
+
+    @ivar product: its product's L{ProductBilling}, or C{None}.
+    @ivar prepaid: whether it pays from its balance.
+    """
+    product: ProductBilling | None
+    prepaid: bool
+
+
 class _Payer(NamedTuple):
     key: str
     direction: str
@@ -280,6 +290,7 @@ class Charger:
         self.hold_timeout = hold_timeout
         self.submit = submit
         self.book = Book()
+        self._accounts: dict[str, _AccountPlan] = {}
         self._holds: dict[str, _Holds] = {}
         self._serial = itertools.count(1)
         self.refused = 0
@@ -303,8 +314,34 @@ class Charger:
         self.rebuild()
 
     def rebuild(self) -> None:
-        """Snapshot the rules, tariffs and terms."""
+        """Snapshot the rules, tariffs and terms; forget the accounts'
+        (each is read again at its next message)."""
         self.book = build_book(self.storage.root(), self.log)
+        self._accounts = {}
+
+    def _plan(self, username: str, root: Any) -> _AccountPlan | None:
+        """
+        An account's billing configuration as of the snapshot: read from
+        the database at its first message after a configuration commit,
+        then from memory (the hot path touches no persistent object for
+        it; a prepaid account's balance is state and is still read).
+
+        @return: its L{_AccountPlan}, or C{None} for no such account (not
+            remembered: unknown names must not fill memory).
+        """
+        plan = self._accounts.get(username)
+        if plan is not None:
+            return plan
+        account = root.accounts.get(username)
+        if account is None:
+            return None
+        book = self.book
+        product = book.products.get(account.product) \
+            if account.product else None
+        terms = billing_of(root).terms("accounts", account)
+        plan = self._accounts[username] = _AccountPlan(
+            product, bool(terms is not None and terms.prepaid))
+        return plan
 
     @property
     def tariffs(self) -> dict[str, RatingTariff]:
@@ -392,21 +429,24 @@ class Charger:
                 self._refuse(charge.payer, submission,
                              self._no_funds(charge, number, available))
         if prepaid:
-            first, second = (self._held_charge(c) for c in (first, second))
+            first = self._held_charge(first)
+            second = self._held_charge(second)
         return Authorization(rule.name, first, second)
 
     def _held_charge(self, charge: Charge | None) -> Charge | None:
         """The charge with its hold taken, if it reserves money."""
         if charge is None or not charge.prepaid or charge.amount <= 0:
             return charge
-        return charge._replace(hold=self._hold(charge.payer, charge.amount))
+        # Built whole: NamedTuple._replace costs several times as much.
+        return Charge(charge.payer, charge.direction, charge.rule,
+                      charge.rate, True,
+                      self._hold(charge.payer, charge.amount),
+                      charge.account, charge.low, charge.balance)
 
-    @staticmethod
-    def _receiver_pays(username: str, root: Any, book: Book) -> bool:
+    def _receiver_pays(self, username: str, root: Any, book: Book) -> bool:
         """Whether a local recipient's product charges for receiving."""
-        account = root.accounts.get(username)
-        product = book.products.get(account.product) \
-            if account is not None and account.product else None
+        plan = self._plan(username, root)
+        product = plan.product if plan is not None else None
         return product is not None and product.receiver is not None
 
     @staticmethod
@@ -464,20 +504,22 @@ class Charger:
         """An account as a payer: the rule's tariff, else its product's
         (for receiving: the product's receiving tariff)."""
         key = f"account:{username}"
-        account = root.accounts.get(username)
-        if account is None:
+        plan = self._plan(username, root)
+        if plan is None:
             return _Payer(key, direction, tariff)
-        product = book.products.get(account.product) \
-            if account.product else None
+        product, prepaid = plan
         if tariff is None and product is not None:
             tariff = product.receiver if direction == "receiving" \
                 else product.tariff
-        terms = billing_of(root).terms("accounts", account)
-        prepaid = bool(terms is not None and terms.prepaid)
-        return _Payer(key, direction, tariff, prepaid,
-                      account.balance if prepaid else Decimal(0), username,
-                      product.low if product is not None and prepaid
-                      else None)
+        if not prepaid:
+            return _Payer(key, direction, tariff, False, Decimal(0),
+                          username)
+        # The balance is state: read it (the accept re-checks it in its
+        # own transaction).
+        account = root.accounts.get(username)
+        balance = account.balance if account is not None else Decimal(0)
+        return _Payer(key, direction, tariff, True, balance, username,
+                      product.low if product is not None else None)
 
     def _rate(self, payer: _Payer, rule: str, submission: Any, number: str,
               now: float) -> Charge:
@@ -596,24 +638,25 @@ class Charger:
         receiver = f"account:{message.account}" if message.account else None
         if payer is None and receiver is None:
             return
-        billing = raw[KEY]
+        records = raw[KEY].records
         final_loss = state in ("failed", "expired")
         if payer is not None:
-            billing.records.set_state(payer, message.created, message.id,
-                                      state)
+            records.restate(payer, message.created, message.id, state)
             if final_loss and message.charged:
                 self._adjust(raw, payer, message.charged)
                 message.charged = Decimal(0)
         if receiver is None or receiver == payer:
             return
-        old = billing.records.get(receiver, message.created, message.id)
-        if old is None or old.state == state:
+        # The receiver's record, if it pays to receive: its fields before
+        # the change (records.restate: prepaid at 14, amount at 12 as
+        # text, state at 15).
+        old = records.restate(receiver, message.created, message.id, state)
+        if old is None or old[15] == state:
             return
-        billing.records.set_state(receiver, message.created, message.id,
-                                  state)
-        if final_loss and old.prepaid and old.amount > 0 and \
-                old.state not in ("failed", "expired"):
-            self._adjust(raw, receiver, old.amount)
+        if final_loss and old[14] and old[15] not in ("failed", "expired"):
+            amount = Decimal(old[12])
+            if amount > 0:
+                self._adjust(raw, receiver, amount)
 
     def _adjust(self, raw: Any, payer: str, delta: Decimal
                 ) -> Decimal | None:

@@ -42,6 +42,10 @@ class IRecordStore(Interface):
     def set_state(payer, time, id, state):
         """Change a record's state; returns the new record or None."""
 
+    def restate(payer, time, id, state):
+        """set_state without building records; returns the record's packed
+        fields before the change, or None."""
+
     def records(payer, start, end):
         """A payer's records accepted in [start, end), in time order."""
 

@@ -72,13 +72,25 @@ def format_time(seconds: float) -> str:
         f"{moment.microsecond // 1000:03d}Z"
 
 
+#: The month L{month_of} answered last: C{(start, end, "YYYY-MM")}.
+_LAST_MONTH: tuple[float, float, str] = (0.0, 0.0, "")
+
+
 def month_of(seconds: float) -> str:
     """
     @param seconds: seconds since the epoch.
     @return: its UTC calendar month, C{YYYY-MM} (the record bucket).
     """
+    global _LAST_MONTH
+    start, end, label = _LAST_MONTH
+    if start <= seconds < end:
+        # Each message asks two or three times, nearly always this month.
+        return label
     moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    return f"{moment.year:04d}-{moment.month:02d}"
+    label = f"{moment.year:04d}-{moment.month:02d}"
+    first = month_start(label)
+    _LAST_MONTH = (first, month_start(next_month(label)), label)
+    return label
 
 
 def month_start(month: str) -> int:

@@ -160,19 +160,19 @@ def _recipient(request: Request, plan: Plan = DEFAULT_PLAN) -> str | None:
     when it is a number (read by C{plan}), else the user as written (an
     account username).
     """
-    users = [request.uri.user]
-    try:
-        users.append(request.to_address().uri.user)
-    except ValueError:
-        pass
-    for user in users:
-        if not user:
-            continue
+    user = request.uri.user
+    if not user:
+        # The To header is parsed only when the Request-URI names nobody.
         try:
-            return str(normalize(user, TON_UNKNOWN, NPI_ISDN, plan))
-        except ModelError:
-            return user
-    return None
+            user = request.to_address().uri.user
+        except ValueError:
+            return None
+        if not user:
+            return None
+    try:
+        return str(normalize(user, TON_UNKNOWN, NPI_ISDN, plan))
+    except ModelError:
+        return user
 
 
 def _with_warning(response: Response, text: str) -> Response:

@@ -199,6 +199,63 @@ class ChargerTests(SynchronousTestCase):
         self.assertEqual((record.amount, record.prepaid, record.direction),
                          (Decimal("0.05"), False, "originating"))
 
+    def test_account_change_seen_by_next_message(self):
+        """The charger keeps each account's product and prepaid flag in
+        memory after its first message; a configuration commit that
+        changes them (product, prepaid, balance) is seen by the very next
+        message, and a prepaid balance is never overspent."""
+        self.configure(lambda root, billing: billing.set_product_tariff(
+            root.products["Call & Chat"], root.tariffs["APP"]))
+        self.node.submit("account", "1111")
+        self.node.commit()
+        # Prepaid with 0.05: one message at 0.05 passes, the next is
+        # refused.
+        self.prepaid_account("0.05")
+        self.node.submit("account", "1111")
+        self.node.commit()
+        with self.assertRaises(NoFunds):
+            self.node.submit("account", "1111")
+        self.node.commit()
+        self.node.storage.sync()
+        self.assertEqual(self.node.storage.root().accounts["1111"].balance,
+                         Decimal("0.00"))
+
+        # Another product with a dearer tariff, postpaid again.
+        def other_product(root, billing):
+            root.add_tariff("DEAR")
+            root.tariffs["DEAR"].set_price("964", "0.20")
+            root.add_product("Dear")
+            root.products["Dear"].messaging = True
+            billing.set_product_tariff(root.products["Dear"],
+                                       root.tariffs["DEAR"])
+            root.set_account_product("1111", "Dear")
+            billing.terms("accounts", root.accounts["1111"]).prepaid = False
+        self.configure(other_product)
+        self.node.submit("account", "1111")
+        self.node.commit()
+        records = list(self.node.billing_root().records.records(
+            "account:1111", NOV_1, DEC_1))
+        self.assertEqual([(r.amount, r.prepaid) for r in records],
+                         [(Decimal("0.05"), False), (Decimal("0.05"), True),
+                          (Decimal("0.20"), False)])
+
+    def test_receiver_pays_change_seen_by_next_message(self):
+        """A recipient whose product starts charging for receiving is
+        charged from the next message on (its configuration is read from
+        memory after the first)."""
+        self.node.submit(to="9647500000001")
+        self.node.commit()
+        self.assertEqual(list(self.node.billing_root().records.records(
+            "account:9647500000001", NOV_1, DEC_1)), [])
+        self.configure(lambda root, billing: billing.set_receiver_tariff(
+            root.products["Call & Chat"], root.tariffs["APP"]))
+        self.node.submit(to="9647500000001")
+        self.node.commit()
+        (record,) = self.node.billing_root().records.records(
+            "account:9647500000001", NOV_1, DEC_1)
+        self.assertEqual((record.direction, record.amount),
+                         ("receiving", Decimal("0.05")))
+
     def test_hold_released_when_commit_fails(self):
         """A hold whose message never commits expires after the timeout."""
         self.prepaid_account("0.05")

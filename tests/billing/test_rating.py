@@ -2,6 +2,8 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from appliance.billing.rating import (
     NoPrice, RatingTariff, format_date, month_of, months_between,
@@ -72,3 +74,14 @@ def test_dates():
     for bad in ("2026-13-01", "yesterday", "2026-1-1", ""):
         with pytest.raises(ValueError):
             parse_date(bad)
+
+
+@given(st.lists(st.floats(0, 4.2e9), min_size=1, max_size=30))
+def test_month_of_remembered_month_agrees(times):
+    """L{month_of} remembers the last month it answered; in any order of
+    times (across month and year ends, back and forth) it answers as the
+    calendar does."""
+    import datetime
+    for t in times + [DEC_1 - 0.001, DEC_1, DEC_1 - 0.001, NOV_1, NOV_1 - 1]:
+        moment = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+        assert month_of(t) == f"{moment.year:04d}-{moment.month:02d}"

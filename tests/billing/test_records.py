@@ -200,3 +200,32 @@ def test_sum_of_records_equals_settlement(items, rule, prepaid, start,
         tm.abort()
         conn.close()
         db.close()
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(
+    ["accepted", "delivering", "delivered", "failed", "expired"])),
+    max_size=20))
+def test_restate_is_set_state(changes):
+    """C{restate} (the charger's state change on packed fields) leaves the
+    store as C{set_state} does, byte for byte, totals and all, for new and
+    for older unpacked records, and returns the fields before the
+    change."""
+    stores = RecordStore(), RecordStore()
+    for store in stores:
+        for i in range(3):
+            store.add(record(i, NOV_1 + i, units=i + 1, price="0.05"))
+        month = store.months[("carrier:TATA", "2026-11")]
+        old = record(2, NOV_1 + 2, units=3, price="0.05")
+        month.records[old.key] = old            # as an older node wrote it
+    for i, state in changes:
+        before = stores[1].get("carrier:TATA", NOV_1 + i, i)
+        new = stores[0].set_state("carrier:TATA", NOV_1 + i, i, state)
+        fields = stores[1].restate("carrier:TATA", NOV_1 + i, i, state)
+        assert new.state == state
+        assert Record(*fields[:11], Decimal(fields[11]), Decimal(fields[12]),
+                      *fields[13:]) == before
+    a, b = (s.months[("carrier:TATA", "2026-11")] for s in stores)
+    assert dict(a.records) == dict(b.records)
+    assert dict(a.totals) == dict(b.totals)
+    assert stores[1].restate("carrier:TATA", NOV_1 + 5, 9, "failed") is None
+    assert stores[1].restate("tenant:x", NOV_1, 0, "failed") is None

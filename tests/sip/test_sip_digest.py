@@ -112,6 +112,13 @@ def test_nonce_lifetime_and_forgery() -> None:
     assert factory.check(future.make()) is NonceStatus.INVALID
     with pytest.raises(ValueError):
         NonceFactory(b"short", clock)
+    # A secret longer than a BLAKE2b key signs by its hash: two long
+    # secrets that differ only past 64 bytes still sign differently.
+    long_a = NonceFactory(b"s" * 64 + b"a", clock)
+    long_b = NonceFactory(b"s" * 64 + b"b", clock)
+    signed = long_a.make()
+    assert long_a.check(signed) is NonceStatus.VALID
+    assert long_b.check(signed) is NonceStatus.INVALID
 
 
 def test_nonce_counter_replay_and_bound() -> None:
