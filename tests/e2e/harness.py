@@ -88,6 +88,10 @@ class Node:
         self.data_dir = data_dir
         self.log_path = log_path
         self.ports: dict[str, list[int]] = {}
+        # A process killed with SIGKILL leaves its ports.json behind (a clean
+        # stop removes it): gone before the start, it cannot pass for this
+        # process's ports in wait_ready.
+        (data_dir / "ports.json").unlink(missing_ok=True)
         self._log = open(log_path, "ab")
         self.process = subprocess.Popen(
             [str(TWISTD), "--nodaemon", "--pidfile=", "appliance",
