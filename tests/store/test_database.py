@@ -337,3 +337,61 @@ def test_conflict_class_of_a_btrees_conflict():
         "[BTreesConflictError]"
     assert _conflict_class(ConflictError(object=OOBTree())) == \
         "BTrees.OOBTree.OOBTree"
+
+
+# -- the commit path's cuts (issue 16 items 2 and 4) -------------------
+
+
+def _two_connections(tmp_path):
+    db = open_database("Data.fs", tmp_path)
+    from appliance.store.database import _use_one_writer
+    _use_one_writer(db)
+    tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+    return db, (tm1, db.open(tm1)), (tm2, db.open(tm2))
+
+
+def test_one_object_writer_per_commit(tmp_path):
+    """The storage's connections pickle all of a commit's changed objects
+    with one ObjectWriter, and each object's own state is what is stored."""
+    from persistent.mapping import PersistentMapping
+    import ZODB.serialize
+    storage = Storage(lambda: open_database("Data.fs", tmp_path),
+                      reactor=task.Clock(), generations=GENERATIONS,
+                      threaded=False)
+    storage.open()
+    made = []
+    real = ZODB.serialize.ObjectWriter.__init__
+
+    def init(self, obj=None):
+        made.append(obj)
+        real(self, obj)
+    try:
+        with storage.transaction() as root:
+            pass
+
+        def create(raw):
+            raw["things"] = PersistentMapping(
+                {i: PersistentMapping(n=i) for i in range(5)})
+        storage.batch(create)
+        storage.flush()
+
+        def change(raw):
+            for i in range(5):
+                raw["things"][i]["n"] = i * 10
+        storage.batch(change)
+        ZODB.serialize.ObjectWriter.__init__ = init
+        try:
+            storage.flush()
+        finally:
+            ZODB.serialize.ObjectWriter.__init__ = real
+        assert len(made) == 1
+    finally:
+        storage.close()
+    db = open_database("Data.fs", tmp_path)
+    try:
+        conn = db.open()
+        assert [conn.root()["things"][i]["n"] for i in range(5)] == \
+            [0, 10, 20, 30, 40]
+        conn.close()
+    finally:
+        db.close()
