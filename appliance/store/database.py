@@ -158,6 +158,9 @@ def open_database(uri: str, data_dir: Path,
 #: fsync to L{_file_storage_class}'s C{sync_committed}.
 _deferred_fsync = threading.local()
 _FileStorageClass: Any = None
+#: Objects whose serial a FileStorage remembers per generation (two
+#: generations: at most twice this many, some 100 bytes each).
+TID_MEMORY = 50_000
 
 
 def _file_storage_class() -> Any:
@@ -181,9 +184,65 @@ def _file_storage_class() -> Any:
     module = sys.modules["ZODB.FileStorage.FileStorage"]
 
     class WriterSyncedFileStorage(FileStorage):
-        """See L{_file_storage_class}."""
+        """See L{_file_storage_class}.
+
+        It also remembers the serial (tid) of each object the last
+        commits stored (two generations of L{TID_MEMORY} objects), so
+        that re-storing one of those (a message's next state a batch
+        after its accept, an index bucket every batch) does not read the
+        old record's header back from the file to learn it, as
+        C{FileStorage.store} does for each object rewritten.  Every
+        commit's C{_finish_finish} (batches, configuration transactions,
+        undo, restore) records its objects' new serial there, and a pack
+        forgets them all, so a remembered serial is always the committed
+        one; an object not remembered is read as before.
+        """
+
+        _tids: dict | None = None
+        _older_tids: dict | None = None
+
+        def store(self, oid, oldserial, data, version, transaction):
+            if self._is_read_only or transaction is not self._transaction:
+                return super().store(oid, oldserial, data, version,
+                                     transaction)
+            tids = self._tids
+            with self._lock:
+                committed_tid = None if tids is None else (
+                    tids.get(oid) or self._older_tids.get(oid))
+                old = self._index_get(oid, 0) if committed_tid else 0
+                if not old:
+                    # Not remembered (or no longer stored): FileStorage's.
+                    return super().store(oid, oldserial, data, version,
+                                         transaction)
+                # FileStorage.store (ZODB 5 and 6) with the old record's
+                # serial from memory rather than from its header.
+                if oid > self._oid:
+                    self.set_max_oid(oid)
+                if oldserial != committed_tid:
+                    data = self.tryToResolveConflict(oid, committed_tid,
+                                                     oldserial, data)
+                    self._resolved.append(oid)
+                pos = self._pos
+                here = pos + self._tfile.tell() + self._thl
+                self._tindex[oid] = here
+                new = module.DataHeader(oid, self._tid, old, pos, 0,
+                                        len(data))
+                self._tfile.write(new.asString())
+                self._tfile.write(data)
+                if self._quota is not None and here > self._quota:
+                    raise module.FileStorageQuotaError(
+                        "The storage quota has been exceeded.")
+
+        def _remember(self, tid: bytes) -> None:
+            """Record the serial of each object this commit stored."""
+            tids = self._tids
+            if tids is None or len(tids) > TID_MEMORY:
+                self._older_tids = tids if tids is not None else {}
+                self._tids = tids = {}
+            tids.update(dict.fromkeys(self._tindex, tid))
 
         def _finish_finish(self, tid: bytes) -> None:
+            self._remember(tid)
             if not getattr(_deferred_fsync, "on", False):
                 return super()._finish_finish(tid)
             # FileStorage._finish_finish (ZODB 5 and 6) without its fsync.
@@ -192,6 +251,13 @@ def _file_storage_class() -> Any:
             self._index.update(self._tindex)
             self._ltid = tid
             self._blob_tpc_finish()
+
+        def pack(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().pack(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self._tids = self._older_tids = None
 
         def sync_committed(self) -> None:
             """fsync what the writer's commit flushed (no lock held: a

@@ -350,6 +350,108 @@ def _two_connections(tmp_path):
     return db, (tm1, db.open(tm1)), (tm2, db.open(tm2))
 
 
+def test_remembered_serial_still_detects_a_conflict(tmp_path):
+    """A FileStorage that remembers the serials it committed still refuses
+    a commit made from a stale copy of an object another connection
+    committed since (the serial it compares with is the newest one)."""
+    from persistent.mapping import PersistentMapping
+    db, (tm1, c1), (tm2, c2) = _two_connections(tmp_path)
+    try:
+        c1.root()["thing"] = PersistentMapping(n=0)
+        tm1.commit()
+        tm2.begin()
+        c2.root()["thing"]["n"]         # c2 reads it at this serial
+        c1.root()["thing"]["n"] = 1
+        tm1.commit()                    # serial remembered: its new one
+        c2.root()["thing"]["n"] = 2     # from the stale copy
+        with pytest.raises(ConflictError):
+            tm2.commit()
+        tm2.abort()
+        assert c2.root()["thing"]["n"] == 1
+    finally:
+        tm1.abort()
+        tm2.abort()
+        db.close()
+
+
+def test_rewrite_does_not_read_the_old_header(tmp_path):
+    """Re-storing an object committed a moment ago takes its serial from
+    memory; after a pack (or for an object not remembered) FileStorage
+    reads the old record's header as before, and what it stored reads
+    back after a restart."""
+    from persistent.mapping import PersistentMapping
+    db, (tm1, c1), (tm2, c2) = _two_connections(tmp_path)
+    fs = db.storage
+    reads = []
+    real = type(fs)._read_data_header
+
+    def counting(self, pos, oid=None, _file=None):
+        reads.append(pos)
+        return real(self, pos, oid, _file)
+    fs._read_data_header = counting.__get__(fs)
+    try:
+        c1.root()["thing"] = PersistentMapping(n=0)
+        tm1.commit()
+        for n in range(1, 4):
+            c1.root()["thing"]["n"] = n
+            tm1.commit()
+        assert reads == []
+        fs._tids = fs._older_tids = None          # as after a pack
+        c1.root()["thing"]["n"] = 4
+        tm1.commit()
+        assert len(reads) >= 1
+        del reads[:]
+        c1.root()["thing"]["n"] = 5     # remembered again
+        tm1.commit()
+        assert reads == []
+    finally:
+        tm1.abort()
+        tm2.abort()
+        db.close()
+    db = open_database("Data.fs", tmp_path)
+    try:
+        conn = db.open()
+        assert conn.root()["thing"]["n"] == 5
+        conn.close()
+    finally:
+        db.close()
+
+
+def test_pack_forgets_serials(tmp_path):
+    from persistent.mapping import PersistentMapping
+    db, (tm1, c1), _ = _two_connections(tmp_path)
+    try:
+        c1.root()["thing"] = PersistentMapping(n=0)
+        tm1.commit()
+        assert db.storage._tids
+        db.pack()
+        assert db.storage._tids is None
+        c1.root()["thing"]["n"] = 1
+        tm1.commit()
+        assert c1.root()["thing"]["n"] == 1
+    finally:
+        tm1.abort()
+        db.close()
+
+
+def test_serial_memory_is_bounded(tmp_path, monkeypatch):
+    """Two generations of at most TID_MEMORY objects each."""
+    from persistent.mapping import PersistentMapping
+    from appliance.store import database
+    monkeypatch.setattr(database, "TID_MEMORY", 10)
+    db, (tm1, c1), _ = _two_connections(tmp_path)
+    try:
+        for i in range(30):
+            c1.root()[f"k{i}"] = PersistentMapping(n=i)
+            tm1.commit()
+            fs = db.storage
+            assert len(fs._tids) <= 10 + 2
+            assert len(fs._older_tids) <= 10 + 2
+    finally:
+        tm1.abort()
+        db.close()
+
+
 def test_one_object_writer_per_commit(tmp_path):
     """The storage's connections pickle all of a commit's changed objects
     with one ObjectWriter, and each object's own state is what is stored."""
