@@ -46,6 +46,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 import transaction
 import ZODB
 import ZODB.Connection
+from persistent import Persistent
 from twisted.application.service import MultiService
 from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
@@ -55,6 +56,7 @@ from ZODB.POSException import (ConflictError, InvalidObjectReference,
                                 ReadOnlyHistoryError)
 from ZODB.serialize import ObjectWriter
 from ZODB.utils import z64
+from zodbpickle import binary
 from zope.interface import implementer
 
 from appliance.store.generations import Domains, evolve_database
@@ -274,6 +276,43 @@ def _file_storage_class() -> Any:
     return _FileStorageClass
 
 
+#: Types never persistent: their objects are pickled by value.
+_PLAIN = frozenset((int, str, bytes, float, bool, tuple, list, dict,
+                    type(None)))
+#: Class to whether its instances are referred to as (oid, class): a
+#: Persistent subclass without __getnewargs__ (ZODB's persistent_id).
+_SIMPLE_REFS: dict[type, bool] = {}
+
+
+class _ObjectWriter(ObjectWriter):
+    """
+    ZODB's C{ObjectWriter} with a shorter C{persistent_id} for the two
+    cases a batch pickles most: a value of a plain type (each key and
+    value of an index bucket, each field of a message's state) and a
+    reference to a persistent object this connection already stored (each
+    message in the message tree's buckets); anything else (a new object,
+    another database's, a persistent class, a weak reference) goes
+    through ZODB's own.  The pickles are the same (tested); a bucket of
+    60 messages pickles in about 150 us instead of 255.
+    """
+
+    def persistent_id(self, obj: Any, _plain: frozenset = _PLAIN,
+                      _simple: dict = _SIMPLE_REFS) -> Any:
+        klass = type(obj)
+        if klass in _plain:
+            return None
+        simple = _simple.get(klass)
+        if simple is None:
+            simple = _simple[klass] = (
+                issubclass(klass, Persistent)
+                and not hasattr(klass, "__getnewargs__"))
+        if simple:
+            oid = obj._p_oid
+            if oid is not None and obj._p_jar is self._jar:
+                return binary(oid), klass
+        return ObjectWriter.persistent_id(self, obj)
+
+
 class _Connection(ZODB.Connection.Connection):
     """
     ZODB's connection, committing with one C{ObjectWriter} for all the
@@ -303,13 +342,13 @@ class _Connection(ZODB.Connection.Connection):
             elif oid in self._creating or not obj._p_changed:
                 continue
             if writer is None:
-                writer = ObjectWriter(obj)
+                writer = _ObjectWriter(obj)
             else:
                 writer._stack.append(obj)
             self._store_objects(writer, transaction)
         for obj in self._added_during_commit:
             if writer is None:
-                writer = ObjectWriter(obj)
+                writer = _ObjectWriter(obj)
             else:
                 writer._stack.append(obj)
             self._store_objects(writer, transaction)

@@ -1,5 +1,6 @@
 """Tests for L{appliance.store.database}: transactions and batched commits."""
 from appliance.application import GENERATIONS, memory_storage
+import persistent
 import pytest
 import transaction
 import ZODB
@@ -496,4 +497,56 @@ def test_one_object_writer_per_commit(tmp_path):
             [0, 10, 20, 30, 40]
         conn.close()
     finally:
+        db.close()
+
+
+class WithNewArgs(persistent.Persistent):
+    """A persistent class whose references ZODB writes without it."""
+
+    def __getnewargs__(self):
+        return ()
+
+
+def test_short_persistent_id_pickles_as_zodb_does(tmp_path):
+    """The writer's persistent_id gives ZODB's pickles: for index buckets,
+    a bucket of stored messages, a message, a mapping holding a new
+    object (which it assigns an oid and queues, as ZODB's does), a weak
+    reference and a persistent object with __getnewargs__."""
+    from BTrees.LLBTree import LLSet
+    from BTrees.LOBTree import LOBucket
+    from persistent.mapping import PersistentMapping
+    from persistent.wref import WeakRef
+    from ZODB.serialize import ObjectWriter
+    from appliance.messaging.store import Message
+    from appliance.store.database import _ObjectWriter
+
+    db = ZODB.DB(None)
+    conn = db.open()
+    root = conn.root()
+    bucket = LOBucket()
+    for i in range(1, 40):
+        bucket[i] = Message(i, "carrier", "TATA", "AsiaCell", "9647000001",
+                            now=1e6, validity=1e6 + 60, text="hi")
+    root["bucket"] = bucket
+    root["set"] = LLSet(range(100, 220))
+    root["other"] = PersistentMapping(n=1)
+    root["odd"] = WithNewArgs()
+    transaction.commit()
+    try:
+        for obj in (bucket, root["set"], bucket[5], root):
+            assert _ObjectWriter(obj).serialize(obj) == \
+                ObjectWriter(obj).serialize(obj)
+        holder = PersistentMapping(old=root["other"], odd=root["odd"],
+                                   weak=WeakRef(root["other"]))
+        root["holder"] = holder
+        transaction.savepoint()         # holder gets its oid
+        holder["new"] = fresh = PersistentMapping(x=1)
+        writer = _ObjectWriter(holder)
+        mine = writer.serialize(holder)
+        assert fresh._p_oid is not None
+        assert list(writer) == [fresh, holder]     # popped from the end
+        assert mine == ObjectWriter(holder).serialize(holder)
+    finally:
+        transaction.abort()
+        conn.close()
         db.close()
