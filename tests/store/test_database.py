@@ -347,7 +347,8 @@ def _two_connections(tmp_path):
     db = open_database("Data.fs", tmp_path)
     from appliance.store.database import _use_one_writer
     _use_one_writer(db)
-    tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+    tm1 = transaction.TransactionManager()
+    tm2 = transaction.TransactionManager()
     return db, (tm1, db.open(tm1)), (tm2, db.open(tm2))
 
 
