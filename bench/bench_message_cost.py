@@ -7,7 +7,12 @@ CPU microseconds (ZODB's ObjectWriter), the batch functions' microseconds on
 the reactor thread, and the commit's microseconds.  Commits run inline
 (task.Clock), so each figure is the CPU of that step alone.
 
-    .venv/bin/python bench/bench_message_cost.py [MESSAGES] [BATCH]
+    .venv/bin/python bench/bench_message_cost.py [MESSAGES] [BATCH] [SECOND]
+
+SECOND is the second step's outcome: C{offline} (the default: no app is
+registered) or C{forwarded} (handed to an SMPP connection, which gave it
+a remote id: the SMPP and HTTP egress path, whose receipt later decides
+the final state).
 
 Printed as a table, one row per step; run it before and after a change to
 the message layout or the store's indexes, in the same sitting.
@@ -37,14 +42,14 @@ from appliance.store.database import Storage, open_database  # noqa: E402
 class Meter:
     """Counts what the writer pickles and FileStorage stores."""
 
-    def __init__(self) -> None:
+    def __init__(self, storage_class: type = FileStorage) -> None:
         self.objects = 0
         self.bytes = 0
         self.pickle_s = 0.0
         self.by_class: collections.Counter = collections.Counter()
         self.class_s: collections.Counter = collections.Counter()
         self._serialize = ZODB.serialize.ObjectWriter.serialize
-        self._store = FileStorage.store
+        self._store = storage_class.store
         meter = self
 
         def serialize(writer, obj):
@@ -61,7 +66,7 @@ class Meter:
             meter.bytes += len(data)
             return meter._store(fs, oid, serial, data, version, txn)
         ZODB.serialize.ObjectWriter.serialize = serialize
-        FileStorage.store = store
+        storage_class.store = store
 
     def take(self) -> tuple[int, int, float, collections.Counter]:
         out = (self.objects, self.bytes, self.pickle_s,
@@ -99,6 +104,10 @@ class Agent:
         self.kind = "offline"
 
     def deliver(self, view):
+        if self.kind == "forwarded":
+            return defer.succeed(Outcome("forwarded", "bench",
+                                         remote_id=f"{view.id:x}",
+                                         connection="carrier"))
         return defer.succeed(Outcome(self.kind, "bench"))
 
 
@@ -119,7 +128,7 @@ def timed_storage(storage: Storage) -> list:
     return spent
 
 
-def main(n: int = 20000, batch: int = 1000) -> None:
+def main(n: int = 20000, batch: int = 1000, second: str = "offline") -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-cost-"))
     clock = task.Clock()
     clock.advance(1_000_000)
@@ -147,11 +156,15 @@ def main(n: int = 20000, batch: int = 1000) -> None:
     core.startService()
     later.run()
     spent = timed_storage(storage)
-    meter = Meter()
+    # The class the database opened (the node's own FileStorage class
+    # may override store).
+    meter = Meter(type(storage.db.storage))
     commit_s = [0.0]
     storage.batch_observer = lambda writes, seconds: commit_s.__setitem__(
         0, commit_s[0] + seconds)
-    labels = ("accept", "offline (no app)", "delivered (final)")
+    second_label = ("forwarded (remote id)" if second == "forwarded"
+                    else "offline (no app)")
+    labels = ("accept", second_label, "delivered (final)")
     totals = {label: [0, 0, 0.0, 0.0, 0.0, 0.0, 0, collections.Counter(),
                       collections.Counter()] for label in labels}
 
@@ -190,9 +203,9 @@ def main(n: int = 20000, batch: int = 1000) -> None:
                  if getattr(fn, "__name__", "") == "dispatch"]
 
         def offline() -> None:
-            agent.kind = "offline"
+            agent.kind = second
             later.run()
-        step("offline (no app)", offline)
+        step(second_label, offline)
 
         def delivered() -> None:
             for view in views:
@@ -202,11 +215,11 @@ def main(n: int = 20000, batch: int = 1000) -> None:
              t[4] / n * 1e6, t[5] / n * 1e6, t[6], (t[7], t[8]))
             for label, t in totals.items()]
     print(f"{n} messages, batches of {batch}, FileStorage, inline commits")
-    print(f"{'step':<20}{'objects':>8}{'bytes':>8}{'pickle us':>10}"
+    print(f"{'step':<22}{'objects':>8}{'bytes':>8}{'pickle us':>10}"
           f"{'apply us':>9}{'batch us':>10}{'CPU us':>8}{'commits':>8}")
     for label, objects, size, pickle_us, apply_us, commit_us, cpu_us, \
             commits, classes in rows:
-        print(f"{label:<20}{objects:>8.2f}{size:>8.0f}{pickle_us:>10.1f}"
+        print(f"{label:<22}{objects:>8.2f}{size:>8.0f}{pickle_us:>10.1f}"
               f"{apply_us:>9.1f}{commit_us:>10.1f}{cpu_us:>8.1f}"
               f"{commits:>8}")
     print("objects written and pickling us, per message, by class:")
@@ -218,4 +231,5 @@ def main(n: int = 20000, batch: int = 1000) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:]))
+    args = sys.argv[1:]
+    main(*(int(a) for a in args[:2]), *args[2:3])

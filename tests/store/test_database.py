@@ -1,5 +1,6 @@
 """Tests for L{appliance.store.database}: transactions and batched commits."""
 from appliance.application import GENERATIONS, memory_storage
+import persistent
 import pytest
 import transaction
 import ZODB
@@ -337,3 +338,216 @@ def test_conflict_class_of_a_btrees_conflict():
         "[BTreesConflictError]"
     assert _conflict_class(ConflictError(object=OOBTree())) == \
         "BTrees.OOBTree.OOBTree"
+
+
+# -- the commit path's cuts (issue 16 items 2 and 4) -------------------
+
+
+def _two_connections(tmp_path):
+    db = open_database("Data.fs", tmp_path)
+    from appliance.store.database import _use_one_writer
+    _use_one_writer(db)
+    tm1 = transaction.TransactionManager()
+    tm2 = transaction.TransactionManager()
+    return db, (tm1, db.open(tm1)), (tm2, db.open(tm2))
+
+
+def test_remembered_serial_still_detects_a_conflict(tmp_path):
+    """A FileStorage that remembers the serials it committed still refuses
+    a commit made from a stale copy of an object another connection
+    committed since (the serial it compares with is the newest one)."""
+    from persistent.mapping import PersistentMapping
+    db, (tm1, c1), (tm2, c2) = _two_connections(tmp_path)
+    try:
+        c1.root()["thing"] = PersistentMapping(n=0)
+        tm1.commit()
+        tm2.begin()
+        c2.root()["thing"]["n"]         # c2 reads it at this serial
+        c1.root()["thing"]["n"] = 1
+        tm1.commit()                    # serial remembered: its new one
+        c2.root()["thing"]["n"] = 2     # from the stale copy
+        with pytest.raises(ConflictError):
+            tm2.commit()
+        tm2.abort()
+        assert c2.root()["thing"]["n"] == 1
+    finally:
+        tm1.abort()
+        tm2.abort()
+        db.close()
+
+
+def test_rewrite_does_not_read_the_old_header(tmp_path):
+    """Re-storing an object committed a moment ago takes its serial from
+    memory; after a pack (or for an object not remembered) FileStorage
+    reads the old record's header as before, and what it stored reads
+    back after a restart."""
+    from persistent.mapping import PersistentMapping
+    db, (tm1, c1), (tm2, c2) = _two_connections(tmp_path)
+    fs = db.storage
+    reads = []
+    real = type(fs)._read_data_header
+
+    def counting(self, pos, oid=None, _file=None):
+        reads.append(pos)
+        return real(self, pos, oid, _file)
+    fs._read_data_header = counting.__get__(fs)
+    try:
+        c1.root()["thing"] = PersistentMapping(n=0)
+        tm1.commit()
+        for n in range(1, 4):
+            c1.root()["thing"]["n"] = n
+            tm1.commit()
+        assert reads == []
+        fs._tids = fs._older_tids = None          # as after a pack
+        c1.root()["thing"]["n"] = 4
+        tm1.commit()
+        assert len(reads) >= 1
+        del reads[:]
+        c1.root()["thing"]["n"] = 5     # remembered again
+        tm1.commit()
+        assert reads == []
+    finally:
+        tm1.abort()
+        tm2.abort()
+        db.close()
+    db = open_database("Data.fs", tmp_path)
+    try:
+        conn = db.open()
+        assert conn.root()["thing"]["n"] == 5
+        conn.close()
+    finally:
+        db.close()
+
+
+def test_pack_forgets_serials(tmp_path):
+    from persistent.mapping import PersistentMapping
+    db, (tm1, c1), _ = _two_connections(tmp_path)
+    try:
+        c1.root()["thing"] = PersistentMapping(n=0)
+        tm1.commit()
+        assert db.storage._tids
+        db.pack()
+        assert db.storage._tids is None
+        c1.root()["thing"]["n"] = 1
+        tm1.commit()
+        assert c1.root()["thing"]["n"] == 1
+    finally:
+        tm1.abort()
+        db.close()
+
+
+def test_serial_memory_is_bounded(tmp_path, monkeypatch):
+    """Two generations of at most TID_MEMORY objects each."""
+    from persistent.mapping import PersistentMapping
+    from appliance.store import database
+    monkeypatch.setattr(database, "TID_MEMORY", 10)
+    db, (tm1, c1), _ = _two_connections(tmp_path)
+    try:
+        for i in range(30):
+            c1.root()[f"k{i}"] = PersistentMapping(n=i)
+            tm1.commit()
+            fs = db.storage
+            assert len(fs._tids) <= 10 + 2
+            assert len(fs._older_tids) <= 10 + 2
+    finally:
+        tm1.abort()
+        db.close()
+
+
+def test_one_object_writer_per_commit(tmp_path):
+    """The storage's connections pickle all of a commit's changed objects
+    with one ObjectWriter, and each object's own state is what is stored."""
+    from persistent.mapping import PersistentMapping
+    import ZODB.serialize
+    storage = Storage(lambda: open_database("Data.fs", tmp_path),
+                      reactor=task.Clock(), generations=GENERATIONS,
+                      threaded=False)
+    storage.open()
+    made = []
+    real = ZODB.serialize.ObjectWriter.__init__
+
+    def init(self, obj=None):
+        made.append(obj)
+        real(self, obj)
+    try:
+        with storage.transaction() as root:
+            pass
+
+        def create(raw):
+            raw["things"] = PersistentMapping(
+                {i: PersistentMapping(n=i) for i in range(5)})
+        storage.batch(create)
+        storage.flush()
+
+        def change(raw):
+            for i in range(5):
+                raw["things"][i]["n"] = i * 10
+        storage.batch(change)
+        ZODB.serialize.ObjectWriter.__init__ = init
+        try:
+            storage.flush()
+        finally:
+            ZODB.serialize.ObjectWriter.__init__ = real
+        assert len(made) == 1
+    finally:
+        storage.close()
+    db = open_database("Data.fs", tmp_path)
+    try:
+        conn = db.open()
+        assert [conn.root()["things"][i]["n"] for i in range(5)] == \
+            [0, 10, 20, 30, 40]
+        conn.close()
+    finally:
+        db.close()
+
+
+class WithNewArgs(persistent.Persistent):
+    """A persistent class whose references ZODB writes without it."""
+
+    def __getnewargs__(self):
+        return ()
+
+
+def test_short_persistent_id_pickles_as_zodb_does(tmp_path):
+    """The writer's persistent_id gives ZODB's pickles: for index buckets,
+    a bucket of stored messages, a message, a mapping holding a new
+    object (which it assigns an oid and queues, as ZODB's does), a weak
+    reference and a persistent object with __getnewargs__."""
+    from BTrees.LLBTree import LLSet
+    from BTrees.LOBTree import LOBucket
+    from persistent.mapping import PersistentMapping
+    from persistent.wref import WeakRef
+    from ZODB.serialize import ObjectWriter
+    from appliance.messaging.store import Message
+    from appliance.store.database import _ObjectWriter
+
+    db = ZODB.DB(None)
+    conn = db.open()
+    root = conn.root()
+    bucket = LOBucket()
+    for i in range(1, 40):
+        bucket[i] = Message(i, "carrier", "TATA", "AsiaCell", "9647000001",
+                            now=1e6, validity=1e6 + 60, text="hi")
+    root["bucket"] = bucket
+    root["set"] = LLSet(range(100, 220))
+    root["other"] = PersistentMapping(n=1)
+    root["odd"] = WithNewArgs()
+    transaction.commit()
+    try:
+        for obj in (bucket, root["set"], bucket[5], root):
+            assert _ObjectWriter(obj).serialize(obj) == \
+                ObjectWriter(obj).serialize(obj)
+        holder = PersistentMapping(old=root["other"], odd=root["odd"],
+                                   weak=WeakRef(root["other"]))
+        root["holder"] = holder
+        transaction.savepoint()         # holder gets its oid
+        holder["new"] = fresh = PersistentMapping(x=1)
+        writer = _ObjectWriter(holder)
+        mine = writer.serialize(holder)
+        assert fresh._p_oid is not None
+        assert list(writer) == [fresh, holder]     # popped from the end
+        assert mine == ObjectWriter(holder).serialize(holder)
+    finally:
+        transaction.abort()
+        conn.close()
+        db.close()

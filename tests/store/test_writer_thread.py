@@ -329,3 +329,43 @@ def test_big_batch_applied_a_slice_per_turn(tmp_path, clock, fsync):
                                                  "e": 1}
     finally:
         storage.close()
+
+
+def test_writer_thread_runs_jobs_in_order_and_stop_waits():
+    """The writer thread runs what it is handed in order in its own
+    thread, fires each Deferred through callFromThread (a raising job's
+    with its failure), and stop() returns once the jobs handed over
+    before it ran."""
+    from appliance.store.database import WriterThread
+
+    class Reactor:
+        def __init__(self):
+            self.calls = []
+
+        def callFromThread(self, fn, *args):
+            self.calls.append((threading.current_thread().name, fn, args))
+
+    reactor = Reactor()
+    writer = WriterThread(reactor)
+    writer.start()
+    ran = []
+
+    def job(n):
+        def run():
+            ran.append((threading.current_thread().name, n))
+            if n == 2:
+                raise ValueError("commit failed")
+            return n
+        return run
+    results = []
+    for n in range(4):
+        writer.run(job(n)).addCallbacks(
+            results.append, lambda f: results.append(f.type))
+    writer.stop()
+    assert [n for _, n in ran] == [0, 1, 2, 3]
+    assert {name for name, _ in ran} == {"storage-writer"}
+    assert results == []            # only on the reactor's turn
+    for _, fn, args in reactor.calls:
+        fn(*args)
+    assert results == [0, 1, ValueError, 3]
+    writer.stop()                   # idempotent
