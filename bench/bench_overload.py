@@ -27,6 +27,7 @@ issue 16 item 4), in one run:
     measured just before without it (carrier2's 50/s to the fast SMSC).
 
     .venv/bin/python bench/bench_overload.py [--seconds 4] [--only smpp,http,peers]
+        [--overload max_delay=0.25,max_lag=0.1]
 
 The node runs as in the e2e tests (twistd -n appliance, FileStorage,
 loopback, log level warning); the load runs in processes of this script.
@@ -85,7 +86,8 @@ def provision(fast_port: int, slow_port: int) -> str:
     return "\n".join(lines)
 
 
-def start(tmp: Path, fast: P.DelayedSMSC, slow: P.DelayedSMSC):
+def start(tmp: Path, fast: P.DelayedSMSC, slow: P.DelayedSMSC,
+          overload: dict | None = None):
     script = tmp / "provision.cli"
     script.write_text(provision(fast.port, slow.port))
     listen = "tcp:port=0:interface=127.0.0.1"
@@ -95,7 +97,17 @@ def start(tmp: Path, fast: P.DelayedSMSC, slow: P.DelayedSMSC):
         http={"enabled": True, "listen": listen},
         sip={"enabled": True, "listen": ["udp:port=0:interface=127.0.0.1"],
              "domain": DOMAIN, "realm": DOMAIN, "retry_schedule": [5, 10],
-             "validity": 600})
+             "validity": 600},
+        **({"overload": overload} if overload else {}))
+
+
+def overload_section(text: str) -> dict:
+    """C{max_delay=0.25,max_lag=0.1} as the node file's [overload] table."""
+    table = {}
+    for item in filter(None, text.split(",")):
+        key, value = item.split("=", 1)
+        table[key.strip()] = float(value) if "." in value else int(value)
+    return table
 
 
 def load_average() -> str:
@@ -363,7 +375,7 @@ def peers(seconds: float, fast: P.DelayedSMSC,
 
     def run(name, destination=FAST, begin=None, end=None):
         with tempfile.TemporaryDirectory() as tmp:
-            node = start(Path(tmp), fast, slow)
+            node = start(Path(tmp), fast, slow, overload_section(args.overload))
             apps = with_apps(node)
             try:
                 time.sleep(1.0)             # outbound binds up
@@ -410,6 +422,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--only", default="smpp,http,peers")
+    ap.add_argument("--overload", default="", metavar="KEY=VALUE,...",
+                    help="the node's [overload] settings for the smpp and "
+                    "http parts, e.g. max_delay=0.25,max_lag=0.1")
     args = ap.parse_args()
     only = set(args.only.split(","))
     fast, slow = P.DelayedSMSC(0), P.DelayedSMSC(3.0)
@@ -426,7 +441,7 @@ def main() -> None:
             kill_all()
         print(f"load average {load_average()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        node = start(Path(tmp), fast, slow)
+        node = start(Path(tmp), fast, slow, overload_section(args.overload))
         try:
             time.sleep(1.5)             # outbound binds up
             table = ["| phase | offered/s | OK/s | refused | OK p50 / p99 "
