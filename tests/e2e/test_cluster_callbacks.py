@@ -87,63 +87,66 @@ def smsc():
     s.stop()
 
 
-def test_each_attempt_posted_by_one_node(tmp_path, database, smsc):
+@pytest.fixture
+def nodes(tmp_path, database, smsc):
+    """Nodes A and B on one database, both bound to the SMSC; stopped
+    afterwards (a node a test killed is only waited for)."""
+    uri_a, uri_b = database
+    a = http_node(tmp_path, "a", uri_a, smsc)
+    try:
+        b = http_node(tmp_path, "b", uri_b, smsc)
+        try:
+            wait_for(lambda: smsc.binds >= 4,
+                     what="both nodes bound (carrier1, carrier2)")
+            yield a, b
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+def test_each_attempt_posted_by_one_node(nodes, smsc):
     """A report recorded on A is POSTed by A alone: with the tenant's
     server answering 500 three times, then 200, the server saw exactly the
     attempts A logged (four) and B logged none, and both nodes see the
     queue empty afterwards."""
-    uri_a, uri_b = database
-    a = http_node(tmp_path, "a", uri_a, smsc)
-    b = http_node(tmp_path, "b", uri_b, smsc)
+    a, b = nodes
+    receiver = Receiver()
+    receiver.status = 500
     try:
-        wait_for(lambda: smsc.binds >= 4, what="both nodes bound (carrier1, carrier2)")
-        receiver = Receiver()
-        receiver.status = 500
-        try:
-            mid = delivered_on(a, smsc, receiver.url)
-            wait_for(lambda: len(receiver.requests) >= 3, timeout=30,
-                     what="three failed attempts")
-            receiver.status = 200
-            wait_for(lambda: pending(a) == 0 and pending(b) == 0,
-                     timeout=60, what="the queue empty on both nodes")
-            assert attempts(b, mid) == 0
-            assert len(receiver.requests) == attempts(a, mid) >= 4
-            assert all(r[1] == "/dlr" for r in receiver.requests)
-        finally:
-            receiver.stop()
+        mid = delivered_on(a, smsc, receiver.url)
+        wait_for(lambda: len(receiver.requests) >= 3, timeout=30,
+                 what="three failed attempts")
+        receiver.status = 200
+        wait_for(lambda: pending(a) == 0 and pending(b) == 0,
+                 timeout=60, what="the queue empty on both nodes")
+        assert attempts(b, mid) == 0
+        assert len(receiver.requests) == attempts(a, mid) >= 4
+        assert all(r[1] == "/dlr" for r in receiver.requests)
     finally:
-        a.stop()
-        b.stop()
+        receiver.stop()
 
 
-def test_killed_nodes_report_posted_once_by_the_other(tmp_path, database,
-                                                      smsc):
+def test_killed_nodes_report_posted_once_by_the_other(nodes, smsc):
     """A recorded a report it could not POST (the tenant's server down)
     and is killed with SIGKILL; with the server back, B POSTs it once
     A's lease ran out, and the queue is empty on B."""
-    uri_a, uri_b = database
-    a = http_node(tmp_path, "a", uri_a, smsc)
-    b = http_node(tmp_path, "b", uri_b, smsc)
+    a, b = nodes
+    down = Receiver()
+    url = down.url
+    down.stop()
+    mid = delivered_on(a, smsc, url)
+    wait_for(lambda: attempts(a, mid) >= 1, what="A's failed attempt")
+    assert attempts(b, mid) == 0
+    a.kill()
+    up = Receiver(port=int(urlsplit(url).port))
     try:
-        wait_for(lambda: smsc.binds >= 4, what="both nodes bound (carrier1, carrier2)")
-        down = Receiver()
-        url = down.url
-        down.stop()
-        mid = delivered_on(a, smsc, url)
-        wait_for(lambda: attempts(a, mid) >= 1, what="A's failed attempt")
-        assert attempts(b, mid) == 0
-        a.kill()
-        up = Receiver(port=int(urlsplit(url).port))
-        try:
-            wait_for(lambda: up.requests, timeout=60,
-                     what="the report from B")
-            wait_for(lambda: pending(b) == 0, timeout=30,
-                     what="the queue empty on B")
-            assert len(up.requests) == 1
-            assert attempts(b, mid) == 1
-            assert body_json(up.requests[0][3].decode())["id"] == mid
-        finally:
-            up.stop()
+        wait_for(lambda: up.requests, timeout=60,
+                 what="the report from B")
+        wait_for(lambda: pending(b) == 0, timeout=30,
+                 what="the queue empty on B")
+        assert len(up.requests) == 1
+        assert attempts(b, mid) == 1
+        assert body_json(up.requests[0][3].decode())["id"] == mid
     finally:
-        a.kill()
-        b.stop()
+        up.stop()
