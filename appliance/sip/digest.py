@@ -215,11 +215,10 @@ class NonceFactory:
     a 16-byte keyed BLAKE2b of both under the secret).
 
     BLAKE2b in its keyed mode is a MAC by design (RFC 7693) and needs no
-    HMAC construction around it; Python's own BLAKE2 also keeps the GIL
-    for so short an input, where OpenSSL's one-shot HMAC released and
-    took it again on every nonce (two per challenged request: 3.5 % of
-    the MESSAGE profile, mostly waiting for the storage's writer thread
-    to give the GIL back; 2 against 7 us per MAC on this machine).
+    HMAC construction around it.  It costs 2 us per MAC here, OpenSSL's
+    one-shot HMAC-SHA256 7 us (two per challenged request; the HMAC was
+    3.5-4.1 % self of the MESSAGE profile, more than those 7 us explain:
+    probably the GIL taken back after OpenSSL released it, not measured).
     """
 
     def __init__(self, secret: bytes, clock: IReactorTime, lifetime: float = 300.0) -> None:
