@@ -47,7 +47,7 @@ from appliance.billing.interfaces import ICharger
 from appliance.billing.model import (
     KEY, LOW_SENDER, LOW_TEXT, billing_of)
 from appliance.billing.rating import NoPrice, Rate, RatingTariff, rate
-from appliance.billing.records import Record
+from appliance.billing.records import AMOUNT, PREPAID, STATE, Record
 from appliance.billing.rules import Point, Rule, RuleBook, point_of
 from appliance.messaging.vocabulary import Refused, Submission
 from appliance.model.numbers import normalize_e164
@@ -648,13 +648,13 @@ class Charger:
         if receiver is None or receiver == payer:
             return
         # The receiver's record, if it pays to receive: its fields before
-        # the change (records.restate: prepaid at 14, amount at 12 as
-        # text, state at 15).
+        # the change (records.restate).
         old = records.restate(receiver, message.created, message.id, state)
-        if old is None or old[15] == state:
+        if old is None or old[STATE] == state:
             return
-        if final_loss and old[14] and old[15] not in ("failed", "expired"):
-            amount = Decimal(old[12])
+        if final_loss and old[PREPAID] and \
+                old[STATE] not in ("failed", "expired"):
+            amount = Decimal(old[AMOUNT])
             if amount > 0:
                 self._adjust(raw, receiver, amount)
 

@@ -144,13 +144,41 @@ class Totals(OOBTree):
                         for x in (key, merged[key])),),),)
 
 
+#: Where L{pack} keeps some fields in its tuple: L{Record}'s own order
+#: (C{price} and C{amount} as text).
+UNITS, PREFIX, PRICE, AMOUNT, CURRENCY, PREPAID, STATE = (
+    Record._fields.index(name) for name in (
+        "units", "prefix", "price", "amount", "currency", "prepaid", "state"))
+
+
+def fields_of(value: Any) -> tuple:
+    """
+    @param value: a bucket's value: L{pack}'s bytes, or a L{Record} stored
+        before records were packed.
+    @return: the record's fields as L{pack} keeps them (the amounts as
+        text).
+    """
+    if isinstance(value, Record):
+        return value[:PRICE] + (str(value.price), str(value.amount)) + \
+            value[CURRENCY:]
+    return pickle.loads(value)
+
+
+def _dump(fields: tuple) -> bytes:
+    return pickle.dumps(fields, 4)
+
+
+def _record(fields: tuple) -> Record:
+    return Record(*fields[:PRICE], Decimal(fields[PRICE]),
+                  Decimal(fields[AMOUNT]), *fields[CURRENCY:])
+
+
 def pack(record: Record) -> bytes:
     """
     @return: the record as its bucket keeps it: its fields (the amounts
         as text) pickled into one bytes value.
     """
-    return pickle.dumps(record[:11] + (str(record.price), str(record.amount))
-                        + record[13:], 4)
+    return _dump(fields_of(record))
 
 
 def unpack(value: Any) -> Record:
@@ -161,8 +189,7 @@ def unpack(value: Any) -> Record:
     """
     if isinstance(value, Record):
         return value
-    f = pickle.loads(value)
-    return Record(*f[:11], Decimal(f[11]), Decimal(f[12]), *f[13:])
+    return _record(pickle.loads(value))
 
 
 class PayerMonth(Persistent):
@@ -201,15 +228,6 @@ class PayerMonth(Persistent):
             totals.pop(key, None)
         else:
             totals[key] = (count, units_now, amount_now)
-
-
-def _fields(value: Any) -> tuple:
-    """A bucket's value as L{pack} pickles it: the record's fields with
-    its amounts as text (a L{Record} stored before packing converted)."""
-    if isinstance(value, Record):
-        return value[:11] + (str(value.price), str(value.amount)) + \
-            value[13:]
-    return pickle.loads(value)
 
 
 @implementer(IRecordStore)
@@ -269,8 +287,7 @@ class RecordStore(Persistent):
         fields = self.restate(payer, time, id, state)
         if fields is None:
             return None
-        return Record(*fields[:11], Decimal(fields[11]), Decimal(fields[12]),
-                      *fields[13:15], state)
+        return _record(fields[:STATE] + (state,))
 
     def restate(self, payer: str, time: float, id: int, state: str
                 ) -> tuple | None:
@@ -280,8 +297,8 @@ class RecordStore(Persistent):
         C{Record._replace}) for the old and the new state.
 
         @return: the record's fields before the change (as L{pack} keeps
-            them: C{price} and C{amount}, at 11 and 12, as text; C{prepaid}
-            at 14, C{state} at 15), or C{None} if there is no such record.
+            them, see L{fields_of}; L{STATE}, L{PREPAID}, L{AMOUNT} name
+            positions), or C{None} if there is no such record.
         """
         bucket = self.months.get((payer, month_of(time)))
         if bucket is None:
@@ -291,15 +308,16 @@ class RecordStore(Persistent):
         value = records.get(key)
         if value is None:
             return None
-        fields = _fields(value)
-        old = fields[15]
+        fields = fields_of(value)
+        old = fields[STATE]
         if old == state:
             return fields
-        prefix, units, currency = fields[10], fields[8], fields[13]
-        amount = Decimal(fields[12])
+        prefix, units, currency = fields[PREFIX], fields[UNITS], \
+            fields[CURRENCY]
+        amount = Decimal(fields[AMOUNT])
         bucket._move(prefix, currency, old, -1, units, amount)
         bucket._move(prefix, currency, state, 1, units, amount)
-        records[key] = pickle.dumps(fields[:15] + (state,), 4)
+        records[key] = _dump(fields[:STATE] + (state,))
         return fields
 
     def records(self, payer: str, start: float, end: float
