@@ -353,7 +353,7 @@ def with_apps(node):
 
 
 def peers(seconds: float, fast: P.DelayedSMSC,
-          slow: P.DelayedSMSC) -> list[str]:
+          slow: P.DelayedSMSC, overload: dict | None = None) -> list[str]:
     """The others' rates beside each bad peer, each case on a node of its
     own (nothing one case leaves behind weighs on the next): first the
     baseline (carrier2 feeding the fast SMSC at the same rate), then the
@@ -375,7 +375,7 @@ def peers(seconds: float, fast: P.DelayedSMSC,
 
     def run(name, destination=FAST, begin=None, end=None):
         with tempfile.TemporaryDirectory() as tmp:
-            node = start(Path(tmp), fast, slow, overload_section(args.overload))
+            node = start(Path(tmp), fast, slow, overload)
             apps = with_apps(node)
             try:
                 time.sleep(1.0)             # outbound binds up
@@ -423,8 +423,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--only", default="smpp,http,peers")
     ap.add_argument("--overload", default="", metavar="KEY=VALUE,...",
-                    help="the node's [overload] settings for the smpp and "
-                    "http parts, e.g. max_delay=0.25,max_lag=0.1")
+                    help="the node's [overload] settings, e.g. "
+                    "max_delay=0.25,max_lag=0.1")
     args = ap.parse_args()
     only = set(args.only.split(","))
     fast, slow = P.DelayedSMSC(0), P.DelayedSMSC(3.0)
@@ -436,7 +436,8 @@ def main() -> None:
                      "with | ratio | carrier3 to app /s, without / with | "
                      "ratio | RSS MiB |", "|---|---|---|---|---|---|"]
         try:
-            peer_rows += peers(args.seconds, fast, slow)
+            peer_rows += peers(args.seconds, fast, slow,
+                               overload_section(args.overload))
         finally:
             kill_all()
         print(f"load average {load_average()}", flush=True)
