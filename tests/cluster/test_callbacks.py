@@ -11,7 +11,6 @@ from twisted.internet import defer
 from zope.interface.verify import verifyObject
 
 from appliance.cluster import leases
-from appliance.cluster.callbacks import CallbackPlacement
 from appliance.cluster.interfaces import ICallbackPlacement
 from appliance.cluster.model import KEY
 from appliance.http.callbacks import CallbackSender, queue_hook

@@ -470,7 +470,7 @@ def test_one_object_writer_per_commit(tmp_path):
         made.append(obj)
         real(self, obj)
     try:
-        with storage.transaction() as root:
+        with storage.transaction():
             pass
 
         def create(raw):
