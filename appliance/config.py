@@ -328,6 +328,8 @@ class HTTPSection(ServiceSection):
     @ivar queue_limit: waiting messages beyond which sends get 503.
     @ivar ops_allow: networks that may read /metrics and /healthz.
     @ivar default_sender: sender of Jasmin-style requests without one.
+    @ivar workers: worker processes that accept and parse the requests
+        and forward them to this process (0: this process alone).
     """
     idle_timeout: int = 60
     max_request_bytes: int = 65536
@@ -341,6 +343,7 @@ class HTTPSection(ServiceSection):
     queue_limit: int = 1_000_000
     ops_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     default_sender: str = "Info"
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -766,7 +769,8 @@ def _http_section(c: _Collector, t: dict, base: Path) -> HTTPSection:
             "tenant_in_flight": (1000, 1, 1_000_000),
             "auth_failures": (10, 1, 100000), "max_parts": (10, 1, 255),
             "max_validity": (7 * 86400, 60, 30 * 86400),
-            "queue_limit": (1_000_000, 1, 100_000_000)}
+            "queue_limit": (1_000_000, 1, 100_000_000),
+            "workers": (0, 0, 64)}
     _unknown(c, "http", t, {"enabled", "listen", "ops_allow",
                             "default_sender", *ints})
     common = _service(c, "http", t, base)

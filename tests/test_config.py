@@ -237,3 +237,12 @@ def test_overload_errors_all_at_once(tmp_path):
         "[overload] max_pending: at least min_pending"]
     assert errors_of("overload = 3\n", tmp_path) == [
         "overload: expected a [overload] section"]
+
+
+def test_http_workers(tmp_path):
+    """[http] workers: 0 (the default: this process alone) to 64."""
+    assert parse("[http]\nenabled = true\n", base=tmp_path).service("http").workers == 0
+    assert parse("[http]\nenabled = true\nworkers = 2\n",
+                 base=tmp_path).service("http").workers == 2
+    errs = errors_of("[http]\nenabled = true\nworkers = 65\n", tmp_path)
+    assert errs == ["[http] workers: between 0 and 64"]

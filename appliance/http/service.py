@@ -12,8 +12,6 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet import defer, threads
 from twisted.logger import Logger, LogLevel
-from twisted.python import failure
-from twisted.web import http, server
 
 from appliance.listen import listen_all, stop_all
 from appliance.http.callbacks import CallbackSender, queue_hook
@@ -21,119 +19,11 @@ from appliance.http.guard import Guard
 from appliance.http.model import KEY, TenantBook, book_of
 from appliance.http.openapi import document
 from appliance.http.resources import APIResource
+from appliance.http.site import APISite, LimitedChannel, LimitedRequest  # noqa: F401
 from appliance.http.sending import Sender
 from appliance.model.numbering import node_plan
 from appliance.model.passwords import verify_secret
 from appliance.text_table import table
-
-
-class LimitedRequest(server.Request):
-    """A request whose body may not pass the channel's C{max_body}."""
-
-    _received = 0
-    _refused = False
-
-    def gotLength(self, length):
-        limit = self.channel.max_body
-        if length is not None and length > limit:
-            self._refuse()
-        super().gotLength(length if length is None or length <= limit
-                          else 0)
-
-    def handleContentChunk(self, data):
-        if self._refused:
-            return
-        self._received += len(data)
-        if self._received > self.channel.max_body:
-            self._refuse()
-            return
-        super().handleContentChunk(data)
-
-    def _refuse(self):
-        if self._refused:
-            return
-        self._refused = True
-        body = json.dumps({"code": "too_large", "reason":
-                           "the request body is too large"}).encode()
-        self.channel.log.info("HTTP request body over {limit} bytes from "
-                              "{peer}: refused", limit=self.channel.max_body,
-                              peer=self.channel.transport.getPeer())
-        self.channel.transport.write(
-            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: "
-            b"application/json\r\nConnection: close\r\nContent-Length: "
-            + str(len(body)).encode() + b"\r\n\r\n" + body)
-        # Drop the rest of the body and close our side only: closing with
-        # unread data sends a reset, which can make the client lose the
-        # 413 before it reads it.  The client's close (or the idle
-        # timeout) ends the connection.
-        channel = self.channel
-        channel.dataReceived = lambda data: None
-        half_close = getattr(channel.transport, "loseWriteConnection", None)
-        if half_close is not None:
-            half_close()
-        else:
-            channel.transport.loseConnection()
-
-    def requestReceived(self, command, path, version):
-        if self._refused:
-            return
-        super().requestReceived(command, path, version)
-
-    def process(self):
-        """
-        Render the site's one leaf resource (it dispatches by path): no
-        traversal, no session, a C{Date} header made once a second.
-        """
-        self.site = self.channel.site
-        self.setHeader(b"Date", self.site.date())
-        self.prepath, self.postpath, self.sitepath = [], [], []
-        try:
-            self.render(self.site.resource)
-        except Exception:
-            # Broad, as twisted.web's Request.process: a resource's bug is
-            # a 500, logged with its traceback by processingFailed; the
-            # listener keeps serving.
-            self.processingFailed(failure.Failure())
-
-
-class LimitedChannel(http.HTTPChannel):
-    """An HTTP/1.1 channel with the section's header limits."""
-
-    log = Logger()
-    max_body = 65536
-
-
-class APISite(server.Site):
-    """The site: our channel and request classes, no access log."""
-
-    def __init__(self, resource, section: Any, clock: Any):
-        super().__init__(resource, timeout=section.idle_timeout)
-        self.requestFactory = LimitedRequest
-        self.section = section
-        self._clock = clock
-        self._date = (None, b"")
-
-    def date(self) -> bytes:
-        """The C{Date} header's value, made once a second."""
-        second = int(self._clock.seconds())
-        if self._date[0] != second:
-            self._date = (second, http.datetimeToString(second))
-        return self._date[1]
-
-    def buildProtocol(self, addr):
-        channel = LimitedChannel()
-        channel.factory = self
-        channel.requestFactory = self.requestFactory
-        channel.site = self
-        channel.timeOut = self.timeOut
-        channel.callLater = self._clock.callLater
-        channel.maxHeaders = self.section.max_headers
-        channel.totalHeadersSize = self.section.max_header_bytes
-        channel.max_body = self.section.max_request_bytes
-        return channel
-
-    def log(self, request):
-        """Requests are counted, not logged one by one."""
 
 
 class Tenants:
@@ -198,6 +88,8 @@ class HTTPService(MultiService):
         """
         super().__init__()
         self.tls = tls
+        #: The worker processes (C{[http] workers}), once started.
+        self.workers: Any = None
         self.section, self.reactor = section, reactor
         self.storage, self.core, self.ports = storage, core, ports
         self.charger, self.metrics = charger, metrics
@@ -244,6 +136,10 @@ class HTTPService(MultiService):
             problems.append(f"storage: {e}")
         if len(self._ports) < len(self.section.listen):
             problems.append("not every listener is up")
+        wanted = getattr(self.section, "workers", 0)
+        if wanted and (self.workers is None or self.workers.running() < wanted):
+            running = 0 if self.workers is None else self.workers.running()
+            problems.append(f"{running} of {wanted} HTTP workers running")
         return {"status": "ok" if not problems else "failing",
                 "problems": problems, "listeners": self.listening}
 
@@ -257,18 +153,54 @@ class HTTPService(MultiService):
         d = listen_all(self.reactor, "http", self.section.listen, site,
                        ports=self.ports, into=self._ports, tls=self.tls,
                        on_bound=self._listening)
+        if getattr(self.section, "workers", 0):
+            d.addCallback(self._start_workers)
         d.addCallbacks(lambda _: self.ready.callback(None),
                        self.ready.errback)
+
+    def _start_workers(self, ports: list) -> defer.Deferred:
+        """
+        Hand the bound listening sockets to C{[http] workers} processes:
+        this process stops accepting on them (they stay open here, so a
+        worker's death loses no listener) and renders what the workers
+        forward (L{appliance.http.proxied}).
+        """
+        from dataclasses import asdict
+
+        from appliance.http.proxied import Dispatcher
+        from appliance.tls import TLSPolicy
+        from appliance.workers import WorkerSet
+        listeners = []
+        for port, listener in zip(ports, self.section.listen):
+            port.stopReading()
+            family = "inet6" if ":" in port.getHost().host else "inet"
+            listeners.append({"family": family, "tls": listener.description
+                              if listener.kind == "ssl" else None})
+        limits = {key: getattr(self.section, key) for key in (
+            "idle_timeout", "max_headers", "max_header_bytes", "max_request_bytes")}
+        spec = {"section": limits, "listeners": listeners,
+                "tls": asdict(self.tls or TLSPolicy())}
+        self.dispatcher = Dispatcher(self.resource)
+        self.workers = WorkerSet(self.reactor, "http", "appliance.http.worker",
+                                 self.section.workers, lambda n: spec,
+                                 [p.fileno() for p in ports], self.dispatcher)
+        if self.metrics is not None:
+            self.metrics.gauge("appliance_http_workers", "HTTP worker processes running",
+                               (), lambda: [((), self.workers.running())])
+        return self.workers.start()
 
     def _listening(self, port: Any, listener: Any) -> None:
         self.listening.append(f"{listener.kind}:{port.getHost().port}")
 
     @defer.inlineCallbacks
     def stopService(self):
-        """Stop listening, then stop the callback sender."""
+        """Stop the workers (each finishes what it holds) and listening,
+        then stop the callback sender."""
         if self._watching:
             self._watching = False
             self.storage.remove_change_listener(self.tenants.changed)
+        if self.workers is not None:
+            yield self.workers.stop()
         yield stop_all(self._ports)
         self.guard.stop()
         yield super().stopService()
@@ -288,6 +220,10 @@ class HTTPService(MultiService):
         """C{show http}: listeners, answers by code, callbacks."""
         lines = ["Listeners: " + (" ".join(self.listening) or "none"),
                  f"Requests in flight: {self.guard.in_flight}"]
+        if self.workers is not None:
+            lines.append(f"Workers: {self.workers.running()} of {self.workers.count} "
+                         f"running (pids {' '.join(map(str, self.workers.pids())) or '-'};"
+                         f" restarted {self.workers.restarts})")
         text = "\n".join(lines) + "\n"
         text += table(("Endpoint", "Status", "Requests"), [
             (e, s, n) for (e, s), n in sorted(self.resource.counts.items())])

@@ -3,35 +3,14 @@ fed to its channel over a StringTransport, no sockets."""
 import json
 
 import pytest
-from twisted.internet import defer
 from twisted.internet.testing import StringTransport
 
-from appliance.config import parse
-from appliance.http.service import HTTPService
-from appliance.metrics import Metrics
-from appliance.model.passwords import verify_secret
-from appliance.node import PortMap
 from appliance.shell.script import open_session
 from appliance.shell.session import execute
-from tests.http.helpers import Core
 
 
 class Node:
     services: dict
-
-
-@pytest.fixture
-def service(storage, clock, tmp_path):
-    core = Core(storage, clock)
-    section = parse("[http]\nenabled = true\nmax_request_bytes = 2048\n"
-                    "max_headers = 20\n", base=tmp_path).service("http")
-    svc = HTTPService(section, clock, storage, core.core,
-                      PortMap(tmp_path / "ports.json"),
-                      charger=core.billing.charger, metrics=Metrics(),
-                      verify=lambda h, p: defer.succeed(verify_secret(h, p)))
-    svc.node = core
-    yield svc
-    core.stop()
 
 
 def exchange(service, data: bytes) -> bytes:

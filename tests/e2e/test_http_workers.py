@@ -1,0 +1,142 @@
+"""
+End to end: C{[http] workers = 2} (issue 16 item 5).  The node's HTTP
+listeners are served by two worker processes it starts itself; curl sends
+through them exactly as to a node without workers, a worker killed with
+SIGKILL is replaced while the other keeps serving, and a node killed
+with SIGKILL takes its workers with it (the port is free again).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.harness import wait_for
+from tests.e2e.http_tools import PASSWORD, TOKEN, api, body_json, curl, start_http_node
+from tests.e2e.smsc import SMSC
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")]
+
+BASIC = ("-u", f"acme:{PASSWORD}")
+PT, UK = "351912345678", "447700900123"
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is C{pid}."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def carriers():
+    c1, c2 = SMSC("carrier1"), SMSC("carrier2")
+    yield c1, c2
+    c1.stop()
+    c2.stop()
+
+
+def test_workers_serve_replace_and_follow_the_node(tmp_path, carriers):
+    c1, c2 = carriers
+    node = start_http_node(tmp_path, c1.port, c2.port, workers=2)
+    try:
+        wait_for(lambda: c1.binds and c2.binds, what="both carriers bound")
+        workers = children(node.process.pid)
+        assert len(workers) == 2, workers
+        # Sent through the workers: the carrier is picked by prefix, the
+        # tenant's credentials checked by the node, the answer the node's.
+        status, _, text = curl(*BASIC, api(node, f"/sendsms/send?from=123456789&to={PT}"
+                                                 "&body=via+worker"))
+        assert status == 200, text
+        assert body_json(text)["recipients"][0]["status"] == "accepted"
+        status, _, text = curl("-H", f"Authorization: Bearer {TOKEN}", "-H",
+                               "Content-Type: application/json", "--data",
+                               f'{{"from": "ACME", "to": ["{UK}"], "body": "json"}}',
+                               api(node, "/sendsms/send"))
+        assert status == 200, text
+        wait_for(lambda: len(c1.received) == 1 and len(c2.received) == 1,
+                 what="one message at each carrier")
+        assert c1.received[0].text == b"via worker" and c2.received[0].text == b"json"
+        # Errors keep their codes and bodies; Kannel's endpoint its text.
+        status, _, text = curl("-u", "acme:wrong", api(node, f"/sendsms/send?from=1&to={PT}"
+                                                             "&body=x"))
+        assert status == 401 and body_json(text)["code"] == "unauthorized", text
+        status, _, text = curl(api(node, f"/cgi-bin/sendsms?username=acme&password="
+                                         f"{PASSWORD}&from=123456789&to={PT}&text=k"))
+        assert (status, text) == (202, "0: Accepted for delivery"), text
+        status, _, text = curl(api(node, "/healthz"))
+        assert status == 200 and body_json(text)["status"] == "ok", text
+        # One worker killed: the other serves at once, a new one is started.
+        os.kill(workers[0], signal.SIGKILL)
+        for i in range(6):
+            status, _, text = curl(*BASIC, api(node, f"/sendsms/send?from=123456789&to={PT}"
+                                                     f"&body=after+{i}"))
+            assert status == 200, text
+        wait_for(lambda: len(children(node.process.pid)) == 2 and workers[0] not in
+                 children(node.process.pid), what="a new worker")
+        wait_for(lambda: len(c1.received) == 8, what="every message at carrier1")
+        assert "http worker 1" in node.log() or "http worker 2" in node.log()
+        workers = children(node.process.pid)
+    finally:
+        port = node.port("http")
+        node.kill()
+    # The node killed: its workers exit (their input closes) and the port is free.
+    wait_for(lambda: not any(alive(p) for p in workers), what="the workers gone")
+    deadline = time.monotonic() + 10
+    while True:
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the HTTP port is still held"
+            time.sleep(0.1)
+        finally:
+            s.close()
+
+
+def test_tls_through_workers_and_a_clean_stop(tmp_path, carriers):
+    """A TLS listener is served by the workers with the node's certificate
+    (curl verifies it, two requests on one connection); SIGTERM stops the
+    workers first, then the node, and none is left."""
+    from tests.e2e.sip_tools import make_certificate
+    key, cert = make_certificate(tmp_path / "tls")
+    c1, c2 = carriers
+    node = start_http_node(tmp_path, c1.port, c2.port, workers=2, listen=[
+        "tcp:port=0:interface=127.0.0.1",
+        f"ssl:port=0:interface=127.0.0.1:privateKey={key}:certKey={cert}"])
+    wait_for(lambda: c1.binds, what="carrier1 bound")
+    workers = children(node.process.pid)
+    assert len(workers) == 2
+    url = (f"https://127.0.0.1:{node.port('http_tls')}/sendsms/send?from=123456789&to={PT}"
+           "&body=tls")
+    run = subprocess.run(["curl", "-sS", "-v", "--cacert", str(cert), *BASIC, url, url],
+                         capture_output=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count(b'"status": "accepted"') == 2, run.stdout
+    assert b"Re-using existing connection" in run.stderr or \
+        b"Reusing existing" in run.stderr, run.stderr[-2000:]
+    wait_for(lambda: len(c1.received) == 2, what="both TLS sends")
+    node.stop()
+    assert not any(alive(p) for p in workers)
+    log = node.log()
+    assert "http worker 1 (pid" in log and "http worker 2 (pid" in log, log[-3000:]
+    assert log.count(") stopped") >= 2, log[-3000:]
