@@ -108,6 +108,14 @@ def _inline_totals(state: tuple | None) -> dict:
     return dict(zip(items[::2], items[1::2]))
 
 
+class RecordTree(OOBTree):
+    """C{(time in ms, message id)} to a packed record: appended to at every
+    accept, so its last bucket splits every 15 inserts and rewrites its
+    parent; small internal nodes (32 children, not 250) keep that parent's
+    pickle small.  Record stores made before keep an C{OOBTree}."""
+    max_internal_size = 32
+
+
 class Totals(OOBTree):
     """
     A payer-month's running totals, C{(prefix, currency, state)} to
@@ -207,7 +215,7 @@ class PayerMonth(Persistent):
     count: Length | None = None
 
     def __init__(self) -> None:
-        self.records = OOBTree()
+        self.records = RecordTree()
         self.totals = Totals()
         self.count = Length()
 
