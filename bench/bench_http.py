@@ -175,7 +175,7 @@ def batch_stats(base: str) -> tuple[float, float, float]:
             values.get("appliance_commit_seconds_sum", 0.0))
 
 
-def node_config(work: Path, sink_port: int) -> Path:
+def node_config(work: Path, sink_port: int, workers: int = 0) -> Path:
     data = work / "data"
     script = work / "provision.cli"
     script.write_text("\n".join([
@@ -198,8 +198,16 @@ provision = "{script}"
 [http]
 enabled = true
 listen = "tcp:port=0:interface=127.0.0.1"
+workers = {workers}
 ''')
     return config
+
+
+def children(pid: int) -> list[int]:
+    """The node's worker processes (C{[http] workers})."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
 
 
 def token_hash(token: str) -> str:
@@ -207,10 +215,10 @@ def token_hash(token: str) -> str:
     return "sha256$" + hashlib.sha256(token.encode()).hexdigest()
 
 
-def bench_node(args, work: Path) -> dict:
+def bench_node(args, work: Path, workers: int = 0) -> dict:
     sink_port, ctl = free_port(), free_port()
     sink = start_sink(sys.executable, sink_port, ctl, work / "sink.log")
-    config = node_config(work, sink_port)
+    config = node_config(work, sink_port, workers)
     log = open(work / "node.log", "w")
     node = subprocess.Popen([str(TWISTD), "--nodaemon", "--pidfile=",
                              "appliance", "--config", str(config)],
@@ -238,7 +246,7 @@ def bench_node(args, work: Path) -> dict:
         before = batch_stats(base)
         result = run_wrk(base, "/sendsms/send", "", auth, args.duration,
                          args.connections, args.threads, work,
-                         pids=[node.pid])
+                         pids=[node.pid, *children(node.pid)])
         after = batch_stats(base)
         commits = after[0] - before[0]
         result["commits"] = commits
@@ -395,12 +403,28 @@ def in_process(requests: int, fake_core: bool, basic: bool = False,
     return used / requests
 
 
+def report_node(label: str, ours: dict) -> None:
+    """Print one node run's figures."""
+    print(f"{label}: {ours['accepted_per_s']:.0f} accepted/s, p50 "
+          f"{ours['p50_ms']:.2f} ms, p99 {ours['p99_ms']:.2f} ms, "
+          f"{ours['non_2xx']} non-2xx {ours['statuses']}, sink got "
+          f"{ours['sink'].get('count')}; {ours['socket_errors']}")
+    print(f"  CPU {ours['cpu_s']:.2f} s of which system "
+          f"{ours['system_s']:.2f} s; {ours['commits']:.0f} batched "
+          f"commits, {ours['writes_per_commit']:.1f} writes and "
+          f"{ours['commit_ms']:.2f} ms each")
+    print("  check:", ours["check"].strip())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-jasmin", action="store_true")
+    ap.add_argument("--workers", default="0", metavar="N[,M...]",
+                    help="[http] workers of the node, one run per count "
+                    "(0: the main process alone)")
     ap.add_argument("--in-process", type=int, default=0, metavar="N",
                     help="measure N requests in process instead")
     ap.add_argument("--cprofile", metavar="FILE",
@@ -434,18 +458,12 @@ def main() -> None:
           f"{Path('/proc/loadavg').read_text().split()[:3]}")
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         work = Path(tmp)
-        (work / "node").mkdir()
-        ours = bench_node(args, work / "node")
-        print(f"node:   {ours['accepted_per_s']:.0f} accepted/s, p50 "
-              f"{ours['p50_ms']:.2f} ms, p99 {ours['p99_ms']:.2f} ms, "
-              f"{ours['non_2xx']} non-2xx {ours['statuses']}, sink got "
-              f"{ours['sink'].get('count')}; {ours['socket_errors']}")
-        print(f"  CPU {ours['cpu_s']:.2f} s of which system "
-              f"{ours['system_s']:.2f} s; {ours['commits']:.0f} batched "
-              f"commits, {ours['writes_per_commit']:.1f} writes and "
-              f"{ours['commit_ms']:.2f} ms each")
-        print("  check:", ours["check"].strip())
-        rows.append(("node /sendsms/send", ours))
+        for workers in [int(n) for n in args.workers.split(",")]:
+            label = f"node, {workers} workers" if workers else "node"
+            (work / label).mkdir()
+            ours = bench_node(args, work / label, workers)
+            report_node(label, ours)
+            rows.append((f"{label} /sendsms/send", ours))
         if not args.no_jasmin:
             (work / "jasmin").mkdir()
             try:
@@ -472,12 +490,14 @@ def main() -> None:
               f"{r['p99_ms']:.2f} | {r['non_2xx']} | "
               f"{r['sink'].get('count')} | {r['cpu_s']:.1f} | {per:.0f} | "
               f"{r['accepted_per_cpu_s']:.0f} |")
-    if len(rows) == 2:
-        a, b = rows[0][1], rows[1][1]
-        print(f"\nratio node/Jasmin: accepted/s "
-              f"{a['accepted_per_s'] / max(b['accepted_per_s'], 1e-9):.1f}x,"
-              f" accepted per CPU second "
-              f"{a['accepted_per_cpu_s'] / max(b['accepted_per_cpu_s'], 1e-9):.1f}x")
+    peer = [r for name, r in rows if name.startswith("Jasmin")]
+    for name, a in rows:
+        if peer and not name.startswith("Jasmin"):
+            b = peer[0]
+            print(f"\nratio {name} / Jasmin: accepted/s "
+                  f"{a['accepted_per_s'] / max(b['accepted_per_s'], 1e-9):.2f}x,"
+                  f" accepted per CPU second "
+                  f"{a['accepted_per_cpu_s'] / max(b['accepted_per_cpu_s'], 1e-9):.2f}x")
     print(f"\nload average at the end: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
