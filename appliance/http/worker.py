@@ -189,6 +189,9 @@ def main(argv: list[str]) -> None:
         reactor.callLater(10.0, lost)
 
     signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(terminate))
+    # A Ctrl-C on the node's terminal reaches its whole process group: the
+    # node stops its workers itself (SIGTERM), in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import gc
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
