@@ -29,14 +29,6 @@ PT, UK, DE = "351912345678", "447700900123", "4930123456"
 
 
 @pytest.fixture
-def carriers():
-    c1, c2 = SMSC("carrier1"), SMSC("carrier2")
-    yield c1, c2
-    c1.stop()
-    c2.stop()
-
-
-@pytest.fixture
 def node(tmp_path, carriers):
     c1, c2 = carriers
     n = start_http_node(tmp_path, c1.port, c2.port)

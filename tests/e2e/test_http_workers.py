@@ -19,7 +19,6 @@ import pytest
 
 from tests.e2e.harness import wait_for
 from tests.e2e.http_tools import PASSWORD, TOKEN, api, body_json, curl, start_http_node
-from tests.e2e.smsc import SMSC
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")]
@@ -45,14 +44,6 @@ def alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
-
-
-@pytest.fixture
-def carriers():
-    c1, c2 = SMSC("carrier1"), SMSC("carrier2")
-    yield c1, c2
-    c1.stop()
-    c2.stop()
 
 
 def test_workers_serve_replace_and_follow_the_node(tmp_path, carriers):
@@ -120,8 +111,12 @@ def test_workers_serve_replace_and_follow_the_node(tmp_path, carriers):
     deadline = time.monotonic() + 10
     while True:
         s = socket.socket()
+        # As every listener binds: connections the node closed first may
+        # linger in TIME_WAIT; a listening socket still open fails the bind.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
+            s.listen()
             break
         except OSError:
             assert time.monotonic() < deadline, "the HTTP port is still held"

@@ -13,9 +13,11 @@ class Node:
     services: dict
 
 
-def exchange(service, data: bytes) -> bytes:
+def exchange(service, data: bytes, resource=None) -> bytes:
+    """Feed C{data} to a channel of the site serving C{resource} (default:
+    the service's API), commit, and return what was written back."""
     from appliance.http.service import APISite
-    site = APISite(service.resource, service.section, service.reactor)
+    site = APISite(resource or service.resource, service.section, service.reactor)
     channel = site.buildProtocol(None)
     transport = StringTransport(peerAddress=None)
     from twisted.internet.address import IPv4Address

@@ -55,14 +55,7 @@ class Loop:
 
 def via_worker(service, data: bytes) -> bytes:
     loop = Loop(Dispatcher(service.resource))
-    site = APISite(ForwardResource(loop.link), service.section, service.reactor)
-    channel = site.buildProtocol(None)
-    transport = StringTransport()
-    transport.getPeer = lambda: IPv4Address("TCP", "127.0.0.1", 40000)
-    channel.makeConnection(transport)
-    channel.dataReceived(data)
-    service.node.commit()
-    return transport.value()
+    return exchange(service, data, ForwardResource(loop.link))
 
 
 def normal(answer: bytes) -> tuple:
