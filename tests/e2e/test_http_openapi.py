@@ -5,7 +5,8 @@ document's paths and parameters (valid, invalid and hostile values, every
 way of authenticating), none answered 5xx, each status one the document
 lists for the operation, each JSON body valid against its schema.  Also:
 the served document is the one kept in docs/openapi.json, and malformed
-requests on the raw socket never stop the listener.
+requests on the raw socket never stop the listener.  Each test runs
+against the node alone and against a node with two HTTP worker processes.
 """
 from __future__ import annotations
 
@@ -66,10 +67,13 @@ def schema_validator(doc, schema):
         {**schema, "components": doc["components"]})
 
 
-@pytest.fixture
-def node(tmp_path):
+@pytest.fixture(params=[0, 2], ids=["node", "2-workers"])
+def node(tmp_path, request):
+    """The node alone, and with [http] workers = 2 (its worker processes
+    parse the requests and the node answers them: the same answers)."""
     c1, c2 = SMSC("carrier1"), SMSC("carrier2")
-    n = start_http_node(tmp_path, c1.port, c2.port, auth_failures=100000)
+    n = start_http_node(tmp_path, c1.port, c2.port, auth_failures=100000,
+                        workers=request.param)
     yield n
     n.stop()
     c1.stop()
