@@ -19,7 +19,7 @@ from appliance.http.guard import Guard
 from appliance.http.model import KEY, TenantBook, book_of
 from appliance.http.openapi import document
 from appliance.http.resources import APIResource
-from appliance.http.site import APISite, LimitedChannel, LimitedRequest  # noqa: F401
+from appliance.http.site import APISite
 from appliance.http.sending import Sender
 from appliance.model.numbering import node_plan
 from appliance.model.passwords import verify_secret
