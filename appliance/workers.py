@@ -30,15 +30,17 @@ of bytes, text, numbers and dicts, and both ends run the same Python.
 """
 from __future__ import annotations
 
+import json
 import marshal
 import os
-import signal
 import struct
 import sys
 from typing import Any, Callable, Iterator
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger, LogLevel
+
+from appliance.listen import gather
 
 __all__ = ["FrameBuffer", "WorkerSet", "frame", "MAX_FRAME"]
 
@@ -150,12 +152,12 @@ class _Worker(protocol.ProcessProtocol):
                                 name=self.owner.name, n=self.number,
                                 text=rest if level else text)
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the worker (ignored once it has exited)."""
+    def kill(self, signal_name: str = "KILL") -> None:
+        """Signal the worker (C{"KILL"} or C{"TERM"}; ignored once it has
+        exited)."""
         if self.alive and self.pid is not None:
             try:
-                self.transport.signalProcess({signal.SIGKILL: "KILL",
-                                              signal.SIGTERM: "TERM"}[sig])
+                self.transport.signalProcess(signal_name)
             except (OSError, protocol.ProcessExitedAlready):
                 pass
 
@@ -223,13 +225,8 @@ class WorkerSet:
             exits first or does not within C{timeout} seconds).
         """
         self._stopping = False
-        waits = [self._spawn(n).hello for n in range(1, self.count + 1)]
-        d = defer.gatherResults(waits, consumeErrors=True)
-        d.addErrback(lambda f: f.value.subFailure
-                     if isinstance(f.value, defer.FirstError) else f)
-        timer = self.reactor.callLater(timeout, d.cancel)
-        d.addBoth(lambda r: (timer.cancel() if timer.active() else None, r)[1])
-        return d
+        d = gather([self._spawn(n).hello for n in range(1, self.count + 1)])
+        return d.addTimeout(timeout, self.reactor)
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -239,7 +236,6 @@ class WorkerSet:
         return env
 
     def _spawn(self, number: int) -> _Worker:
-        import json
         worker = _Worker(self, number, self.reactor.seconds())
         spec = dict(self.spec(number), fds=list(range(3, 3 + len(self.sockets))))
         fds: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
@@ -254,7 +250,9 @@ class WorkerSet:
         return worker
 
     def _ended(self, worker: _Worker, reason: Any) -> None:
-        if self.workers.get(worker.number) is worker and self._stopping:
+        if self.workers.get(worker.number) is not worker:
+            return
+        if self._stopping:
             del self.workers[worker.number]
             self.log.info("{name} worker {n} (pid {pid}) stopped", name=self.name,
                           n=worker.number, pid=worker.pid)
@@ -262,8 +260,6 @@ class WorkerSet:
                 waits, self._ended_waits = self._ended_waits, []
                 for d in waits:
                     d.callback(None)
-            return
-        if self.workers.get(worker.number) is not worker:
             return
         lived = self.reactor.seconds() - worker.started
         if lived >= self.steady:
@@ -300,7 +296,7 @@ class WorkerSet:
         if not self.workers:
             return defer.succeed(None)
         for worker in self.workers.values():
-            worker.kill(signal.SIGTERM)
+            worker.kill("TERM")
         d: defer.Deferred = defer.Deferred()
         self._ended_waits.append(d)
         timer = self.reactor.callLater(self.grace, self._kill_all)
@@ -312,4 +308,4 @@ class WorkerSet:
             self.log.warn("{name} worker {n} (pid {pid}) still running after {grace} s: "
                           "SIGKILL", name=self.name, n=worker.number, pid=worker.pid,
                           grace=self.grace)
-            worker.kill(signal.SIGKILL)
+            worker.kill("KILL")
