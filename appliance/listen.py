@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from appliance.config import Listener, port_key, parse_listener
 
-__all__ = ["listen_all", "stop_all", "endpoint_for", "gather"]
+__all__ = ["listen_all", "stop_all", "endpoint_for", "gather", "tls_options"]
 
 log = Logger()
 
@@ -42,12 +42,24 @@ def endpoint_for(reactor: Any, listener: Listener, tls: Any = None) -> Any:
     """
     if listener.kind != "ssl":
         return endpoints.serverFromString(reactor, listener.description)
-    from appliance.tls import TLSPolicy, server_options
-    # The description is what the operator wrote (paths resolved).
-    parsed = parse_listener(listener.description, ("ssl",))
-    options = server_options(dict(parsed.options), tls or TLSPolicy())
     return endpoints.SSL4ServerEndpoint(
-        reactor, listener.port, options, interface=listener.interface)
+        reactor, listener.port, tls_options(listener.description, tls),
+        interface=listener.interface)
+
+
+def tls_options(description: str, tls: Any = None) -> Any:
+    """
+    The context factory of an C{ssl:} listener (also what an HTTP worker
+    wraps its adopted socket with).
+
+    @param description: the listener as the operator wrote it (paths
+        resolved).
+    @param tls: the L{appliance.tls.TLSPolicy} (default: its defaults).
+    @raise ValueError: the TLS key or certificate cannot be loaded.
+    """
+    from appliance.tls import TLSPolicy, server_options
+    parsed = parse_listener(description, ("ssl",))
+    return server_options(dict(parsed.options), tls or TLSPolicy())
 
 
 def listen_all(reactor: Any, section: str,

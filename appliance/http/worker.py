@@ -167,10 +167,9 @@ def main(argv: list[str]) -> None:
         if listener.get("tls"):
             from twisted.protocols.tls import TLSMemoryBIOFactory
 
-            from appliance.config import parse_listener
-            from appliance.tls import TLSPolicy, server_options
-            parsed = parse_listener(listener["tls"], ("ssl",))
-            options = server_options(dict(parsed.options), TLSPolicy(**spec["tls"]))
+            from appliance.listen import tls_options
+            from appliance.tls import TLSPolicy
+            options = tls_options(listener["tls"], TLSPolicy(**spec["tls"]))
             factory = TLSMemoryBIOFactory(options, False, site)
         ports.append(reactor.adoptStreamPort(fd, _family(listener["family"]), factory))
         os.close(fd)  # adoptStreamPort made its own copy
@@ -192,9 +191,8 @@ def main(argv: list[str]) -> None:
     # A Ctrl-C on the node's terminal reaches its whole process group: the
     # node stops its workers itself (SIGTERM), in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import gc
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    from appliance.tap import settle_gc
+    settle_gc()
     link.transport.write(frame(("hello", os.getpid())))
     reactor.run(installSignalHandlers=False)
 
