@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 
@@ -44,6 +43,22 @@ def alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def port_free(port: int) -> bool:
+    """Whether a listener could bind C{port} on loopback now."""
+    s = socket.socket()
+    # As every listener binds: connections the node closed first may
+    # linger in TIME_WAIT; a listening socket still open fails the bind.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def test_workers_serve_replace_and_follow_the_node(tmp_path, carriers):
@@ -108,21 +123,7 @@ def test_workers_serve_replace_and_follow_the_node(tmp_path, carriers):
         node.kill()
     # The node killed: its workers exit (their input closes) and the port is free.
     wait_for(lambda: not any(alive(p) for p in workers), what="the workers gone")
-    deadline = time.monotonic() + 10
-    while True:
-        s = socket.socket()
-        # As every listener binds: connections the node closed first may
-        # linger in TIME_WAIT; a listening socket still open fails the bind.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            s.listen()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the HTTP port is still held"
-            time.sleep(0.1)
-        finally:
-            s.close()
+    wait_for(lambda: port_free(port), timeout=10, what="the HTTP port free")
 
 
 def test_tls_through_workers_and_a_clean_stop(tmp_path, carriers):
