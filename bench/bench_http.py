@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from peers_net import free_port, sink_stats, wait_port
+from profile_node import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR = ROOT.parent.parent / "shared" / "anchors" / "jasmin"
@@ -203,12 +204,6 @@ workers = {workers}
     return config
 
 
-def children(pid: int) -> list[int]:
-    """The node's worker processes (C{[http] workers})."""
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
-                         capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
 
 def token_hash(token: str) -> str:
     import hashlib
@@ -246,7 +241,7 @@ def bench_node(args, work: Path, workers: int = 0) -> dict:
         before = batch_stats(base)
         result = run_wrk(base, "/sendsms/send", "", auth, args.duration,
                          args.connections, args.threads, work,
-                         pids=[node.pid, *children(node.pid)])
+                         pids=[node.pid, *descendants(node.pid)])
         after = batch_stats(base)
         commits = after[0] - before[0]
         result["commits"] = commits
