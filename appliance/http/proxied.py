@@ -33,7 +33,7 @@ class ProxiedRequest:
 
     __slots__ = ("_worker", "_rid", "method", "path", "args", "_headers", "_body",
                  "_host", "_port", "_secure", "code", "_out", "_written", "finished",
-                 "started", "_disconnected")
+                 "started")
 
     def __init__(self, worker: Any, rid: int, method: bytes, path: bytes, args: dict,
                  headers: dict, body: bytes, host: str, port: int, secure: bool) -> None:
@@ -45,7 +45,6 @@ class ProxiedRequest:
         self._out: dict[bytes, bytes] = {}
         self._written: list[bytes] = []
         self.finished = False
-        self._disconnected = False
         self.started = 0.0
 
     @property
