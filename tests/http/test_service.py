@@ -13,15 +13,17 @@ class Node:
     services: dict
 
 
-def exchange(service, data: bytes, resource=None) -> bytes:
-    """Feed C{data} to a channel of the site serving C{resource} (default:
-    the service's API), commit, and return what was written back."""
+def exchange(service, data: bytes, resource=None,
+             peer: tuple[str, int] = ("127.0.0.1", 40000)) -> bytes:
+    """Feed C{data} from C{peer} to a channel of the site serving
+    C{resource} (default: the service's API), commit, and return what was
+    written back."""
     from appliance.http.service import APISite
     site = APISite(resource or service.resource, service.section, service.reactor)
     channel = site.buildProtocol(None)
     transport = StringTransport(peerAddress=None)
     from twisted.internet.address import IPv4Address
-    transport.getPeer = lambda: IPv4Address("TCP", "127.0.0.1", 40000)
+    transport.getPeer = lambda: IPv4Address("TCP", *peer)
     channel.makeConnection(transport)
     channel.dataReceived(data)
     service.node.commit()

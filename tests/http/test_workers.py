@@ -116,13 +116,9 @@ def test_keep_alive_and_the_workers_own_limits(service):
         b" HTTP/1.1\r\nHost: x\r\n\r\n"
     assert via_worker(service, req + req).count(b"HTTP/1.1 200 OK") == 2
     loop = Loop(Dispatcher(service.resource))
-    site = APISite(ForwardResource(loop.link), service.section, service.reactor)
-    channel = site.buildProtocol(None)
-    transport = StringTransport()
-    channel.makeConnection(transport)
-    channel.dataReceived(b"POST /sendsms/send HTTP/1.1\r\nHost: x\r\nContent-Length: 5000"
-                         b"\r\n\r\n" + b"a" * 5000)
-    assert b" 413 " in transport.value() and loop.frames == 0
+    answer = exchange(service, b"POST /sendsms/send HTTP/1.1\r\nHost: x\r\nContent-Length:"
+                      b" 5000\r\n\r\n" + b"a" * 5000, ForwardResource(loop.link))
+    assert b" 413 " in answer and loop.frames == 0
 
 
 def test_the_source_address_is_the_clients(service):
@@ -133,14 +129,10 @@ def test_the_source_address_is_the_clients(service):
         (request.getClientAddress(), request.isSecure(), request.getHeader(b"X-Probe")))
         or b"{}")
     loop = Loop(Dispatcher(resource))
-    site = APISite(ForwardResource(loop.link), service.section, service.reactor)
-    channel = site.buildProtocol(None)
-    transport = StringTransport()
-    transport.getPeer = lambda: IPv4Address("TCP", "192.0.2.7", 5555)
-    channel.makeConnection(transport)
-    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: x\r\nx-probe: 1\r\n\r\n")
+    answer = exchange(service, b"GET /x HTTP/1.1\r\nHost: x\r\nx-probe: 1\r\n\r\n",
+                      ForwardResource(loop.link), peer=("192.0.2.7", 5555))
     assert seen == [(IPv4Address("TCP", "192.0.2.7", 5555), False, b"1")]
-    assert b"200 OK" in transport.value()
+    assert b"200 OK" in answer
 
 
 def test_a_resource_bug_is_a_500_and_the_next_request_is_served(service):
@@ -152,12 +144,8 @@ def test_a_resource_bug_is_a_500_and_the_next_request_is_served(service):
             raise RuntimeError("bug")
         return b"{}"
     loop = Loop(Dispatcher(SimpleNamespace(render=render)))
-    site = APISite(ForwardResource(loop.link), service.section, service.reactor)
-    channel = site.buildProtocol(None)
-    transport = StringTransport()
-    channel.makeConnection(transport)
-    channel.dataReceived(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
-    answer = transport.value()
+    answer = exchange(service, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost:"
+                      b" x\r\n\r\n", ForwardResource(loop.link))
     assert b" 500 " in answer and b'"code": "internal"' in answer
     assert answer.count(b"HTTP/1.1 200 OK") == 1
 
