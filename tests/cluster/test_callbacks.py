@@ -7,7 +7,6 @@ the node that took its slot over once it was killed, and a slot that
 still owns callbacks or receipts is neither retired nor left to nobody.
 """
 import pytest
-from twisted.internet import defer
 from zope.interface.verify import verifyObject
 
 from appliance.cluster import leases
@@ -17,39 +16,19 @@ from appliance.http.callbacks import CallbackSender, queue_hook
 from appliance.http.model import Callback
 from appliance.messaging.vocabulary import Submission
 from tests.cluster.test_service import BEAT, LEASE, USER, Cluster, accepted
+from tests.http.fakes import FakeAgent, FakeResponse
 
 URL = "http://127.0.0.1:9/dlr"
 
 
-class Response:
-    def __init__(self, code):
-        self.code = code
-        self.phrase = b"X"
-        self.length = 2
-
-    def deliverBody(self, protocol):
-        from twisted.python.failure import Failure
-        from twisted.web.client import ResponseDone
-        protocol.dataReceived(b"ok")
-        protocol.connectionLost(Failure(ResponseDone()))
-
-
-class HTTPAgent:
+class HTTPAgent(FakeAgent):
     """Records each request; answers none until the test does."""
-
-    def __init__(self):
-        self.requests = []
-
-    def request(self, method, url, headers=None, body=None):
-        d = defer.Deferred()
-        self.requests.append((url, body.data if body else b"", d))
-        return d
 
     def answer(self, code=200):
         """Answer every request not answered yet with C{code}."""
-        for _, _, d in self.requests:
+        for *_, d in self.requests:
             if not d.called:
-                d.callback(Response(code))
+                d.callback(FakeResponse(code))
 
 
 def with_callbacks(node):

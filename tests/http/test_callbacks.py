@@ -4,7 +4,6 @@ import hmac
 import json
 
 import pytest
-from twisted.internet import defer
 from twisted.web.http_headers import Headers
 
 from appliance.http.callbacks import BACKOFF, CallbackSender, wanted
@@ -12,32 +11,8 @@ from appliance.http.model import http_of
 from appliance.http.params import parse_send
 from appliance.http.sending import Sender
 from appliance.messaging.core import Outcome
+from tests.http.fakes import FakeAgent, FakeResponse
 from tests.http.helpers import Core
-
-
-class FakeResponse:
-    def __init__(self, code, body=b"ok"):
-        self.code = code
-        self.phrase = b"X"
-        self.body = body
-        self.length = len(body)
-
-    def deliverBody(self, protocol):
-        from twisted.python.failure import Failure
-        from twisted.web.client import ResponseDone
-        protocol.dataReceived(self.body)
-        protocol.connectionLost(Failure(ResponseDone()))
-
-
-class FakeAgent:
-    def __init__(self):
-        self.requests = []
-
-    def request(self, method, url, headers=None, body=None):
-        d = defer.Deferred()
-        data = body.data if body is not None else b""
-        self.requests.append((method, url, headers, data, d))
-        return d
 
 
 @pytest.fixture
