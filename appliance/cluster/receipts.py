@@ -29,6 +29,7 @@ from appliance.cluster import leases
 from appliance.cluster.interfaces import IReceiptPlacement
 from appliance.cluster.model import KEY
 from appliance.messaging.vocabulary import MessageIds
+from appliance.model.errors import ModelError
 
 __all__ = ["ReceiptPlacement", "slot_mine", "slot_numbers"]
 
@@ -95,13 +96,17 @@ class ReceiptPlacement:
                  ) -> None:
         self.cluster = cluster
         self.receiving = receiving
-        self._ids: MessageIds | None = None
+        self._next = slot_numbers(cluster)
 
     def next_seq(self) -> int:
-        """@return: a new receipt sequence number of this node's slot."""
-        if self._ids is None or self._ids.epoch != self.cluster.slot:
-            self._ids = MessageIds(self.cluster.slot)
-        return self._ids.next()
+        """
+        @return: a new receipt sequence number of this node's slot.
+        @raise ModelError: the node has not taken its epoch yet.
+        """
+        seq = self._next()
+        if seq is None:
+            raise ModelError("no receipt number before the node took its epoch")
+        return seq
 
     def mine(self, seq: int) -> bool:
         """Whether this node may send the receipt numbered C{seq} now (a
