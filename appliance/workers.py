@@ -42,7 +42,7 @@ from twisted.logger import Logger, LogLevel
 
 from appliance.listen import gather
 
-__all__ = ["FrameBuffer", "WorkerSet", "frame", "MAX_FRAME"]
+__all__ = ["FrameBuffer", "WorkerSet", "frame", "log_to_stderr", "MAX_FRAME"]
 
 #: The largest frame either end accepts (a request body is limited far
 #: below this by C{[http] max_request_bytes}).
@@ -106,6 +106,24 @@ class FrameBuffer:
             self._data = buffer[at:]
 
 
+def log_to_stderr(level_floor: Any) -> None:
+    """Log lines as C{LEVEL text} on standard error, which the node reads
+    and logs as its own (L{WorkerSet})."""
+    from twisted.logger import formatEvent, globalLogBeginner
+
+    def observer(event: dict) -> None:
+        level = event.get("log_level")
+        if level is None or level < level_floor:
+            return
+        text = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text += " " + failure.getTraceback().replace("\n", " | ")
+        sys.stderr.write(f"{level.name} {text}\n".replace("\r", " "))
+        sys.stderr.flush()
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
 class _Worker(protocol.ProcessProtocol):
     """One child: its frames go to the set's handler."""
 
@@ -132,6 +150,8 @@ class _Worker(protocol.ProcessProtocol):
             for value in self.frames.feed(data):
                 if value and value[0] == "hello":
                     if not self.hello.called:
+                        if self.owner.on_hello is not None:
+                            self.owner.on_hello(self)
                         self.hello.callback(value)
                     continue
                 self.owner.handler(self, value)
@@ -179,6 +199,10 @@ class WorkerSet:
         sends (other than its C{("hello", ...)}); it answers with
         C{worker.send(frame)}.
     @ivar restarts: workers started again after one exited.
+    @ivar on_hello: called with each worker (the first ones and those
+        started again) once it said hello, before any of its other
+        frames is handled: where a service sends it what it must know
+        and not see on its command line.
     """
 
     log = Logger()
@@ -208,6 +232,7 @@ class WorkerSet:
         self._stopping = False
         self._pending: dict[int, Any] = {}
         self._ended_waits: list[defer.Deferred] = []
+        self.on_hello: Callable[[Any], None] | None = None
 
     def running(self) -> int:
         """@return: how many workers are running."""

@@ -140,6 +140,21 @@ def test_a_dead_worker_is_replaced_with_backoff():
     assert len(reactor.spawned) == 10
 
 
+def test_on_hello_comes_before_the_workers_other_frames():
+    """The set's on_hello sees each worker (a replaced one too) once its
+    hello arrives, before the frames that follow it in the same read."""
+    reactor, frames, greeted = ProcessReactor(), [], []
+    workers = make_set(reactor, frames, count=1)
+    workers.on_hello = lambda worker: greeted.append((worker.number, list(frames)))
+    workers.start()
+    reactor.spawned[0][0].childDataReceived(1, frame(("hello", 1)) + frame(("req", 1)))
+    assert greeted == [(1, [])] and frames == [(1, ("req", 1))]
+    ended(reactor.spawned[0][0])
+    reactor.advance(0.5)
+    reactor.spawned[1][0].childDataReceived(1, frame(("hello", 2)))
+    assert greeted[-1][0] == 1 and len(greeted) == 2
+
+
 def test_bad_frame_kills_the_worker():
     reactor, frames = ProcessReactor(), []
     workers = make_set(reactor, frames, count=1)

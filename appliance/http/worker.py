@@ -33,7 +33,7 @@ from twisted.internet import protocol
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from appliance.workers import FrameBuffer, FrameError, frame
+from appliance.workers import FrameBuffer, FrameError, frame, log_to_stderr
 
 __all__ = ["ForwardResource", "NodeLink", "main"]
 
@@ -122,24 +122,6 @@ def _family(name: str) -> socket.AddressFamily:
     return socket.AF_INET6 if name == "inet6" else socket.AF_INET
 
 
-def _log_to_stderr(level_floor: Any) -> None:
-    """Log lines as C{LEVEL text} on standard error, which the node reads
-    and logs as its own (L{appliance.workers})."""
-    from twisted.logger import formatEvent, globalLogBeginner
-
-    def observer(event: dict) -> None:
-        level = event.get("log_level")
-        if level is None or level < level_floor:
-            return
-        text = formatEvent(event)
-        failure = event.get("log_failure")
-        if failure is not None:
-            text += " " + failure.getTraceback().replace("\n", " | ")
-        sys.stderr.write(f"{level.name} {text}\n".replace("\r", " "))
-        sys.stderr.flush()
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-
-
 def main(argv: list[str]) -> None:
     """Run one worker (see the module's description)."""
     from twisted.internet import epollreactor
@@ -147,7 +129,7 @@ def main(argv: list[str]) -> None:
     from twisted.internet import reactor, stdio
     from twisted.logger import LogLevel
 
-    _log_to_stderr(LogLevel.info)
+    log_to_stderr(LogLevel.info)
 
     spec = json.loads(argv[1])
     section = SimpleNamespace(**spec["section"])
