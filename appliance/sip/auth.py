@@ -58,6 +58,11 @@ class FailureLimiter:
         self.window = window
         self.max_sources = max_sources
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        #: Called with C{(source, until)} when a failure blocks a source
+        #: (or keeps it blocked longer): until is when it is let in again
+        #: (the clock's seconds), unless it fails again.  The SIP workers
+        #: are told, so that they leave its requests to this process.
+        self.on_block: Callable[[str, float], None] | None = None
 
     def _recent(self, source: str) -> deque[float] | None:
         times = self._failures.get(source)
@@ -79,6 +84,18 @@ class FailureLimiter:
         times = self._recent(source)
         return times is not None and len(times) > self.limit
 
+    def blocks(self) -> list[tuple[str, float]]:
+        """
+        @return: the sources blocked now, each with when it is let in
+            again (unless it fails again).
+        """
+        found = []
+        for source in list(self._failures):
+            times = self._recent(source)
+            if times is not None and len(times) > self.limit:
+                found.append((source, times[-(self.limit + 1)] + self.window))
+        return found
+
     def fail(self, source: str) -> None:
         """
         Record a failure.
@@ -90,6 +107,8 @@ class FailureLimiter:
             times = self._failures[source] = deque()
         times.append(self._clock.seconds())
         self._failures.move_to_end(source)
+        if len(times) > self.limit and self.on_block is not None:
+            self.on_block(source, times[-(self.limit + 1)] + self.window)
         while len(self._failures) > self.max_sources:
             self._failures.popitem(last=False)
 
@@ -345,7 +364,9 @@ class DigestGate:
             C{check_ha1(algorithm)}) or C{None}.
         @param secret: the nonce secret; random when C{None}.
         """
-        nonces = NonceFactory(secret or secrets.token_bytes(32), clock, nonce_lifetime)
+        #: The nonce secret (the SIP workers challenge with it too).
+        self.secret = secret or secrets.token_bytes(32)
+        nonces = NonceFactory(self.secret, clock, nonce_lifetime)
         self.verifier = Verifier(realm, nonces, NonceCounter(), algorithms)
         self.limiter = FailureLimiter(clock, auth_failures)
         self.failures = 0
