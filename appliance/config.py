@@ -247,6 +247,9 @@ class SIPSection(ServiceSection):
     @ivar retry_after: the Retry-After of those 503s, seconds.
     @ivar udp_receive_buffer: bytes of kernel receive buffer asked for on
         the UDP sockets.
+    @ivar workers: worker processes that read the UDP sockets, answer
+        the digest challenges themselves and forward every other datagram
+        to this process (0: this process alone).
     """
     domain: str = "appliance"
     realm: str = "appliance"
@@ -266,6 +269,7 @@ class SIPSection(ServiceSection):
     overload_backlog: int = 20000
     retry_after: int = 5
     udp_receive_buffer: int = 4 * 1024 * 1024
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -808,7 +812,8 @@ def _sip_section(c: _Collector, t: dict, base: Path,
             "overload_lag_ms": (1000, 0, 60000),
             "overload_backlog": (20000, 0, 10 ** 8),
             "retry_after": (5, 1, 3600),
-            "udp_receive_buffer": (4 * 1024 * 1024, 65536, 1 << 30)}
+            "udp_receive_buffer": (4 * 1024 * 1024, 65536, 1 << 30),
+            "workers": (0, 0, 64)}
     _unknown(c, "sip", t, {"enabled", "listen", "domain", "realm",
                            "digest_algorithms", "retry_schedule", "nat", *ints})
     common = _service(c, "sip", t, base)

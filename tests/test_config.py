@@ -246,3 +246,13 @@ def test_http_workers(tmp_path):
                  base=tmp_path).service("http").workers == 2
     errs = errors_of("[http]\nenabled = true\nworkers = 65\n", tmp_path)
     assert errs == ["[http] workers: between 0 and 64"]
+
+
+def test_sip_workers(tmp_path):
+    """[sip] workers: 0 (the default: this process reads the UDP sockets)
+    to 64."""
+    assert parse("[sip]\nenabled = true\n", base=tmp_path).service("sip").workers == 0
+    assert parse("[sip]\nenabled = true\nworkers = 2\n",
+                 base=tmp_path).service("sip").workers == 2
+    errs = errors_of("[sip]\nenabled = true\nworkers = -1\n", tmp_path)
+    assert errs == ["[sip] workers: between 0 and 64"]

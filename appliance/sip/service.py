@@ -168,14 +168,21 @@ class SIPService(Service):
                                       local_host)
         self.flows.on_lost(self._flow_lost)
         self._stopping = False
+        self._metrics = metrics
+        #: The UDP workers (C{[sip] workers}), once started.
+        self.workers: Any = None
+        self._worker_protocols: list[Any] = []
+        #: Challenges the workers answered, by method, since start.
+        self.worker_challenges: dict[str, int] = {}
 
     # -- wiring ------------------------------------------------------------
 
     def _kernel_drops(self) -> int:
         """Datagrams the kernel dropped on our UDP sockets: what the kernel
-        says with each datagram (SO_RXQ_OVFL), else from /proc/net/udp."""
+        says with each datagram (SO_RXQ_OVFL), else (and when the workers
+        read the sockets) from /proc/net/udp."""
         counts = [getattr(p, "kernel_drops", None) for p in self._udp_ports]
-        if counts and None not in counts:
+        if counts and None not in counts and self.workers is None:
             return sum(counts)  # type: ignore[arg-type]
         return udp_drops(self._udp_inodes)
 
@@ -227,7 +234,81 @@ class SIPService(Service):
                        factory_for=self._factory, ports=self.node.ports,
                        into=self.ports, tls=getattr(config, "tls", None),
                        on_bound=self._bound, udp=listen_udp)
+        if getattr(self.section, "workers", 0):
+            d.addCallback(lambda _: self._start_workers())
         d.addCallbacks(lambda _: self.ready.callback(None), self.ready.errback)
+
+    # -- UDP workers (issue 16 item 5) ----------------------------------------
+
+    def _start_workers(self) -> defer.Deferred | None:
+        """
+        Hand the bound UDP sockets to C{[sip] workers} processes
+        (L{appliance.sip.worker}): this process stops reading them (they
+        stay open here: it still sends on them, and a worker's death loses
+        no socket), the workers answer the first request of each digest
+        exchange themselves and forward every other datagram here, where
+        it is handled as if read from the socket.
+        """
+        from appliance.workers import WorkerSet
+        ports = list(self._udp_ports)
+        if not ports:
+            self.log.warn("[sip] workers = {n} but no UDP listener: no SIP workers",
+                          n=self.section.workers)
+            return None
+        self._worker_protocols = [port.protocol for port in ports]
+        families = []
+        for port in ports:
+            port.stopReading()
+            families.append("inet6" if ":" in port.getHost().host else "inet")
+        spec = {"families": families, "realm": self.section.realm,
+                "algorithms": list(self.section.digest_algorithms),
+                "nonce_lifetime": self.section.nonce_lifetime,
+                "max_packet": getattr(ports[0], "maxPacketSize", 8192)}
+        self.workers = WorkerSet(self.node.reactor, "sip", "appliance.sip.worker",
+                                 self.section.workers, lambda n: spec,
+                                 [port.fileno() for port in ports], self._from_worker)
+        self.workers.on_hello = self._greet
+        self.gate.limiter.on_block = self._blocked
+        if self._metrics is not None:
+            self._metrics.gauge("appliance_sip_workers", "SIP UDP worker processes running",
+                                (), lambda: [((), self.workers.running())])
+        return self.workers.start()
+
+    def _greet(self, worker: Any) -> None:
+        """What a worker must know before it answers: the nonce secret,
+        our hosts and the sources blocked for failed authentications."""
+        worker.send(("secret", self.gate.secret))
+        worker.send(("domains", self.domains.hosts()))
+        for source, until in self.gate.limiter.blocks():
+            worker.send(("block", source, until))
+
+    def _blocked(self, source: str, until: float) -> None:
+        if self.workers is not None:
+            for worker in self.workers.workers.values():
+                worker.send(("block", source, until))
+
+    def _from_worker(self, worker: Any, value: tuple) -> None:
+        """A frame from a worker: a datagram it forwarded, or its counts."""
+        kind = value[0]
+        if kind == "dgram":
+            _, index, data, host, port, arrived = value
+            try:
+                protocol = self._worker_protocols[index]
+            except (IndexError, TypeError):
+                self.log.error("SIP worker {n} forwarded to socket {i}: no such socket",
+                               n=worker.number, i=index)
+                return
+            protocol.arrived = arrived
+            try:
+                protocol.datagramReceived(data, (host, port))
+            finally:
+                protocol.arrived = None
+        elif kind == "counts":
+            for method, n in value[1].items():
+                self.worker_challenges[method] = self.worker_challenges.get(method, 0) + n
+        else:
+            self.log.warn("SIP worker {n} sent an unknown frame {kind!r}", n=worker.number,
+                          kind=kind)
 
     def _factory(self, listener: Any) -> Any:
         """A listener's factory (UDP: its datagram protocol)."""
@@ -269,7 +350,13 @@ class SIPService(Service):
         self.flows.udp.clear()
         self._udp_inodes.clear()
         self._udp_ports.clear()
-        return stop_all(self.ports)
+        self.gate.limiter.on_block = None
+        workers, self.workers = self.workers, None
+        if workers is None:
+            return stop_all(self.ports)
+        d = workers.stop()
+        d.addCallback(lambda _: stop_all(self.ports))
+        return d
 
     # -- live state for the shell ------------------------------------------
 
@@ -320,7 +407,9 @@ class SIPService(Service):
         """
         @return: counters: registers, registered accounts and contacts,
             authentication failures, MESSAGEs accepted and refused,
-            deliveries, open connections and transactions.
+            deliveries, open connections and transactions; with
+            C{[sip] workers}, the workers running and restarted and the
+            challenges they answered.
         """
         return {
             "registers": self.registrar.registers,
@@ -334,7 +423,17 @@ class SIPService(Service):
             "connections": len(self.flows),
             "transactions": len(self.layer.transactions()),
             **{f"dropped_{k}": n for k, n in self.shedder.counters().items()},
+            **self._worker_statistics(),
         }
+
+    def _worker_statistics(self) -> dict[str, int]:
+        if not getattr(self.section, "workers", 0) and self.workers is None:
+            return {}
+        running = 0 if self.workers is None else self.workers.running()
+        return {"workers": running,
+                "worker_restarts": 0 if self.workers is None else self.workers.restarts,
+                **{f"worker_challenges_{m.lower()}": n
+                   for m, n in sorted(self.worker_challenges.items())}}
 
 
 def make_service(section: Any, node: Any, core: Any, metrics: Any = None) -> SIPService:

@@ -1,0 +1,314 @@
+# -*- test-case-name: tests.sip.test_worker -*-
+"""
+A SIP UDP worker process (C{[sip] workers = N}): it reads the node's SIP
+UDP sockets, answers the first request of every digest exchange (a
+REGISTER without Authorization gets C{401}, a MESSAGE without
+Proxy-Authorization C{407}) itself, statelessly, and forwards every
+other datagram as it came to the node, which handles it as if it had
+read it (L{appliance.sip.service}).
+
+The challenge is the one the node would send: the same realm,
+algorithms and nonce secret (the nonces verify in the node), the same
+checks before it (the request parses, its transaction key reads, its
+Request-URI is ours, its source is not blocked for failed
+authentications), and a To tag computed from the request (RFC 3261
+8.2.7: a stateless UAS gives a retransmission the same tag).  Whatever
+the worker is unsure of goes to the node: a request with any
+credentials, another method, a domain it was not told of, a datagram
+that does not parse.
+
+Started by the node, never by hand: C{python -m appliance.sip.worker
+SPEC}, SPEC being JSON with C{fds} (the UDP sockets, fds 3, 4, ...),
+C{families}, C{realm}, C{algorithms}, C{nonce_lifetime} and
+C{max_packet}.
+
+Frames from the node: C{("secret", bytes)} (the nonce secret: never on
+the command line, which C{ps} shows), C{("domains", [host, ...])},
+C{("block", host, until)} (a source whose requests all go to the node
+until then, wall-clock seconds).  To the node: C{("hello", pid)} once
+every socket is adopted, C{("dgram", socket index, datagram, host,
+port, kernel arrival time or None)}, and once a second, when it moved,
+C{("counts", {method: challenges answered since the last report})}.  SIGTERM or standard
+input closed: exit at once (a UDP worker holds no state).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any, Iterable
+
+from twisted.internet import protocol
+
+from appliance.sip.application import DomainCheck
+from appliance.sip.digest import NonceCounter, NonceFactory, Verifier
+from appliance.sip.headers import HeaderError
+from appliance.sip.message import Request, SIPParseError, make_response, parse
+from appliance.sip.protocol import stamp_via
+from appliance.sip.transaction import TransactionLayer, response_destination
+from appliance.workers import FrameBuffer, FrameError, frame, log_to_stderr
+
+__all__ = ["Challenger", "WorkerLink", "WorkerUDP", "main"]
+
+Address = tuple[str, int]
+
+#: Methods a worker challenges: method to (credential header, proxy).
+_CHALLENGED = {b"REGISTER ": ("REGISTER", "authorization", False),
+               b"MESSAGE ": ("MESSAGE", "proxy-authorization", True)}
+
+
+class _WallClock:
+    """What L{NonceFactory} reads: the time, in wall-clock seconds."""
+
+    @staticmethod
+    def seconds() -> float:
+        return time.time()
+
+
+def to_tag(secret: bytes, request: Request) -> str:
+    """
+    The To tag a stateless challenge carries: the same for every copy of
+    a request (RFC 3261 8.2.7), unguessable without the secret.
+
+    @param secret: the node's nonce secret.
+    @param request: the request answered.
+    @return: 12 hex digits (as the node's random tags).
+    """
+    via = request.top_via()
+    seed = "\0".join((via.branch or "", request.call_id or "",
+                      request.from_address().tag or "", str(request.cseq().number)))
+    return hashlib.blake2b(seed.encode("utf-8", "surrogateescape"),
+                           key=hashlib.blake2b(secret, digest_size=32).digest(),
+                           digest_size=6).hexdigest()
+
+
+class Challenger:
+    """
+    Which datagrams a worker answers itself, and the answer.
+
+    @ivar domains: the Request-URI hosts the node calls its own.
+    @ivar blocked: source host to the wall-clock time until which the
+        node refuses it (its requests go to the node).
+    @ivar counts: challenges answered, by method.
+    """
+
+    def __init__(self, realm: str, algorithms: Iterable[str], nonce_lifetime: float,
+                 secret: bytes, domains: Iterable[str] = (), clock: Any = _WallClock) -> None:
+        """
+        @param realm: the digest realm.
+        @param algorithms: offered in this order.
+        @param nonce_lifetime: seconds a nonce is valid.
+        @param secret: the node's nonce secret.
+        @param domains: the hosts that are ours.
+        @param clock: the time (C{seconds()}).
+        """
+        self.verifier = Verifier(realm, NonceFactory(secret, clock, nonce_lifetime),
+                                 NonceCounter(1), tuple(algorithms))
+        self._secret = secret
+        self._clock = clock
+        self.domains = DomainCheck("", domains)
+        self.blocked: dict[str, float] = {}
+        self.counts: dict[str, int] = {"REGISTER": 0, "MESSAGE": 0}
+
+    def block(self, host: str, until: float) -> None:
+        """@param until: wall-clock seconds; the node's requests from
+        C{host} all go to the node until then."""
+        self.blocked[host] = max(until, self.blocked.get(host, 0.0))
+
+    def _is_blocked(self, host: str) -> bool:
+        until = self.blocked.get(host)
+        if until is None:
+            return False
+        if until > self._clock.seconds():
+            return True
+        del self.blocked[host]
+        return False
+
+    def answer(self, data: bytes, source: Address) -> tuple[bytes, Address] | None:
+        """
+        @param data: one datagram.
+        @param source: where it came from.
+        @return: the challenge and where it goes, or C{None}: forward
+            the datagram to the node.
+        """
+        kind = _CHALLENGED.get(data[:9]) or _CHALLENGED.get(data[:8])
+        if kind is None:
+            return None
+        method, header, proxy = kind
+        if b"authorization" in data.lower():
+            return None  # credentials (or the word in a body): the node's
+        try:
+            request = parse(data)
+            if not isinstance(request, Request) or request.method != method:
+                return None
+            stamp_via(request, source)
+            TransactionLayer.server_key(request)  # the node drops what this refuses
+            uri = request.uri
+            if uri.scheme != "tel" and uri.host not in self.domains:
+                return None
+            if request.headers.get_all(header):
+                return None
+            destination = response_destination(request.top_via(), source)
+            if self.blocked and self._is_blocked(destination[0]):
+                return None
+            response = make_response(request, 407 if proxy else 401,
+                                     to_tag=to_tag(self._secret, request))
+        except (SIPParseError, HeaderError, ValueError):
+            return None  # the node answers or drops it, and logs it
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        for value in self.verifier.challenge_values():
+            response.headers.add(name, value)
+        self.counts[method] += 1
+        return response.to_bytes(), destination
+
+
+class WorkerLink(protocol.Protocol):
+    """
+    The worker's end of its standard input and output.
+
+    @ivar challenger: the L{Challenger}, once the node sent the secret.
+    """
+
+    def __init__(self, spec: dict, on_lost: Any = None) -> None:
+        self.spec = spec
+        self.frames = FrameBuffer()
+        self.challenger: Challenger | None = None
+        self._domains: list[str] = []
+        self._blocks: list[tuple[str, float]] = []
+        self.on_lost = on_lost
+        self._sent_counts: dict[str, int] = {}
+
+    def forward(self, index: int, data: bytes, addr: Address, arrived: float | None) -> None:
+        """Send one datagram to the node."""
+        self.transport.write(frame(("dgram", index, data, addr[0], addr[1], arrived)))
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            for value in self.frames.feed(data):
+                self._command(value)
+        except (FrameError, TypeError, ValueError) as e:
+            print(f"error bad frame from the node ({e}): exiting", file=sys.stderr,
+                  flush=True)
+            self.transport.loseConnection()
+
+    def _command(self, value: tuple) -> None:
+        kind = value[0]
+        if kind == "secret":
+            spec = self.spec
+            self.challenger = Challenger(spec["realm"], spec["algorithms"],
+                                         spec["nonce_lifetime"], bytes(value[1]),
+                                         self._domains)
+            for host, until in self._blocks:
+                self.challenger.block(host, until)
+        elif kind == "domains":
+            self._domains = [str(h) for h in value[1]]
+            if self.challenger is not None:
+                for host in self._domains:
+                    self.challenger.domains.add(host)
+        elif kind == "block":
+            host, until = str(value[1]), float(value[2])
+            if self.challenger is not None:
+                self.challenger.block(host, until)
+            else:
+                self._blocks.append((host, until))
+
+    def report(self) -> None:
+        """Send the challenges answered since the last report, if any
+        (the node adds them up: a worker started again begins at 0)."""
+        challenger = self.challenger
+        if challenger is None:
+            return
+        counts = challenger.counts
+        delta = {m: n - self._sent_counts.get(m, 0) for m, n in counts.items()}
+        if not any(delta.values()):
+            return
+        self._sent_counts = dict(counts)
+        self.transport.write(frame(("counts", delta)))
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self.on_lost is not None:
+            self.on_lost()
+
+
+class WorkerUDP(protocol.DatagramProtocol):
+    """
+    One adopted SIP UDP socket: answer challenges, forward the rest.
+
+    @ivar arrived: set by L{appliance.sip.udp.TimestampedPort} while a
+        datagram is handled: when the kernel queued it.
+    """
+
+    arrived: float | None = None
+
+    def __init__(self, index: int, link: WorkerLink) -> None:
+        self.index = index
+        self.link = link
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        if not data.strip(b"\r\n\x00"):
+            return  # keep-alive padding: the node drops it too
+        challenger = self.link.challenger
+        answer = None
+        if challenger is not None:
+            try:
+                answer = challenger.answer(data, (addr[0], addr[1]))
+            except Exception as e:
+                # Broad: a bug in the fast path must not lose the datagram:
+                # the node gets it and answers it.
+                print(f"error challenge of a datagram from {addr} failed: {e!r}",
+                      file=sys.stderr, flush=True)
+        if answer is not None:
+            self.transport.write(*answer)
+        else:
+            self.link.forward(self.index, data, addr, self.arrived)
+
+
+def _adopt(reactor: Any, fd: int, family: str, proto: Any, max_packet: int) -> Any:
+    """Adopt a bound UDP socket as a L{TimestampedPort} (kernel arrival
+    times when the node turned them on)."""
+    from appliance.sip.udp import SO_TIMESTAMPNS, TimestampedPort
+    fam = socket.AF_INET6 if family == "inet6" else socket.AF_INET
+    port = TimestampedPort._fromListeningDescriptor(reactor, fd, fam, proto, max_packet)
+    try:
+        skt = port._preexistingSocket
+        port.timestamps = bool(skt.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS))
+    except (AttributeError, OSError):
+        port.timestamps = False
+    port.startListening()
+    return port
+
+
+def main(argv: list[str]) -> None:
+    """Run one worker (see the module's description)."""
+    from twisted.internet import epollreactor
+    epollreactor.install()
+    from twisted.internet import reactor, stdio, task
+    from twisted.logger import LogLevel
+
+    log_to_stderr(LogLevel.info)
+    spec = json.loads(argv[1])
+
+    def lost() -> None:
+        if reactor.running:
+            reactor.stop()
+
+    link = WorkerLink(spec, on_lost=lost)
+    stdio.StandardIO(link)
+    for index, (fd, family) in enumerate(zip(spec["fds"], spec["families"])):
+        _adopt(reactor, fd, family, WorkerUDP(index, link), spec.get("max_packet", 8192))
+        os.close(fd)  # the port made its own copy
+    task.LoopingCall(link.report).start(1.0, now=False)
+    signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(lost))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node stops us itself
+    from appliance.tap import settle_gc
+    settle_gc()
+    link.transport.write(frame(("hello", os.getpid())))
+    reactor.run(installSignalHandlers=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,264 @@
+"""
+Tests for L{appliance.sip.worker} (C{[sip] workers}): which datagrams a
+worker answers itself and that its challenge is the node's, the frames
+between it and the node, and the node's side (L{SIPService}) that hands
+forwarded datagrams to its transaction layer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
+
+from appliance.sip.digest import parse_authorization
+from appliance.sip.message import parse
+from appliance.sip.worker import Challenger, WorkerLink, WorkerUDP, to_tag
+from appliance.workers import FrameBuffer, frame
+
+try:
+    from tests.sip.sipbench import APP, DOMAIN, REALM, Bench, digest_response
+except ImportError:  # rootdir-relative import mode
+    from sipbench import APP, DOMAIN, REALM, Bench, digest_response  # type: ignore[no-redef]
+
+SECRET = b"k" * 32          # the Bench's nonce secret
+
+
+def challenger(bench: Bench, **kw) -> Challenger:
+    """A worker's challenger as the node sets it up (its hosts, its secret)."""
+    return Challenger(REALM, bench.section.digest_algorithms, bench.section.nonce_lifetime,
+                      kw.pop("secret", SECRET), bench.service.domains.hosts(),
+                      clock=kw.pop("clock", bench.reactor), **kw)
+
+
+def register(bench: Bench, extra: list[str] | None = None, uri: str = f"sip:{DOMAIN}",
+             branch: str | None = None, method: str = "REGISTER") -> bytes:
+    via = None if branch is None else f"SIP/2.0/UDP {APP[0]}:{APP[1]};branch={branch};rport"
+    return bench.request(method, uri, [f"Contact: <sip:1111@{APP[0]}:{APP[1]}>"]
+                         + (extra or []), to=f"<sip:1111@{DOMAIN}>",
+                         from_=f"<sip:1111@{DOMAIN}>;tag=r", call_id="reg-w", via=via,
+                         cseq=1)
+
+
+def test_worker_challenge_is_the_nodes_and_its_nonce_verifies_in_the_node(bench):
+    """A REGISTER without credentials: the worker's 401 has the node's
+    headers (its To tag aside) and challenges, and credentials computed
+    on its nonce register with the node."""
+    request = register(bench, branch="z9hG4bKw1")
+    answer = challenger(bench).answer(request, APP)
+    assert answer is not None
+    data, destination = answer
+    assert destination == APP
+    ours = parse(data)
+    node = bench.udp(request)[-1]
+    assert (ours.status, ours.reason) == (node.status, node.reason) == (401, "Unauthorized")
+
+    def without_tag_and_nonce(response):
+        rows = []
+        for name, value in response.headers:
+            if name.lower() == "to":
+                value = value.split(";tag=")[0]
+            elif name.lower() == "www-authenticate":
+                value = {k: v for k, v in parse_authorization(value).items() if k != "nonce"}
+            rows.append((name.lower(), value))
+        return rows
+    assert without_tag_and_nonce(ours) == without_tag_and_nonce(node)
+    assert ours.to_address().tag and ours.to_address().tag != node.to_address().tag
+    auth = digest_response(ours.headers.get("www-authenticate"), "REGISTER", f"sip:{DOMAIN}",
+                           "1111", "secret")
+    final = bench.udp(register(bench, [f"Authorization: {auth}"], branch="z9hG4bKw2"))[-1]
+    assert final.status == 200, final.to_bytes()
+
+
+def test_a_retransmission_gets_the_same_to_tag():
+    """RFC 3261 8.2.7: a stateless UAS answers copies of a request alike;
+    another request (branch) gets another tag; the tag needs the secret."""
+    bench = Bench(Path("/nonexistent-unused"), fill=False)
+    try:
+        c = challenger(bench)
+        first = parse(c.answer(register(bench, branch="z9hG4bKa"), APP)[0])
+        again = parse(c.answer(register(bench, branch="z9hG4bKa"), APP)[0])
+        other = parse(c.answer(register(bench, branch="z9hG4bKb"), APP)[0])
+        tag = first.to_address().tag
+        assert tag == again.to_address().tag != other.to_address().tag
+        assert len(tag) == 12
+        request = parse(register(bench, branch="z9hG4bKa"))
+        assert to_tag(b"x" * 32, request) != to_tag(SECRET, request) == tag
+    finally:
+        bench.stop()
+
+
+def test_message_without_proxy_authorization_gets_407(bench):
+    request = bench.request("MESSAGE", f"sip:2222@{DOMAIN}", ["Content-Type: text/plain"],
+                            body=b"hi")
+    response = parse(challenger(bench).answer(request, APP)[0])
+    assert response.status == 407
+    values = response.headers.get_all("proxy-authenticate")
+    assert [parse_authorization(v)["algorithm"] for v in values] == \
+        list(bench.section.digest_algorithms)
+
+
+@pytest.mark.parametrize("name, build", [
+    ("credentials", lambda b: register(b, ['Authorization: Digest username="1111"'])),
+    ("credentials for a MESSAGE", lambda b: b.request(
+        "MESSAGE", f"sip:2222@{DOMAIN}", ['Proxy-Authorization: Digest username="1"'])),
+    ("another method", lambda b: b.request("OPTIONS", f"sip:{DOMAIN}")),
+    ("an INVITE", lambda b: b.request("INVITE", f"sip:2222@{DOMAIN}")),
+    ("a foreign domain", lambda b: register(b, uri="sip:elsewhere.example.org")),
+    ("a response", lambda b: b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx"
+                             b"\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"),
+    ("no Via", lambda b: b"REGISTER sip:" + DOMAIN.encode() + b" SIP/2.0\r\nCSeq: 1 REGISTER"
+                         b"\r\nContent-Length: 0\r\n\r\n"),
+    ("garbage after the method", lambda b: b"REGISTER \x00\xff\r\n\r\n"),
+    ("a method name that only starts the same", lambda b: b.request("MESSAGES", "sip:x")),
+])
+def test_everything_else_goes_to_the_node(bench, name, build):
+    assert challenger(bench).answer(build(bench), APP) is None, name
+
+
+def test_a_blocked_source_goes_to_the_node_until_its_block_ends(bench):
+    c = challenger(bench)
+    now = bench.reactor.seconds()
+    c.block(APP[0], now + 30)
+    c.block(APP[0], now + 10)            # a shorter block never shortens it
+    assert c.answer(register(bench), APP) is None
+    assert c.answer(register(bench), ("203.0.113.9", 5060)) is not None
+    bench.reactor.advance(31)
+    assert c.answer(register(bench), APP) is not None
+    assert c.blocked == {}
+    assert c.counts == {"REGISTER": 2, "MESSAGE": 0}
+
+
+def test_the_link_takes_the_nodes_frames_and_reports_deltas():
+    """Domains and blocks may come before the secret; the challenger is
+    made with the secret; counts go up as deltas; a bad frame closes the
+    link (the worker exits)."""
+    link = WorkerLink({"realm": REALM, "algorithms": ["MD5"], "nonce_lifetime": 300})
+    transport = StringTransport()
+    link.makeConnection(transport)
+    link.dataReceived(frame(("domains", [DOMAIN])) + frame(("block", "192.0.2.66", 1e12)))
+    assert link.challenger is None
+    link.report()
+    assert transport.value() == b""
+    link.dataReceived(frame(("secret", SECRET)))
+    c = link.challenger
+    assert DOMAIN in c.domains and c.blocked == {"192.0.2.66": 1e12}
+    link.dataReceived(frame(("domains", [DOMAIN, "node.example.net"])))
+    assert "node.example.net" in c.domains
+    c.counts["REGISTER"] += 3
+    link.report()
+    link.report()                        # nothing new: nothing sent
+    c.counts["REGISTER"] += 1
+    c.counts["MESSAGE"] += 2
+    link.report()
+    assert list(FrameBuffer().feed(transport.value())) == [
+        ("counts", {"REGISTER": 3, "MESSAGE": 0}), ("counts", {"REGISTER": 1, "MESSAGE": 2})]
+    link.forward(1, b"OPTIONS", ("192.0.2.1", 5060), 12.5)
+    assert list(FrameBuffer().feed(transport.value()))[-1] == \
+        ("dgram", 1, b"OPTIONS", "192.0.2.1", 5060, 12.5)
+    link.dataReceived(b"\x00\x00\x00\x02\xff\xff")
+    assert transport.disconnecting
+
+
+class _Port:
+    def __init__(self):
+        self.written = []
+
+    def write(self, data, addr):
+        self.written.append((data, addr))
+
+
+def test_worker_udp_answers_forwards_and_drops_keep_alives(bench):
+    link = WorkerLink({})
+    link.makeConnection(StringTransport())
+    udp = WorkerUDP(2, link)
+    udp.transport = _Port()
+    udp.datagramReceived(register(bench), APP)      # no secret yet: to the node
+    link.challenger = challenger(bench)
+    udp.datagramReceived(register(bench), APP)      # answered here
+    udp.datagramReceived(b"\r\n\r\n", APP)          # keep-alive: dropped
+    udp.arrived = 7.25
+    udp.datagramReceived(b"OPTIONS sip:x SIP/2.0\r\n\r\n", APP)
+
+    def boom(data, source):
+        raise RuntimeError("bug")
+    link.challenger.answer = boom                   # a bug: the node answers
+    udp.datagramReceived(register(bench), APP)
+    assert [parse(d).status for d, _ in udp.transport.written] == [401]
+    forwarded = list(FrameBuffer().feed(link.transport.value()))
+    assert [(f[0], f[1], f[3], f[4], f[5]) for f in forwarded] == [
+        ("dgram", 2, APP[0], APP[1], None), ("dgram", 2, APP[0], APP[1], 7.25),
+        ("dgram", 2, APP[0], APP[1], 7.25)]
+
+
+class _FakeWorker:
+    def __init__(self, number=1):
+        self.number = number
+        self.sent = []
+
+    def send(self, value):
+        self.sent.append(value)
+
+
+class _FakeSet:
+    def __init__(self, workers):
+        self.workers = {w.number: w for w in workers}
+        self.restarts = 0
+
+    def running(self):
+        return len(self.workers)
+
+
+def test_the_node_handles_forwarded_datagrams_as_its_own(bench):
+    """What a worker forwards is answered by the node on the socket it
+    came on; counts add up; a worker is greeted with the secret, our
+    hosts and the blocked sources; a new block goes to every worker."""
+    service = bench.service
+    one, two = _FakeWorker(1), _FakeWorker(2)
+    service.workers = _FakeSet([one, two])
+    service._worker_protocols = [bench.udp_protocol]
+    service.gate.limiter.on_block = service._blocked
+    before = len(bench.udp_transport.written)
+    service._from_worker(one, ("dgram", 0, bench.request("OPTIONS", f"sip:{DOMAIN}"),
+                               APP[0], APP[1], None))
+    bench.settle()
+    sent = bench.udp_transport.written[before:]
+    assert [(parse(d).status, a) for d, a in sent] == [(200, APP)]
+    service._from_worker(one, ("dgram", 5, b"x", APP[0], APP[1], None))   # logged, dropped
+    service._from_worker(one, ("counts", {"REGISTER": 3, "MESSAGE": 1}))
+    service._from_worker(two, ("counts", {"REGISTER": 2, "MESSAGE": 0}))
+    stats = service.statistics()
+    assert (stats["worker_challenges_register"], stats["worker_challenges_message"]) == (5, 1)
+    assert stats["workers"] == 2
+    for _ in range(4):                  # auth_failures = 3: the fourth blocks
+        service.gate.limiter.fail("192.0.2.99")
+    assert [v[:2] for v in one.sent] == [("block", "192.0.2.99")] and one.sent == two.sent
+    assert one.sent[0][2] == pytest.approx(bench.reactor.seconds() + 60)
+    fresh = _FakeWorker(3)
+    service._greet(fresh)
+    assert fresh.sent[0] == ("secret", SECRET)
+    assert fresh.sent[1] == ("domains", service.domains.hosts())
+    assert fresh.sent[2:] == one.sent
+    service.workers = None
+
+
+def test_failure_limiter_tells_of_blocks_and_lists_them():
+    clock = task.Clock()
+    from appliance.sip.auth import FailureLimiter
+    limiter = FailureLimiter(clock, limit=2, window=60)
+    told = []
+    limiter.on_block = lambda source, until: told.append((source, until))
+    limiter.fail("a")
+    clock.advance(5)
+    limiter.fail("a")
+    assert told == [] and limiter.blocks() == []
+    clock.advance(5)
+    limiter.fail("a")                   # the third in the window: blocked until 0 + 60
+    limiter.fail("b")
+    assert told == [("a", 60.0)] and limiter.blocks() == [("a", 60.0)]
+    clock.advance(1)
+    limiter.fail("a")                   # still blocked, now until 5 + 60
+    assert told[-1] == ("a", 65.0)
+    clock.advance(54)                   # t = 65: the failure at 5 left the window
+    assert limiter.blocked("a") is False and limiter.blocks() == []
