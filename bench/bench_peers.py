@@ -27,7 +27,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -317,12 +316,13 @@ def kamailio_sip(work: Path, users: int, ladder: str, duration: int,
 
 
 def node_sip(work: Path, users: int, ladder: str, duration: int,
-             loads: Loads) -> dict:
-    """The node on 127.0.0.1:5060 with the harness's users as accounts."""
+             loads: Loads, workers: int = 0) -> dict:
+    """The node on 127.0.0.1:5060 with the harness's users as accounts
+    (and C{[sip] workers = workers})."""
     import transaction
     import ZODB
     from ZODB.FileStorage import FileStorage
-    node_dir = work / "node-sip"
+    node_dir = work / f"node-sip-{workers}"
     node_dir.mkdir(parents=True, exist_ok=True)
     script = node_dir / "provision.cli"
     script.write_text('configure terminal\n product "SMS"\n'
@@ -343,6 +343,7 @@ realm = "{SIP_DOMAIN}"
 min_expires = 60
 max_expires = 7200
 auth_failures = 100000
+workers = {workers}
 
 [shell]
 enabled = false
@@ -369,7 +370,7 @@ enabled = false
         db.close()
     kam = sip_harness(work)
     env = {"BENCH_TARGET": "product", "BENCH_NUSERS": str(users),
-           "BENCH_WORK": str(work / "node-work"),
+           "BENCH_WORK": str(work / f"node-work-{workers}"),
            "BENCH_PRODUCT_CMD": f"{TWISTD} --nodaemon --pidfile= appliance "
                                 f"--config {config}",
            "BENCH_PRODUCT_CWD": str(node_dir),
@@ -403,6 +404,9 @@ def main() -> None:
     ap.add_argument("--only", choices=("smpp", "sip"))
     ap.add_argument("--keep", help="work in this directory and keep it")
     ap.add_argument("--ladder", help="the SIP ladder, calls/s separated by commas")
+    ap.add_argument("--sip-workers", default="0",
+                    help="[sip] workers of the node's runs, separated by commas "
+                         "(one SIP run of the node each, after Kamailio's)")
     args = ap.parse_args()
     n = 3000 if args.quick else 20000
     users = 500 if args.quick else 5000
@@ -455,24 +459,30 @@ def main() -> None:
             except Exception as e:
                 kam = None
                 notes.append(f"Kamailio not measured in this run: {e}")
-            try:
-                node = node_sip(work, users, ladder, duration, loads)
-            except Exception as e:
-                node = None
-                notes.append(f"the node's SIP side not measured: {e}")
+            nodes = []
+            for workers in (int(w) for w in args.sip_workers.split(",")):
+                try:
+                    nodes.append((workers, node_sip(work, users, ladder, duration, loads,
+                                                    workers)))
+                except Exception as e:
+                    nodes.append((workers, None))
+                    notes.append(f"the node's SIP side (workers={workers}) not "
+                                 f"measured: {e}")
             for kind, what in (("reg", "SIP REGISTER with digest, highest "
                                 "step with 0 failed calls, reg_auth.xml"),
                                ("msg", "SIP MESSAGE with digest relayed to a"
                                 " registered UAS (msg_uac_auth / msg_uas)")):
                 kb, kc = sip_best(kam, kind) if kam else (None, None)
-                nb, nc = sip_best(node, kind) if node else (None, None)
-                rows.append((f"{what}, calls/s (ladder {ladder}, "
-                             f"{duration} s steps, {users} users)",
-                             f"Kamailio 5.6, 8 children: {fmt(kb)}",
-                             fmt(nb), ratio(nb, kb)))
-                rows.append((f"CPU per call at that step ({kind})",
-                             f"Kamailio: {fmt(kc, ' µs')}",
-                             fmt(nc, " µs"), ratio(nc, kc)))
+                for workers, node in nodes:
+                    nb, nc = sip_best(node, kind) if node else (None, None)
+                    label = f" [sip] workers = {workers}" if len(nodes) > 1 else ""
+                    rows.append((f"{what}, calls/s (ladder {ladder}, "
+                                 f"{duration} s steps, {users} users){label}",
+                                 f"Kamailio 5.6, 8 children: {fmt(kb)}",
+                                 fmt(nb), ratio(nb, kb)))
+                    rows.append((f"CPU per call at that step ({kind}){label}",
+                                 f"Kamailio: {fmt(kc, ' µs')}",
+                                 fmt(nc, " µs"), ratio(nc, kc)))
     lines = [f"## Peers side by side (`make bench-peers"
              f"{' QUICK=1' if args.quick else ''}`), {started}", "",
              f"Machine: {platform.node()}, {os.cpu_count()} cores, "
