@@ -30,6 +30,8 @@ of bytes, text, numbers and dicts, and both ends run the same Python.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import marshal
 import os
@@ -49,6 +51,15 @@ __all__ = ["FrameBuffer", "WorkerSet", "frame", "log_to_stderr", "MAX_FRAME"]
 MAX_FRAME = 64 << 20
 
 _LENGTH = struct.Struct(">I")
+
+#: Bytes read from a worker's frame pipe at once, and the pipe's size
+#: asked for (Linux C{F_SETPIPE_SZ}; capped by /proc/sys/fs/pipe-max-size).
+#: Twisted reads a child's pipe 8 KiB at a time: a dozen forwarded SIP
+#: datagrams per reactor iteration, and the storage commits once per
+#: iteration, so batches shrank and the node spent 30 % more CPU per
+#: REGISTER than reading the socket itself (bench/RESULTS.md, 2026-12-03).
+PIPE_READ = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 #: Worker log lines: C{LEVEL text}; LEVEL is a twisted.logger level name.
 _LEVELS = {level.name: level for level in LogLevel.iterconstants()}
@@ -124,6 +135,22 @@ def log_to_stderr(level_floor: Any) -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
+def _read_pipe(reader: Any) -> Any:
+    """What Twisted's C{ProcessReader.doRead} does, reading up to
+    L{PIPE_READ} bytes at once instead of 8 KiB."""
+    from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
+    try:
+        data = os.read(reader.fd, PIPE_READ)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EINTR):
+            return None
+        return CONNECTION_LOST
+    if not data:
+        return CONNECTION_DONE
+    reader.dataReceived(data)
+    return None
+
+
 class _Worker(protocol.ProcessProtocol):
     """One child: its frames go to the set's handler."""
 
@@ -139,6 +166,13 @@ class _Worker(protocol.ProcessProtocol):
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid
+        reader = getattr(self.transport, "pipes", {}).get(1)
+        if reader is not None and isinstance(getattr(reader, "fd", None), int):
+            try:
+                fcntl.fcntl(reader.fd, _F_SETPIPE_SZ, PIPE_READ)
+            except OSError:
+                pass  # the default 64 KiB pipe: still read whole
+            reader.doRead = lambda: _read_pipe(reader)
 
     def send(self, value: tuple) -> None:
         """Write one frame to the worker (dropped once it has exited)."""

@@ -20,6 +20,9 @@ accounts through the shell would take one transaction per command).
 
     .venv/bin/python bench/bench_sip.py [N_REGISTER] [N_MESSAGE] [SENDERS]
 
+C{BENCH_SIP_WORKERS=2}: the node with C{[sip] workers = 2} (the CPU
+figures then add up the node's process and its workers').
+
 SENDERS (default N_MESSAGE: each MESSAGE from another account) spreads the
 MESSAGEs over that many accounts, SIPp cycling through them, so each sends
 N_MESSAGE / SENDERS: what an account costs at its first message (its
@@ -53,9 +56,25 @@ RECIPIENT = "999000000"
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (C{/proc/PID/stat})."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time so far of a process and its children
+    (C{[sip] workers}; C{/proc/PID/stat})."""
+    total = 0
+    for one in [pid] + children(pid):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The running children of a process."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
 
 
 def per_call(cpu: float, calls: int) -> str:
@@ -101,6 +120,9 @@ def main(n_register: int = 100_000, n_message: int = 20_000,
     settings = dict(log_level="warning", max_expires=7200, min_expires=60)
     if not os.environ.get("BENCH_SIP_BASELINE"):
         settings.update(overload_queue_ms=0, overload_lag_ms=0)
+    workers = int(os.environ.get("BENCH_SIP_WORKERS", "0"))
+    if workers:
+        settings.update(workers=workers)   # [sip] workers: their CPU is counted too
     try:
         node = start_sip_node(tmp, {}, name="node", **settings)
         node.stop()

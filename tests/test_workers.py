@@ -199,3 +199,38 @@ def test_stop_terms_then_kills():
     assert done and len(reactor.spawned) == 2
     reactor.advance(60)
     assert len(reactor.spawned) == 2
+
+
+def test_worker_pipes_are_read_whole():
+    """A child's frame pipe is read up to PIPE_READ bytes at once (not
+    Twisted's 8 KiB: the storage commits once per reactor iteration), and
+    its end is told as Twisted's reader tells it."""
+    import os
+
+    from twisted.internet.main import CONNECTION_DONE
+
+    from appliance.workers import PIPE_READ, _read_pipe
+
+    class Reader:
+        def __init__(self, fd):
+            self.fd = fd
+            self.got = []
+
+        def dataReceived(self, data):
+            self.got.append(data)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    reader = Reader(r)
+    try:
+        assert _read_pipe(reader) is None and reader.got == []    # nothing yet: EAGAIN
+        os.write(w, b"x" * 60000)
+        os.write(w, b"y" * 5000)
+        assert _read_pipe(reader) is None
+        assert [len(d) for d in reader.got] == [65000] and PIPE_READ >= 65000
+        os.close(w)
+        w = None
+        assert _read_pipe(reader) is CONNECTION_DONE
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
