@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -279,7 +280,34 @@ def _adopt(reactor: Any, fd: int, family: str, proto: Any, max_packet: int) -> A
     except (AttributeError, OSError):
         port.timestamps = False
     port.startListening()
+    exclusive(reactor, port.fileno())
     return port
+
+
+def exclusive(reactor: Any, fd: int) -> bool:
+    """
+    Wake only one of the workers for each datagram: the workers' epoll
+    sets all wait on the same socket, and without C{EPOLLEXCLUSIVE}
+    (Linux 4.5) every datagram wakes each of them, all but one to find
+    nothing to read.  The socket only ever waits for reading (a UDP port
+    writes with C{sendto} at once), so the reactor's bookkeeping holds.
+
+    @return: whether the flag is set.
+    """
+    poller = getattr(reactor, "_poller", None)
+    flag = getattr(select, "EPOLLEXCLUSIVE", None)
+    if poller is None or flag is None:
+        return False
+    try:
+        poller.unregister(fd)
+        poller.register(fd, select.EPOLLIN | flag)
+        return True
+    except OSError:
+        try:
+            poller.register(fd, select.EPOLLIN)
+        except OSError:
+            pass  # still registered: the reactor reads it as before
+        return False
 
 
 def main(argv: list[str]) -> None:

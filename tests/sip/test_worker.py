@@ -262,3 +262,31 @@ def test_failure_limiter_tells_of_blocks_and_lists_them():
     assert told[-1] == ("a", 65.0)
     clock.advance(54)                   # t = 65: the failure at 5 left the window
     assert limiter.blocked("a") is False and limiter.blocks() == []
+
+
+def test_exclusive_wakeup_keeps_the_socket_readable():
+    """The worker's socket is re-registered with EPOLLEXCLUSIVE: still
+    reported readable when a datagram comes; no epoll: nothing done."""
+    import select
+    import socket
+
+    from appliance.sip.worker import exclusive
+    if not hasattr(select, "EPOLLEXCLUSIVE"):
+        pytest.skip("no EPOLLEXCLUSIVE")
+
+    class Reactor:
+        _poller = select.epoll()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        Reactor._poller.register(sock.fileno(), select.EPOLLIN)
+        assert exclusive(Reactor, sock.fileno()) is True
+        assert Reactor._poller.poll(0) == []
+        sender.sendto(b"x", sock.getsockname())
+        assert Reactor._poller.poll(1) == [(sock.fileno(), select.EPOLLIN)]
+        assert exclusive(object(), sock.fileno()) is False
+    finally:
+        Reactor._poller.close()
+        sock.close()
+        sender.close()
