@@ -188,3 +188,25 @@ def start_node(tmp_path: Path, name: str = "node", wait: bool = True,
     if wait:
         node.wait_ready()
     return node
+
+
+# -- worker processes ([http] workers, [sip] workers) --------------------------
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is C{pid}."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def alive(pid: int) -> bool:
+    """Whether C{pid} runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.harness import wait_for
+from tests.e2e.harness import alive, children, wait_for
 from tests.e2e.http_tools import PASSWORD, TOKEN, api, body_json, curl, start_http_node
 
 pytestmark = [pytest.mark.e2e,
@@ -24,25 +24,6 @@ pytestmark = [pytest.mark.e2e,
 
 BASIC = ("-u", f"acme:{PASSWORD}")
 PT, UK = "351912345678", "447700900123"
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is C{pid}."""
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
-                         capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def port_free(port: int) -> bool:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 
 import pytest
 
-from tests.e2e.harness import wait_for
+from tests.e2e.harness import alive, children, wait_for
 from tests.e2e.sip_tools import DOMAIN, SIPP, start_sip_node
 from tests.e2e.test_sip_sipp import (
     ACCOUNTS, check_message_byte_exact, check_register)
@@ -26,20 +25,6 @@ from tests.sip.sipbench import digest_response
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(SIPP is None, reason="needs sipp (Debian sip-tester)")]
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
-                         capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def register(sock: socket.socket, port: int, branch: str, auth: str | None = None) -> str:
@@ -91,13 +76,13 @@ def test_workers_challenge_forward_and_follow_the_node(tmp_path):
         finally:
             sock.close()
         os.kill(workers[0], signal.SIGKILL)
-        wait_for(lambda: gone(workers[0]) and len(children(node.process.pid)) == 2,
+        wait_for(lambda: not alive(workers[0]) and len(children(node.process.pid)) == 2,
                  what="the killed worker replaced")
         check_register(tmp_path / "again", node, "udp")
         assert "sip worker" in node.log() and "exited" in node.log()
         now = children(node.process.pid)
         node.kill()
-        wait_for(lambda: all(gone(pid) for pid in now), what="workers gone with the node")
+        wait_for(lambda: not any(alive(pid) for pid in now), what="workers gone with the node")
     finally:
         if node.process.poll() is None:
             node.stop()
