@@ -44,7 +44,7 @@ from twisted.logger import Logger, LogLevel
 
 from appliance.listen import gather
 
-__all__ = ["FrameBuffer", "WorkerSet", "frame", "log_to_stderr", "MAX_FRAME"]
+__all__ = ["FrameBuffer", "WorkerSet", "frame", "log_to_stderr", "run_worker", "MAX_FRAME"]
 
 #: The largest frame either end accepts (a request body is limited far
 #: below this by C{[http] max_request_bytes}).
@@ -133,6 +133,24 @@ def log_to_stderr(level_floor: Any) -> None:
         sys.stderr.write(f"{level.name} {text}\n".replace("\r", " "))
         sys.stderr.flush()
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def run_worker(reactor: Any, link: Any, terminate: Callable[[], None]) -> None:
+    """
+    The end of a worker's C{main}: SIGTERM calls C{terminate} in the
+    reactor's thread; SIGINT is ignored (a Ctrl-C on the node's terminal
+    reaches its whole process group, and the node stops its workers
+    itself, in order); the collector settled as in the node; C{("hello",
+    pid)} sent on C{link}; the reactor run.
+    """
+    import signal
+
+    from appliance.tap import settle_gc
+    signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(terminate))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    settle_gc()
+    link.transport.write(frame(("hello", os.getpid())))
+    reactor.run(installSignalHandlers=False)
 
 
 def _read_pipe(reader: Any) -> Any:
@@ -337,6 +355,11 @@ class WorkerSet:
         self.restarts += 1
         worker = self._spawn(number)
         worker.hello.addErrback(lambda f: None)  # its exit is logged by _ended
+
+    def send_all(self, value: tuple) -> None:
+        """Write one frame to every running worker."""
+        for worker in self.workers.values():
+            worker.send(value)
 
     def stop(self) -> defer.Deferred:
         """

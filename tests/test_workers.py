@@ -234,3 +234,16 @@ def test_worker_pipes_are_read_whole():
         os.close(r)
         if w is not None:
             os.close(w)
+
+
+def test_send_all_reaches_every_running_worker():
+    reactor, frames = ProcessReactor(), []
+    workers = make_set(reactor, frames, count=2)
+    workers.start()
+    workers.send_all(("block", "192.0.2.9", 60.0))
+    for proto, *_ in reactor.spawned:
+        assert proto.transport.written == [frame(("block", "192.0.2.9", 60.0))]
+    ended(reactor.spawned[0][0])                # exited: dropped for it
+    workers.send_all(("x",))
+    assert len(reactor.spawned[0][0].transport.written) == 1
+    assert len(reactor.spawned[1][0].transport.written) == 2

@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import socket
 import sys
 from types import SimpleNamespace
@@ -33,7 +32,7 @@ from twisted.internet import protocol
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from appliance.workers import FrameBuffer, FrameError, frame, log_to_stderr
+from appliance.workers import FrameBuffer, FrameError, frame, log_to_stderr, run_worker
 
 __all__ = ["ForwardResource", "NodeLink", "main"]
 
@@ -169,14 +168,7 @@ def main(argv: list[str]) -> None:
         link.drained = lost
         reactor.callLater(10.0, lost)
 
-    signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(terminate))
-    # A Ctrl-C on the node's terminal reaches its whole process group: the
-    # node stops its workers itself (SIGTERM), in order.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from appliance.tap import settle_gc
-    settle_gc()
-    link.transport.write(frame(("hello", os.getpid())))
-    reactor.run(installSignalHandlers=False)
+    run_worker(reactor, link, terminate)
 
 
 if __name__ == "__main__":

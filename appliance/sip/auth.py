@@ -93,8 +93,12 @@ class FailureLimiter:
         for source in list(self._failures):
             times = self._recent(source)
             if times is not None and len(times) > self.limit:
-                found.append((source, times[-(self.limit + 1)] + self.window))
+                found.append((source, self._until(times)))
         return found
+
+    def _until(self, times: deque[float]) -> float:
+        """When a blocked source's failures drop back to C{limit} in the window."""
+        return times[-(self.limit + 1)] + self.window
 
     def fail(self, source: str) -> None:
         """
@@ -108,7 +112,7 @@ class FailureLimiter:
         times.append(self._clock.seconds())
         self._failures.move_to_end(source)
         if len(times) > self.limit and self.on_block is not None:
-            self.on_block(source, times[-(self.limit + 1)] + self.window)
+            self.on_block(source, self._until(times))
         while len(self._failures) > self.max_sources:
             self._failures.popitem(last=False)
 

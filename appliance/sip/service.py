@@ -284,8 +284,7 @@ class SIPService(Service):
 
     def _blocked(self, source: str, until: float) -> None:
         if self.workers is not None:
-            for worker in self.workers.workers.values():
-                worker.send(("block", source, until))
+            self.workers.send_all(("block", source, until))
 
     def _from_worker(self, worker: Any, value: tuple) -> None:
         """A frame from a worker: a datagram it forwarded, or its counts."""

@@ -37,7 +37,6 @@ import hashlib
 import json
 import os
 import select
-import signal
 import socket
 import sys
 import time
@@ -51,7 +50,7 @@ from appliance.sip.headers import HeaderError
 from appliance.sip.message import Request, SIPParseError, make_response, parse
 from appliance.sip.protocol import stamp_via
 from appliance.sip.transaction import TransactionLayer, response_destination
-from appliance.workers import FrameBuffer, FrameError, frame, log_to_stderr
+from appliance.workers import FrameBuffer, FrameError, frame, log_to_stderr, run_worker
 
 __all__ = ["Challenger", "WorkerLink", "WorkerUDP", "main"]
 
@@ -330,12 +329,7 @@ def main(argv: list[str]) -> None:
         _adopt(reactor, fd, family, WorkerUDP(index, link), spec.get("max_packet", 8192))
         os.close(fd)  # the port made its own copy
     task.LoopingCall(link.report).start(1.0, now=False)
-    signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(lost))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node stops us itself
-    from appliance.tap import settle_gc
-    settle_gc()
-    link.transport.write(frame(("hello", os.getpid())))
-    reactor.run(installSignalHandlers=False)
+    run_worker(reactor, link, lost)
 
 
 if __name__ == "__main__":

@@ -209,6 +209,10 @@ class _FakeSet:
     def running(self):
         return len(self.workers)
 
+    def send_all(self, value):
+        for worker in self.workers.values():
+            worker.send(value)
+
 
 def test_the_node_handles_forwarded_datagrams_as_its_own(bench):
     """What a worker forwards is answered by the node on the socket it
