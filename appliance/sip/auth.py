@@ -205,6 +205,9 @@ class AccountBook:
         self._unreleased = 0
         self.rebuilds = 0
         self.reads = 0
+        #: Called when a configuration change makes the snapshot stale
+        #: (the SIP service tells its workers to drop their HA1s).
+        self.on_stale: Callable[[], Any] | None = None
 
     def start(self) -> None:
         """Open the snapshot and follow the configuration."""
@@ -272,7 +275,7 @@ class AccountBook:
     def _changed(self, note: str) -> None:
         if note != "sync":
             # A commit of this node: a new snapshot, and tell the others.
-            self._stale = True
+            self._went_stale()
             if self._storage.domain_get(SERIAL_KEY) is not None:
                 self._storage.batch(_bump).addErrback(
                     lambda f: self.log.failure("configuration serial not bumped", f))
@@ -282,10 +285,19 @@ class AccountBook:
         except Exception:
             # Broad: a database read; a new snapshot is taken instead.
             self.log.failure("configuration serial unreadable")
-            self._stale = True
+            self._went_stale()
             return
         if serial != self._serial:
-            self._stale = True
+            self._went_stale()
+
+    def _went_stale(self) -> None:
+        self._stale = True
+        if self.on_stale is not None:
+            try:
+                self.on_stale()
+            except Exception:
+                # Broad: a listener's bug must not stop the snapshot's.
+                self.log.failure("account snapshot listener failed")
 
     def _close_reader(self) -> None:
         reader, self._reader = self._reader, None
@@ -375,6 +387,16 @@ class DigestGate:
         self.limiter = FailureLimiter(clock, auth_failures)
         self.failures = 0
         self._account = account
+        #: Set by the SIP service while it hands over a datagram a worker
+        #: verified: C{(username, algorithm, HA1, nonce, nc, Call-ID,
+        #: method)}, taken by the request it belongs to.
+        self.vouched: tuple | None = None
+        #: Set to a list by the SIP service while it hands over any other
+        #: datagram a worker forwarded: the usernames verified here go to
+        #: the workers (their HA1s), so they verify the next ones.
+        self.taught: list[str] | None = None
+        #: Requests a worker's verification let through (statistics).
+        self.vouches = 0
 
     def _ha1(self, username: str, algorithm: str) -> str | None:
         account = self._account(username)
@@ -428,11 +450,27 @@ class DigestGate:
                           " failures", source=source)
             return AuthResult(response=make_response(request, 403, "Too Many Failures",
                                                      to_tag=_tag()))
+        vouched = self.vouched
+        if vouched is not None:
+            self.vouched = None
+            username, algorithm, ha1, nonce, nc, call_id, method = vouched
+            if (call_id == request.call_id and method == request.method
+                    and ha1 is not None and ha1 == self._ha1(username, algorithm)):
+                # A worker checked the response and the nonce; the count
+                # is ours (a replay may reach any worker).
+                if self.verifier.counter.accept(nonce, nc):
+                    self.vouches += 1
+                    return AuthResult(username=username)
+                self.log.info("SIP nonce-count replay from {source} refused", source=source)
+                return AuthResult(response=self.challenge(request, proxy))
+            # Not this request's, or the account changed meanwhile: verify here.
         value = self._credential(request, "Proxy-Authorization" if proxy else "Authorization")
         if value is None:
             return AuthResult(response=self.challenge(request, proxy))
         verdict = self.verifier.verify(value, request.method, self._ha1)
         if verdict.outcome is Outcome.OK:
+            if self.taught is not None:
+                self.taught.append(verdict.username)
             return AuthResult(username=verdict.username)
         if verdict.outcome is Outcome.STALE:
             return AuthResult(response=self.challenge(request, proxy, stale=True))

@@ -347,12 +347,13 @@ class Verifier:
     signature and age, response, nonce-count.
     """
 
-    def __init__(self, realm: str, nonces: NonceFactory, counter: NonceCounter,
+    def __init__(self, realm: str, nonces: NonceFactory, counter: NonceCounter | None,
                  algorithms: Sequence[str] = ("MD5", "SHA-256")) -> None:
         """
         @param realm: our realm.
         @param nonces: the nonce factory.
-        @param counter: the nonce-count memory.
+        @param counter: the nonce-count memory; C{None}: the count is not
+            checked here (a SIP worker's verifier: the node counts).
         @param algorithms: the algorithms we offer, in order.
         """
         self.realm = realm
@@ -422,6 +423,7 @@ class Verifier:
             # the password, and refusing would lock every app out of a
             # restarted node by the per-source failure limit.
             return Verdict(Outcome.STALE, username, algorithm)
-        if not self.counter.accept(params["nonce"], int(params["nc"], 16)):
+        if self.counter is not None and \
+                not self.counter.accept(params["nonce"], int(params["nc"], 16)):
             return Verdict(Outcome.REPLAY, username, algorithm)
         return Verdict(Outcome.OK, username, algorithm)

@@ -23,7 +23,7 @@ contacts, and tells the messaging core that the account is online.
 from __future__ import annotations
 
 import heapq
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from twisted.internet import task
 from twisted.internet.interfaces import IDelayedCall, IReactorTime

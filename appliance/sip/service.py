@@ -269,6 +269,7 @@ class SIPService(Service):
                                  [port.fileno() for port in ports], self._from_worker)
         self.workers.on_hello = self._greet
         self.gate.limiter.on_block = self._blocked
+        self.accounts.on_stale = self._forget
         if self._metrics is not None:
             self._metrics.gauge("appliance_sip_workers", "SIP UDP worker processes running",
                                 (), lambda: [((), self.workers.running())])
@@ -286,22 +287,46 @@ class SIPService(Service):
         if self.workers is not None:
             self.workers.send_all(("block", source, until))
 
+    def _forget(self) -> None:
+        """The configuration changed: the workers drop the HA1s taught."""
+        if self.workers is not None:
+            self.workers.send_all(("forget",))
+
+    def _teach(self, usernames: list[str]) -> None:
+        """Send the workers the HA1s of accounts just verified here."""
+        realm = self.gate.verifier.realm
+        for username in usernames:
+            account = self.accounts.get(username)
+            if account is not None and account.enabled and account.realm == realm:
+                self.workers.send_all(("ha1", username, account.ha1_md5,
+                                       account.ha1_sha256))
+
     def _from_worker(self, worker: Any, value: tuple) -> None:
-        """A frame from a worker: a datagram it forwarded, or its counts."""
+        """A frame from a worker: a datagram it forwarded (its credentials
+        verified there or not), or its counts."""
         kind = value[0]
-        if kind == "dgram":
-            _, index, data, host, port, arrived = value
+        if kind == "dgram" or kind == "vouched":
+            index, data, host, port, arrived = value[1:6]
             try:
                 protocol = self._worker_protocols[index]
             except (IndexError, TypeError):
                 self.log.error("SIP worker {n} forwarded to socket {i}: no such socket",
                                n=worker.number, i=index)
                 return
+            gate = self.gate
+            taught: list[str] = []
+            if kind == "vouched":
+                gate.vouched = tuple(value[6])
+            else:
+                gate.taught = taught
             protocol.arrived = arrived
             try:
                 protocol.datagramReceived(data, (host, port))
             finally:
                 protocol.arrived = None
+                gate.vouched = gate.taught = None
+            if taught and self.workers is not None:
+                self._teach(taught)
         elif kind == "counts":
             for method, n in value[1].items():
                 self.worker_challenges[method] = self.worker_challenges.get(method, 0) + n
@@ -431,6 +456,7 @@ class SIPService(Service):
         running = 0 if self.workers is None else self.workers.running()
         return {"workers": running,
                 "worker_restarts": 0 if self.workers is None else self.workers.restarts,
+                "worker_verified": self.gate.vouches,
                 **{f"worker_challenges_{m.lower()}": n
                    for m, n in sorted(self.worker_challenges.items())}}
 

@@ -5,7 +5,9 @@ UDP sockets, answers the first request of every digest exchange (a
 REGISTER without Authorization gets C{401}, a MESSAGE without
 Proxy-Authorization C{407}) itself, statelessly, and forwards every
 other datagram as it came to the node, which handles it as if it had
-read it (L{appliance.sip.service}).
+read it (L{appliance.sip.service}).  Credentials of an account the node
+told it the HA1s of are verified here (the response, the nonce's
+signature and age); the node is left the nonce-count and the request.
 
 The challenge is the one the node would send: the same realm,
 algorithms and nonce secret (the nonces verify in the node), the same
@@ -25,15 +27,23 @@ C{max_packet}.
 Frames from the node: C{("secret", bytes)} (the nonce secret: never on
 the command line, which C{ps} shows), C{("domains", [host, ...])},
 C{("block", host, until)} (a source whose requests all go to the node
-until then, wall-clock seconds).  To the node: C{("hello", pid)} once
-every socket is adopted, C{("dgram", socket index, datagram, host,
-port, kernel arrival time or None)}, and once a second, when it moved,
+until then, wall-clock seconds), C{("ha1", username, MD5 HA1, SHA-256
+HA1)} (an account the node verified a request of: the worker verifies
+its later requests itself) and C{("forget",)} (the configuration
+changed: drop every HA1).  To the node: C{("hello", pid)} once every
+socket is adopted, C{("dgram", socket index, datagram, host, port,
+kernel arrival time or None)}, C{("vouched", ..., (username, algorithm,
+HA1, nonce, nc, Call-ID, method))} (the same, for a datagram whose
+credentials the worker found right: the node checks the nonce-count
+and that the HA1 is still the account's, not the response), and once
+a second, when it moved,
 C{("counts", {method: challenges answered since the last report})}.  SIGTERM or standard
 input closed: exit at once (a UDP worker holds no state).
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import select
@@ -45,7 +55,8 @@ from typing import Any, Iterable
 from twisted.internet import protocol
 
 from appliance.sip.application import DomainCheck
-from appliance.sip.digest import NonceCounter, NonceFactory, Verifier
+from appliance.sip.digest import (DigestError, NonceFactory, Outcome, Verifier,
+                                  parse_authorization)
 from appliance.sip.headers import HeaderError
 from appliance.sip.message import Request, SIPParseError, make_response, parse
 from appliance.sip.protocol import stamp_via
@@ -107,12 +118,99 @@ class Challenger:
         @param clock: the time (C{seconds()}).
         """
         self.verifier = Verifier(realm, NonceFactory(secret, clock, nonce_lifetime),
-                                 NonceCounter(1), tuple(algorithms))
+                                 None, tuple(algorithms))
         self._secret = secret
         self._clock = clock
         self.domains = DomainCheck("", domains)
         self.blocked: dict[str, float] = {}
         self.counts: dict[str, int] = {"REGISTER": 0, "MESSAGE": 0}
+        self.ha1s: dict[str, tuple[str | None, str | None]] = {}
+        self.vouched = 0
+
+    #: Accounts whose HA1s a worker keeps; past it the oldest quarter goes.
+    MAX_ACCOUNTS = 100_000
+
+    def learn(self, username: str, ha1_md5: str | None, ha1_sha256: str | None) -> None:
+        """
+        Keep an account's HA1s (the node sends them once it verified a
+        request of the account this worker could not): later requests
+        of it are verified here.
+        """
+        ha1s = self.ha1s
+        ha1s.pop(username, None)
+        if len(ha1s) >= self.MAX_ACCOUNTS:
+            for name in list(itertools.islice(ha1s, max(1, len(ha1s) // 4))):
+                del ha1s[name]
+        ha1s[username] = (ha1_md5, ha1_sha256)
+
+    def forget(self) -> None:
+        """Drop every HA1 (the node's configuration changed)."""
+        self.ha1s = {}
+
+    def _ha1(self, username: str, algorithm: str) -> str | None:
+        entry = self.ha1s.get(username)
+        if entry is None:
+            return None
+        return entry[0] if algorithm == "MD5" else entry[1]
+
+    def vouch(self, data: bytes, source: Address) -> tuple | None:
+        """
+        Verify a request's credentials with the HA1s the node sent.
+
+        Only a right answer is decided here; whatever else (an account
+        not known here, a wrong or stale response, a malformed
+        credential, a blocked source) goes to the node as it came, which
+        decides, counts and logs it.  The node still checks the
+        nonce-count (a replay may reach any worker) and that the HA1 is
+        still its own (a change of password on its way here).
+
+        @param data: one datagram with credentials.
+        @param source: where it came from.
+        @return: C{(username, algorithm, ha1, nonce, nc, Call-ID,
+            method)} for a right response, else C{None}.
+        """
+        if not self.ha1s:
+            return None
+        kind = _CHALLENGED.get(data[:9]) or _CHALLENGED.get(data[:8])
+        if kind is None:
+            return None
+        method, header, _ = kind
+        try:
+            request = parse(data)
+            if not isinstance(request, Request) or request.method != method:
+                return None
+            stamp_via(request, source)
+            TransactionLayer.server_key(request)
+            uri = request.uri
+            if uri.scheme != "tel" and uri.host not in self.domains:
+                return None
+            if self.blocked and self._is_blocked(
+                    response_destination(request.top_via(), source)[0]):
+                return None
+            realm = self.verifier.realm
+            for value in request.headers.get_all(header):
+                try:
+                    params = parse_authorization(value)
+                except DigestError:
+                    continue        # as the node: the one for our realm counts
+                if params.get("realm") == realm:
+                    break
+            else:
+                return None
+            username = params.get("username")
+            if username not in self.ha1s or "nc" not in params:
+                return None
+            verdict = self.verifier.verify(params, method, self._ha1)
+            if verdict.outcome is not Outcome.OK:
+                return None
+            algorithm = verdict.algorithm
+            ha1 = self._ha1(username, algorithm)
+            nc = int(params["nc"], 16)
+            call_id = request.call_id
+        except (SIPParseError, HeaderError, ValueError):
+            return None
+        self.vouched += 1
+        return (username, algorithm, ha1, params["nonce"], nc, call_id, method)
 
     def block(self, host: str, until: float) -> None:
         """@param until: wall-clock seconds; the node's requests from
@@ -186,6 +284,12 @@ class WorkerLink(protocol.Protocol):
         """Send one datagram to the node."""
         self.transport.write(frame(("dgram", index, data, addr[0], addr[1], arrived)))
 
+    def forward_vouched(self, index: int, data: bytes, addr: Address, arrived: float | None,
+                        vouched: tuple) -> None:
+        """Send one datagram whose credentials this worker verified."""
+        self.transport.write(frame(("vouched", index, data, addr[0], addr[1], arrived,
+                                    vouched)))
+
     def dataReceived(self, data: bytes) -> None:
         try:
             for value in self.frames.feed(data):
@@ -209,6 +313,12 @@ class WorkerLink(protocol.Protocol):
             if self.challenger is not None:
                 for host in self._domains:
                     self.challenger.domains.add(host)
+        elif kind == "ha1":
+            if self.challenger is not None:
+                self.challenger.learn(str(value[1]), value[2], value[3])
+        elif kind == "forget":
+            if self.challenger is not None:
+                self.challenger.forget()
         elif kind == "block":
             host, until = str(value[1]), float(value[2])
             if self.challenger is not None:
@@ -263,6 +373,17 @@ class WorkerUDP(protocol.DatagramProtocol):
                       file=sys.stderr, flush=True)
         if answer is not None:
             self.transport.write(*answer)
+            return
+        vouched = None
+        if challenger is not None and challenger.ha1s:
+            try:
+                vouched = challenger.vouch(data, (addr[0], addr[1]))
+            except Exception as e:
+                # Broad: as above; the node verifies it instead.
+                print(f"error verifying a datagram from {addr} failed: {e!r}",
+                      file=sys.stderr, flush=True)
+        if vouched is not None:
+            self.link.forward_vouched(self.index, data, addr, self.arrived, vouched)
         else:
             self.link.forward(self.index, data, addr, self.arrived)
 

@@ -5,7 +5,10 @@ digest), a wrong password still gets its 403, and apps exchange a
 MESSAGE (407, 202, delivered byte-exact) exactly as with a node alone.
 The challenges come from the workers: with the node's own process
 stopped (SIGSTOP), a REGISTER without credentials is still answered 401,
-and its nonce is accepted by the node once it runs again.  A worker
+and its nonce is accepted by the node once it runs again; a later
+nonce-count of it is accepted and the same count again refused (the
+workers verify responses of accounts the node taught them, the node
+keeps the counts).  A worker
 killed with SIGKILL is replaced; a node killed with SIGKILL takes its
 workers with it.
 """
@@ -27,14 +30,15 @@ pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(SIPP is None, reason="needs sipp (Debian sip-tester)")]
 
 
-def register(sock: socket.socket, port: int, branch: str, auth: str | None = None) -> str:
+def register(sock: socket.socket, port: int, branch: str, auth: str | None = None,
+             cseq: int | None = None) -> str:
     """Send a REGISTER for 1111 and return the first answer's text."""
     host, local = sock.getsockname()
     lines = [f"REGISTER sip:{DOMAIN} SIP/2.0",
              f"Via: SIP/2.0/UDP {host}:{local};branch=z9hG4bK{branch};rport",
              "Max-Forwards: 70", f"From: <sip:1111@{DOMAIN}>;tag=w1",
-             f"To: <sip:1111@{DOMAIN}>", "Call-ID: workers-e2e", f"CSeq: {1 if auth is None else 2}"
-             " REGISTER", f"Contact: <sip:1111@{host}:{local}>", "Expires: 60"]
+             f"To: <sip:1111@{DOMAIN}>", "Call-ID: workers-e2e",
+             f"CSeq: {cseq or (1 if auth is None else 2)} REGISTER", f"Contact: <sip:1111@{host}:{local}>", "Expires: 60"]
     if auth is not None:
         lines.append(f"Authorization: {auth}")
     sock.sendto(("\r\n".join(lines + ["Content-Length: 0"]) + "\r\n\r\n").encode(),
@@ -73,6 +77,14 @@ def test_workers_challenge_forward_and_follow_the_node(tmp_path):
                                    f"sip:{DOMAIN}", "1111", ACCOUNTS["1111"])
             final = register(sock, port, "stopped2", auth)
             assert final.startswith("SIP/2.0 200 "), final
+            # The next count on the same nonce (a worker that knows 1111 by
+            # now verifies it), then that count again: a replay, refused.
+            auth = digest_response(header(challenge, "www-authenticate"), "REGISTER",
+                                   f"sip:{DOMAIN}", "1111", ACCOUNTS["1111"], nc=2)
+            again = register(sock, port, "again3", auth, cseq=3)
+            assert again.startswith("SIP/2.0 200 "), again
+            replay = register(sock, port, "replay4", auth, cseq=4)
+            assert replay.startswith("SIP/2.0 401 "), replay
         finally:
             sock.close()
         os.kill(workers[0], signal.SIGKILL)

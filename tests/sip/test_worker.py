@@ -33,12 +33,12 @@ def challenger(bench: Bench, **kw) -> Challenger:
 
 
 def register(bench: Bench, extra: list[str] | None = None, uri: str = f"sip:{DOMAIN}",
-             branch: str | None = None, method: str = "REGISTER") -> bytes:
+             branch: str | None = None, method: str = "REGISTER", cseq: int = 1) -> bytes:
     via = None if branch is None else f"SIP/2.0/UDP {APP[0]}:{APP[1]};branch={branch};rport"
     return bench.request(method, uri, [f"Contact: <sip:1111@{APP[0]}:{APP[1]}>"]
                          + (extra or []), to=f"<sip:1111@{DOMAIN}>",
                          from_=f"<sip:1111@{DOMAIN}>;tag=r", call_id="reg-w", via=via,
-                         cseq=1)
+                         cseq=cseq)
 
 
 def test_worker_challenge_is_the_nodes_and_its_nonce_verifies_in_the_node(bench):
@@ -294,3 +294,152 @@ def test_exclusive_wakeup_keeps_the_socket_readable():
         Reactor._poller.close()
         sock.close()
         sender.close()
+
+
+# -- credentials verified in the worker ---------------------------------------
+
+def _credentials(bench, c, password="secret", nc=1, user="1111", challenge=None):
+    """A REGISTER of C{user} with credentials on a worker's challenge."""
+    if challenge is None:
+        challenge = parse(c.answer(register(bench, branch="z9hG4bKc0"), APP)[0]) \
+            .headers.get("www-authenticate")
+    auth = digest_response(challenge, "REGISTER", f"sip:{DOMAIN}", user, password, nc=nc)
+    return register(bench, [f"Authorization: {auth}"], branch=f"z9hG4bKc{nc}",
+                    cseq=nc + 1), challenge
+
+
+def _teach(bench, c, user="1111"):
+    account = bench.service.accounts.get(user)
+    c.learn(user, account.ha1_md5, account.ha1_sha256)
+
+
+def test_a_worker_vouches_only_for_a_right_response_of_an_account_it_was_taught(bench):
+    c = challenger(bench)
+    right, challenge = _credentials(bench, c)
+    assert c.vouch(right, APP) is None                  # knows no account yet
+    _teach(bench, c)
+    username, algorithm, ha1, nonce, nc, call_id, method = c.vouch(right, APP)
+    assert (username, algorithm, nc, call_id, method) == \
+        ("1111", "MD5", 1, "reg-w", "REGISTER")
+    assert ha1 == bench.service.accounts.get("1111").ha1_md5
+    assert nonce == parse_authorization(challenge)["nonce"]
+    wrong, _ = _credentials(bench, c, password="guess", challenge=challenge)
+    assert c.vouch(wrong, APP) is None
+    other, _ = _credentials(bench, c, user="2222", challenge=challenge)
+    assert c.vouch(other, APP) is None                  # 2222 not taught
+    c.block(APP[0], bench.reactor.seconds() + 30)
+    assert c.vouch(right, APP) is None                  # blocked: the node decides
+    c.blocked.clear()
+    foreign = right.replace(f"REGISTER sip:{DOMAIN} ".encode(),
+                            b"REGISTER sip:elsewhere.example.org ", 1)
+    assert c.vouch(foreign, APP) is None
+    no_nc = right.replace(b", nc=00000001", b"")
+    assert c.vouch(no_nc, APP) is None
+    bench.reactor.advance(bench.section.nonce_lifetime + 1)
+    assert c.vouch(right, APP) is None                  # stale: the node says so
+    assert c.vouched == 1
+    c.forget()
+    assert c.ha1s == {}
+
+
+def test_a_worker_keeps_a_bounded_number_of_accounts(bench, monkeypatch):
+    c = challenger(bench)
+    monkeypatch.setattr(Challenger, "MAX_ACCOUNTS", 8)
+    for n in range(8):
+        c.learn(str(n), "a", "b")
+    c.learn("0", "a2", "b2")                            # again: now the newest
+    c.learn("new", "a", "b")                            # full: the oldest quarter goes
+    assert list(c.ha1s) == ["3", "4", "5", "6", "7", "0", "new"]
+    assert c.ha1s["0"] == ("a2", "b2")
+
+
+def _node_with_workers(bench):
+    service = bench.service
+    one, two = _FakeWorker(1), _FakeWorker(2)
+    service.workers = _FakeSet([one, two])
+    service._worker_protocols = [bench.udp_protocol]
+    service.accounts.on_stale = service._forget
+    return service, one, two
+
+
+def _from(service, bench, value):
+    before = len(bench.udp_transport.written)
+    service._from_worker(service.workers.workers[1], value)
+    bench.settle()
+    return [parse(d) for d, _ in bench.udp_transport.written[before:]]
+
+
+def test_the_node_teaches_workers_what_it_verified_and_trusts_what_they_verified(bench):
+    """A worker's plain datagram verified in the node sends the account's
+    HA1s to every worker; a vouched one skips the response check but not
+    the nonce-count (a replay through any worker is refused) nor the
+    HA1's being still the account's; a configuration commit makes every
+    worker forget."""
+    service, one, two = _node_with_workers(bench)
+    try:
+        c = challenger(bench)
+        right, challenge = _credentials(bench, c)
+        assert [r.status for r in _from(service, bench, ("dgram", 0, right, *APP, None))] == [200]
+        account = service.accounts.get("1111")
+        assert one.sent == two.sent == [("ha1", "1111", account.ha1_md5, account.ha1_sha256)]
+        c.learn(*one.sent[0][1:])
+        second, _ = _credentials(bench, c, nc=2, challenge=challenge)
+        vouched = c.vouch(second, APP)
+        reads = service.accounts.reads
+        frame_ = ("vouched", 0, second, *APP, None, vouched)
+        assert [r.status for r in _from(service, bench, frame_)] == [200]
+        assert service.statistics()["worker_verified"] == 1
+        assert one.sent == two.sent and len(one.sent) == 1  # nothing taught again
+        # The same nc again (a replay through the other worker): challenged.
+        replay = second.replace(b"branch=z9hG4bKc2", b"branch=z9hG4bKc9").replace(
+            b"CSeq: 3 ", b"CSeq: 9 ")
+        replayed = _from(service, bench, ("vouched", 0, replay, *APP, None,
+                                          c.vouch(replay, APP)))
+        assert [r.status for r in replayed] == [401]
+        assert service.statistics()["worker_verified"] == 1
+        assert service.accounts.reads == reads
+        # A vouch naming another call than the request's: verified here.
+        third, _ = _credentials(bench, c, password="guess", nc=3, challenge=challenge)
+        elsewhere = vouched[:5] + ("another-call",) + vouched[6:]
+        assert [r.status for r in _from(service, bench, ("vouched", 0, third, *APP, None,
+                                                         elsewhere))] == [403]
+        # The password changes: every worker forgets; an HA1 on its way is not trusted.
+        fourth, _ = _credentials(bench, c, nc=4, challenge=challenge)
+        old = c.vouch(fourth, APP)
+        with bench.storage.transaction(user="test") as root:
+            root.accounts["1111"].set_password("changed", REALM)
+        assert one.sent[-1] == two.sent[-1] == ("forget",)
+        assert [r.status for r in _from(service, bench, ("vouched", 0, fourth, *APP, None,
+                                                         old))] == [403]
+        assert service.statistics()["worker_verified"] == 1
+    finally:
+        service.workers = None
+        service.accounts.on_stale = None
+
+
+def test_the_link_learns_and_forgets_ha1s():
+    link = WorkerLink({"realm": REALM, "algorithms": ["MD5"], "nonce_lifetime": 300})
+    link.makeConnection(StringTransport())
+    link.dataReceived(frame(("ha1", "1111", "m", "s")))         # no secret yet: dropped
+    link.dataReceived(frame(("secret", SECRET)) + frame(("ha1", "1111", "m", "s"))
+                      + frame(("ha1", "2222", "m2", None)))
+    assert link.challenger.ha1s == {"1111": ("m", "s"), "2222": ("m2", None)}
+    link.dataReceived(frame(("forget",)))
+    assert link.challenger.ha1s == {}
+    link.forward_vouched(0, b"REGISTER", ("192.0.2.1", 5060), None, ("1111", "MD5"))
+    assert list(FrameBuffer().feed(link.transport.value()))[-1] == \
+        ("vouched", 0, b"REGISTER", "192.0.2.1", 5060, None, ("1111", "MD5"))
+
+
+def test_worker_udp_forwards_what_it_verified_as_vouched(bench):
+    link = WorkerLink({})
+    link.makeConnection(StringTransport())
+    udp = WorkerUDP(0, link)
+    udp.transport = _Port()
+    link.challenger = c = challenger(bench)
+    right, _ = _credentials(bench, c)
+    udp.datagramReceived(right, APP)                    # not taught: plain
+    _teach(bench, c)
+    udp.datagramReceived(right, APP)
+    kinds = [f[0] for f in FrameBuffer().feed(link.transport.value())]
+    assert kinds == ["dgram", "vouched"]
