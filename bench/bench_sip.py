@@ -6,7 +6,8 @@ a test):
     accounts from an injection file (-inf), each a 401 challenge and an
     authenticated REGISTER, at most C{LIMIT} at once;
  2. memory per registration: the node's RSS (C{/proc/PID/status}) before
-    and after those N contacts are registered;
+    and after those N contacts are registered; then the same N again
+    (refreshes: every account known by then);
  3. local MESSAGE app to app per second with durable accept: SIPp
     (message_uac.xml) sends M MESSAGEs from M accounts to one account
     that SIPp (register_receive.xml) has registered; each is challenged
@@ -55,17 +56,21 @@ PASSWORD = "bench-pw"
 RECIPIENT = "999000000"
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
     """User plus system CPU time so far of a process and its children
-    (C{[sip] workers}; C{/proc/PID/stat})."""
-    total = 0
+    (C{[sip] workers}), and of the process alone (C{/proc/PID/stat})."""
+    total = own = 0
     for one in [pid] + children(pid):
         try:
             fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        ticks = int(fields[11]) + int(fields[12])
+        total += ticks
+        if one == pid:
+            own = ticks
+    tick = os.sysconf("SC_CLK_TCK")
+    return total / tick, own / tick
 
 
 def children(pid: int) -> list[int]:
@@ -77,9 +82,15 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def per_call(cpu: float, calls: int) -> str:
-    """CPU per call, for the figures."""
-    return f"{cpu / calls * 1e6:,.0f} µs CPU per call" if calls else "-"
+def per_call(cpu: tuple[float, float], calls: int) -> str:
+    """CPU per call (with the workers', and the node process's alone)."""
+    if not calls:
+        return "-"
+    total, own = cpu
+    text = f"{total / calls * 1e6:,.0f} µs CPU per call"
+    if own != total:
+        text += f" ({own / calls * 1e6:,.0f} µs in the node process)"
+    return text
 
 
 def users(n: int) -> list[str]:
@@ -142,7 +153,7 @@ def main(n_register: int = 100_000, n_message: int = 20_000,
                    users=csv, calls=n_register, rate=100000, limit=LIMIT,
                    expires=7200, timeout=900, trace=False).wait()
         elapsed = time.perf_counter() - start
-        cpu = cpu_seconds(pid) - cpu
+        cpu = tuple(a - b for a, b in zip(cpu_seconds(pid), cpu))
         after = rss_kib(pid)
         print(f"REGISTER with digest: {reg.successful} ok, {reg.failed} "
               f"failed in {elapsed:.1f} s = "
@@ -155,6 +166,23 @@ def main(n_register: int = 100_000, n_message: int = 20_000,
                   f"{after / 1024:.1f} MiB with {reg.successful} contacts = "
                   f"{(after - before) * 1024 / reg.successful:,.0f} bytes "
                   "per registration")
+
+        if reg.successful:
+            # The same accounts again, as apps refresh their registrations:
+            # every account known by now (snapshots, and with [sip] workers
+            # the HA1s the node taught them).
+            start = time.perf_counter()
+            cpu = cpu_seconds(pid)
+            again = SIPp(tmp / "reregister", "register.xml", udp, transport="udp",
+                         users=csv, calls=n_register, rate=100000, limit=LIMIT,
+                         expires=7200, timeout=900, trace=False).wait()
+            elapsed = time.perf_counter() - start
+            cpu = tuple(a - b for a, b in zip(cpu_seconds(pid), cpu))
+            print(f"REGISTER again (refresh): {again.successful} ok, {again.failed} "
+                  f"failed in {elapsed:.1f} s = "
+                  f"{again.successful / elapsed:,.0f} registrations/s; "
+                  f"{per_call(cpu, again.successful)}, "
+                  f"load average {os.getloadavg()[0]:.1f}")
 
         uas = SIPp(tmp / "receiver", "register_receive.xml", udp,
                    transport="udp", users=write_users(
@@ -173,7 +201,7 @@ def main(n_register: int = 100_000, n_message: int = 20_000,
         accepted = time.perf_counter() - start
         got = uas.wait()
         delivered = time.perf_counter() - start
-        cpu = cpu_seconds(pid) - cpu
+        cpu = tuple(a - b for a, b in zip(cpu_seconds(pid), cpu))
         print(f"MESSAGE app to app from {senders or n_message} accounts: "
               f"{msg.successful} accepted (202), "
               f"{msg.failed} failed in {accepted:.1f} s = "

@@ -313,7 +313,8 @@ def _teach(bench, c, user="1111"):
     c.learn(user, account.ha1_md5, account.ha1_sha256)
 
 
-def test_a_worker_vouches_only_for_a_right_response_of_an_account_it_was_taught(bench):
+def test_a_worker_vouches_only_for_a_right_response_of_an_account_it_was_taught(
+        bench, monkeypatch):
     c = challenger(bench)
     right, challenge = _credentials(bench, c)
     assert c.vouch(right, APP) is None                  # knows no account yet
@@ -326,7 +327,9 @@ def test_a_worker_vouches_only_for_a_right_response_of_an_account_it_was_taught(
     wrong, _ = _credentials(bench, c, password="guess", challenge=challenge)
     assert c.vouch(wrong, APP) is None
     other, _ = _credentials(bench, c, user="2222", challenge=challenge)
-    assert c.vouch(other, APP) is None                  # 2222 not taught
+    with monkeypatch.context() as m:                    # 2222 not taught: not even parsed
+        m.setattr("appliance.sip.worker.parse", lambda data: pytest.fail("parsed"))
+        assert c.vouch(other, APP) is None
     c.block(APP[0], bench.reactor.seconds() + 30)
     assert c.vouch(right, APP) is None                  # blocked: the node decides
     c.blocked.clear()
