@@ -7,12 +7,13 @@ CPU microseconds (ZODB's ObjectWriter), the batch functions' microseconds on
 the reactor thread, and the commit's microseconds.  Commits run inline
 (task.Clock), so each figure is the CPU of that step alone.
 
-    .venv/bin/python bench/bench_message_cost.py [MESSAGES] [BATCH] [SECOND]
+    .venv/bin/python bench/bench_message_cost.py [MESSAGES] [BATCH] [SECOND] [ACCOUNTS]
 
 SECOND is the second step's outcome: C{offline} (the default: no app is
 registered) or C{forwarded} (handed to an SMPP connection, which gave it
 a remote id: the SMPP and HTTP egress path, whose receipt later decides
-the final state).
+the final state).  ACCOUNTS (default 100) is how many recipients the
+messages go to, round robin (the SIP ladder's 5,000 apps each get one).
 
 Printed as a table, one row per step; run it before and after a change to
 the message layout or the store's indexes, in the same sitting.
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.application import GENERATIONS  # noqa: E402
 from appliance.messaging.core import MessagingCore  # noqa: E402
-from appliance.messaging.vocabulary import (MessageView, Outcome,  # noqa: E402
+from appliance.messaging.vocabulary import (Outcome,  # noqa: E402
                                             Submission)
 from appliance.store.database import Storage, open_database  # noqa: E402
 
@@ -128,7 +129,8 @@ def timed_storage(storage: Storage) -> list:
     return spent
 
 
-def main(n: int = 20000, batch: int = 1000, second: str = "offline") -> None:
+def main(n: int = 20000, batch: int = 1000, second: str = "offline",
+         accounts: int = 100) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-cost-"))
     clock = task.Clock()
     clock.advance(1_000_000)
@@ -143,7 +145,7 @@ def main(n: int = 20000, batch: int = 1000, second: str = "offline") -> None:
         root.add_product("Chat")
         root.products["Chat"].messaging = True
         root.add_customer("Bench")
-        for i in range(100):
+        for i in range(accounts):
             number = f"9647{i:07d}"
             root.add_account("Bench", number)
             root.add_did(number, number)
@@ -196,7 +198,7 @@ def main(n: int = 20000, batch: int = 1000, second: str = "offline") -> None:
         def accept() -> None:
             for i in range(first, min(first + batch, n)):
                 core.submit(Submission("carrier", "TATA", "AsiaCell",
-                                       f"9647{i % 100:07d}",
+                                       f"9647{i % accounts:07d}",
                                        f"Promotion {i}: 50% off this week"))
         step("accept", accept)
         views = [args[0] for fn, args, kwargs in later.calls
@@ -232,4 +234,4 @@ def main(n: int = 20000, batch: int = 1000, second: str = "offline") -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(*(int(a) for a in args[:2]), *args[2:3])
+    main(*(int(a) for a in args[:2]), *args[2:3], *(int(a) for a in args[3:4]))

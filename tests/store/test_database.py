@@ -419,6 +419,51 @@ def test_rewrite_does_not_read_the_old_header(tmp_path):
         db.close()
 
 
+def test_serial_check_of_a_read_object_comes_from_memory(tmp_path):
+    """At commit, the serial of each object a transaction only read
+    (readCurrent, as BTrees do for the nodes above a bucket they change)
+    is taken from memory without reading its header; a stale read still
+    fails with a read conflict; after an undo, the memory is forgotten."""
+    from persistent.mapping import PersistentMapping
+    from ZODB.POSException import ReadConflictError
+    db, (tm1, c1), (tm2, c2) = _two_connections(tmp_path)
+    fs = db.storage
+    reads = []
+    real = type(fs)._read_data_header
+
+    def counting(self, pos, oid=None, _file=None):
+        reads.append(pos)
+        return real(self, pos, oid, _file)
+    try:
+        c1.root()["read"] = PersistentMapping(n=0)
+        c1.root()["written"] = PersistentMapping(n=0)
+        tm1.commit()
+        fs._read_data_header = counting.__get__(fs)
+        c1.root()["read"]["n"]                      # loaded: its serial known
+        c1.readCurrent(c1.root()["read"])
+        c1.root()["written"]["n"] = 1
+        tm1.commit()
+        assert reads == []
+        tm2.begin()
+        c2.root()["read"]["n"]                      # c2 read it at this serial
+        c2.readCurrent(c2.root()["read"])
+        c1.root()["read"]["n"] = 1
+        tm1.commit()
+        c2.root()["written"]["n"] = 2
+        with pytest.raises(ReadConflictError):
+            tm2.commit()
+        tm2.abort()
+        undo_id = db.undoLog(0, 1)[0]["id"]
+        tm = transaction.TransactionManager()
+        db.undo(undo_id, tm.get())
+        tm.commit()
+        assert fs._tids is None
+    finally:
+        tm1.abort()
+        tm2.abort()
+        db.close()
+
+
 def test_pack_forgets_serials(tmp_path):
     from persistent.mapping import PersistentMapping
     db, (tm1, c1), _ = _two_connections(tmp_path)
