@@ -147,13 +147,17 @@ def main(n_register: int = 100_000, n_message: int = 20_000,
 
         csv = write_users(tmp / "register.csv",
                           [(u, PASSWORD) for u in names[:n_register]])
-        start = time.perf_counter()
-        cpu = cpu_seconds(pid)
-        reg = SIPp(tmp / "register", "register.xml", udp, transport="udp",
-                   users=csv, calls=n_register, rate=100000, limit=LIMIT,
-                   expires=7200, timeout=900, trace=False).wait()
-        elapsed = time.perf_counter() - start
-        cpu = tuple(a - b for a, b in zip(cpu_seconds(pid), cpu))
+
+        def register_all(directory: str) -> tuple:
+            """SIPp registers the N accounts once: (result, s, CPU)."""
+            start = time.perf_counter()
+            cpu = cpu_seconds(pid)
+            result = SIPp(tmp / directory, "register.xml", udp, transport="udp",
+                          users=csv, calls=n_register, rate=100000, limit=LIMIT,
+                          expires=7200, timeout=900, trace=False).wait()
+            return (result, time.perf_counter() - start,
+                    tuple(a - b for a, b in zip(cpu_seconds(pid), cpu)))
+        reg, elapsed, cpu = register_all("register")
         after = rss_kib(pid)
         print(f"REGISTER with digest: {reg.successful} ok, {reg.failed} "
               f"failed in {elapsed:.1f} s = "
@@ -166,18 +170,10 @@ def main(n_register: int = 100_000, n_message: int = 20_000,
                   f"{after / 1024:.1f} MiB with {reg.successful} contacts = "
                   f"{(after - before) * 1024 / reg.successful:,.0f} bytes "
                   "per registration")
-
-        if reg.successful:
             # The same accounts again, as apps refresh their registrations:
             # every account known by now (snapshots, and with [sip] workers
             # the HA1s the node taught them).
-            start = time.perf_counter()
-            cpu = cpu_seconds(pid)
-            again = SIPp(tmp / "reregister", "register.xml", udp, transport="udp",
-                         users=csv, calls=n_register, rate=100000, limit=LIMIT,
-                         expires=7200, timeout=900, trace=False).wait()
-            elapsed = time.perf_counter() - start
-            cpu = tuple(a - b for a, b in zip(cpu_seconds(pid), cpu))
+            again, elapsed, cpu = register_all("reregister")
             print(f"REGISTER again (refresh): {again.successful} ok, {again.failed} "
                   f"failed in {elapsed:.1f} s = "
                   f"{again.successful / elapsed:,.0f} registrations/s; "

@@ -373,30 +373,31 @@ class WorkerUDP(protocol.DatagramProtocol):
         if not data.strip(b"\r\n\x00"):
             return  # keep-alive padding: the node drops it too
         challenger = self.link.challenger
-        answer = None
-        if challenger is not None:
-            try:
-                answer = challenger.answer(data, (addr[0], addr[1]))
-            except Exception as e:
-                # Broad: a bug in the fast path must not lose the datagram:
-                # the node gets it and answers it.
-                print(f"error challenge of a datagram from {addr} failed: {e!r}",
-                      file=sys.stderr, flush=True)
+        source = (addr[0], addr[1])
+        answer = None if challenger is None else _guarded(
+            challenger.answer, data, source, "challenge")
         if answer is not None:
             self.transport.write(*answer)
             return
-        vouched = None
-        if challenger is not None and challenger.ha1s:
-            try:
-                vouched = challenger.vouch(data, (addr[0], addr[1]))
-            except Exception as e:
-                # Broad: as above; the node verifies it instead.
-                print(f"error verifying a datagram from {addr} failed: {e!r}",
-                      file=sys.stderr, flush=True)
+        vouched = None if challenger is None or not challenger.ha1s else _guarded(
+            challenger.vouch, data, source, "verification")
         if vouched is not None:
             self.link.forward_vouched(self.index, data, addr, self.arrived, vouched)
         else:
             self.link.forward(self.index, data, addr, self.arrived)
+
+
+def _guarded(step: Any, data: bytes, source: Address, what: str) -> Any:
+    """C{step(data, source)}, or C{None} (the node handles the datagram)
+    should it raise."""
+    try:
+        return step(data, source)
+    except Exception as e:
+        # Broad: a bug in the fast path must not lose the datagram: the
+        # node gets it and answers it.
+        print(f"error: {what} of a datagram from {source} failed: {e!r}",
+              file=sys.stderr, flush=True)
+        return None
 
 
 def _adopt(reactor: Any, fd: int, family: str, proto: Any, max_packet: int) -> Any:

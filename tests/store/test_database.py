@@ -352,6 +352,18 @@ def _two_connections(tmp_path):
     return db, (tm1, db.open(tm1)), (tm2, db.open(tm2))
 
 
+def _count_header_reads(fs) -> list:
+    """The positions of the record headers the FileStorage reads from now."""
+    reads: list = []
+    real = type(fs)._read_data_header
+
+    def counting(self, pos, oid=None, _file=None):
+        reads.append(pos)
+        return real(self, pos, oid, _file)
+    fs._read_data_header = counting.__get__(fs)
+    return reads
+
+
 def test_remembered_serial_still_detects_a_conflict(tmp_path):
     """A FileStorage that remembers the serials it committed still refuses
     a commit made from a stale copy of an object another connection
@@ -384,13 +396,7 @@ def test_rewrite_does_not_read_the_old_header(tmp_path):
     from persistent.mapping import PersistentMapping
     db, (tm1, c1), (tm2, c2) = _two_connections(tmp_path)
     fs = db.storage
-    reads = []
-    real = type(fs)._read_data_header
-
-    def counting(self, pos, oid=None, _file=None):
-        reads.append(pos)
-        return real(self, pos, oid, _file)
-    fs._read_data_header = counting.__get__(fs)
+    reads = _count_header_reads(fs)
     try:
         c1.root()["thing"] = PersistentMapping(n=0)
         tm1.commit()
@@ -428,17 +434,11 @@ def test_serial_check_of_a_read_object_comes_from_memory(tmp_path):
     from ZODB.POSException import ReadConflictError
     db, (tm1, c1), (tm2, c2) = _two_connections(tmp_path)
     fs = db.storage
-    reads = []
-    real = type(fs)._read_data_header
-
-    def counting(self, pos, oid=None, _file=None):
-        reads.append(pos)
-        return real(self, pos, oid, _file)
     try:
         c1.root()["read"] = PersistentMapping(n=0)
         c1.root()["written"] = PersistentMapping(n=0)
         tm1.commit()
-        fs._read_data_header = counting.__get__(fs)
+        reads = _count_header_reads(fs)
         c1.root()["read"]["n"]                      # loaded: its serial known
         c1.readCurrent(c1.root()["read"])
         c1.root()["written"]["n"] = 1
