@@ -13,7 +13,9 @@ Two connections, each with its own transaction manager:
     C{batch_delay} seconds (or C{batch_max} of them) are applied to the
     writer's objects on the reactor thread, and the commit (pickling,
     FileStorage's write and fsync) runs in a thread of its own while the
-    reactor goes on serving and queues the next batch (double buffering).
+    reactor goes on serving and queues the next batch (double buffering:
+    it starts when the commit before ends, once its oldest write has
+    waited C{batch_delay}).
     The reactor never touches the writer's objects while it commits.  Once
     the commit is on disk the reader is synced (so reads see it), the
     transaction's after-commit hooks run on the reactor, and only then
@@ -557,6 +559,8 @@ class Storage(MultiService):
         #: other's objects change under it.
         self._commit_lock = threading.Lock()
         self._pending: list[tuple[Callable, tuple, dict, defer.Deferred]] = []
+        #: When the oldest queued write was queued (reactor seconds).
+        self._pending_since = 0.0
         #: The batch being committed (the writer's objects are off limits
         #: to the reactor meanwhile), or None.
         self._writing: list | None = None
@@ -845,6 +849,8 @@ class Storage(MultiService):
         if self._wconn is None:
             return defer.fail(RuntimeError("storage is not open"))
         d: defer.Deferred = defer.Deferred()
+        if not self._pending:
+            self._pending_since = self._reactor.seconds()
         self._pending.append((fn, args, kwargs, d))
         if self._writing is not None:
             # The batch under way takes what is queued once it is done.
@@ -878,6 +884,7 @@ class Storage(MultiService):
         # Batches commit in order: once this marker is on disk, so is all
         # that was queued before it.
         d = self.batch(_nothing)
+        self._pending_since = float("-inf")   # no waiting behind a commit
         self._commit_batch()        # unless a commit is under way
         # A failed commit is logged ("batch commit failed") and fails each
         # write's own Deferred; flush only waits for it.
@@ -914,6 +921,8 @@ class Storage(MultiService):
             return
         items = self._pending[:self.batch_max]
         del self._pending[:self.batch_max]
+        if self._pending:
+            self._pending_since = self._reactor.seconds()
         results: list[Any] = [None] * len(items)
         if self.threaded and len(items) > self.apply_slice:
             # A big batch is applied a slice per reactor turn, so calls
@@ -1108,8 +1117,18 @@ class Storage(MultiService):
         if self._pending and self._wconn is not None:
             if self.threaded:
                 # Double buffering: the writer thread commits the writes
-                # queued meanwhile while the reactor fires these.
-                self._commit_batch()
+                # queued meanwhile while the reactor fires these, once the
+                # oldest of them has waited batch_delay, as behind an idle
+                # writer (or at once for a full batch).  Not sooner: a
+                # commit costs the process about a millisecond whatever
+                # its size, and committing each write or two as soon as
+                # the last commit ended took a core at 800 paced submits a
+                # second (bench/RESULTS.md, 2026-12-04).
+                wait = self._pending_since + self.batch_delay - self._reactor.seconds()
+                if wait <= 0 or len(self._pending) >= self.batch_max:
+                    self._commit_batch()
+                elif self._timer is None:
+                    self._timer = self._reactor.callLater(wait, self._commit_batch)
             else:
                 # More than one batch queued: the rest go on the next turn.
                 self._commit_soon()

@@ -192,6 +192,60 @@ def test_reactor_serves_while_the_writer_fsyncs(storage, clock, fsync):
     assert dict(storage.domain("test")) == {"a": 1, "b": 2, "c": 3}
 
 
+def test_writes_queued_behind_a_commit_wait_for_companions(tmp_path, clock, fsync):
+    """A write queued while a commit is under way still waits batch_delay
+    from its queueing for companions (not less) when that commit ends,
+    so back-to-back commits of a write each do not take the process at a
+    few hundred messages a second; a full batch, or a flush, goes at once."""
+    storage = Storage(lambda: open_database("Data.fs", tmp_path), reactor=clock,
+                      batch_delay=0.010, batch_max=3, generations=GENERATIONS)
+    storage.open()
+    try:
+        fsync.gate.clear()
+        first = storage.batch(put, "a", 1)
+        clock.advance(0.010)
+        assert fsync.entered.wait(PATIENCE)
+        clock.advance(0.004)
+        second = storage.batch(put, "b", 2)        # queued 4 ms before the end
+        fsync.gate.set()
+        clock.pump_until(first)
+        assert storage.commits == 1 and storage.pending == 1
+        clock.advance(0.009)                        # waited 9 ms: not yet
+        assert storage.pending == 1 and storage._writing is None
+        clock.advance(0.001)
+        assert storage._writing is not None
+        assert clock.pump_until(second) == "b"
+        assert storage.commits == 2
+        # A full batch behind a commit goes as soon as that commit ends.
+        fsync.gate.clear()
+        fsync.entered.clear()
+        third = storage.batch(put, "c", 3)
+        clock.advance(0.010)
+        assert fsync.entered.wait(PATIENCE)
+        rest = [storage.batch(put, k, n) for k, n in (("d", 4), ("e", 5), ("f", 6))]
+        fsync.gate.set()
+        clock.pump_until(third)
+        clock.pump_until(rest[-1])                  # no clock advance needed
+        assert storage.commits == 4
+        # A flush does not wait either.
+        fsync.gate.clear()
+        fsync.entered.clear()
+        fourth = storage.batch(put, "g", 7)
+        clock.advance(0.010)
+        assert fsync.entered.wait(PATIENCE)
+        last = storage.batch(put, "h", 8)
+        flushed = storage.flush()
+        fsync.gate.set()
+        clock.pump_until(fourth)
+        clock.pump_until(flushed)
+        assert last.called
+        assert on_disk(tmp_path / "Data.fs") == {
+            "a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8}
+    finally:
+        fsync.gate.set()
+        storage.close()
+
+
 def test_failing_function_left_out(storage, clock, fsync, tmp_path):
     """In the writer thread too, a function that raises fails alone and
     leaves nothing behind; the others of its batch commit."""
