@@ -23,8 +23,8 @@ from typing import Any, Callable
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from appliance.sip.digest import (DigestError, NonceCounter, NonceFactory, Outcome, Verifier,
-                                  parse_authorization)
+from appliance.sip.digest import (NonceCounter, NonceFactory, Outcome, Verifier,
+                                  realm_credential)
 from appliance.sip.tokens import token_hex
 from appliance.sip.message import Request, Response, make_response
 
@@ -483,20 +483,10 @@ class DigestGate:
 
     def _credential(self, request: Request, name: str) -> dict[str, str] | str | None:
         """
-        The credential for our realm (its parameters, parsed once), else
-        the first unparsable one (a failure), else C{None} (credentials
-        for other realms: challenge).
+        The credential for our realm (L{realm_credential}) in the
+        request's C{name} headers.
         """
-        first = None
-        for value in request.headers.get_all(name):
-            try:
-                params = parse_authorization(value)
-            except DigestError:
-                first = first or value
-                continue
-            if params.get("realm") == self.verifier.realm:
-                return params
-        return first
+        return realm_credential(request.headers.get_all(name), self.verifier.realm)
 
 
 def _tag() -> str:

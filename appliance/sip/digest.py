@@ -18,7 +18,7 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -116,6 +116,25 @@ def parse_authorization(value: str) -> dict[str, str]:
     if not params:
         raise DigestError("empty Digest credential")
     return params
+
+
+def realm_credential(values: Iterable[str], realm: str) -> dict[str, str] | str | None:
+    """
+    Of a request's Authorization (or Proxy-Authorization) values, the
+    credential for C{realm} (its parameters, parsed once), else the first
+    unparsable one (a failure), else C{None} (credentials for other realms
+    only, or none: challenge).
+    """
+    first = None
+    for value in values:
+        try:
+            params = parse_authorization(value)
+        except DigestError:
+            first = first or value
+            continue
+        if params.get("realm") == realm:
+            return params
+    return first
 
 
 def check_response(params: Mapping[str, str], method: str, ha1: str,

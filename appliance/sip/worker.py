@@ -56,8 +56,7 @@ from typing import Any, Iterable
 from twisted.internet import protocol
 
 from appliance.sip.application import DomainCheck
-from appliance.sip.digest import (DigestError, NonceFactory, Outcome, Verifier,
-                                  parse_authorization)
+from appliance.sip.digest import NonceFactory, Outcome, Verifier, realm_credential
 from appliance.sip.headers import HeaderError
 from appliance.sip.message import Request, SIPParseError, make_response, parse
 from appliance.sip.protocol import stamp_via
@@ -68,11 +67,11 @@ __all__ = ["Challenger", "WorkerLink", "WorkerUDP", "main"]
 
 Address = tuple[str, int]
 
-#: Methods a worker challenges: method to (credential header, proxy).
 #: The usernames a datagram's credentials name (a look before parsing:
 #: a request of an account the node has not taught goes on unparsed).
 _USERNAMES = re.compile(rb'username\s*=\s*"([^"\\]*)"', re.IGNORECASE)
 
+#: Methods a worker challenges: method to (credential header, proxy).
 _CHALLENGED = {b"REGISTER ": ("REGISTER", "authorization", False),
                b"MESSAGE ": ("MESSAGE", "proxy-authorization", True)}
 
@@ -174,8 +173,6 @@ class Challenger:
         @return: C{(username, algorithm, ha1, nonce, nc, Call-ID,
             method)} for a right response, else C{None}.
         """
-        if not self.ha1s:
-            return None
         kind = _CHALLENGED.get(data[:9]) or _CHALLENGED.get(data[:8])
         if kind is None:
             return None
@@ -187,29 +184,15 @@ class Challenger:
         else:
             return None         # no account taught here: the node verifies
         try:
-            request = parse(data)
-            if not isinstance(request, Request) or request.method != method:
+            checked = self._request(data, source, method)
+            if checked is None:
                 return None
-            stamp_via(request, source)
-            TransactionLayer.server_key(request)
-            uri = request.uri
-            if uri.scheme != "tel" and uri.host not in self.domains:
-                return None
-            if self.blocked and self._is_blocked(
-                    response_destination(request.top_via(), source)[0]):
-                return None
-            realm = self.verifier.realm
-            for value in request.headers.get_all(header):
-                try:
-                    params = parse_authorization(value)
-                except DigestError:
-                    continue        # as the node: the one for our realm counts
-                if params.get("realm") == realm:
-                    break
-            else:
-                return None
+            request = checked[0]
+            params = realm_credential(request.headers.get_all(header), self.verifier.realm)
+            if not isinstance(params, dict):
+                return None     # none for our realm, or unparsable: the node's
             username = params.get("username")
-            if username not in self.ha1s or "nc" not in params:
+            if username not in ha1s or "nc" not in params:
                 return None
             verdict = self.verifier.verify(params, method, self._ha1)
             if verdict.outcome is not Outcome.OK:
@@ -237,6 +220,29 @@ class Challenger:
         del self.blocked[host]
         return False
 
+    def _request(self, data: bytes, source: Address,
+                 method: str) -> tuple[Request, Address] | None:
+        """
+        The request and where its answer goes, if this worker may handle
+        it: it parses as a C{method} request, passes the node's
+        transaction-key check, is for one of our hosts, and its answer's
+        host is not blocked; else C{None} (the node decides).
+
+        @raise SIPParseError, HeaderError, ValueError: it does not parse.
+        """
+        request = parse(data)
+        if not isinstance(request, Request) or request.method != method:
+            return None
+        stamp_via(request, source)
+        TransactionLayer.server_key(request)  # the node drops what this refuses
+        uri = request.uri
+        if uri.scheme != "tel" and uri.host not in self.domains:
+            return None
+        destination = response_destination(request.top_via(), source)
+        if self.blocked and self._is_blocked(destination[0]):
+            return None
+        return request, destination
+
     def answer(self, data: bytes, source: Address) -> tuple[bytes, Address] | None:
         """
         @param data: one datagram.
@@ -251,18 +257,11 @@ class Challenger:
         if b"authorization" in data.lower():
             return None  # credentials (or the word in a body): the node's
         try:
-            request = parse(data)
-            if not isinstance(request, Request) or request.method != method:
+            checked = self._request(data, source, method)
+            if checked is None:
                 return None
-            stamp_via(request, source)
-            TransactionLayer.server_key(request)  # the node drops what this refuses
-            uri = request.uri
-            if uri.scheme != "tel" and uri.host not in self.domains:
-                return None
+            request, destination = checked
             if request.headers.get_all(header):
-                return None
-            destination = response_destination(request.top_via(), source)
-            if self.blocked and self._is_blocked(destination[0]):
                 return None
             response = make_response(request, 407 if proxy else 401,
                                      to_tag=to_tag(self._secret, request))
