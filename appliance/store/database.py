@@ -559,7 +559,9 @@ class Storage(MultiService):
         #: other's objects change under it.
         self._commit_lock = threading.Lock()
         self._pending: list[tuple[Callable, tuple, dict, defer.Deferred]] = []
-        #: When the oldest queued write was queued (reactor seconds).
+        #: When the oldest queued write was queued (reactor seconds); for
+        #: the writes left over by a full batch, when that batch started
+        #: (they wait at most one batch_delay more than they had to).
         self._pending_since = 0.0
         #: The batch being committed (the writer's objects are off limits
         #: to the reactor meanwhile), or None.
