@@ -11,11 +11,15 @@ Two connections, each with its own transaction manager:
   - the I{writer} belongs to the batched commit path alone.  High-rate
     writes go through L{Storage.batch}: the functions queued within
     C{batch_delay} seconds (or C{batch_max} of them) are applied to the
-    writer's objects on the reactor thread, and the commit (pickling,
-    FileStorage's write and fsync) runs in a thread of its own while the
-    reactor goes on serving and queues the next batch (double buffering:
-    it starts when the commit before ends, once its oldest write has
-    waited C{batch_delay}).
+    writer's objects on the reactor thread and committed.  On a
+    FileStorage a batch of up to C{inline_max} writes is pickled and
+    written on the reactor thread too (a few milliseconds) and only its
+    fsync runs in the writer thread; a bigger batch, and any batch on
+    another storage (ZEO, RelStorage: a commit there waits on the
+    network), commits wholly in the writer thread.  Either way the
+    reactor goes on serving and queues the next batch meanwhile (double
+    buffering: it starts when the commit before ends, once its oldest
+    write has waited C{batch_delay}).
     The reactor never touches the writer's objects while it commits.  Once
     the commit is on disk the reader is synced (so reads see it), the
     transaction's after-commit hooks run on the reactor, and only then
@@ -95,6 +99,19 @@ WRITER_CACHE_SIZE = 10_000
 #: traffic.  Saved at start and then every interval, a restart after a
 #: kill reads at most that interval's commits.
 INDEX_INTERVAL = 60.0
+
+#: On a FileStorage, a batch of at most this many writes is committed on
+#: the reactor thread, and fsynced there too while fsyncs are quick
+#: (L{INLINE_FSYNC_MAX}); a bigger batch commits in the writer thread.
+#: The writer thread and the reactor taking turns on the GIL for each
+#: commit cost the node a third of its SMPP ingress (bench/RESULTS.md,
+#: 2026-12-04: 2,458-2,918 against 3,480-3,710 submit_sm_resp/s inline).
+INLINE_MAX = 250
+#: An inline fsync that takes longer than this (seconds) sends the next
+#: L{FSYNC_THREAD_COMMITS} commits' fsyncs to the writer thread, so a slow
+#: disk holds the reactor once, not at every commit; then it tries again.
+INLINE_FSYNC_MAX = 0.002
+FSYNC_THREAD_COMMITS = 1000
 
 
 def save_index(db: ZODB.DB) -> bool:
@@ -476,8 +493,9 @@ class Storage(MultiService):
     @ivar db: the open C{ZODB.DB}, or C{None} before start / after stop.
     @ivar generation: the database generation after start-up upgrades.
     @ivar commits: batched commits done (for statistics and tests).
-    @ivar threaded: whether batched commits run in the writer thread
-        (C{False}: inline, for reactors that take no calls from threads).
+    @ivar threaded: whether batched commits use the writer thread, for
+        their fsync or wholly (C{False}: inline, for reactors that take
+        no calls from threads).
     @ivar lost_writes: changes found on the reader's connection outside a
         transaction, dropped when it synced (a batch function that wrote
         through C{root()}; should stay 0).
@@ -502,7 +520,8 @@ class Storage(MultiService):
                  threaded: bool | None = None,
                  writer_cache_size: int = WRITER_CACHE_SIZE,
                  index_interval: float = INDEX_INTERVAL,
-                 apply_slice: int = 250):
+                 apply_slice: int = 250, inline_max: int = INLINE_MAX,
+                 inline_fsync_max: float = INLINE_FSYNC_MAX):
         """
         @param opener: returns the C{ZODB.DB} to use (see L{open_database}).
         @param generations: the domains' upgrade steps, C{(domain, steps)}
@@ -526,6 +545,14 @@ class Storage(MultiService):
             index (L{INDEX_INTERVAL}), the first at start; 0 for never.
         @param apply_slice: with the writer thread, a batch's functions
             applied per reactor turn.
+        @param inline_max: with the writer thread on a FileStorage, a
+            batch of at most this many writes is committed on the reactor
+            thread (L{INLINE_MAX}); 0 commits every batch in the writer
+            thread.
+        @param inline_fsync_max: such a batch is fsynced on the reactor
+            thread too, unless an fsync there took longer than this
+            (seconds) within the last L{FSYNC_THREAD_COMMITS} commits: then
+            the writer thread fsyncs it.  0: always the writer thread.
         """
         super().__init__()
         if reactor is None:
@@ -549,6 +576,12 @@ class Storage(MultiService):
         self.threaded = threaded
         self.writer_cache_size = writer_cache_size
         self.apply_slice = apply_slice
+        self.inline_max = inline_max
+        self.inline_fsync_max = inline_fsync_max
+        #: Commits fsync in the writer thread until this many were done.
+        self._fsync_in_thread_until = 0
+        #: Inline fsyncs found slow (each sent fsyncs to the thread).
+        self.slow_fsyncs = 0
         self._conn = None
         self._tm: transaction.TransactionManager | None = None
         self._wconn = None
@@ -994,6 +1027,11 @@ class Storage(MultiService):
             if self._pool is None:
                 self._pool = WriterThread(self._reactor)
                 self._pool.start()
+            sync = self._sync_of_storage()
+            if sync is not None and len(live) <= self.inline_max:
+                self._commit_inline(sync, items, results, live, attempt,
+                                    started, hooks)
+                return
             d = self._pool.run(self._commit_writer)
         else:
             d = defer.maybeDeferred(self._commit_writer)
@@ -1030,10 +1068,61 @@ class Storage(MultiService):
             if not live:
                 return live
 
+    def _commit_inline(self, sync: Callable[[], None], items: list,
+                       results: list, live: list[int], attempt: int,
+                       started: float, hooks: list) -> None:
+        """Commit a small batch on the reactor thread and fsync it there
+        while fsyncs are quick (else in the writer thread); the callers
+        hear of it on the next reactor turn, after that fsync, as they
+        would from the writer thread."""
+        done = self._committed
+        try:
+            self._commit_flushed()
+        except Exception:
+            # Broad, as a commit in the writer thread: _committed retries
+            # a conflict and fails the batch otherwise.
+            done(Failure(), items, results, live, attempt, started, hooks)
+            return
+        if self.commits < self._fsync_in_thread_until \
+                or self.inline_fsync_max <= 0:
+            self._pool.run(sync).addBoth(done, items, results, live,
+                                         attempt, started, hooks)
+            return
+        began = time.perf_counter()
+        try:
+            sync()
+        except Exception:
+            # Broad: a failed fsync fails the batch, as in the thread.
+            outcome: Any = Failure()
+        else:
+            outcome = None
+        took = time.perf_counter() - began
+        if took > self.inline_fsync_max:
+            self.slow_fsyncs += 1
+            # (this commit is counted once its callers hear of it)
+            self._fsync_in_thread_until = \
+                self.commits + 1 + FSYNC_THREAD_COMMITS
+            self.log.warn("an fsync took {ms:.1f} ms: the next {n} commits "
+                          "fsync in the writer thread", ms=took * 1000,
+                          n=FSYNC_THREAD_COMMITS)
+        # Not now: _done starts the next batch, which would fire its
+        # callers before these.
+        self._reactor.callLater(0, done, outcome, items, results, live,
+                                attempt, started, hooks)
+
     def _commit_writer(self) -> None:
         """The writer's commit: in the writer thread (or inline); a
         FileStorage fsyncs it after releasing its locks, before this
         returns (L{_file_storage_class})."""
+        self._commit_flushed()
+        sync = self._sync_of_storage()
+        if sync is not None:
+            sync()
+
+    def _commit_flushed(self) -> None:
+        """The writer's commit, written but (on a FileStorage) not yet
+        fsynced: the caller runs L{_sync_of_storage}'s fsync before anyone
+        hears of it."""
         with self._commit_lock:
             _deferred_fsync.on = True
             try:
@@ -1044,10 +1133,12 @@ class Storage(MultiService):
                 raise
             finally:
                 _deferred_fsync.on = False
-        sync = getattr(self.db.storage, "sync_committed", None) \
+
+    def _sync_of_storage(self) -> Callable[[], None] | None:
+        """The FileStorage's fsync of what a commit flushed, or C{None}
+        for a storage that syncs its commits itself."""
+        return getattr(self.db.storage, "sync_committed", None) \
             if self.db is not None else None
-        if sync is not None:
-            sync()
 
     def _committed(self, outcome: Any, items: list, results: list,
                    live: list[int], attempt: int, started: float,

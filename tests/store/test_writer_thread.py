@@ -19,6 +19,7 @@ import ZODB
 from persistent.mapping import PersistentMapping
 from twisted.internet import task
 from twisted.internet.interfaces import IReactorFromThreads
+from twisted.logger import LogLevel, capturedLogs
 from zope.interface import implementer
 
 from appliance.application import GENERATIONS
@@ -97,8 +98,11 @@ def clock():
 
 @pytest.fixture
 def storage(tmp_path, clock):
+    """A storage whose fsyncs all run in the writer thread (the path a
+    slow disk takes; test_inline_fsync_* test the quick disk's)."""
     s = Storage(lambda: open_database("Data.fs", tmp_path), reactor=clock,
-                batch_delay=0.001, generations=GENERATIONS)
+                batch_delay=0.001, generations=GENERATIONS,
+                inline_fsync_max=0)
     s.open()
     yield s
     s.close()
@@ -198,8 +202,9 @@ def test_writes_queued_behind_a_commit_wait_for_companions(tmp_path, clock, fsyn
     so back-to-back commits of a write each do not take the process at a
     few hundred messages a second; a full batch goes at once (a flush
     too: test_flush_and_stop_wait_for_the_writer)."""
-    storage = Storage(lambda: open_database("Data.fs", tmp_path), reactor=clock,
-                      batch_delay=0.010, batch_max=3, generations=GENERATIONS)
+    storage = Storage(lambda: open_database("Data.fs", tmp_path),
+                      reactor=clock, batch_delay=0.010, batch_max=3,
+                      generations=GENERATIONS, inline_fsync_max=0)
     storage.open()
     try:
         fsync.gate.clear()
@@ -254,7 +259,9 @@ def test_failing_function_left_out(storage, clock, fsync, tmp_path):
 def test_conflict_retried(storage, clock, fsync, tmp_path):
     """A batch whose commit conflicts with another connection's commit is
     counted, re-applied on fresh data after a short random wait, and
-    committed: nothing is lost."""
+    committed: nothing is lost (here a commit wholly in the writer
+    thread, inline_max 0)."""
+    storage.inline_max = 0
     storage.run(lambda root: put(storage._root(), "n", 0))
     other_tm = transaction.TransactionManager()
     other = storage.db.open(other_tm)
@@ -276,6 +283,176 @@ def test_conflict_retried(storage, clock, fsync, tmp_path):
     assert clock.pump_until(d) == 11
     assert on_disk(tmp_path / "Data.fs")["n"] == 11
     assert storage.conflicts_failed == 0
+
+
+def committers(storage) -> list:
+    """The threads that ran the storage's inline commits so far (the
+    first call starts recording)."""
+    seen = storage.__dict__.get("_test_committers")
+    if seen is None:
+        seen = storage._test_committers = []
+        real = storage._commit_flushed
+
+        def commit_flushed():
+            seen.append(threading.current_thread())
+            real()
+        storage._commit_flushed = commit_flushed
+    return seen
+
+
+def test_conflict_in_an_inline_commit_retried(storage, clock, fsync,
+                                              tmp_path):
+    """A conflict raised by a commit made on the reactor's thread is
+    retried as one from the writer thread: counted, re-applied on fresh
+    data after its wait, committed once, acknowledged after its fsync."""
+    storage.run(lambda root: put(storage._root(), "n", 0))
+    other_tm = transaction.TransactionManager()
+    other = storage.db.open(other_tm)
+    other.root()["test"]["n"]
+    runs = []
+
+    def bump(root):
+        root["test"]["n"] += 1
+        if not runs:
+            # Another connection commits between this apply and its
+            # commit (as a second node would): the commit conflicts.
+            other.root()["test"]["n"] += 10
+            other_tm.commit()
+        runs.append(root["test"]["n"])
+        return root["test"]["n"]
+    d = storage.batch(bump)
+    clock.advance(0.001)                    # applied and committed here
+    assert storage.conflicts == 1 and not d.called
+    # No fsync of the batch yet (the other connection's commit fsynced
+    # on this thread, as FileStorage does).
+    assert [t for t in fsync.threads if t is not clock.thread] == []
+    clock.advance(1)                        # the re-run, after its wait
+    assert clock.pump_until(d) == 11
+    assert runs == [1, 11]
+    assert fsync.threads[-1] is not clock.thread
+    assert on_disk(tmp_path / "Data.fs")["n"] == 11
+    other.close()
+
+
+def test_small_batch_written_inline_and_fsynced_in_the_writer(
+        storage, clock, fsync, tmp_path):
+    """A batch of up to inline_max writes is pickled and written on the
+    reactor's thread: its data is in the file before the writer thread's
+    fsync returns, yet no caller hears of it (and the reader does not
+    see it) until that fsync is done."""
+    committers(storage)
+    fsync.gate.clear()
+    d = storage.batch(put, "a", 1)
+    clock.advance(0.001)                    # committed on this thread...
+    assert committers(storage) == [clock.thread]
+    assert fsync.entered.wait(PATIENCE)     # ...fsync held in the writer
+    assert on_disk(tmp_path / "Data.fs") == {"a": 1}
+    assert not d.called and "test" not in storage._root()
+    assert storage.pending == 1
+    fsync.gate.set()
+    assert clock.pump_until(d) == "a"
+    assert storage.domain("test")["a"] == 1
+    assert all(t is not clock.thread for t in fsync.threads)
+
+
+def test_batch_above_inline_max_committed_in_the_writer(tmp_path, clock,
+                                                       fsync):
+    """A batch of more than inline_max writes is committed (pickled,
+    written, fsynced) wholly in the writer thread: nothing is in the file
+    while that thread waits to commit."""
+    storage = Storage(lambda: open_database("Data.fs", tmp_path),
+                      reactor=clock, batch_delay=0.001, inline_max=2,
+                      generations=GENERATIONS)
+    storage.open()
+    try:
+        storage._commit_lock.acquire()      # the writer waits to commit
+        ds = [storage.batch(put, k, n) for k, n in (("a", 1), ("b", 2),
+                                                     ("c", 3))]
+        clock.advance(0.001)                # handed to the writer thread
+        assert storage.pending == 3
+        assert on_disk(tmp_path / "Data.fs") == {}
+        storage._commit_lock.release()
+        for d in ds:
+            clock.pump_until(d)
+        assert on_disk(tmp_path / "Data.fs") == {"a": 1, "b": 2, "c": 3}
+        assert committers(storage) == []
+        # Two writes are at most inline_max: written on this thread.
+        ds = [storage.batch(put, "d", 4), storage.batch(put, "e", 5)]
+        clock.advance(0.001)
+        clock.pump_until(ds[-1])
+        assert committers(storage) == [clock.thread]
+    finally:
+        storage.close()
+
+
+@pytest.fixture
+def quick(tmp_path, clock):
+    """A storage with the default inline fsync (a quick disk's path)."""
+    s = Storage(lambda: open_database("Data.fs", tmp_path), reactor=clock,
+                batch_delay=0.001, generations=GENERATIONS)
+    s.open()
+    yield s
+    s.close()
+
+
+def test_inline_fsync_acks_on_the_next_turn_after_it(quick, clock, fsync,
+                                                     tmp_path):
+    """With quick fsyncs a small batch is committed and fsynced on the
+    reactor's thread; its callers hear of it on the next turn, after the
+    fsync, and the reader sees it then, not before."""
+    fsync.events = events = []
+    d = quick.batch(put, "a", 1)
+    d.addCallback(lambda key: events.append(("ack", key)))
+    quick._reactor.callLater(0.001, lambda: events.append(
+        ("turn", "test" in quick._root())))
+    clock.advance(0.001)
+    assert events[0] == "fsync" and fsync.threads == [clock.thread]
+    assert events[1] == ("turn", False)     # the commit's turn: no ack yet
+    assert events[2:] == [("ack", "a")]
+    assert quick.domain("test")["a"] == 1 and quick.commits == 1
+    assert on_disk(tmp_path / "Data.fs") == {"a": 1}
+    assert quick._pool is not None and not clock.from_threads.qsize()
+
+
+def test_slow_inline_fsync_sends_fsyncs_to_the_writer(quick, clock, fsync,
+                                                      monkeypatch):
+    """An inline fsync slower than inline_fsync_max is counted and logged
+    at warning; the next FSYNC_THREAD_COMMITS commits fsync in the writer
+    thread, then the reactor tries again."""
+    from appliance.store import database
+    monkeypatch.setattr(database, "FSYNC_THREAD_COMMITS", 2)
+    quick.inline_fsync_max = 0.5
+    slow = [True]
+    real = fsync.real
+
+    def fsync_slowly(fd):
+        if slow:
+            slow.pop()
+            time_source[0] += 1.0       # this one takes a second
+        real(fd)
+    time_source = [0.0]
+    monkeypatch.setattr(database.time, "perf_counter",
+                        lambda: time_source[0])
+    fsync.real = fsync_slowly
+
+    def write(key):
+        d = quick.batch(put, key, 1)
+        clock.advance(0.001)
+        return clock.pump_until(d) if not d.called else d.result
+    fsync.threads.clear()
+    with capturedLogs() as events:
+        assert write("a") == "a"            # slow, still inline
+    assert fsync.threads == [clock.thread]
+    logged = [e for e in events if e["log_level"] is LogLevel.warn]
+    assert quick.slow_fsyncs == 1 and logged[0]["n"] == 2
+    assert logged[0]["ms"] == pytest.approx(1000.0)
+    write("b")
+    write("c")                              # two in the writer thread
+    assert fsync.threads[1] is not clock.thread
+    assert fsync.threads[2] is not clock.thread
+    write("d")                              # then inline again
+    assert fsync.threads[3] is clock.thread
+    assert quick.slow_fsyncs == 1
 
 
 def test_after_commit_hooks_on_the_reactor_thread(storage, clock, fsync):
@@ -300,7 +477,7 @@ def test_flush_and_stop_wait_for_the_writer(tmp_path, clock, fsync):
     a commit under way; stopService commits the rest and closes."""
     storage = Storage(lambda: open_database("Data.fs", tmp_path),
                       reactor=clock, batch_delay=0.001,
-                      generations=GENERATIONS)
+                      generations=GENERATIONS, inline_fsync_max=0)
     storage.startService()
     fsync.entered.clear()
     fsync.gate.clear()
