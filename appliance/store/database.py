@@ -12,11 +12,11 @@ Two connections, each with its own transaction manager:
     writes go through L{Storage.batch}: the functions queued within
     C{batch_delay} seconds (or C{batch_max} of them) are applied to the
     writer's objects on the reactor thread and committed.  On a
-    FileStorage a batch of up to C{inline_max} writes is pickled and
-    written on the reactor thread too (a few milliseconds) and only its
-    fsync runs in the writer thread; a bigger batch, and any batch on
-    another storage (ZEO, RelStorage: a commit there waits on the
-    network), commits wholly in the writer thread.  Either way the
+    FileStorage a batch of up to C{inline_max} writes is committed on the
+    reactor thread too (a few milliseconds), and fsynced there while
+    fsyncs are quick (else in the writer thread); a bigger batch, and any
+    batch on another storage (ZEO, RelStorage: a commit there waits on
+    the network), commits wholly in the writer thread.  Either way the
     reactor goes on serving and queues the next batch meanwhile (double
     buffering: it starts when the commit before ends, once its oldest
     write has waited C{batch_delay}).
@@ -25,7 +25,8 @@ Two connections, each with its own transaction manager:
     transaction's after-commit hooks run on the reactor, and only then
     does each caller's Deferred fire.  That is how a protocol acknowledges
     a message only once it is on disk, at the price of one fsync per batch
-    instead of per message, without the reactor waiting for that fsync.
+    instead of per message, and without the reactor waiting on a slow
+    disk's fsync.
 
 Batch functions receive the writer's root mapping and must reach
 persistent objects through it only: an object read through C{root()}
@@ -107,11 +108,14 @@ INDEX_INTERVAL = 60.0
 #: commit cost the node a third of its SMPP ingress (bench/RESULTS.md,
 #: 2026-12-04: 2,458-2,918 against 3,480-3,710 submit_sm_resp/s inline).
 INLINE_MAX = 250
-#: An inline fsync that takes longer than this (seconds) sends the next
-#: L{FSYNC_THREAD_COMMITS} commits' fsyncs to the writer thread, so a slow
-#: disk holds the reactor once, not at every commit; then it tries again.
-INLINE_FSYNC_MAX = 0.002
-FSYNC_THREAD_COMMITS = 1000
+#: While the moving average of fsync times (L{FSYNC_WEIGHT} to the last
+#: one) is above this (seconds), fsyncs run in the writer thread, so a
+#: slow disk holds the reactor for a commit or two, not at every commit;
+#: they come back to the reactor once the average falls below it.
+INLINE_FSYNC_MAX = 0.005
+FSYNC_WEIGHT = 0.1
+#: At most one warning about slow fsyncs per this many seconds.
+FSYNC_WARN_INTERVAL = 60.0
 
 
 def save_index(db: ZODB.DB) -> bool:
@@ -550,9 +554,9 @@ class Storage(MultiService):
             thread (L{INLINE_MAX}); 0 commits every batch in the writer
             thread.
         @param inline_fsync_max: such a batch is fsynced on the reactor
-            thread too, unless an fsync there took longer than this
-            (seconds) within the last L{FSYNC_THREAD_COMMITS} commits: then
-            the writer thread fsyncs it.  0: always the writer thread.
+            thread too, unless the moving average of fsync times is above
+            this (seconds): then the writer thread fsyncs it.  0: always
+            the writer thread.
         """
         super().__init__()
         if reactor is None:
@@ -578,10 +582,13 @@ class Storage(MultiService):
         self.apply_slice = apply_slice
         self.inline_max = inline_max
         self.inline_fsync_max = inline_fsync_max
-        #: Commits fsync in the writer thread until this many were done.
-        self._fsync_in_thread_until = 0
-        #: Inline fsyncs found slow (each sent fsyncs to the thread).
+        #: The moving average of fsync times (seconds), wherever they ran.
+        self.fsync_average = 0.0
+        #: Times fsyncs moved to the writer thread (the average went above
+        #: inline_fsync_max); whether they are there now.
         self.slow_fsyncs = 0
+        self._fsync_in_thread = False
+        self._fsync_warned = float("-inf")
         self._conn = None
         self._tm: transaction.TransactionManager | None = None
         self._wconn = None
@@ -1083,32 +1090,50 @@ class Storage(MultiService):
             # a conflict and fails the batch otherwise.
             done(Failure(), items, results, live, attempt, started, hooks)
             return
-        if self.commits < self._fsync_in_thread_until \
-                or self.inline_fsync_max <= 0:
-            self._pool.run(sync).addBoth(done, items, results, live,
-                                         attempt, started, hooks)
+        if self._fsyncs_in_thread():
+            self._pool.run(lambda: self._timed(sync)).addBoth(
+                done, items, results, live, attempt, started, hooks)
             return
-        began = time.perf_counter()
         try:
-            sync()
+            self._timed(sync)
         except Exception:
             # Broad: a failed fsync fails the batch, as in the thread.
             outcome: Any = Failure()
         else:
             outcome = None
-        took = time.perf_counter() - began
-        if took > self.inline_fsync_max:
-            self.slow_fsyncs += 1
-            # (this commit is counted once its callers hear of it)
-            self._fsync_in_thread_until = \
-                self.commits + 1 + FSYNC_THREAD_COMMITS
-            self.log.warn("an fsync took {ms:.1f} ms: the next {n} commits "
-                          "fsync in the writer thread", ms=took * 1000,
-                          n=FSYNC_THREAD_COMMITS)
         # Not now: _done starts the next batch, which would fire its
         # callers before these.
         self._reactor.callLater(0, done, outcome, items, results, live,
                                 attempt, started, hooks)
+
+    def _timed(self, sync: Callable[[], None]) -> None:
+        """Run C{sync} (an fsync, on either thread), adding its time to
+        L{fsync_average}."""
+        began = time.perf_counter()
+        try:
+            sync()
+        finally:
+            self.fsync_average += FSYNC_WEIGHT * (
+                time.perf_counter() - began - self.fsync_average)
+
+    def _fsyncs_in_thread(self) -> bool:
+        """Whether the next inline commit's fsync goes to the writer
+        thread; logs (at most once per L{FSYNC_WARN_INTERVAL}) when slow
+        fsyncs send them there."""
+        slow = self.inline_fsync_max <= 0 or \
+            self.fsync_average > self.inline_fsync_max
+        if slow and not self._fsync_in_thread and self.inline_fsync_max > 0:
+            self.slow_fsyncs += 1
+            now = self._reactor.seconds()
+            if now - self._fsync_warned >= FSYNC_WARN_INTERVAL:
+                self._fsync_warned = now
+                self.log.warn(
+                    "fsyncs take {ms:.1f} ms on average: they run in the "
+                    "writer thread until they are quicker than {max:.1f} "
+                    "ms ({n} times so far)", ms=self.fsync_average * 1000,
+                    max=self.inline_fsync_max * 1000, n=self.slow_fsyncs)
+        self._fsync_in_thread = slow
+        return slow
 
     def _commit_writer(self) -> None:
         """The writer's commit: in the writer thread (or inline); a
@@ -1117,7 +1142,7 @@ class Storage(MultiService):
         self._commit_flushed()
         sync = self._sync_of_storage()
         if sync is not None:
-            sync()
+            self._timed(sync)
 
     def _commit_flushed(self) -> None:
         """The writer's commit, written but (on a FileStorage) not yet

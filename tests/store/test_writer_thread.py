@@ -414,26 +414,22 @@ def test_inline_fsync_acks_on_the_next_turn_after_it(quick, clock, fsync,
     assert quick._pool is not None and not clock.from_threads.qsize()
 
 
-def test_slow_inline_fsync_sends_fsyncs_to_the_writer(quick, clock, fsync,
-                                                      monkeypatch):
-    """An inline fsync slower than inline_fsync_max is counted and logged
-    at warning; the next FSYNC_THREAD_COMMITS commits fsync in the writer
-    thread, then the reactor tries again."""
+def test_slow_fsyncs_go_to_the_writer_until_quick_again(quick, clock,
+                                                        fsync, monkeypatch):
+    """While the moving average of fsync times is above inline_fsync_max
+    the fsyncs run in the writer thread (counted, logged at warning once);
+    once quick fsyncs bring it below, they are back on the reactor."""
     from appliance.store import database
-    monkeypatch.setattr(database, "FSYNC_THREAD_COMMITS", 2)
-    quick.inline_fsync_max = 0.5
-    slow = [True]
+    quick.inline_fsync_max = 0.05
+    now = [0.0]
+    monkeypatch.setattr(database.time, "perf_counter", lambda: now[0])
     real = fsync.real
+    slow = [1.0]
 
-    def fsync_slowly(fd):
-        if slow:
-            slow.pop()
-            time_source[0] += 1.0       # this one takes a second
+    def fsync_timed(fd):
+        now[0] += slow.pop() if slow else 0.0   # the first takes a second
         real(fd)
-    time_source = [0.0]
-    monkeypatch.setattr(database.time, "perf_counter",
-                        lambda: time_source[0])
-    fsync.real = fsync_slowly
+    fsync.real = fsync_timed
 
     def write(key):
         d = quick.batch(put, key, 1)
@@ -441,18 +437,23 @@ def test_slow_inline_fsync_sends_fsyncs_to_the_writer(quick, clock, fsync,
         return clock.pump_until(d) if not d.called else d.result
     fsync.threads.clear()
     with capturedLogs() as events:
-        assert write("a") == "a"            # slow, still inline
-    assert fsync.threads == [clock.thread]
-    logged = [e for e in events if e["log_level"] is LogLevel.warn]
-    assert quick.slow_fsyncs == 1 and logged[0]["n"] == 2
-    assert logged[0]["ms"] == pytest.approx(1000.0)
-    write("b")
-    write("c")                              # two in the writer thread
-    assert fsync.threads[1] is not clock.thread
-    assert fsync.threads[2] is not clock.thread
-    write("d")                              # then inline again
-    assert fsync.threads[3] is clock.thread
-    assert quick.slow_fsyncs == 1
+        assert write("a") == "a"            # slow, but it was inline
+        assert fsync.threads == [clock.thread]
+        assert quick.fsync_average == pytest.approx(0.1)
+        for key in "bcdefgh":               # 0.1 * 0.9 ** 6 > 0.05
+            write(key)
+        assert all(t is not clock.thread for t in fsync.threads[1:])
+        assert quick.fsync_average < 0.05
+        write("i")                          # quick again: inline
+    assert fsync.threads[-1] is clock.thread
+    assert len(fsync.threads) == 9 and quick.slow_fsyncs == 1
+    warned = [e for e in events if e["log_level"] is LogLevel.warn]
+    assert len(warned) == 1 and warned[0]["ms"] == pytest.approx(100.0)
+    assert on_disk_keys(quick) == set("abcdefghi")
+
+
+def on_disk_keys(storage) -> set:
+    return set(storage.domain("test").keys())
 
 
 def test_after_commit_hooks_on_the_reactor_thread(storage, clock, fsync):
