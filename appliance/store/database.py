@@ -104,9 +104,9 @@ INDEX_INTERVAL = 60.0
 #: On a FileStorage, a batch of at most this many writes is committed on
 #: the reactor thread, and fsynced there too while fsyncs are quick
 #: (L{INLINE_FSYNC_MAX}); a bigger batch commits in the writer thread.
-#: The writer thread and the reactor taking turns on the GIL for each
-#: commit cost the node a third of its SMPP ingress (bench/RESULTS.md,
-#: 2026-12-04: 2,458-2,918 against 3,480-3,710 submit_sm_resp/s inline).
+#: Handing each commit to the writer thread and hearing back from it cost
+#: the node a quarter of its SMPP ingress (bench/RESULTS.md, 2026-12-04:
+#: 2,804-3,192 submit_sm_resp/s before, 3,948-4,359 after).
 INLINE_MAX = 250
 #: While the moving average of fsync times (L{FSYNC_WEIGHT} to the last
 #: one) is above this (seconds), fsyncs run in the writer thread, so a
