@@ -96,14 +96,21 @@ def clock():
     return ThreadedClock()
 
 
+def opened(tmp_path, clock, **kwargs) -> Storage:
+    """An open storage on C{tmp_path}'s Data.fs with the stand-in
+    reactor (batch_delay 1 ms unless given)."""
+    kwargs.setdefault("batch_delay", 0.001)
+    s = Storage(lambda: open_database("Data.fs", tmp_path), reactor=clock,
+                generations=GENERATIONS, **kwargs)
+    s.open()
+    return s
+
+
 @pytest.fixture
 def storage(tmp_path, clock):
     """A storage whose fsyncs all run in the writer thread (the path a
     slow disk takes; test_inline_fsync_* test the quick disk's)."""
-    s = Storage(lambda: open_database("Data.fs", tmp_path), reactor=clock,
-                batch_delay=0.001, generations=GENERATIONS,
-                inline_fsync_max=0)
-    s.open()
+    s = opened(tmp_path, clock, inline_fsync_max=0)
     yield s
     s.close()
 
@@ -202,10 +209,8 @@ def test_writes_queued_behind_a_commit_wait_for_companions(tmp_path, clock, fsyn
     so back-to-back commits of a write each do not take the process at a
     few hundred messages a second; a full batch goes at once (a flush
     too: test_flush_and_stop_wait_for_the_writer)."""
-    storage = Storage(lambda: open_database("Data.fs", tmp_path),
-                      reactor=clock, batch_delay=0.010, batch_max=3,
-                      generations=GENERATIONS, inline_fsync_max=0)
-    storage.open()
+    storage = opened(tmp_path, clock, batch_delay=0.010, batch_max=3,
+                     inline_fsync_max=0)
     try:
         fsync.gate.clear()
         first = storage.batch(put, "a", 1)
@@ -360,10 +365,7 @@ def test_batch_above_inline_max_committed_in_the_writer(tmp_path, clock,
     """A batch of more than inline_max writes is committed (pickled,
     written, fsynced) wholly in the writer thread: nothing is in the file
     while that thread waits to commit."""
-    storage = Storage(lambda: open_database("Data.fs", tmp_path),
-                      reactor=clock, batch_delay=0.001, inline_max=2,
-                      generations=GENERATIONS)
-    storage.open()
+    storage = opened(tmp_path, clock, inline_max=2)
     try:
         storage._commit_lock.acquire()      # the writer waits to commit
         ds = [storage.batch(put, k, n) for k, n in (("a", 1), ("b", 2),
@@ -388,9 +390,7 @@ def test_batch_above_inline_max_committed_in_the_writer(tmp_path, clock,
 @pytest.fixture
 def quick(tmp_path, clock):
     """A storage with the default inline fsync (a quick disk's path)."""
-    s = Storage(lambda: open_database("Data.fs", tmp_path), reactor=clock,
-                batch_delay=0.001, generations=GENERATIONS)
-    s.open()
+    s = opened(tmp_path, clock)
     yield s
     s.close()
 
@@ -522,10 +522,7 @@ def test_big_batch_applied_a_slice_per_turn(tmp_path, clock, fsync):
     a slice per reactor turn (a call scheduled meanwhile runs between two
     slices), then committed once; a function that raises in a slice is
     left out and the rest commit."""
-    storage = Storage(lambda: open_database("Data.fs", tmp_path),
-                      reactor=clock, batch_delay=0.001, apply_slice=2,
-                      generations=GENERATIONS)
-    storage.open()
+    storage = opened(tmp_path, clock, apply_slice=2)
     try:
         order = []
 
